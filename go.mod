@@ -1,0 +1,3 @@
+module github.com/flextok-sdk/flextok
+
+go 1.26
