@@ -180,14 +180,14 @@ func TestF16Exhaustive(t *testing.T) {
 		in   float32
 		want uint16
 	}{
-		{1 + 1.0/2048, 0x3c00},                      // tie -> even
-		{1 + 3.0/2048, 0x3c02},                      // tie -> even (up)
-		{65520, 0x7c00},                             // rounds to inf
-		{65519, 0x7bff},                             //
-		{float32(math.Pow(2, -25)), 0},              // tie at the smallest subnormal -> 0
-		{float32(math.Pow(2, -25)) * 1.01, 1},       //
-		{float32(math.Pow(2, -24)) * 1.5, 2},        // tie -> even
-		{float32(math.NaN()), 0x7e00},               //
+		{1 + 1.0/2048, 0x3c00},                       // tie -> even
+		{1 + 3.0/2048, 0x3c02},                       // tie -> even (up)
+		{65520, 0x7c00},                              // rounds to inf
+		{65519, 0x7bff},                              //
+		{float32(math.Pow(2, -25)), 0},               // tie at the smallest subnormal -> 0
+		{float32(math.Pow(2, -25)) * 1.01, 1},        //
+		{float32(math.Pow(2, -24)) * 1.5, 2},         // tie -> even
+		{float32(math.NaN()), 0x7e00},                //
 		{float32(math.Pow(2, -14)) * 0.9999, 0x0400}, // subnormal rounding up to the smallest normal
 	}
 	for _, c := range cases {
