@@ -1,0 +1,165 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/flextok-sdk/flextok/sdk/internal/fmath"
+)
+
+// MaskKind selects an attention mask.
+type MaskKind uint8
+
+const (
+	// MaskFull lets every query see every key.
+	MaskFull MaskKind = iota
+	// MaskPrefixCausal lets query q see key k when k < Prefix or k <= q: a fully visible
+	// prefix (the encoder's patch tokens) followed by causal tokens (its registers).
+	MaskPrefixCausal
+	// MaskFunc asks Allow(q, k) for every pair.
+	MaskFunc
+)
+
+// Mask says which keys each query may attend to; the same mask applies to every sequence of
+// the batch and every head. The zero value is MaskFull.
+type Mask struct {
+	Kind   MaskKind
+	Prefix int                 // MaskPrefixCausal: length of the fully visible prefix
+	Allow  func(q, k int) bool // MaskFunc: true when query q may see key k
+}
+
+// Allowed reports whether query q may attend to key k.
+func (m Mask) Allowed(q, k int) bool {
+	switch m.Kind {
+	case MaskFull:
+		return true
+	case MaskPrefixCausal:
+		return k < m.Prefix || k <= q
+	case MaskFunc:
+		return m.Allow(q, k)
+	}
+	panic(fmt.Sprintf("flextok/kernels: unknown mask kind %d", m.Kind))
+}
+
+// AttnDims gives the shapes of Attention. Sequence b's token t is row b*Seq+t of its tensor;
+// head h occupies features [h·HeadDim, (h+1)·HeadDim) of a row.
+type AttnDims struct {
+	Batch, Heads, SeqQ, SeqK, HeadDim int
+	// Row strides in elements of q, k, v and out; zero means Heads·HeadDim (dense). A larger
+	// stride lets q, k and v be views into one fused [tokens, 3·W] qkv tensor.
+	LdQ, LdK, LdV, LdO int
+}
+
+func (d *AttnDims) fill() {
+	w := d.Heads * d.HeadDim
+	for _, ld := range []*int{&d.LdQ, &d.LdK, &d.LdV, &d.LdO} {
+		if *ld == 0 {
+			*ld = w
+		}
+		if *ld < w {
+			panic(fmt.Sprintf("flextok/kernels: Attention: row stride %d < Heads*HeadDim = %d", *ld, w))
+		}
+	}
+}
+
+// Attention computes multi-head scaled dot-product attention for a batch of independent
+// sequences: out = softmax(scale · q kᵀ + mask) v per sequence and head.
+//
+// Arithmetic, per sequence and head: the scores S = q_h k_hᵀ come from Gemm (each a float32
+// dot product over HeadDim in index order on the portable path), then s = S·scale in float32.
+// Each query row's softmax subtracts the row maximum over allowed keys, takes
+// e = float32(fmath.Exp(float64(s - max))), sums the e in float64 in key order, rounds the sum
+// once to float32 and divides each e by it; masked keys get probability exactly 0. A row with
+// no allowed key yields zeros (as flex_attention does). The output out_h = P v_h comes from
+// Gemm again (sum over keys in key order). Work is split across threads by (sequence, head)
+// pairs, each computed on one goroutine, so thread count never changes a bit.
+// With o.Fast the two products use the fast Gemm path (see Gemm's bound).
+func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask Mask) {
+	needDims("Attention", d.Batch, d.Heads, d.SeqQ, d.SeqK, d.HeadDim)
+	if mask.Kind == MaskFunc && mask.Allow == nil {
+		panic("flextok/kernels: Attention: MaskFunc without Allow")
+	}
+	d.fill()
+	w := d.Heads * d.HeadDim
+	need("Attention", "q", q, strided(d.Batch*d.SeqQ, w, d.LdQ))
+	need("Attention", "k", k, strided(d.Batch*d.SeqK, w, d.LdK))
+	need("Attention", "v", v, strided(d.Batch*d.SeqK, w, d.LdV))
+	need("Attention", "out", out, strided(d.Batch*d.SeqQ, w, d.LdO))
+	if d.SeqQ == 0 || d.HeadDim == 0 {
+		return
+	}
+	if d.SeqK == 0 {
+		for t := 0; t < d.Batch*d.SeqQ; t++ {
+			clear(out[t*d.LdO : t*d.LdO+w])
+		}
+		return
+	}
+	// allowed[q*SeqK+k] caches the mask once for all sequences and heads.
+	var allowed []bool
+	if mask.Kind != MaskFull {
+		allowed = make([]bool, d.SeqQ*d.SeqK)
+		for qi := 0; qi < d.SeqQ; qi++ {
+			for ki := 0; ki < d.SeqK; ki++ {
+				allowed[qi*d.SeqK+ki] = mask.Allowed(qi, ki)
+			}
+		}
+	}
+	inner := Opts{Threads: 1, Fast: o.Fast}
+	parallel(o.threads(), d.Batch*d.Heads, func(lo, hi int) {
+		sbuf := getBuf(d.SeqQ * d.SeqK)
+		defer putBuf(sbuf)
+		s := *sbuf
+		for job := lo; job < hi; job++ {
+			b, h := job/d.Heads, job%d.Heads
+			qh := q[b*d.SeqQ*d.LdQ+h*d.HeadDim:]
+			kh := k[b*d.SeqK*d.LdK+h*d.HeadDim:]
+			vh := v[b*d.SeqK*d.LdV+h*d.HeadDim:]
+			oh := out[b*d.SeqQ*d.LdO+h*d.HeadDim:]
+			Gemm(inner, d.SeqQ, d.SeqK, d.HeadDim, qh, d.LdQ, kh, d.LdK, NK, s, d.SeqK)
+			for qi := 0; qi < d.SeqQ; qi++ {
+				var al []bool
+				if allowed != nil {
+					al = allowed[qi*d.SeqK : (qi+1)*d.SeqK]
+				}
+				softmaxRow(s[qi*d.SeqK:(qi+1)*d.SeqK], al, scale)
+			}
+			Gemm(inner, d.SeqQ, d.HeadDim, d.SeqK, s, d.SeqK, vh, d.LdV, KN, oh, d.LdO)
+		}
+	})
+}
+
+// softmaxRow turns raw scores into probabilities in place (see Attention); al == nil means all
+// keys are allowed.
+func softmaxRow(row []float32, al []bool, scale float32) {
+	mx := float32(math.Inf(-1))
+	seen := false
+	for j, v := range row {
+		if al != nil && !al[j] {
+			continue
+		}
+		v *= scale
+		row[j] = v
+		if !seen || v > mx {
+			mx = v
+			seen = true
+		}
+	}
+	if !seen {
+		clear(row)
+		return
+	}
+	var sum float64
+	for j, v := range row {
+		if al != nil && !al[j] {
+			row[j] = 0
+			continue
+		}
+		e := float32(fmath.Exp(float64(v - mx)))
+		row[j] = e
+		sum += float64(e)
+	}
+	inv := float32(sum)
+	for j := range row {
+		row[j] /= inv
+	}
+}

@@ -1,0 +1,270 @@
+package kernels
+
+import "fmt"
+
+// Layout says how the second operand of Gemm is stored.
+type Layout uint8
+
+const (
+	// NK is the PyTorch Linear weight layout: element (p, j) of the K x N operand is
+	// b[j*ldb+p], i.e. the operand is W^T for W[N,K].
+	NK Layout = iota
+	// KN is plain row-major: element (p, j) is b[p*ldb+j].
+	KN
+)
+
+// Linear computes y[M,N] = x[M,K] · w[N,K]^T + bias, with w in PyTorch [out,in] layout and
+// bias of length N or nil. All slices are dense row-major.
+//
+// Portable path (the reference, bit-identical on every platform and for every thread count):
+//
+//	for i < M, j < N:
+//		var acc float32
+//		for p := 0; p < K; p++ { acc += float32(x[i*K+p] * w[j*K+p]) }
+//		y[i*N+j] = acc + bias[j] // or acc when bias is nil
+//
+// MatMulNaive is exactly that loop.
+func Linear(o Opts, y, x, w, bias []float32, m, k, n int) {
+	if bias != nil {
+		need("Linear", "bias", bias, n)
+	}
+	need("Linear", "y", y, m*n)
+	Gemm(o, m, n, k, x, k, w, k, NK, y, n)
+	if bias != nil {
+		addBiasCols(o, y, n, bias, m, n)
+	}
+}
+
+// MatMul is Linear without bias: y[M,N] = x[M,K] · w[N,K]^T.
+func MatMul(o Opts, y, x, w []float32, m, k, n int) { Linear(o, y, x, w, nil, m, k, n) }
+
+// MatMulNaive is the reference loop of Linear (bias may be nil). It gives the same bits as
+// the portable path of Linear.
+func MatMulNaive(y, x, w, bias []float32, m, k, n int) {
+	needDims("MatMulNaive", m, k, n)
+	need("MatMulNaive", "x", x, m*k)
+	need("MatMulNaive", "w", w, n*k)
+	need("MatMulNaive", "y", y, m*n)
+	if bias != nil {
+		need("MatMulNaive", "bias", bias, n)
+	}
+	for i := 0; i < m; i++ {
+		xr := x[i*k : i*k+k]
+		for j := 0; j < n; j++ {
+			wr := w[j*k : j*k+k]
+			var acc float32
+			for p, xv := range xr {
+				acc += float32(xv * wr[p])
+			}
+			if bias != nil {
+				acc += bias[j]
+			}
+			y[i*n+j] = acc
+		}
+	}
+}
+
+// addBiasCols adds bias[j] to column j of the rows x cols matrix c (row stride ldc).
+func addBiasCols(o Opts, c []float32, ldc int, bias []float32, rows, cols int) {
+	parallel(o.threads(), rows, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			r := c[i*ldc : i*ldc+cols]
+			for j, b := range bias[:cols] {
+				r[j] += b
+			}
+		}
+	})
+}
+
+// Gemm computes C = A · B for an M x K matrix A (a[i*lda+p]) and a K x N matrix B stored as
+// layout says, into the M x N matrix C (c[i*ldc+j]); C is overwritten. This is the one matrix
+// product behind Linear, attention and convolution.
+//
+// Portable path: every element of C is the float32 sum over p = 0, 1, ..., K-1, in that order,
+// of the explicitly rounded products float32(A(i,p)*B(p,j)), starting from zero (the loop in
+// Linear's comment). Blocking, packing and threads change only which element is computed
+// when, never the order of one element's sum.
+//
+// Fast path (o.Fast on amd64 with AVX-512, not with -tags purego): fused multiply-adds, K split
+// into blocks whose partial sums are added to C. Each element then differs from the exact sum
+// S = Σ A(i,p)B(p,j) by at most about K·2^-24·Σ|A(i,p)B(p,j)| (the standard bound for a
+// recursive float32 sum, which no blocking makes worse), as the portable result does; the two
+// paths therefore differ by at most twice that. The tests check exactly this bound.
+func Gemm(o Opts, m, n, k int, a []float32, lda int, b []float32, ldb int, layout Layout, c []float32, ldc int) {
+	needDims("Gemm", m, n, k)
+	if lda < k || ldc < n || (layout == NK && ldb < k) || (layout == KN && ldb < n) {
+		panic(fmt.Sprintf("flextok/kernels: Gemm: leading dimensions lda=%d ldb=%d ldc=%d too small for M=%d N=%d K=%d", lda, ldb, ldc, m, n, k))
+	}
+	need("Gemm", "a", a, strided(m, k, lda))
+	if layout == NK {
+		need("Gemm", "b", b, strided(n, k, ldb))
+	} else {
+		need("Gemm", "b", b, strided(k, n, ldb))
+	}
+	need("Gemm", "c", c, strided(m, n, ldc))
+	if m == 0 || n == 0 {
+		return
+	}
+	kn := portableKernel
+	if o.Fast {
+		if f, ok := fastKernel(); ok {
+			kn = f
+		}
+	}
+	gemmDriver(kn, o.threads(), m, n, k, a, lda, b, ldb, layout, c, ldc)
+}
+
+// microKernel computes one mr x nr tile: c[r*ldc+j] += Σ_{p<kc} a[p*mr+r]·b[p*nr+j], where a
+// and b are packed panels. Portable kernels continue each element's sum from the value in c
+// in p order; fast kernels may sum in any order.
+type microKernel struct {
+	mr, nr, kc int
+	name       string
+	run        func(kc int, a, b, c []float32, ldc int)
+}
+
+// FastPath names the fast matrix-product path this build and CPU would use with Opts.Fast,
+// or "" when there is none (then Opts.Fast runs the portable code).
+func FastPath() string {
+	if f, ok := fastKernel(); ok {
+		return f.name
+	}
+	return ""
+}
+
+// gemmDriver runs the blocked product: B is packed once into nr-wide panels (all of K), each
+// goroutine packs its own mr-high panels of A and computes those rows of C for all columns,
+// K block by K block. Threads split only rows.
+func gemmDriver(kn microKernel, threads, m, n, k int, a []float32, lda int, b []float32, ldb int, layout Layout, c []float32, ldc int) {
+	mr, nr := kn.mr, kn.nr
+	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
+	for i := 0; i < m; i++ {
+		clear(c[i*ldc : i*ldc+n])
+	}
+	if k == 0 {
+		return
+	}
+	bbuf := getBuf(np * nr * k)
+	defer putBuf(bbuf)
+	bp := *bbuf
+	parallel(threads, np, func(lo, hi int) {
+		for jp := lo; jp < hi; jp++ {
+			packB(bp[jp*nr*k:(jp+1)*nr*k], b, ldb, layout, jp*nr, min(nr, n-jp*nr), nr, k)
+		}
+	})
+	parallel(threads, mp, func(lo, hi int) {
+		abuf := getBuf((hi - lo) * mr * k)
+		defer putBuf(abuf)
+		ap := *abuf
+		for ip := lo; ip < hi; ip++ {
+			packA(ap[(ip-lo)*mr*k:(ip-lo+1)*mr*k], a, lda, ip*mr, min(mr, m-ip*mr), mr, k)
+		}
+		tile := make([]float32, mr*nr)
+		for pc := 0; pc < k; pc += kn.kc {
+			kb := min(kn.kc, k-pc)
+			for jp := 0; jp < np; jp++ {
+				bpan := bp[jp*nr*k+pc*nr : jp*nr*k+(pc+kb)*nr]
+				c0 := jp * nr
+				cols := min(nr, n-c0)
+				for ip := lo; ip < hi; ip++ {
+					apan := ap[(ip-lo)*mr*k+pc*mr : (ip-lo)*mr*k+(pc+kb)*mr]
+					r0 := ip * mr
+					rows := min(mr, m-r0)
+					if rows == mr && cols == nr {
+						kn.run(kb, apan, bpan, c[r0*ldc+c0:r0*ldc+c0+(mr-1)*ldc+nr], ldc)
+						continue
+					}
+					clear(tile)
+					for r := 0; r < rows; r++ {
+						copy(tile[r*nr:r*nr+cols], c[(r0+r)*ldc+c0:])
+					}
+					kn.run(kb, apan, bpan, tile, nr)
+					for r := 0; r < rows; r++ {
+						copy(c[(r0+r)*ldc+c0:(r0+r)*ldc+c0+cols], tile[r*nr:])
+					}
+				}
+			}
+		}
+	})
+}
+
+// packA copies rows [r0, r0+rows) of A into dst as dst[p*mr+r], padding to mr rows with zeros.
+func packA(dst, a []float32, lda, r0, rows, mr, k int) {
+	for r := 0; r < rows; r++ {
+		src := a[(r0+r)*lda : (r0+r)*lda+k]
+		for p, v := range src {
+			dst[p*mr+r] = v
+		}
+	}
+	for r := rows; r < mr; r++ {
+		for p := 0; p < k; p++ {
+			dst[p*mr+r] = 0
+		}
+	}
+}
+
+// packB copies columns [c0, c0+cols) of B into dst as dst[p*nr+j], padding to nr with zeros.
+func packB(dst, b []float32, ldb int, layout Layout, c0, cols, nr, k int) {
+	if layout == KN {
+		for p := 0; p < k; p++ {
+			d := dst[p*nr : p*nr+nr]
+			copy(d, b[p*ldb+c0:p*ldb+c0+cols])
+			clear(d[cols:])
+		}
+		return
+	}
+	for j := 0; j < cols; j++ {
+		src := b[(c0+j)*ldb : (c0+j)*ldb+k]
+		for p, v := range src {
+			dst[p*nr+j] = v
+		}
+	}
+	for j := cols; j < nr; j++ {
+		for p := 0; p < k; p++ {
+			dst[p*nr+j] = 0
+		}
+	}
+}
+
+// portableKernel is the scalar 4x4 register-blocked kernel: sixteen independent sums, each
+// continued from c in p order with explicitly rounded products.
+var portableKernel = microKernel{mr: 4, nr: 4, kc: 512, name: "portable", run: kernel4x4}
+
+func kernel4x4(kc int, a, b, c []float32, ldc int) {
+	r0 := c[0:4:4]
+	r1 := c[ldc : ldc+4 : ldc+4]
+	r2 := c[2*ldc : 2*ldc+4 : 2*ldc+4]
+	r3 := c[3*ldc : 3*ldc+4 : 3*ldc+4]
+	c00, c01, c02, c03 := r0[0], r0[1], r0[2], r0[3]
+	c10, c11, c12, c13 := r1[0], r1[1], r1[2], r1[3]
+	c20, c21, c22, c23 := r2[0], r2[1], r2[2], r2[3]
+	c30, c31, c32, c33 := r3[0], r3[1], r3[2], r3[3]
+	a = a[:4*kc]
+	b = b[:4*kc]
+	for len(a) >= 4 && len(b) >= 4 {
+		a0, a1, a2, a3 := a[0], a[1], a[2], a[3]
+		b0, b1, b2, b3 := b[0], b[1], b[2], b[3]
+		c00 += float32(a0 * b0)
+		c01 += float32(a0 * b1)
+		c02 += float32(a0 * b2)
+		c03 += float32(a0 * b3)
+		c10 += float32(a1 * b0)
+		c11 += float32(a1 * b1)
+		c12 += float32(a1 * b2)
+		c13 += float32(a1 * b3)
+		c20 += float32(a2 * b0)
+		c21 += float32(a2 * b1)
+		c22 += float32(a2 * b2)
+		c23 += float32(a2 * b3)
+		c30 += float32(a3 * b0)
+		c31 += float32(a3 * b1)
+		c32 += float32(a3 * b2)
+		c33 += float32(a3 * b3)
+		a = a[4:]
+		b = b[4:]
+	}
+	r0[0], r0[1], r0[2], r0[3] = c00, c01, c02, c03
+	r1[0], r1[1], r1[2], r1[3] = c10, c11, c12, c13
+	r2[0], r2[1], r2[2], r2[3] = c20, c21, c22, c23
+	r3[0], r3[1], r3[2], r3[3] = c30, c31, c32, c33
+}

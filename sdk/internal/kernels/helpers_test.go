@@ -1,0 +1,49 @@
+package kernels
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// u is the float32 unit roundoff: a correctly rounded float32 operation has relative error <= u.
+const u = 1.0 / (1 << 24)
+
+// randSlice returns n values in [-scale, scale) from a seeded PCG. The values are built from
+// integers (k / 2^23), so they are the same on every platform.
+func randSlice(r *rand.Rand, n int, scale float32) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(int32(r.Uint32()>>8)-(1<<23)) / (1 << 23) * scale
+	}
+	return s
+}
+
+func newRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)) }
+
+// within fails the test at the first element whose |got-want| exceeds tol(i).
+func within(t *testing.T, what string, got []float32, want []float64, tol func(i int) float64) {
+	t.Helper()
+	if len(got) < len(want) {
+		t.Fatalf("%s: len %d < %d", what, len(got), len(want))
+	}
+	for i, w := range want {
+		g := float64(got[i])
+		if d := math.Abs(g - w); !(d <= tol(i)) {
+			t.Fatalf("%s: [%d] = %v, want %v (|diff| %.3g > bound %.3g)", what, i, g, w, d, tol(i))
+		}
+	}
+}
+
+// sameBits fails unless a and b are bitwise equal.
+func sameBits(t *testing.T, what string, a, b []float32) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("%s: lengths %d and %d", what, len(a), len(b))
+	}
+	for i := range a {
+		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
+			t.Fatalf("%s: element %d differs: %v vs %v", what, i, a[i], b[i])
+		}
+	}
+}
