@@ -111,7 +111,70 @@ func Gemm(o Opts, m, n, k int, a []float32, lda int, b []float32, ldb int, layou
 			kn = f
 		}
 	}
-	gemmDriver(kn, o.threads(), m, n, k, a, lda, b, ldb, layout, c, ldc)
+	bbuf := getBuf(packedLen(kn, n, k))
+	defer putBuf(bbuf)
+	packAllB(kn, o.threads(), *bbuf, b, ldb, layout, n, k)
+	gemmDriver(kn, o.threads(), m, n, k, a, lda, *bbuf, c, ldc)
+}
+
+// packedLen is the length of B packed into kn.nr-wide panels.
+func packedLen(kn microKernel, n, k int) int { return (n + kn.nr - 1) / kn.nr * kn.nr * k }
+
+// packAllB packs all of B into nr-wide panels of all K, panels split across threads.
+func packAllB(kn microKernel, threads int, bp, b []float32, ldb int, layout Layout, n, k int) {
+	nr := kn.nr
+	parallel(threads, (n+nr-1)/nr, func(lo, hi int) {
+		for jp := lo; jp < hi; jp++ {
+			packB(bp[jp*nr*k:(jp+1)*nr*k], b, ldb, layout, jp*nr, min(nr, n-jp*nr), nr, k)
+		}
+	})
+}
+
+// Weights is a Linear weight matrix W[N,K] packed once, for repeated LinearPacked calls (the
+// engine packs every weight at load time and saves the packing in each product).
+type Weights struct {
+	N, K int
+	kn   microKernel
+	data []float32
+}
+
+// PackWeights packs w [n,k] (PyTorch [out,in] layout) for the path o selects: the fast path
+// when o.Fast and this build and CPU have one, else the portable path. The result does not
+// alias w.
+func PackWeights(o Opts, w []float32, n, k int) *Weights {
+	needDims("PackWeights", n, k)
+	need("PackWeights", "w", w, n*k)
+	kn := portableKernel
+	if o.Fast {
+		if f, ok := fastKernel(); ok {
+			kn = f
+		}
+	}
+	pw := &Weights{N: n, K: k, kn: kn, data: make([]float32, packedLen(kn, n, k))}
+	packAllB(kn, o.threads(), pw.data, w, k, NK, n, k)
+	return pw
+}
+
+// Path names the path the weights were packed for ("portable" or FastPath()).
+func (w *Weights) Path() string { return w.kn.name }
+
+// LinearPacked is Linear with packed weights: y[M,N] = x[M,K] · W^T + bias. It runs the path
+// the weights were packed for (o.Fast is ignored) and gives the same bits as Linear on that
+// path.
+func LinearPacked(o Opts, y, x []float32, w *Weights, bias []float32, m int) {
+	needDims("LinearPacked", m)
+	need("LinearPacked", "x", x, m*w.K)
+	need("LinearPacked", "y", y, m*w.N)
+	if bias != nil {
+		need("LinearPacked", "bias", bias, w.N)
+	}
+	if m == 0 || w.N == 0 {
+		return
+	}
+	gemmDriver(w.kn, o.threads(), m, w.N, w.K, x, w.K, w.data, y, w.N)
+	if bias != nil {
+		addBiasCols(o, y, w.N, bias, m, w.N)
+	}
 }
 
 // microKernel computes one mr x nr tile: c[r*ldc+j] += Σ_{p<kc} a[p*mr+r]·b[p*nr+j], where a
@@ -132,27 +195,19 @@ func FastPath() string {
 	return ""
 }
 
-// gemmDriver runs the blocked product: B is packed once into nr-wide panels (all of K), each
+// gemmDriver runs the blocked product over B packed into nr-wide panels of all K (bp): each
 // goroutine packs its own mr-high panels of A and computes those rows of C for all columns,
 // K block by K block. Threads split only rows.
-func gemmDriver(kn microKernel, threads, m, n, k int, a []float32, lda int, b []float32, ldb int, layout Layout, c []float32, ldc int) {
+func gemmDriver(kn microKernel, threads, m, n, k int, a []float32, lda int, bp []float32, c []float32, ldc int) {
 	mr, nr := kn.mr, kn.nr
 	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
-	for i := 0; i < m; i++ {
-		clear(c[i*ldc : i*ldc+n])
-	}
-	if k == 0 {
-		return
-	}
-	bbuf := getBuf(np * nr * k)
-	defer putBuf(bbuf)
-	bp := *bbuf
-	parallel(threads, np, func(lo, hi int) {
-		for jp := lo; jp < hi; jp++ {
-			packB(bp[jp*nr*k:(jp+1)*nr*k], b, ldb, layout, jp*nr, min(nr, n-jp*nr), nr, k)
-		}
-	})
 	parallel(threads, mp, func(lo, hi int) {
+		for i := lo * mr; i < min(hi*mr, m); i++ {
+			clear(c[i*ldc : i*ldc+n])
+		}
+		if k == 0 {
+			return
+		}
 		abuf := getBuf((hi - lo) * mr * k)
 		defer putBuf(abuf)
 		ap := *abuf
@@ -213,15 +268,21 @@ func packB(dst, b []float32, ldb int, layout Layout, c0, cols, nr, k int) {
 		}
 		return
 	}
-	for j := 0; j < cols; j++ {
-		src := b[(c0+j)*ldb : (c0+j)*ldb+k]
-		for p, v := range src {
-			dst[p*nr+j] = v
+	// Transpose in blocks of 16 K values so that the nr x 16 destination block stays in L1
+	// while the nr source rows are read 64 bytes at a time.
+	const pb = 16
+	for p0 := 0; p0 < k; p0 += pb {
+		pn := min(pb, k-p0)
+		for j := 0; j < cols; j++ {
+			src := b[(c0+j)*ldb+p0 : (c0+j)*ldb+p0+pn]
+			for pp, v := range src {
+				dst[(p0+pp)*nr+j] = v
+			}
 		}
-	}
-	for j := cols; j < nr; j++ {
-		for p := 0; p < k; p++ {
-			dst[p*nr+j] = 0
+		for j := cols; j < nr; j++ {
+			for pp := 0; pp < pn; pp++ {
+				dst[(p0+pp)*nr+j] = 0
+			}
 		}
 	}
 }

@@ -147,6 +147,27 @@ func TestFastAgainstPortable(t *testing.T) {
 	}
 }
 
+// TestLinearPacked: pre-packed weights give exactly the bits of Linear on the same path.
+func TestLinearPacked(t *testing.T) {
+	r := newRand(6)
+	for _, s := range oddShapes {
+		x := randSlice(r, s.m*s.k, 1)
+		w := randSlice(r, s.n*s.k, 1)
+		bias := randSlice(r, s.n, 1)
+		for _, fast := range []bool{false, true} {
+			want := make([]float32, s.m*s.n)
+			Linear(Opts{Fast: fast}, want, x, w, bias, s.m, s.k, s.n)
+			pw := PackWeights(Opts{Threads: 2, Fast: fast}, w, s.n, s.k)
+			if !fast && pw.Path() != "portable" {
+				t.Fatalf("portable packing has path %q", pw.Path())
+			}
+			got := make([]float32, s.m*s.n)
+			LinearPacked(Opts{Threads: 3}, got, x, pw, bias, s.m)
+			sameBits(t, fmt.Sprintf("%+v fast=%v", s, fast), got, want)
+		}
+	}
+}
+
 func TestGemmShapePanics(t *testing.T) {
 	defer func() {
 		if recover() == nil {
@@ -180,13 +201,23 @@ func BenchmarkMatMul(b *testing.B) {
 		y := make([]float32, s.m*s.n)
 		for _, p := range paths {
 			o := Opts{Threads: runtime.GOMAXPROCS(0), Fast: p.fast}
+			flop := 2 * float64(s.m) * float64(s.n) * float64(s.k)
 			b.Run(fmt.Sprintf("path=%s/M=%d,K=%d,N=%d", p.name, s.m, s.k, s.n), func(b *testing.B) {
 				for b.Loop() {
 					MatMul(o, y, x, w, s.m, s.k, s.n)
 				}
-				flop := 2 * float64(s.m) * float64(s.n) * float64(s.k)
 				b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
+			if p.fast {
+				// Weights packed once, as the engine does at load time.
+				pw := PackWeights(o, w, s.n, s.k)
+				b.Run(fmt.Sprintf("path=%s-packed/M=%d,K=%d,N=%d", p.name, s.m, s.k, s.n), func(b *testing.B) {
+					for b.Loop() {
+						LinearPacked(o, y, x, pw, nil, s.m)
+					}
+					b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
 		}
 	}
 }

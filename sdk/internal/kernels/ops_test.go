@@ -52,7 +52,7 @@ func TestLayerNorm(t *testing.T) {
 
 func TestLayerNormHeads(t *testing.T) {
 	r := newRand(11)
-	const tokens, heads, hd, ld = 9, 3, 64, 3*64*3 // q inside a fused qkv row
+	const tokens, heads, hd, ld = 9, 3, 64, 3 * 64 * 3 // q inside a fused qkv row
 	x := randSlice(r, tokens*ld, 2)
 	got := append([]float32(nil), x...)
 	LayerNormHeads(Opts{Threads: 2}, got, tokens, ld, heads, hd, 1e-5)

@@ -1,0 +1,46 @@
+// Package kernels holds the compute kernels of the pure-Go FlexTok engine: matrix products
+// (Linear, Gemm), LayerNorm (also per head, for QK-norm), GroupNorm, adaLN modulation and the
+// gated residual add, SiLU and the SwiGLU combine, multi-head attention with masks, Conv2d and
+// nearest 2x upsampling.
+//
+// # Overview
+//
+// All tensors are dense float32 slices in row-major order with explicit dimensions; weights
+// keep the PyTorch layouts ([out, in] for Linear, [out, in, kh, kw] for Conv2d), so a
+// checkpoint's tensors are used as they are. Kernels panic with a "flextok/kernels:" message on
+// a shape mismatch, which is a programmer error.
+//
+// Every kernel takes an Opts: Threads (how many goroutines it may use) and Fast (whether the
+// matrix products may use the platform fast path). The zero Opts is the deterministic
+// reference: portable Go on the calling goroutine.
+//
+// Gemm is the one matrix product. Its portable path packs A into 4-row and B into 4-column
+// panels and runs a scalar 4x4 register-blocked kernel; it builds everywhere, including
+// GOOS=js and GOOS=wasip1 GOARCH=wasm. On amd64 (unless built with -tags purego) a CPU with
+// AVX-512F gets an assembly 12x32 micro-kernel (24 ZMM accumulators, VFMADD231PS, K blocks of
+// 256) over the same packing scheme, chosen at run time with golang.org/x/sys/cpu. FastPath
+// names the path in use. gen_amd64.go generates gemm_amd64.s.
+//
+// # Determinism
+//
+// The portable path gives the same bits on every platform (amd64, arm64, wasm) and for every
+// thread count; TestGolden pins a sha256 of all kernels' outputs that passes natively, under
+// GOOS=js and with -tags purego. The rules that make it so:
+//
+//   - Every product that is added to something is rounded explicitly, acc += float32(a*b);
+//     the Go spec lets a compiler fuse x*y+z into an FMA (gc does on arm64) but never across
+//     an explicit conversion.
+//   - Every reduction has one fixed order: a matrix-product element sums over K in index
+//     order from zero, then adds the bias; normalisation statistics (mean, then the variance
+//     about it) and softmax denominators accumulate in float64 in index order and are
+//     rounded to float32 once.
+//   - Work is split across goroutines only by output rows, columns, heads or groups, never
+//     along a reduction axis, so Opts.Threads changes when an element is computed, not how.
+//   - exp comes from sdk/internal/fmath (pure Go everywhere), never math.Exp, which is
+//     assembly on amd64; sqrt is correctly rounded by IEEE 754 on every platform.
+//
+// The fast path (Opts.Fast) fuses multiply-adds and sums in K blocks, so it is not
+// bit-identical to the portable path; each element is within (K+2)·2^-24·Σ|a·b| of the exact
+// value, as the portable one is, and the tests check the two paths against each other within
+// twice that bound. Use it where a bounded result is acceptable, never for exact conformance.
+package kernels
