@@ -1,0 +1,30 @@
+// Package model describes a FlexTok checkpoint: its configuration tree, the
+// typed architecture it denotes, and the names and shapes of its weights.
+//
+// # Overview
+//
+// A checkpoint carries its config either in the safetensors "__metadata__"
+// (one Python-literal repr per top-level key, as the official
+// save_safetensors writes it) or in a Hugging Face config.json. Both are read
+// into one ordered tree, because module order is key order: the official
+// SequentialModuleDictWrapper runs its module_dict in insertion order.
+//
+// [ParseTree] interprets the tree in order (vae, encoder.module_dict,
+// regularizer, decoder.module_dict, pipeline), dispatching on the hydra
+// `_target_` class names the official code defines. Unknown classes, missing
+// keys and wrong types are errors naming the key path, for example
+// `decoder.module_dict.dec_transformer.depth`. The result is a validated
+// [Config]: plain values, no tree.
+//
+// [Config.CheckWeights] compares a checkpoint's tensors with the names and
+// shapes the config implies ([Config.ExpectedTensors], built from the one
+// name table in names.go), strips a `_checkpoint_wrapped_module.` infix and
+// accepts old diffusers attention names (query/key/value/proj_attn).
+//
+// [Load] and [LoadFile] do both; [Summarize] gives the architecture,
+// parameter counts per part and the licence notice for `flextok
+// inspect-model`.
+//
+// Official FlexTok weights are released under the Apple ML Research Model
+// licence (research use only). This package never downloads or bundles them.
+package model

@@ -1,0 +1,240 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+)
+
+// WeightReport is the result of [Config.CheckWeights].
+type WeightReport struct {
+	// Key maps each canonical name to the key in the file.
+	Key map[string]string
+	// Unexpected lists file keys the config does not use (the official
+	// loader tolerates them only with strict=False).
+	Unexpected []string
+	// Params counts parameters per part ("vae", "encoder", "decoder").
+	Params map[string]int64
+	// DTypes counts tensors per dtype.
+	DTypes map[safetensors.DType]int
+}
+
+// CheckWeights checks that every tensor the config implies is present with
+// its shape. When the VAE layout was not in the config (hf_hub_path without
+// its config.json) it is read from the weight shapes first.
+func (c *Config) CheckWeights(tensors []safetensors.TensorInfo) (*WeightReport, error) {
+	r := &WeightReport{Key: map[string]string{}, Params: map[string]int64{}, DTypes: map[safetensors.DType]int{}}
+	byName := map[string]safetensors.TensorInfo{}
+	for _, t := range tensors {
+		cn := CanonicalName(t.Name)
+		if prev, dup := r.Key[cn]; dup {
+			return nil, fmt.Errorf("%w: %q and %q both map to %q", ErrWeights, prev, t.Name, cn)
+		}
+		r.Key[cn] = t.Name
+		byName[cn] = t
+		r.DTypes[t.DType]++
+	}
+	if c.VAE.ArchFromWeights {
+		if err := c.VAE.inferFromWeights(byName); err != nil {
+			return nil, err
+		}
+	}
+	used := map[string]bool{}
+	for _, want := range c.ExpectedTensors() {
+		t, ok := byName[want.Name]
+		if !ok {
+			return nil, fmt.Errorf("%w: missing %s, expected shape %v", ErrWeights, want.Name, want.Shape)
+		}
+		if !t.DType.IsFloat() {
+			return nil, fmt.Errorf("%w: %s has dtype %s, want F32, F16 or BF16", ErrWeights, t.Name, t.DType)
+		}
+		if !equalShape(t.Shape, want.Shape) {
+			return nil, fmt.Errorf("%w: %s has shape %v, expected %v", ErrWeights, t.Name, t.Shape, want.Shape)
+		}
+		used[want.Name] = true
+		r.Params[want.Part] += t.NumElements()
+	}
+	for cn, key := range r.Key {
+		if !used[cn] {
+			r.Unexpected = append(r.Unexpected, key)
+		}
+	}
+	sort.Strings(r.Unexpected)
+	return r, nil
+}
+
+func equalShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// inferFromWeights reads the block layout from the VAE weight shapes. The
+// GroupNorm group count is not in the weights: it stays at the base
+// config's 32, clamped to a divisor of every channel count.
+func (v *VAEConfig) inferFromWeights(w map[string]safetensors.TensorInfo) error {
+	shape := func(k string) []int {
+		if t, ok := w[VAEPrefix+k]; ok {
+			return t.Shape
+		}
+		return nil
+	}
+	pq := shape("post_quant_conv.weight")
+	ci := shape("encoder.conv_in.weight")
+	if len(ci) != 4 {
+		return fmt.Errorf("%w: missing %sencoder.conv_in.weight; cannot read the VAE layout", ErrWeights, VAEPrefix)
+	}
+	v.InChannels = ci[1]
+	v.BlockOutChannels = nil
+	for i := 0; ; i++ {
+		s := shape(fmt.Sprintf("encoder.down_blocks.%d.resnets.0.conv1.weight", i))
+		if len(s) != 4 {
+			break
+		}
+		v.BlockOutChannels = append(v.BlockOutChannels, s[0])
+	}
+	v.LayersPerBlock = 0
+	for shape(fmt.Sprintf("encoder.down_blocks.0.resnets.%d.conv1.weight", v.LayersPerBlock)) != nil {
+		v.LayersPerBlock++
+	}
+	if len(v.BlockOutChannels) == 0 || v.LayersPerBlock == 0 {
+		return fmt.Errorf("%w: no %sencoder.down_blocks weights", ErrWeights, VAEPrefix)
+	}
+	if co := shape("decoder.conv_out.weight"); len(co) == 4 {
+		v.OutChannels = co[0]
+	}
+	v.UsePostQuantConv = pq != nil
+	v.UseQuantConv = shape("quant_conv.weight") != nil
+	v.MidBlockAttention = shape("encoder.mid_block.attentions.0.to_q.weight") != nil
+	for _, ch := range v.BlockOutChannels {
+		for ch%v.NormGroups != 0 {
+			v.NormGroups /= 2
+		}
+	}
+	return nil
+}
+
+// Model is a loaded checkpoint: the config and the lazily read weights.
+type Model struct {
+	Config  *Config
+	Weights *safetensors.File
+	Report  *WeightReport
+	// ConfigSource is "metadata" or "config.json".
+	ConfigSource string
+}
+
+// Tensor reads the canonical weight name as float32.
+func (m *Model) Tensor(name string) ([]float32, error) {
+	key, ok := m.Report.Key[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: missing %s", ErrWeights, name)
+	}
+	return m.Weights.ReadFloat32(key)
+}
+
+// Load reads the config from the file's metadata, or from configJSON when
+// the metadata holds none (Hugging Face repositories), and checks the
+// weights. vaeJSON is the VAE's diffusers config.json if the config names
+// one (may be nil).
+func Load(f *safetensors.File, configJSON, vaeJSON []byte) (*Model, error) {
+	m := &Model{Weights: f}
+	var err error
+	if len(f.Metadata()) > 0 && hasConfigKeys(f) {
+		m.ConfigSource = "metadata"
+		m.Config, err = ParseTree(TreeFromMetadata(f.Metadata()), vaeJSON)
+	} else if configJSON != nil {
+		m.ConfigSource = "config.json"
+		m.Config, err = ParseConfigJSON(configJSON, vaeJSON)
+	} else {
+		err = fmt.Errorf("%w: the checkpoint has no config in its metadata and no config.json was given", ErrConfig)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if m.Report, err = m.Config.CheckWeights(f.Tensors()); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func hasConfigKeys(f *safetensors.File) bool {
+	_, a := f.MetadataValue("encoder")
+	_, b := f.MetadataValue("decoder")
+	return a && b
+}
+
+// LoadFile opens a checkpoint: a model.safetensors path, or a directory
+// holding model.safetensors and optionally config.json. The VAE's
+// config.json is read from <dir>/<hf_hub_path>/config.json when present.
+// Close the returned model's Weights when done.
+func LoadFile(path string) (*Model, error) {
+	dir, file := path, filepath.Join(path, "model.safetensors")
+	if st, err := os.Stat(path); err == nil && !st.IsDir() {
+		dir, file = filepath.Dir(path), path
+	}
+	f, err := safetensors.OpenFile(file)
+	if err != nil {
+		return nil, err
+	}
+	cfgJSON, err := readOptional(filepath.Join(dir, "config.json"))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	// A first pass finds hf_hub_path; only a relative path inside dir is read.
+	var vaeJSON []byte
+	if hub := hubPath(f, cfgJSON); hub != "" && !filepath.IsAbs(hub) && !strings.Contains(hub, "..") {
+		if vaeJSON, err = readOptional(filepath.Join(dir, hub, "config.json")); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	m, err := Load(f, cfgJSON, vaeJSON)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+func readOptional(p string) ([]byte, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("flextok/model: %w", err)
+	}
+	return b, nil
+}
+
+func hubPath(f *safetensors.File, cfgJSON []byte) string {
+	var tree node
+	if hasConfigKeys(f) {
+		tree = node{v: TreeFromMetadata(f.Metadata())}
+	} else if cfgJSON != nil {
+		t, err := parseJSONTree(cfgJSON)
+		if err != nil {
+			return ""
+		}
+		tree = node{v: t}
+	}
+	vae, err := tree.get("vae")
+	if err != nil {
+		return ""
+	}
+	s, _ := vae.optStr("hf_hub_path", "")
+	return s
+}

@@ -1,0 +1,69 @@
+package model
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// LicenceNotice is shown for official FlexTok weights.
+const LicenceNotice = "Official FlexTok weights (Apple and EPFL) are released under the Apple ML Research " +
+	"Model licence: research use only, no commercial use. This SDK does not bundle or download them; " +
+	"read LICENSE_WEIGHTS of github.com/apple/ml-flextok before use."
+
+// Summary describes a loaded model for `flextok inspect-model`.
+type Summary struct {
+	Architecture string           // one line, e.g. "FlexTok enc d12 W768 / dec d12 W768 E2 / FSQ [8 8 8 5 5 5]"
+	Params       map[string]int64 // per part: vae, encoder, decoder
+	TotalParams  int64
+	DTypes       map[string]int // tensors per dtype
+	Unexpected   []string
+	ConfigSource string
+	Licence      string
+}
+
+// Summarize describes m.
+func Summarize(m *Model) Summary {
+	c := m.Config
+	e, d := c.Encoder.Trunk, c.Decoder.Trunk
+	s := Summary{
+		Architecture: fmt.Sprintf("FlexTok: VAE C%d f%d %v | encoder depth %d width %d heads %d, %d registers, mask %s | FSQ %v (%d codes) | decoder depth %d width %d heads %d, adaLN x%d, null-cond %s, head adaLN %v, max_timestep %g",
+			c.VAE.LatentChannels, c.VAE.DownsampleFactor(), c.VAE.BlockOutChannels,
+			e.Depth, e.Width, e.Heads, c.Encoder.RegistersNMax, c.Encoder.MaskMode,
+			c.FSQ.Levels, c.CodebookSize(),
+			d.Depth, d.Width, d.Heads, d.AdaLNExpansion, c.Decoder.NullCond, c.Decoder.HeadAdaLN, c.Decoder.MaxTimestep),
+		Params:       m.Report.Params,
+		DTypes:       map[string]int{},
+		Unexpected:   m.Report.Unexpected,
+		ConfigSource: m.ConfigSource,
+		Licence:      LicenceNotice,
+	}
+	for _, p := range m.Report.Params {
+		s.TotalParams += p
+	}
+	for dt, n := range m.Report.DTypes {
+		s.DTypes[string(dt)] = n
+	}
+	return s
+}
+
+// String formats the summary as a few lines of text.
+func (s Summary) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\nconfig from %s\n", s.Architecture, s.ConfigSource)
+	for _, part := range []string{"vae", "encoder", "decoder"} {
+		fmt.Fprintf(&b, "params %-8s %d\n", part, s.Params[part])
+	}
+	fmt.Fprintf(&b, "params total    %d\n", s.TotalParams)
+	var dts []string
+	for dt, n := range s.DTypes {
+		dts = append(dts, fmt.Sprintf("%s:%d", dt, n))
+	}
+	sort.Strings(dts)
+	fmt.Fprintf(&b, "dtypes %s\n", strings.Join(dts, " "))
+	if len(s.Unexpected) > 0 {
+		fmt.Fprintf(&b, "unused tensors %d (first: %s)\n", len(s.Unexpected), s.Unexpected[0])
+	}
+	b.WriteString(s.Licence)
+	return b.String()
+}

@@ -1,0 +1,256 @@
+package model
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"strconv"
+	"strings"
+
+	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
+)
+
+// node is a config tree node with its key path, for error messages.
+type node struct {
+	v    pyliteral.Value
+	path string
+}
+
+func (n node) child(key string) string {
+	if n.path == "" {
+		return key
+	}
+	return n.path + "." + key
+}
+
+// has reports whether the dict n has key k with a value other than None.
+func (n node) has(k string) bool {
+	v, ok := n.v.Get(k)
+	return ok && v.Kind != pyliteral.None
+}
+
+func (n node) get(k string) (node, error) {
+	if n.v.Kind != pyliteral.Dict {
+		return node{}, fmt.Errorf("%w: %s: expected a dict, got %s", ErrConfig, pathOr(n.path), n.v.Kind)
+	}
+	v, ok := n.v.Get(k)
+	if !ok {
+		return node{}, fmt.Errorf("%w: %s: missing", ErrConfig, n.child(k))
+	}
+	return node{v, n.child(k)}, nil
+}
+
+func pathOr(p string) string {
+	if p == "" {
+		return "(root)"
+	}
+	return p
+}
+
+func (n node) typeErr(want string) error {
+	return fmt.Errorf("%w: %s: expected %s, got %s %s", ErrConfig, pathOr(n.path), want, n.v.Kind, trunc(n.v.String()))
+}
+
+func trunc(s string) string {
+	if len(s) > 60 {
+		return s[:57] + "..."
+	}
+	return s
+}
+
+func (n node) str(k string) (string, error) {
+	c, err := n.get(k)
+	if err != nil {
+		return "", err
+	}
+	if c.v.Kind != pyliteral.Str {
+		return "", c.typeErr("a string")
+	}
+	return c.v.Str, nil
+}
+
+// optStr returns def when k is absent or None.
+func (n node) optStr(k, def string) (string, error) {
+	if !n.has(k) {
+		return def, nil
+	}
+	return n.str(k)
+}
+
+func (n node) int(k string) (int, error) {
+	c, err := n.get(k)
+	if err != nil {
+		return 0, err
+	}
+	return c.asInt()
+}
+
+func (n node) asInt() (int, error) {
+	if n.v.Kind != pyliteral.Int || n.v.Big != nil || n.v.Int < -1<<31 || n.v.Int > 1<<31-1 {
+		return 0, n.typeErr("an int")
+	}
+	return int(n.v.Int), nil
+}
+
+func (n node) optInt(k string, def int) (int, error) {
+	if !n.has(k) {
+		return def, nil
+	}
+	return n.int(k)
+}
+
+func (n node) optFloat(k string, def float64) (float64, error) {
+	if !n.has(k) {
+		return def, nil
+	}
+	c, _ := n.get(k)
+	switch c.v.Kind {
+	case pyliteral.Int:
+		if c.v.Big != nil {
+			f, _ := new(big.Float).SetInt(c.v.Big).Float64()
+			return f, nil
+		}
+		return float64(c.v.Int), nil
+	case pyliteral.Float:
+		return c.v.Float, nil
+	}
+	return 0, c.typeErr("a number")
+}
+
+func (n node) optBool(k string, def bool) (bool, error) {
+	if !n.has(k) {
+		return def, nil
+	}
+	c, _ := n.get(k)
+	if c.v.Kind != pyliteral.Bool {
+		return false, c.typeErr("True or False")
+	}
+	return c.v.Bool, nil
+}
+
+func (n node) ints(k string) ([]int, error) {
+	c, err := n.get(k)
+	if err != nil {
+		return nil, err
+	}
+	if c.v.Kind != pyliteral.List && c.v.Kind != pyliteral.Tuple {
+		return nil, c.typeErr("a list of ints")
+	}
+	out := make([]int, len(c.v.Items))
+	for i, it := range c.v.Items {
+		x, err := node{it, c.path + "[" + strconv.Itoa(i) + "]"}.asInt()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = x
+	}
+	return out, nil
+}
+
+func (n node) strs(k string) ([]string, error) {
+	c, err := n.get(k)
+	if err != nil {
+		return nil, err
+	}
+	if c.v.Kind != pyliteral.List && c.v.Kind != pyliteral.Tuple {
+		return nil, c.typeErr("a list of strings")
+	}
+	out := make([]string, len(c.v.Items))
+	for i, it := range c.v.Items {
+		if it.Kind != pyliteral.Str {
+			return nil, node{it, c.path + "[" + strconv.Itoa(i) + "]"}.typeErr("a string")
+		}
+		out[i] = it.Str
+	}
+	return out, nil
+}
+
+// target returns the class name (last dotted component) of n's _target_.
+func (n node) target() (string, error) {
+	t, err := n.str("_target_")
+	if err != nil {
+		return "", err
+	}
+	return t[strings.LastIndexByte(t, '.')+1:], nil
+}
+
+// ParseJSONTree parses JSON into an ordered tree (null, true, false, numbers,
+// strings, arrays as lists, objects as dicts with their key order).
+func parseJSONTree(data []byte) (pyliteral.Value, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	v, err := jsonValue(dec, 0)
+	if err != nil {
+		return pyliteral.Value{}, fmt.Errorf("%w: config.json: %v", ErrConfig, err)
+	}
+	if _, err := dec.Token(); err == nil {
+		return pyliteral.Value{}, fmt.Errorf("%w: config.json: trailing data", ErrConfig)
+	}
+	return v, nil
+}
+
+func jsonValue(dec *json.Decoder, depth int) (pyliteral.Value, error) {
+	if depth > pyliteral.MaxDepth {
+		return pyliteral.Value{}, fmt.Errorf("nested more than %d levels", pyliteral.MaxDepth)
+	}
+	tok, err := dec.Token()
+	if err != nil {
+		return pyliteral.Value{}, err
+	}
+	switch t := tok.(type) {
+	case nil:
+		return pyliteral.Value{Kind: pyliteral.None}, nil
+	case bool:
+		return pyliteral.Value{Kind: pyliteral.Bool, Bool: t}, nil
+	case string:
+		return pyliteral.StrValue(t), nil
+	case json.Number:
+		// JSON numbers keep Python's int/float distinction: ints have no
+		// '.', 'e' or 'E'.
+		v, err := pyliteral.Parse(string(t))
+		if err != nil || !v.IsNumber() {
+			return pyliteral.Value{}, fmt.Errorf("bad number %s", t)
+		}
+		return v, nil
+	case json.Delim:
+		switch t {
+		case '[':
+			out := pyliteral.Value{Kind: pyliteral.List, Items: []pyliteral.Value{}}
+			for dec.More() {
+				it, err := jsonValue(dec, depth+1)
+				if err != nil {
+					return pyliteral.Value{}, err
+				}
+				out.Items = append(out.Items, it)
+			}
+			_, err := dec.Token()
+			return out, err
+		case '{':
+			out := pyliteral.Value{Kind: pyliteral.Dict, Dict: []pyliteral.Entry{}}
+			for dec.More() {
+				kt, err := dec.Token()
+				if err != nil {
+					return pyliteral.Value{}, err
+				}
+				k, _ := kt.(string)
+				val, err := jsonValue(dec, depth+1)
+				if err != nil {
+					return pyliteral.Value{}, err
+				}
+				replaced := false
+				for i := range out.Dict { // Python's json keeps the last value
+					if out.Dict[i].Key.Str == k {
+						out.Dict[i].Value, replaced = val, true
+					}
+				}
+				if !replaced {
+					out.Dict = append(out.Dict, pyliteral.Entry{Key: pyliteral.StrValue(k), Value: val})
+				}
+			}
+			_, err := dec.Token()
+			return out, err
+		}
+	}
+	return pyliteral.Value{}, fmt.Errorf("unexpected %v", tok)
+}
