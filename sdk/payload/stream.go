@@ -193,19 +193,23 @@ func (dc *decoder) chunk(c *Chunk, h *Header) error {
 	return c.check(h)
 }
 
-// Stream is a header and the chunks received so far.
+// Stream is a header and the chunks received so far. Add chunks with Add, which checks them.
 type Stream struct {
 	Header Header
 	Chunks []Chunk
+
+	received, counted int // ids in Chunks[:counted], so that Len stays O(1) as Add appends
 }
 
 // Len is the number of ids received.
 func (s *Stream) Len() int {
-	n := 0
-	for i := range s.Chunks {
-		n += len(s.Chunks[i].IDs)
+	if s.counted > len(s.Chunks) {
+		s.received, s.counted = 0, 0
 	}
-	return n
+	for ; s.counted < len(s.Chunks); s.counted++ {
+		s.received += len(s.Chunks[s.counted].IDs)
+	}
+	return s.received
 }
 
 // Done reports whether the last chunk has arrived.
