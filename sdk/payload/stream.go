@@ -347,4 +347,3 @@ func chunkField(i int, f string) string {
 	}
 	return name + "." + f
 }
-
