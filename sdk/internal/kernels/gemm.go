@@ -111,10 +111,15 @@ func Gemm(o Opts, m, n, k int, a []float32, lda int, b []float32, ldb int, layou
 			kn = f
 		}
 	}
+	gemmWith(kn, o.threads(), m, n, k, a, lda, b, ldb, layout, c, ldc)
+}
+
+// gemmWith packs B for kn and runs the product with kn (shapes already checked).
+func gemmWith(kn microKernel, threads, m, n, k int, a []float32, lda int, b []float32, ldb int, layout Layout, c []float32, ldc int) {
 	bbuf := getBuf(packedLen(kn, n, k))
 	defer putBuf(bbuf)
-	packAllB(kn, o.threads(), *bbuf, b, ldb, layout, n, k)
-	gemmDriver(kn, o.threads(), m, n, k, a, lda, *bbuf, c, ldc)
+	packAllB(kn, threads, *bbuf, b, ldb, layout, n, k)
+	gemmDriver(kn, threads, m, n, k, a, lda, *bbuf, c, ldc)
 }
 
 // packedLen is the length of B packed into kn.nr-wide panels.

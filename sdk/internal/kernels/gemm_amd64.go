@@ -4,8 +4,12 @@ package kernels
 
 import "golang.org/x/sys/cpu"
 
-// hasAVX512 is true when the CPU and the OS support AVX-512F (the ZMM state is enabled).
-var hasAVX512 = cpu.X86.HasAVX512F
+// CPU features, as the CPU and the OS report them (x/sys/cpu checks that the OS saves the
+// YMM/ZMM state).
+var (
+	hasAVX512  = cpu.X86.HasAVX512F
+	hasAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+)
 
 // kernel12x32AVX512 computes, for r < 12 and j < 32,
 //
@@ -28,6 +32,13 @@ var hasAVX512 = cpu.X86.HasAVX512F
 //go:noescape
 func kernel12x32AVX512(kc int, a, b, c *float32, ldc int)
 
+// kernel6x16AVX2 is kernel12x32AVX512 for AVX2+FMA CPUs with 6 rows and 16 columns (12 YMM
+// accumulators): c[r*ldc+j] += Σ_{p<kc} a[p*6+r] * b[p*16+j] for r < 6, j < 16; the same
+// reference loop with 6 and 16 in place of 12 and 32, and the same caveat.
+//
+//go:noescape
+func kernel6x16AVX2(kc int, a, b, c *float32, ldc int)
+
 var avx512Kernel = microKernel{mr: 12, nr: 32, kc: 256, name: "avx512-12x32", run: func(kc int, a, b, c []float32, ldc int) {
 	// The driver passes full panels; these checks keep the assembly inside the slices.
 	_ = a[kc*12-1]
@@ -36,9 +47,32 @@ var avx512Kernel = microKernel{mr: 12, nr: 32, kc: 256, name: "avx512-12x32", ru
 	kernel12x32AVX512(kc, &a[0], &b[0], &c[0], ldc)
 }}
 
+var avx2Kernel = microKernel{mr: 6, nr: 16, kc: 256, name: "avx2-6x16", run: func(kc int, a, b, c []float32, ldc int) {
+	_ = a[kc*6-1]
+	_ = b[kc*16-1]
+	_ = c[5*ldc+15]
+	kernel6x16AVX2(kc, &a[0], &b[0], &c[0], ldc)
+}}
+
+// fastKernel returns the best kernel this CPU supports.
 func fastKernel() (microKernel, bool) {
-	if hasAVX512 {
+	switch {
+	case hasAVX512:
 		return avx512Kernel, true
+	case hasAVX2FMA:
+		return avx2Kernel, true
 	}
 	return microKernel{}, false
+}
+
+// fastKernels lists every fast kernel this CPU supports, best first (the tests check each).
+func fastKernels() []microKernel {
+	var ks []microKernel
+	if hasAVX512 {
+		ks = append(ks, avx512Kernel)
+	}
+	if hasAVX2FMA {
+		ks = append(ks, avx2Kernel)
+	}
+	return ks
 }

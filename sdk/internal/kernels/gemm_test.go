@@ -168,6 +168,37 @@ func TestLinearPacked(t *testing.T) {
 	}
 }
 
+// TestEachFastKernel runs every fast kernel the CPU supports (not only the one Gemm picks)
+// against float64 with the bound of TestLinearAgainstFloat64, in both layouts.
+func TestEachFastKernel(t *testing.T) {
+	ks := fastKernels()
+	if len(ks) == 0 {
+		t.Skip("no fast kernels in this build or on this CPU")
+	}
+	r := newRand(7)
+	shapes := append(oddShapes, mnk{30, 50, 1000})
+	for _, kn := range ks {
+		for _, s := range shapes {
+			for _, layout := range []Layout{NK, KN} {
+				a := randSlice(r, s.m*s.k, 1)
+				b := randSlice(r, s.n*s.k, 1)
+				ldb := s.k
+				if layout == KN {
+					ldb = s.n
+				}
+				want, sabs := refGemm(s.m, s.n, s.k, a, s.k, b, ldb, layout)
+				for _, th := range []int{1, 2} {
+					c := make([]float32, s.m*s.n)
+					gemmWith(kn, th, s.m, s.n, s.k, a, s.k, b, ldb, layout, c, s.n)
+					within(t, fmt.Sprintf("%s %+v layout=%d threads=%d", kn.name, s, layout, th), c, want, func(i int) float64 {
+						return float64(s.k+1) * u * sabs[i]
+					})
+				}
+			}
+		}
+	}
+}
+
 func TestGemmShapePanics(t *testing.T) {
 	defer func() {
 		if recover() == nil {
@@ -217,6 +248,15 @@ func BenchmarkMatMul(b *testing.B) {
 					}
 					b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 				})
+				// The fallback kernels, for CPUs without the best one.
+				for _, kn := range fastKernels()[1:] {
+					b.Run(fmt.Sprintf("path=%s/M=%d,K=%d,N=%d", kn.name, s.m, s.k, s.n), func(b *testing.B) {
+						for b.Loop() {
+							gemmWith(kn, o.threads(), s.m, s.n, s.k, x, s.k, w, s.k, NK, y, s.n)
+						}
+						b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+					})
+				}
 			}
 		}
 	}
