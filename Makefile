@@ -1,0 +1,70 @@
+# FlexTok SDK. `make run` sets up and runs the main job; `make test` runs every check CI runs.
+SHELL := /bin/bash
+GO ?= go
+WASM_PATH := $(shell $(GO) env GOROOT)/lib/wasm
+FUZZTIME ?= 10m
+# Short fuzzing inside `make test`: each target, bounded.
+CI_FUZZTIME ?= 15s
+FUZZ_TARGETS := ./sdk/payload:FuzzDecode ./sdk/payload:FuzzDecodeStream \
+	./sdk/internal/safetensors:FuzzOpen ./sdk/internal/pyliteral:FuzzParse
+
+.PHONY: setup run build test test-go test-wasm fuzz-short fuzz check bench clean
+
+setup:
+	$(GO) mod download
+	@command -v node >/dev/null || { echo "node is needed for GOOS=js tests (apt-get install nodejs)"; exit 1; }
+
+build:
+	$(GO) build -o bin/flextok ./cmd/flextok
+
+# The main job. Today (before the default model lands) it shows the token payload tooling on
+# the committed test vectors; see README "What works".
+run: setup build
+	./bin/flextok version
+	./bin/flextok inspect conformance/testdata/payload/tokens_cond_hints.msgpack
+	./bin/flextok inspect conformance/testdata/payload/stream_32.msgpack | head -12
+	-./bin/flextok inspect conformance/testdata/payload/err_truncated.msgpack
+
+test: check test-go test-wasm fuzz-short
+
+test-go:
+	$(GO) test -count=1 ./...
+
+# The same Go tests of sdk/... compiled to GOOS=js and run under Node.
+test-wasm:
+	PATH="$(WASM_PATH):$$PATH" GOOS=js GOARCH=wasm $(GO) test -count=1 -short ./sdk/...
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn for $(CI_FUZZTIME)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(CI_FUZZTIME) -fuzzminimizetime 5s -parallel 1 || exit 1; \
+	done
+
+# Long fuzzing, outside CI: FUZZTIME per target (default 10m).
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$pkg $$fn for $(FUZZTIME)"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 30s || exit 1; \
+	done
+
+# The build-matrix gate.
+check:
+	$(GO) build ./...
+	CGO_ENABLED=0 $(GO) build ./...
+	GOOS=js GOARCH=wasm $(GO) build ./sdk/...
+	GOOS=wasip1 GOARCH=wasm $(GO) build ./sdk/...
+	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) vet ./sdk/...
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/...
+	$(GO) test -count=1 -run TestImports ./sdk/
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@tmp=$$(mktemp -d); cp go.mod go.sum $$tmp/; $(GO) mod tidy; \
+	if ! cmp -s go.mod $$tmp/go.mod || ! cmp -s go.sum $$tmp/go.sum; then \
+		echo "go mod tidy would change go.mod/go.sum:"; diff $$tmp/go.mod go.mod; \
+		cp $$tmp/go.mod $$tmp/go.sum .; rm -rf $$tmp; exit 1; fi; rm -rf $$tmp
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./sdk/...
+
+clean:
+	rm -rf bin
