@@ -200,52 +200,66 @@ func FastPath() string {
 	return ""
 }
 
-// gemmDriver runs the blocked product over B packed into nr-wide panels of all K (bp): each
-// goroutine packs its own mr-high panels of A and computes those rows of C for all columns,
-// K block by K block. Threads split only rows.
+// gemmDriver runs the blocked product over B packed into nr-wide panels of all K (bp). The
+// output is cut into a grid of row-panel ranges x column-panel ranges, one per goroutine:
+// rows first (as many ranges as threads allow), columns only when there are fewer row panels
+// than threads (matrix-vector products). Each goroutine packs its own mr-high panels of A and
+// computes its block of C, K block by K block. No cut crosses K, so every element's sum is
+// the same for any grid.
 func gemmDriver(kn microKernel, threads, m, n, k int, a []float32, lda int, bp []float32, c []float32, ldc int) {
 	mr, nr := kn.mr, kn.nr
 	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
-	parallel(threads, mp, func(lo, hi int) {
-		for i := lo * mr; i < min(hi*mr, m); i++ {
-			clear(c[i*ldc : i*ldc+n])
+	tr := min(threads, mp)
+	tc := min(max(1, threads/tr), np)
+	parallel(tr*tc, tr*tc, func(lo, hi int) {
+		for t := lo; t < hi; t++ {
+			ri, ci := t/tc, t%tc
+			gemmBlock(kn, m, n, k, a, lda, bp, c, ldc, mp*ri/tr, mp*(ri+1)/tr, np*ci/tc, np*(ci+1)/tc)
 		}
-		if k == 0 {
-			return
-		}
-		abuf := getBuf((hi - lo) * mr * k)
-		defer putBuf(abuf)
-		ap := *abuf
-		for ip := lo; ip < hi; ip++ {
-			packA(ap[(ip-lo)*mr*k:(ip-lo+1)*mr*k], a, lda, ip*mr, min(mr, m-ip*mr), mr, k)
-		}
-		tile := make([]float32, mr*nr)
-		for pc := 0; pc < k; pc += kn.kc {
-			kb := min(kn.kc, k-pc)
-			for jp := 0; jp < np; jp++ {
-				bpan := bp[jp*nr*k+pc*nr : jp*nr*k+(pc+kb)*nr]
-				c0 := jp * nr
-				cols := min(nr, n-c0)
-				for ip := lo; ip < hi; ip++ {
-					apan := ap[(ip-lo)*mr*k+pc*mr : (ip-lo)*mr*k+(pc+kb)*mr]
-					r0 := ip * mr
-					rows := min(mr, m-r0)
-					if rows == mr && cols == nr {
-						kn.run(kb, apan, bpan, c[r0*ldc+c0:r0*ldc+c0+(mr-1)*ldc+nr], ldc)
-						continue
-					}
-					clear(tile)
-					for r := 0; r < rows; r++ {
-						copy(tile[r*nr:r*nr+cols], c[(r0+r)*ldc+c0:])
-					}
-					kn.run(kb, apan, bpan, tile, nr)
-					for r := 0; r < rows; r++ {
-						copy(c[(r0+r)*ldc+c0:(r0+r)*ldc+c0+cols], tile[r*nr:])
-					}
+	})
+}
+
+// gemmBlock computes row panels [ilo, ihi) x column panels [jlo, jhi) of C.
+func gemmBlock(kn microKernel, m, n, k int, a []float32, lda int, bp []float32, c []float32, ldc int, ilo, ihi, jlo, jhi int) {
+	mr, nr := kn.mr, kn.nr
+	for i := ilo * mr; i < min(ihi*mr, m); i++ {
+		clear(c[i*ldc+jlo*nr : i*ldc+min(jhi*nr, n)])
+	}
+	if k == 0 || ilo >= ihi || jlo >= jhi {
+		return
+	}
+	abuf := getBuf((ihi - ilo) * mr * k)
+	defer putBuf(abuf)
+	ap := *abuf
+	for ip := ilo; ip < ihi; ip++ {
+		packA(ap[(ip-ilo)*mr*k:(ip-ilo+1)*mr*k], a, lda, ip*mr, min(mr, m-ip*mr), mr, k)
+	}
+	tile := make([]float32, mr*nr)
+	for pc := 0; pc < k; pc += kn.kc {
+		kb := min(kn.kc, k-pc)
+		for jp := jlo; jp < jhi; jp++ {
+			bpan := bp[jp*nr*k+pc*nr : jp*nr*k+(pc+kb)*nr]
+			c0 := jp * nr
+			cols := min(nr, n-c0)
+			for ip := ilo; ip < ihi; ip++ {
+				apan := ap[(ip-ilo)*mr*k+pc*mr : (ip-ilo)*mr*k+(pc+kb)*mr]
+				r0 := ip * mr
+				rows := min(mr, m-r0)
+				if rows == mr && cols == nr {
+					kn.run(kb, apan, bpan, c[r0*ldc+c0:r0*ldc+c0+(mr-1)*ldc+nr], ldc)
+					continue
+				}
+				clear(tile)
+				for r := 0; r < rows; r++ {
+					copy(tile[r*nr:r*nr+cols], c[(r0+r)*ldc+c0:])
+				}
+				kn.run(kb, apan, bpan, tile, nr)
+				for r := 0; r < rows; r++ {
+					copy(c[(r0+r)*ldc+c0:(r0+r)*ldc+c0+cols], tile[r*nr:])
 				}
 			}
 		}
-	})
+	}
 }
 
 // packA copies rows [r0, r0+rows) of A into dst as dst[p*mr+r], padding to mr rows with zeros.

@@ -199,6 +199,31 @@ func TestEachFastKernel(t *testing.T) {
 	}
 }
 
+// TestGemmEmptyAndThreads: K=0 gives the bias (or zeros), empty M or N writes nothing, and
+// more threads than row panels (a matrix-vector product, split by columns) keeps the bits.
+func TestGemmEmptyAndThreads(t *testing.T) {
+	bias := []float32{1, 2, 3}
+	y := []float32{9, 9, 9, 9, 9, 9}
+	Linear(Opts{Threads: 2}, y, nil, nil, bias, 2, 0, 3)
+	sameBits(t, "K=0", y, []float32{1, 2, 3, 1, 2, 3})
+	Linear(Opts{Threads: 2, Fast: true}, y, nil, nil, nil, 2, 0, 3)
+	sameBits(t, "K=0 fast", y, make([]float32, 6))
+	Linear(Opts{}, nil, nil, make([]float32, 6), nil, 0, 2, 3)
+	Linear(Opts{}, nil, make([]float32, 6), nil, nil, 3, 2, 0)
+
+	r := newRand(8)
+	for _, s := range []mnk{{1, 1000, 300}, {2, 77, 129}, {5, 40, 9}} {
+		x, w := randSlice(r, s.m*s.k, 1), randSlice(r, s.n*s.k, 1)
+		want := make([]float32, s.m*s.n)
+		MatMulNaive(want, x, w, nil, s.m, s.k, s.n)
+		for _, th := range []int{2, 3, 8} {
+			got := make([]float32, s.m*s.n)
+			MatMul(Opts{Threads: th}, got, x, w, s.m, s.k, s.n)
+			sameBits(t, fmt.Sprintf("%+v threads=%d", s, th), got, want)
+		}
+	}
+}
+
 func TestGemmShapePanics(t *testing.T) {
 	defer func() {
 		if recover() == nil {
