@@ -16,10 +16,13 @@
 //
 // Gemm is the one matrix product. Its portable path packs A into 4-row and B into 4-column
 // panels and runs a scalar 4x4 register-blocked kernel; it builds everywhere, including
-// GOOS=js and GOOS=wasip1 GOARCH=wasm. On amd64 (unless built with -tags purego) a CPU with
-// AVX-512F gets an assembly 12x32 micro-kernel (24 ZMM accumulators, VFMADD231PS, K blocks of
-// 256) over the same packing scheme, chosen at run time with golang.org/x/sys/cpu. FastPath
-// names the path in use. gen_amd64.go generates gemm_amd64.s.
+// GOOS=js and GOOS=wasip1 GOARCH=wasm. On amd64 (unless built with -tags purego) Opts.Fast
+// selects an assembly micro-kernel over the same packing scheme, chosen at run time with
+// golang.org/x/sys/cpu: 12x32 with 24 ZMM accumulators on AVX-512F, else 6x16 with 12 YMM
+// accumulators on AVX2+FMA, else the portable kernel; both use VFMADD231PS over K blocks of
+// 256. FastPath names the path in use; gen_amd64.go generates gemm_amd64.s. Threads split the
+// output by row panels (and by column panels when there are fewer row panels than threads).
+// PackWeights and LinearPacked pack a weight matrix once for repeated products.
 //
 // # Determinism
 //

@@ -85,11 +85,14 @@ func addBiasCols(o Opts, c []float32, ldc int, bias []float32, rows, cols int) {
 // Linear's comment). Blocking, packing and threads change only which element is computed
 // when, never the order of one element's sum.
 //
-// Fast path (o.Fast on amd64 with AVX-512, not with -tags purego): fused multiply-adds, K split
-// into blocks whose partial sums are added to C. Each element then differs from the exact sum
-// S = Σ A(i,p)B(p,j) by at most about K·2^-24·Σ|A(i,p)B(p,j)| (the standard bound for a
-// recursive float32 sum, which no blocking makes worse), as the portable result does; the two
-// paths therefore differ by at most twice that. The tests check exactly this bound.
+// Fast path (o.Fast on amd64 with AVX-512F or AVX2+FMA, not with -tags purego): fused
+// multiply-adds, K split into blocks of 256 whose register sums are added to C. Each element
+// of either path differs from the exact sum S = Σ A(i,p)B(p,j) by at most
+// (K+1)·2^-24·Σ|A(i,p)B(p,j)| to first order: the portable sum rounds each product and each
+// of K additions once (Higham, Accuracy and Stability of Numerical Algorithms, §3.1), the fused
+// path rounds only its additions, and blocking only regroups additions, which never raises the
+// count along any path beyond K. So the two paths differ by at most twice that (plus the bias
+// add's rounding); the tests check exactly these bounds, never equality.
 func Gemm(o Opts, m, n, k int, a []float32, lda int, b []float32, ldb int, layout Layout, c []float32, ldc int) {
 	needDims("Gemm", m, n, k)
 	if lda < k || ldc < n || (layout == NK && ldb < k) || (layout == KN && ldb < n) {
