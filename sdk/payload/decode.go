@@ -235,8 +235,21 @@ func (dc *decoder) skip(field string, depth int) error {
 		}
 	case "array":
 		n, err = dc.d.DecodeArrayLen()
+	case "string", "binary":
+		// Skipped here rather than by msgpack's Skip, which allocates up to a megabyte
+		// before it notices that a declared length runs past the input.
+		_, err = dc.raw(field, kind(c), math.MaxInt)
+		return err
+	case "extension":
+		var size int
+		if _, size, err = dc.d.DecodeExtHeader(); err == nil {
+			if size > dc.r.Len() {
+				return errf(field, ErrTruncated, "%d bytes announced, %d left", size, dc.r.Len())
+			}
+			_, err = dc.r.Seek(int64(size), io.SeekCurrent)
+		}
 	default:
-		err = dc.d.Skip()
+		err = dc.d.Skip() // a fixed-size scalar
 	}
 	if err != nil {
 		return dc.fail(field, err)

@@ -374,3 +374,25 @@ func TestMarshalRefusesInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeDeclaredLengths: a string, binary or extension that declares gigabytes inside an
+// unknown key is refused as truncated without allocating for it (found by fuzzing: msgpack's
+// own Skip allocated a megabyte before noticing).
+func TestHugeDeclaredLengths(t *testing.T) {
+	good := mustMarshal(t, testPayload(1))
+	for _, value := range [][]byte{
+		{0xdb, 0xae, 0x66, 0x6c, 0x65},       // str32 of 2.9 GB
+		{0xc6, 0xff, 0xff, 0xff, 0xff},       // bin32 of 4 GB
+		{0xc9, 0xff, 0xff, 0xff, 0xff, 0x01}, // ext32 of 4 GB
+	} {
+		in := append([]byte{0x87}, good[1:]...)
+		in = append(append(in, 0xa2, 'z', 'z'), value...)
+		var p Payload
+		if err := Unmarshal(in, &p); !errors.Is(err, ErrTruncated) {
+			t.Fatalf("% x: err = %v", value, err)
+		}
+		if a := testing.AllocsPerRun(20, func() { _ = Unmarshal(in, &p) }); a > 3 {
+			t.Fatalf("% x: %v allocations", value, a)
+		}
+	}
+}
