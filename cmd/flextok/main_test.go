@@ -75,3 +75,25 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %q %v", out, err)
 	}
 }
+
+func TestInspectModel(t *testing.T) {
+	dir := "../../conformance/testdata/official/c1_w32_zero_e2"
+	if _, err := os.Stat(dir); err != nil {
+		t.Skip("no reference checkpoint")
+	}
+	out, err := run("inspect-model", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"FSQ [8 8 8 5 5 5]", "params total", "research use only"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect-model output lacks %q:\n%s", want, out)
+		}
+	}
+	// A file that is not a checkpoint: one error line.
+	bad := filepath.Join(t.TempDir(), "model.safetensors")
+	_ = os.WriteFile(bad, []byte("not a checkpoint at all"), 0o644)
+	if _, err := run("inspect-model", bad); err == nil || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("bad checkpoint: %v", err)
+	}
+}

@@ -1,0 +1,28 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flextok-sdk/flextok/sdk/model"
+)
+
+func newInspectModel() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect-model PATH",
+		Short: "Print a checkpoint's architecture, parameter counts, dtypes and licence notice",
+		Long: "PATH is a model.safetensors file or a directory holding it (and optionally config.json\n" +
+			"and the VAE's config under the config's hf_hub_path).",
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := model.LoadFile(args[0])
+			if err != nil {
+				return fmt.Errorf("inspect-model %s: %w", args[0], err)
+			}
+			defer m.Weights.Close()
+			fmt.Fprintln(cmd.OutOrStdout(), model.Summarize(m).String())
+			return nil
+		},
+	}
+}
