@@ -1,0 +1,193 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/flextok-sdk/flextok/sdk/fsq"
+	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
+	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
+)
+
+// Encoder is the FlexTok register encoder: scaled VAE latents in, R register vectors (the FSQ
+// input) and token ids out. It holds its weights (read once by NewEncoder) and is safe for
+// concurrent use.
+//
+// Per image: the latent [C, h, w] is cut into ph×pw patches (channels last, element
+// (pr·pw+pc)·C+c), embedded by Linear(ph·pw·C → W) plus the checkpoint's sin-cos table cropped to
+// the grid; the R learned registers follow; the trunk runs with the causal_last mask (patches
+// see all patches, register i sees all patches and registers 0..i); the registers go through
+// LayerNorm and Linear(W → D) (D = 6 FSQ dimensions).
+type Encoder struct {
+	cfg  model.EncoderConfig
+	opts Options
+
+	patch     linear    // (W, ph·pw·C) with bias
+	posemb    []float32 // (W, S_h, S_w) sin-cos table from the checkpoint
+	registers []float32 // (R, W)
+	trunk     *trunk
+	head      linear // (D, W) with bias
+	fsq       *fsq.Quantizer
+}
+
+// NewEncoder reads the encoder's weights from m (once; the Encoder keeps float32 copies packed
+// for o's path). A missing or misshaped tensor is an error naming every such tensor.
+func NewEncoder(m *model.Model, o Options) (*Encoder, error) {
+	if m == nil || m.Config == nil {
+		return nil, fmt.Errorf("flextok/engine: NewEncoder: nil model")
+	}
+	return newEncoder(m.Config, m.Tensor, o)
+}
+
+func newEncoder(cfg *model.Config, get func(string) ([]float32, error), o Options) (*Encoder, error) {
+	e := cfg.Encoder
+	if e.Posemb.Type != "sincos" || len(e.Posemb.MaxSizes) != 2 {
+		return nil, fmt.Errorf("flextok/engine: encoder patch posemb %q %v: only a 2-D sin-cos table is supported", e.Posemb.Type, e.Posemb.MaxSizes)
+	}
+	if e.MaskMode != "causal_last" && e.MaskMode != "full" {
+		return nil, fmt.Errorf("flextok/engine: encoder mask_mode %q is not supported", e.MaskMode)
+	}
+	if e.Trunk.AdaLNExpansion != 0 {
+		return nil, fmt.Errorf("flextok/engine: encoder trunk with adaLN is not supported")
+	}
+	fq, err := fsq.New(cfg.FSQ.Levels)
+	if err != nil {
+		return nil, fmt.Errorf("flextok/engine: encoder FSQ: %w", err)
+	}
+	if fq.Dim() != e.LatentDim {
+		return nil, fmt.Errorf("flextok/engine: encoder head gives %d dims, FSQ has %d levels", e.LatentDim, fq.Dim())
+	}
+	ko := o.kernels()
+	r := newWeightReader(cfg, "encoder", get)
+	mod := func(class string) string {
+		for _, m := range e.Modules {
+			if m.Class == class {
+				return model.EncoderPrefix + m.Name
+			}
+		}
+		r.errs = append(r.errs, "no "+class+" module")
+		return model.EncoderPrefix + "?"
+	}
+	W, R := e.Trunk.Width, e.RegistersNMax
+	pd := e.PatchSize[0] * e.PatchSize[1] * e.ChannelsIn
+	enc := &Encoder{cfg: e, opts: o, fsq: fq}
+	enc.patch = r.linear(ko, mod("PatchEmbedder")+sufPatchProj, W, pd, true)
+	enc.posemb = r.tensor(model.EncoderPrefix+e.Posemb.Module+sufPosembs, W*e.Posemb.MaxSizes[0]*e.Posemb.MaxSizes[1])
+	enc.registers = r.tensor(mod("Registers1D")+sufRegisters, R*W)
+	trunkMod := mod("FlexTransformer")
+	enc.trunk = readTrunk(r, ko, model.EncoderPrefix, trunkMod[len(model.EncoderPrefix):], e.Trunk)
+	enc.head = r.linear(ko, mod("LinearHead")+sufProj, e.LatentDim, W, true)
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	return enc, nil
+}
+
+// Registers runs the encoder on scaled VAE latents [B, C, h, w] (already multiplied by the
+// VAE's scaling factor) and returns the register latents [B, R, D] before quantisation.
+// h and w must be multiples of the patch size and the patch grid must fit the sin-cos table.
+func (e *Encoder) Registers(ctx context.Context, latents tensor.Tensor) (tensor.Tensor, error) {
+	return e.registersTrace(ctx, latents, nil)
+}
+
+// Tokens runs Registers and quantises every register with FSQ (the config's levels): one
+// slice of R token ids per image.
+func (e *Encoder) Tokens(ctx context.Context, latents tensor.Tensor) ([][]uint32, error) {
+	z, err := e.Registers(ctx, latents)
+	if err != nil {
+		return nil, err
+	}
+	B, R, D := z.Shape[0], z.Shape[1], z.Shape[2]
+	ids := make([][]uint32, B)
+	for i := range ids {
+		ids[i] = make([]uint32, R)
+		e.fsq.Encode(ids[i], z.Data[i*R*D:(i+1)*R*D])
+	}
+	return ids, nil
+}
+
+// Flops is the number of floating-point operations (2 per multiply-add) of Registers for B
+// images of h×w latents, counting the matrix products and attention.
+func (e *Encoder) Flops(B, h, w int) float64 {
+	P := (h / e.cfg.PatchSize[0]) * (w / e.cfg.PatchSize[1])
+	W := float64(e.cfg.Trunk.Width)
+	pd := float64(e.patch.in)
+	return e.trunk.flops(B, P+e.cfg.RegistersNMax) + 2*float64(B*P)*pd*W + 2*float64(B*e.cfg.RegistersNMax)*W*float64(e.cfg.LatentDim)
+}
+
+// checkLatents validates latents [B, C, h, w] and returns the patch grid.
+func (e *Encoder) checkLatents(x tensor.Tensor) (B, h, w, nh, nw int, err error) {
+	c := e.cfg
+	if err := x.Check(); err != nil || len(x.Shape) != 4 {
+		return 0, 0, 0, 0, 0, fmt.Errorf("flextok/engine: encoder latents: shape %v with %d values, want [B, %d, h, w]", x.Shape, len(x.Data), c.ChannelsIn)
+	}
+	B, C, h, w := x.Shape[0], x.Shape[1], x.Shape[2], x.Shape[3]
+	ph, pw := c.PatchSize[0], c.PatchSize[1]
+	switch {
+	case B < 1 || C != c.ChannelsIn || h < 1 || w < 1:
+		err = fmt.Errorf("flextok/engine: encoder latents: shape %v, want [B>=1, %d, h, w]", x.Shape, c.ChannelsIn)
+	case h%ph != 0 || w%pw != 0:
+		err = fmt.Errorf("flextok/engine: encoder latents: %dx%d is not a multiple of the patch size %dx%d", h, w, ph, pw)
+	case h/ph > c.Posemb.MaxSizes[0] || w/pw > c.Posemb.MaxSizes[1]:
+		err = fmt.Errorf("flextok/engine: encoder latents: patch grid %dx%d exceeds the positional table %dx%d", h/ph, w/pw, c.Posemb.MaxSizes[0], c.Posemb.MaxSizes[1])
+	}
+	return B, h, w, h / ph, w / pw, err
+}
+
+func (e *Encoder) registersTrace(ctx context.Context, latents tensor.Tensor, tr tracer) (tensor.Tensor, error) {
+	B, h, w, nh, nw, err := e.checkLatents(latents)
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return tensor.Tensor{}, err
+	}
+	c, o := e.cfg, e.opts.kernels()
+	W, R, C, D := c.Trunk.Width, c.RegistersNMax, c.ChannelsIn, c.LatentDim
+	ph, pw := c.PatchSize[0], c.PatchSize[1]
+	P, L := nh*nw, nh*nw+R
+	pd := ph * pw * C
+
+	// Patch embedding of all images in one product, then the sequences [patches, registers].
+	pt := make([]float32, B*P*pd)
+	for i := 0; i < B; i++ {
+		patchify(pt[i*P*pd:], latents.Data[i*C*h*w:(i+1)*C*h*w], C, h, w, ph, pw)
+	}
+	emb := make([]float32, B*P*W)
+	e.patch.forward(o, emb, pt, B*P)
+	x := make([]float32, B*L*W)
+	for i := 0; i < B; i++ {
+		seq := x[i*L*W:]
+		copy(seq[:P*W], emb[i*P*W:(i+1)*P*W])
+		addSinCos(seq[:P*W], e.posemb, W, c.Posemb.MaxSizes[0], c.Posemb.MaxSizes[1], nh, nw)
+		copy(seq[P*W:L*W], e.registers[:R*W])
+	}
+	if tr != nil {
+		pat := make([]float32, 0, B*P*W)
+		for i := 0; i < B; i++ {
+			pat = append(pat, x[i*L*W:i*L*W+P*W]...)
+		}
+		tr.emit("enc_patches_posemb", pat)
+	}
+
+	s := seqLayout{n: B, L: L, prefix: P}
+	if c.MaskMode == "causal_last" {
+		s.mask = kernels.Mask{Kind: kernels.MaskPrefixCausal, Prefix: P}
+	}
+	var buf trunkBuffers
+	if err := e.trunk.forward(ctx, o, x, s, nil, &buf); err != nil {
+		return tensor.Tensor{}, err
+	}
+
+	// Head on the registers: LayerNorm, Linear(W → D).
+	regs := make([]float32, B*R*W)
+	for i := 0; i < B; i++ {
+		copy(regs[i*R*W:(i+1)*R*W], x[(i*L+P)*W:(i+1)*L*W])
+	}
+	tr.emit("enc_trunk_registers", regs)
+	kernels.LayerNorm(o, regs, regs, B*R, W, float32(c.HeadNormEps))
+	z := make([]float32, B*R*D)
+	e.head.forward(o, z, regs, B*R)
+	return tensor.Tensor{Shape: []int{B, R, D}, Data: z}, nil
+}
