@@ -39,10 +39,10 @@
 //   - Resampling: a transcription of Pillow's ImagingResample for 8-bit images (fixed-point
 //     coefficients, horizontal pass first, 8-bit intermediate, kernel stretched when shrinking),
 //     bit-identical to Pillow 13 on the same pixels (testdata/pil_golden.json, made by
-//     testdata/gen_pil.py). FilterBilinear is torchvision's filter. The default, recorded as
-//     "catmull-rom" in the payload, is Pillow's BICUBIC (Catmull-Rom, a = -0.5): sharper than the
-//     official bilinear, so tokens from Go's default and from the Python demo can differ
-//     slightly; choose FilterBilinear to match the demo. Only the cropped window is computed.
+//     testdata/gen_pil.py). The default, FilterBilinear ("bilinear" in the payload), is
+//     torchvision's filter, so for lossless inputs Go gives the official demo's tensor bit for
+//     bit. FilterCatmullRom is Pillow's BICUBIC (Catmull-Rom, a = -0.5), sharper, for users who
+//     prefer it. Only the cropped window is computed.
 //   - Values: (v/255 - 0.5)/0.5 in float32, the operations torch performs, so the tensor is
 //     bit-identical to torchvision's for the same resized pixels. It lies in [-1, 1].
 //

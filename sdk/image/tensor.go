@@ -31,7 +31,7 @@ const maxSide = 1 << 16
 type Preprocess struct {
 	Size          int    // side of a square model input; 0 = DefaultSize
 	Height, Width int    // a non-square model input; both 0 = Size×Size
-	Filter        string // FilterCatmullRom (default, "") or FilterBilinear
+	Filter        string // FilterBilinear (default, "": the official demo's filter) or FilterCatmullRom
 	Crop          string // CropCenter (default, "")
 }
 
@@ -60,7 +60,7 @@ func (p Preprocess) normalized() (Preprocess, error) {
 	}
 	switch p.Filter {
 	case "":
-		p.Filter = FilterCatmullRom
+		p.Filter = FilterBilinear
 	case FilterCatmullRom, FilterBilinear:
 	default:
 		return p, errf(ErrArgument, "filter %q, want %q or %q", p.Filter, FilterCatmullRom, FilterBilinear)
