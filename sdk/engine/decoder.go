@@ -1,0 +1,419 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+
+	"github.com/flextok-sdk/flextok/sdk/flow"
+	"github.com/flextok-sdk/flextok/sdk/fsq"
+	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
+	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
+)
+
+// Decoder is the FlexTok rectified-flow decoder: the velocity network v(x_t, t, tokens).
+// It holds its weights (read once by NewDecoder) and is safe for concurrent use. Bind attaches
+// token sequences to it and gives a flow.Denoiser for flow.Sample.
+//
+// One forward pass, per image: the register sequence (from Bind) follows the patch tokens of
+// the noisy latent x_t [C, h, w] (ph×pw patches, channels last, Linear(ph·pw·C → W) plus the
+// checkpoint's sin-cos table); the adaLN trunk runs with full attention (or the config's
+// causal_last mask); the patch tokens go through LayerNorm, the head's optional adaLN
+// modulation and Linear(W → C·ph·pw), and are unpatchified to the velocity [C, h, w].
+//
+// # Time conditioning is precomputed
+//
+// The time embedding and every adaLN modulation depend on t only, and the sampler uses a
+// fixed schedule, so the Decoder computes them once per distinct t (bit pattern of the
+// float32) and caches them: temb = TimestepEmbedder(t), each block's Linear(SiLU(temb)) of
+// E·6W values and the head's Linear(SiLU(temb)) of 2W values. Later calls at the same t cost
+// one map lookup. The cache holds at most maxTimeCache times (then it is emptied and refilled);
+// a sampler with T steps uses T entries.
+//
+// # Batching
+//
+// One Velocity call runs every item it gets (the conditional and unconditional evaluation of
+// every image of a step) through each Linear layer as one matrix product, rows = items ×
+// tokens; attention runs per item. Items are independent, exactly as in the official
+// block-diagonal packing, so batching changes no value.
+type Decoder struct {
+	cfg  model.DecoderConfig
+	opts Options
+	R    int // registers per image: the encoder's n_max, the detokenize padding length
+	fsq  *fsq.Quantizer
+
+	fromLatents linear    // (W, D) with bias: FSQ codes → register width
+	regPosemb   []float32 // (W, Rmax) learnable_sum table [1, 1, W, Rmax]
+	maskToken   []float32 // (W) replaces registers at positions >= k
+	nullcond    []float32 // (W) LearnedNullCond vector, nil for ZeroNullCond
+	patch       linear    // (W, ph·pw·C) with bias
+	posemb      []float32 // (W, S_h, S_w) sin-cos table from the checkpoint
+	temb        timeEmbedder
+	trunk       *trunk
+	headAda     *linear // (2W, W) head adaLN (shift, scale), nil without
+	head        linear  // (C·ph·pw, W) with bias
+
+	mu    sync.Mutex
+	cache map[uint32]*timeCond
+}
+
+// maxTimeCache bounds the per-t cache of Decoder (entries of depth·E·6W + 3W floats).
+const maxTimeCache = 64
+
+// timeCond is everything that depends on t alone.
+type timeCond struct {
+	temb   []float32   // (W) time embedding
+	blocks [][]float32 // per block (E·6W): adaLN modulation
+	head   []float32   // (2W) head shift, scale; nil without head adaLN
+}
+
+// NewDecoder reads the decoder's weights from m (once; the Decoder keeps float32 copies packed
+// for o's path). A missing or misshaped tensor is an error naming every such tensor.
+func NewDecoder(m *model.Model, o Options) (*Decoder, error) {
+	if m == nil || m.Config == nil {
+		return nil, fmt.Errorf("flextok/engine: NewDecoder: nil model")
+	}
+	return newDecoder(m.Config, m.Tensor, o)
+}
+
+func newDecoder(cfg *model.Config, get func(string) ([]float32, error), o Options) (*Decoder, error) {
+	d := cfg.Decoder
+	W := d.Trunk.Width
+	switch {
+	case d.NullCondSingle:
+		return nil, fmt.Errorf("flextok/engine: LearnedNullCond with replace_with_single_token=True is not supported")
+	case d.PatchPosemb.Type != "sincos" || len(d.PatchPosemb.MaxSizes) != 2:
+		return nil, fmt.Errorf("flextok/engine: decoder patch posemb %q %v: only a 2-D sin-cos table is supported", d.PatchPosemb.Type, d.PatchPosemb.MaxSizes)
+	case d.RegisterPosemb.Type != "learnable_sum" || len(d.RegisterPosemb.MaxSizes) != 1:
+		return nil, fmt.Errorf("flextok/engine: decoder register posemb %q %v: only a 1-D learnable_sum table is supported", d.RegisterPosemb.Type, d.RegisterPosemb.MaxSizes)
+	case d.MaskMode != "full" && d.MaskMode != "causal_last":
+		return nil, fmt.Errorf("flextok/engine: decoder mask_mode %q is not supported", d.MaskMode)
+	case d.Trunk.AdaLNExpansion < 1 || d.Trunk.AdaLNExpansion > 2:
+		return nil, fmt.Errorf("flextok/engine: decoder adaLN expansion %d is not supported", d.Trunk.AdaLNExpansion)
+	case d.ChannelsIn != d.ChannelsOut:
+		return nil, fmt.Errorf("flextok/engine: decoder channels in %d != out %d", d.ChannelsIn, d.ChannelsOut)
+	case d.FreqEmbSize < 2 || !(d.MaxTimestep > 0):
+		return nil, fmt.Errorf("flextok/engine: decoder time embedding size %d, max_timestep %v", d.FreqEmbSize, d.MaxTimestep)
+	}
+	R := cfg.Encoder.RegistersNMax
+	if R < 1 || R > d.RegisterPosemb.MaxSizes[0] {
+		return nil, fmt.Errorf("flextok/engine: %d registers do not fit the decoder's register table of %d", R, d.RegisterPosemb.MaxSizes[0])
+	}
+	fq, err := fsq.New(cfg.FSQ.Levels)
+	if err != nil {
+		return nil, fmt.Errorf("flextok/engine: decoder FSQ: %w", err)
+	}
+	if fq.Dim() != d.LatentDim {
+		return nil, fmt.Errorf("flextok/engine: decoder reads %d dims, FSQ has %d levels", d.LatentDim, fq.Dim())
+	}
+	ko := o.kernels()
+	r := newWeightReader(cfg, "decoder", get)
+	name := map[string]string{}
+	for _, m := range d.Modules {
+		name[m.Class] = model.DecoderPrefix + m.Name
+	}
+	mod := func(class string) string {
+		if n, ok := name[class]; ok {
+			return n
+		}
+		r.errs = append(r.errs, "no "+class+" module")
+		return model.DecoderPrefix + "?"
+	}
+	ps := d.PatchSize[0] * d.PatchSize[1]
+	dec := &Decoder{cfg: d, opts: o, R: R, fsq: fq, cache: map[uint32]*timeCond{}}
+	dec.fromLatents = r.linear(ko, mod("LinearLayer")+sufProj, W, d.LatentDim, true)
+	dec.regPosemb = r.tensor(model.DecoderPrefix+d.RegisterPosemb.Module+sufPosembs, W*d.RegisterPosemb.MaxSizes[0])
+	dec.maskToken = r.tensor(mod("MaskedNestedDropout")+sufMaskToken, W)
+	if d.NullCond == model.NullCondLearned {
+		dec.nullcond = r.tensor(mod("LearnedNullCond")+sufNullCond, W)
+	}
+	dec.patch = r.linear(ko, mod("PatchEmbedder")+sufPatchProj, W, ps*d.ChannelsIn, true)
+	dec.posemb = r.tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
+	te := mod("TimestepEmbedder")
+	dec.temb = timeEmbedder{
+		freqs: timestepFrequencies(d.FreqEmbSize, d.MaxTimestep),
+		dims:  d.FreqEmbSize,
+		mlp0:  r.linear(ko, te+sufTimeMLP0, W, d.FreqEmbSize, true),
+		mlp2:  r.linear(ko, te+sufTimeMLP2, W, W, true),
+	}
+	trunkMod := mod("FlexTransformer")
+	dec.trunk = readTrunk(r, ko, model.DecoderPrefix, trunkMod[len(model.DecoderPrefix):], d.Trunk)
+	head := mod("ToPatchesLinearHead")
+	if d.HeadAdaLN {
+		a := r.linear(ko, head+sufHeadAdaLN, 2*W, W, true)
+		dec.headAda = &a
+	}
+	dec.head = r.linear(ko, head+sufProj, ps*d.ChannelsOut, W, true)
+	if err := r.err(); err != nil {
+		return nil, err
+	}
+	return dec, nil
+}
+
+// Registers is the number of register tokens per image (the maximum token sequence length).
+func (d *Decoder) Registers() int { return d.R }
+
+// Flops is the number of floating-point operations (2 per multiply-add) of one velocity
+// evaluation of n items of h×w latents: matrix products and attention, without the per-t
+// work that is cached.
+func (d *Decoder) Flops(n, h, w int) float64 {
+	P := (h / d.cfg.PatchSize[0]) * (w / d.cfg.PatchSize[1])
+	W := float64(d.cfg.Trunk.Width)
+	io := 2 * float64(n*P) * W * float64(d.patch.in+d.head.out)
+	return d.trunk.flops(n, P+d.R) + io
+}
+
+// timeCond returns the cached conditioning for t, computing it on first use.
+func (d *Decoder) timeCond(t float32) *timeCond {
+	key := math.Float32bits(t)
+	d.mu.Lock()
+	tc := d.cache[key]
+	d.mu.Unlock()
+	if tc != nil {
+		return tc
+	}
+	o := d.opts.kernels()
+	tc = &timeCond{temb: d.temb.embed(o, t)}
+	tc.blocks = d.trunk.modulation(o, tc.temb)
+	if d.headAda != nil {
+		s := make([]float32, len(tc.temb))
+		kernels.SiLU(o, s, tc.temb)
+		tc.head = make([]float32, d.headAda.out)
+		d.headAda.forward(o, tc.head, s, 1)
+	}
+	d.mu.Lock()
+	if len(d.cache) >= maxTimeCache {
+		clear(d.cache)
+	}
+	d.cache[key] = tc
+	d.mu.Unlock()
+	return tc
+}
+
+// Conditioned is a Decoder bound to the token sequences of a batch of images: a flow.Denoiser
+// whose Item.Image indexes those sequences. It is immutable and safe for concurrent use.
+type Conditioned struct {
+	d      *Decoder
+	cond   [][]float32 // per image (R, W): the conditional register sequence
+	uncond []float32   // (R, W): the null condition, the same for every image
+}
+
+var _ flow.Denoiser = (*Conditioned)(nil)
+
+// Bind prepares the register sequences of a batch of images from their token ids, as the
+// official detokenize does: ids[i] (at most R ids, each below the codebook size) is
+// right-padded with id 0 to R, turned into FSQ codes, Linear(D → W), plus the register
+// positional embedding; every position >= k[i] is then replaced by the mask token. k nil means
+// k[i] = len(ids[i]); otherwise each k[i] must be in [1, R] (a k larger than len(ids[i]) keeps
+// padding ids visible, as the official decoder would). The unconditional sequence (flow.Item
+// with Uncond) is all zeros (ZeroNullCond) or the learned null vector at every position
+// (LearnedNullCond).
+func (d *Decoder) Bind(ids [][]uint32, k []int) (*Conditioned, error) {
+	return d.bind(ids, k, nil)
+}
+
+func (d *Decoder) bind(ids [][]uint32, k []int, tr tracer) (*Conditioned, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("flextok/engine: Bind: no token sequences")
+	}
+	if k != nil && len(k) != len(ids) {
+		return nil, fmt.Errorf("flextok/engine: Bind: %d prefix lengths for %d token sequences", len(k), len(ids))
+	}
+	R, W, D := d.R, d.cfg.Trunk.Width, d.cfg.LatentDim
+	n := d.fsq.CodebookSize()
+	keep := make([]int, len(ids))
+	for i, s := range ids {
+		if len(s) > R {
+			return nil, fmt.Errorf("flextok/engine: Bind: image %d has %d tokens, more than the %d registers", i, len(s), R)
+		}
+		for j, id := range s {
+			if int64(id) >= int64(n) {
+				return nil, fmt.Errorf("flextok/engine: Bind: image %d token %d: id %d is outside the codebook [0, %d)", i, j, id, n)
+			}
+		}
+		keep[i] = len(s)
+		if k != nil {
+			keep[i] = k[i]
+		}
+		if keep[i] < 1 || keep[i] > R {
+			return nil, fmt.Errorf("flextok/engine: Bind: image %d: prefix length k = %d outside [1, %d]", i, keep[i], R)
+		}
+	}
+	o := d.opts.kernels()
+	B := len(ids)
+	padded := make([]uint32, B*R)
+	for i, s := range ids {
+		copy(padded[i*R:], s) // the rest stays id 0, the official padding
+	}
+	codes := make([]float32, B*R*D)
+	if err := d.fsq.IndicesToCodes(codes, padded); err != nil {
+		return nil, fmt.Errorf("flextok/engine: Bind: %w", err)
+	}
+	regs := make([]float32, B*R*W)
+	d.fromLatents.forward(o, regs, codes, B*R)
+	Rmax := d.cfg.RegisterPosemb.MaxSizes[0]
+	for i := 0; i < B; i++ {
+		for j := 0; j < R; j++ {
+			row := regs[(i*R+j)*W : (i*R+j+1)*W]
+			for c := range row {
+				row[c] += d.regPosemb[c*Rmax+j]
+			}
+		}
+	}
+	tr.emit("dec_registers_posemb", regs)
+	c := &Conditioned{d: d, cond: make([][]float32, B), uncond: make([]float32, R*W)}
+	for i := 0; i < B; i++ {
+		seq := regs[i*R*W : (i+1)*R*W]
+		for j := keep[i]; j < R; j++ {
+			copy(seq[j*W:(j+1)*W], d.maskToken)
+		}
+		c.cond[i] = seq
+	}
+	tr.emit("dec_registers_in", regs)
+	if d.nullcond != nil {
+		for j := 0; j < R; j++ {
+			copy(c.uncond[j*W:(j+1)*W], d.nullcond)
+		}
+	}
+	return c, nil
+}
+
+// Images is the number of bound token sequences.
+func (c *Conditioned) Images() int { return len(c.cond) }
+
+// Velocity implements flow.Denoiser: it writes v(x_t, t) of every item, conditional or
+// unconditional, into its V. Items of one latent size run as one batch (see Decoder).
+// t must be in [0, max_timestep], as the official TimestepEmbedder asserts.
+func (c *Conditioned) Velocity(ctx context.Context, t float32, batch []flow.Item) error {
+	return c.velocity(ctx, t, batch, nil)
+}
+
+func (c *Conditioned) velocity(ctx context.Context, t float32, batch []flow.Item, tr tracer) error {
+	d := c.d
+	if !(t >= 0 && float64(t) <= d.cfg.MaxTimestep) {
+		return fmt.Errorf("flextok/engine: Velocity: t = %v outside [0, %v]", t, d.cfg.MaxTimestep)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	type grid struct{ h, w int }
+	var order []grid
+	groups := map[grid][]int{}
+	for i := range batch {
+		it := &batch[i]
+		h, w, err := d.checkItem(it, len(c.cond))
+		if err != nil {
+			return fmt.Errorf("flextok/engine: Velocity: item %d: %w", i, err)
+		}
+		if len(it.V.Data) != len(it.X.Data) {
+			it.V.Data = make([]float32, len(it.X.Data))
+		}
+		if it.V.Shape == nil {
+			it.V.Shape = append([]int(nil), it.X.Shape...)
+		}
+		g := grid{h, w}
+		if _, ok := groups[g]; !ok {
+			order = append(order, g)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	tc := d.timeCond(t)
+	tr.emit("dec_temb", tc.temb)
+	for _, g := range order {
+		if err := c.forward(ctx, tc, batch, groups[g], g.h, g.w, tr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkItem validates one item's image index and latent shape and returns h, w.
+func (d *Decoder) checkItem(it *flow.Item, images int) (h, w int, err error) {
+	cfg := d.cfg
+	if it.Image < 0 || it.Image >= images {
+		return 0, 0, fmt.Errorf("image %d, but %d token sequences are bound", it.Image, images)
+	}
+	x := it.X
+	if x.Check() != nil || len(x.Shape) != 3 || x.Shape[0] != cfg.ChannelsIn || x.Shape[1] < 1 || x.Shape[2] < 1 {
+		return 0, 0, fmt.Errorf("x_t shape %v with %d values, want [%d, h, w]", x.Shape, len(x.Data), cfg.ChannelsIn)
+	}
+	h, w = x.Shape[1], x.Shape[2]
+	ph, pw := cfg.PatchSize[0], cfg.PatchSize[1]
+	if h%ph != 0 || w%pw != 0 {
+		return 0, 0, fmt.Errorf("x_t %dx%d is not a multiple of the patch size %dx%d", h, w, ph, pw)
+	}
+	if h/ph > cfg.PatchPosemb.MaxSizes[0] || w/pw > cfg.PatchPosemb.MaxSizes[1] {
+		return 0, 0, fmt.Errorf("patch grid %dx%d exceeds the positional table %dx%d", h/ph, w/pw, cfg.PatchPosemb.MaxSizes[0], cfg.PatchPosemb.MaxSizes[1])
+	}
+	if it.V.Shape != nil && !tensor.SameShape(it.V, tensor.Tensor{Shape: x.Shape}) {
+		return 0, 0, fmt.Errorf("v shape %v differs from x_t shape %v", it.V.Shape, x.Shape)
+	}
+	return h, w, nil
+}
+
+// forward runs the items idx of batch, all of latent size h×w, as one batch.
+func (c *Conditioned) forward(ctx context.Context, tc *timeCond, batch []flow.Item, idx []int, h, w int, tr tracer) error {
+	d := c.d
+	cfg, o := d.cfg, d.opts.kernels()
+	W, R, C := cfg.Trunk.Width, d.R, cfg.ChannelsIn
+	ph, pw := cfg.PatchSize[0], cfg.PatchSize[1]
+	nh, nw := h/ph, w/pw
+	P, L, n := nh*nw, nh*nw+R, len(idx)
+	pd := ph * pw * C
+
+	// Patch embedding of every item in one product; sequences [patches, registers].
+	pt := make([]float32, n*P*pd)
+	for q, i := range idx {
+		patchify(pt[q*P*pd:], batch[i].X.Data, C, h, w, ph, pw)
+	}
+	emb := make([]float32, n*P*W)
+	d.patch.forward(o, emb, pt, n*P)
+	x := make([]float32, n*L*W)
+	for q, i := range idx {
+		seq := x[q*L*W:]
+		copy(seq[:P*W], emb[q*P*W:(q+1)*P*W])
+		addSinCos(seq[:P*W], d.posemb, W, cfg.PatchPosemb.MaxSizes[0], cfg.PatchPosemb.MaxSizes[1], nh, nw)
+		regs := c.cond[batch[i].Image]
+		if batch[i].Uncond {
+			regs = c.uncond
+		}
+		copy(seq[P*W:L*W], regs)
+	}
+	if tr != nil {
+		tr.emit("dec_patches_in", gatherRows(x, n, L, 0, P, W))
+	}
+
+	s := seqLayout{n: n, L: L, prefix: P}
+	if cfg.MaskMode == "causal_last" {
+		s.mask = kernels.Mask{Kind: kernels.MaskPrefixCausal, Prefix: P}
+	}
+	var buf trunkBuffers
+	if err := d.trunk.forward(ctx, o, x, s, tc.blocks, &buf); err != nil {
+		return err
+	}
+
+	// Head on the patch tokens: LayerNorm, adaLN (shift, scale), Linear(W → C·ph·pw).
+	pat := gatherRows(x, n, L, 0, P, W)
+	tr.emit("dec_trunk_patches", pat)
+	kernels.LayerNorm(o, pat, pat, n*P, W, float32(cfg.HeadNormEps))
+	if tc.head != nil {
+		kernels.Modulate(o, pat, pat, tc.head[:W], tc.head[W:2*W], n*P, W)
+	}
+	out := make([]float32, n*P*pd)
+	d.head.forward(o, out, pat, n*P)
+	for q, i := range idx {
+		unpatchify(batch[i].V.Data, out[q*P*pd:(q+1)*P*pd], C, h, w, ph, pw)
+	}
+	return nil
+}
+
+// gatherRows copies rows [r0, r0+rows) of each of the n sequences of length L of x (width W).
+func gatherRows(x []float32, n, L, r0, rows, W int) []float32 {
+	out := make([]float32, 0, n*rows*W)
+	for q := 0; q < n; q++ {
+		out = append(out, x[(q*L+r0)*W:(q*L+r0+rows)*W]...)
+	}
+	return out
+}
