@@ -36,7 +36,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newInspect(), newInspectModel(), newVersion())
+	root.AddCommand(newEncode(), newDecode(), newInspect(), newInspectModel(), newVersion())
 	return root
 }
 

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"image"
+	"image/color"
+	"image/png"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -95,5 +98,87 @@ func TestInspectModel(t *testing.T) {
 	_ = os.WriteFile(bad, []byte("not a checkpoint at all"), 0o644)
 	if _, err := run("inspect-model", bad); err == nil || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("bad checkpoint: %v", err)
+	}
+}
+
+func writePNG(t *testing.T, path string, w, h int) {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		for x := 0; x < w; x++ {
+			img.Set(x, y, color.NRGBA{uint8(x * 4), uint8(y * 5), 128, 255})
+		}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := png.Encode(f, img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEncodeDecode runs the CLI on an official-code reference checkpoint: encode a file and a
+// directory, refuse to overwrite, decode with a prefix, refuse another model's payload.
+func TestEncodeDecode(t *testing.T) {
+	m1 := "../../conformance/testdata/official/c1_w32_zero_e2"
+	m2 := "../../conformance/testdata/official/c2_w64_learned_t1"
+	if _, err := os.Stat(m1); err != nil {
+		t.Skip("no reference checkpoint")
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in")
+	_ = os.Mkdir(in, 0o755)
+	writePNG(t, filepath.Join(in, "a.png"), 64, 48)
+	writePNG(t, filepath.Join(in, "b.png"), 20, 30)
+	_ = os.WriteFile(filepath.Join(in, "notes.txt"), []byte("not an image"), 0o644)
+	one := filepath.Join(dir, "a.msgpack")
+	if _, err := run("encode", filepath.Join(in, "a.png"), "-m", m1, "-o", one, "-k", "8"); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run("inspect", one)
+	if err != nil || !strings.Contains(out, `"count": 8`) || !strings.Contains(out, `"source":[48,64]`) {
+		t.Fatalf("inspect: %v\n%s", err, out)
+	}
+	before, _ := os.ReadFile(one)
+	if _, err := run("encode", filepath.Join(in, "b.png"), "-m", m1, "-o", one); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("overwrote an existing output: %v", err)
+	}
+	if after, _ := os.ReadFile(one); !bytes.Equal(before, after) {
+		t.Fatal("existing output changed")
+	}
+	outDir := filepath.Join(dir, "tokens")
+	if _, err := run("encode", in, "-m", m1, "-o", outDir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(outDir, "b.msgpack")); err != nil {
+		t.Fatal("directory encode wrote no b.msgpack")
+	}
+	png1 := filepath.Join(dir, "a.png")
+	if _, err := run("decode", one, "-m", m1, "-o", png1, "-k", "2", "--steps", "2"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(png1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := png.DecodeConfig(f)
+	f.Close()
+	if err != nil || cfg.Width != 32 || cfg.Height != 32 {
+		t.Fatalf("decoded PNG %+v %v", cfg, err)
+	}
+	if _, err := run("decode", one, "-m", m2, "-o", filepath.Join(dir, "x.png")); err == nil || !strings.Contains(err.Error(), "another model") {
+		t.Fatalf("decoded another model's payload: %v", err)
+	}
+	for _, args := range [][]string{
+		{"decode", one, "-m", m1, "-o", filepath.Join(dir, "y.png"), "--steps", "0"},
+		{"decode", one, "-m", m1, "-o", filepath.Join(dir, "y.png"), "-k", "9"},
+		{"encode", filepath.Join(in, "notes.txt"), "-m", m1, "-o", filepath.Join(dir, "n.msgpack")},
+		{"encode", filepath.Join(in, "a.png"), "-o", filepath.Join(dir, "n.msgpack")},
+	} {
+		if _, err := run(args...); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: err = %v", args, err)
+		}
 	}
 }

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flextok-sdk/flextok/sdk/engine"
+	"github.com/flextok-sdk/flextok/sdk/flow"
+	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/payload"
+)
+
+// engineFlags are the flags shared by encode and decode.
+type engineFlags struct {
+	model   string
+	threads int
+	exact   bool
+}
+
+func (f *engineFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&f.model, "model", "m", "", "model directory or model.safetensors (required)")
+	cmd.Flags().IntVar(&f.threads, "threads", 0, "worker goroutines (0: all CPUs)")
+	cmd.Flags().BoolVar(&f.exact, "exact", false, "portable kernels only: the bit-exact reference path (slower)")
+}
+
+func (f *engineFlags) load() (*engine.Engine, error) {
+	if f.model == "" {
+		return nil, usageError{errors.New("--model is required (official weights are research-only and never downloaded: give their path)")}
+	}
+	o := engine.DefaultOptions()
+	if f.threads > 0 {
+		o.Threads = f.threads
+	}
+	if f.exact {
+		o.Fast = false
+	}
+	e, err := engine.Load(f.model, o)
+	if err != nil {
+		return nil, fmt.Errorf("load model %s: %w", f.model, err)
+	}
+	return e, nil
+}
+
+// signalContext is cancelled on Ctrl-C.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt)
+}
+
+// imageExts are the file types a directory argument contributes.
+var imageExts = map[string]bool{".png": true, ".jpg": true, ".jpeg": true, ".gif": true, ".webp": true, ".bmp": true, ".tif": true, ".tiff": true}
+
+// expandInputs lists files: each argument is a file, or a directory whose files with one of
+// exts are taken (not recursively), in name order.
+func expandInputs(args []string, exts map[string]bool) ([]string, error) {
+	var out []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, err
+		}
+		if !st.IsDir() {
+			out = append(out, a)
+			continue
+		}
+		entries, err := os.ReadDir(a)
+		if err != nil {
+			return nil, err
+		}
+		var names []string
+		for _, e := range entries {
+			if !e.IsDir() && exts[strings.ToLower(filepath.Ext(e.Name()))] {
+				names = append(names, filepath.Join(a, e.Name()))
+			}
+		}
+		sort.Strings(names)
+		out = append(out, names...)
+	}
+	if len(out) == 0 {
+		return nil, usageError{errors.New("no input files")}
+	}
+	return out, nil
+}
+
+// outputPath returns where the output for in goes: out itself for a single input that does not
+// name a directory, else out/<base name><ext>.
+func outputPath(in, out, ext string, single bool) string {
+	if single {
+		if st, err := os.Stat(out); err != nil || !st.IsDir() {
+			return out
+		}
+	}
+	base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in))
+	return filepath.Join(out, base+ext)
+}
+
+// writeNew writes data to path, refusing to replace an existing file unless force: nothing
+// the user has is overwritten by accident. The file appears whole or not at all.
+func writeNew(path string, data []byte, force bool) error {
+	if !force {
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Errorf("%s exists (use --force to replace it)", path)
+		}
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".flextok-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+func newEncode() *cobra.Command {
+	var (
+		ef     engineFlags
+		out    string
+		k      int
+		filter string
+		force  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "encode IMAGE|DIR... -m MODEL -o OUT",
+		Short: "Encode images into token payloads (.msgpack)",
+		Long: "Encode each image (png, jpeg, gif, webp, bmp, tiff; directories contribute their image\n" +
+			"files) into a FlexTok token payload. With one input, OUT is the payload file (or a\n" +
+			"directory); with several, OUT is a directory that receives NAME.msgpack per image.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{errors.New("encode needs at least one image")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usageError{errors.New("--out is required")}
+			}
+			inputs, err := expandInputs(args, imageExts)
+			if err != nil {
+				return err
+			}
+			single := len(inputs) == 1
+			if !single {
+				if err := os.MkdirAll(out, 0o755); err != nil {
+					return err
+				}
+			}
+			e, err := ef.load()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			bar := newBar(len(inputs), "encode")
+			for _, in := range inputs {
+				dst := outputPath(in, out, ".msgpack", single)
+				if err := encodeOne(ctx, e, in, dst, engine.EncodeOptions{K: k, Filter: filter}, force); err != nil {
+					return fmt.Errorf("encode %s: %w", in, err)
+				}
+				bar.add(1)
+			}
+			bar.finish()
+			return nil
+		},
+	}
+	ef.register(cmd)
+	cmd.Flags().StringVarP(&out, "out", "o", "", "output payload file or directory (required)")
+	cmd.Flags().IntVarP(&k, "tokens", "k", 0, "keep the first K tokens (0: all)")
+	cmd.Flags().StringVar(&filter, "filter", ftimage.FilterBilinear, "resize filter: bilinear (as the official demo) or catmull-rom")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files")
+	return cmd
+}
+
+func encodeOne(ctx context.Context, e *engine.Engine, in, dst string, o engine.EncodeOptions, force bool) error {
+	f, err := os.Open(in)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	img, _, err := ftimage.Decode(f, ftimage.Limits{})
+	if err != nil {
+		return err
+	}
+	p, err := e.Encode(ctx, img, o)
+	if err != nil {
+		return err
+	}
+	b, err := p.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	return writeNew(dst, b, force)
+}
+
+func newDecode() *cobra.Command {
+	var (
+		ef    engineFlags
+		out   string
+		k     int
+		steps int
+		guid  float64
+		apg   bool
+		seed  uint64
+		force bool
+	)
+	cmd := &cobra.Command{
+		Use:   "decode PAYLOAD|DIR... -m MODEL -o OUT.png",
+		Short: "Decode token payloads (or their first K tokens) into PNG images",
+		Long: "Decode each payload (.msgpack; directories contribute their .msgpack files) with the\n" +
+			"rectified-flow decoder. Unset flags take the payload's hints, else the official\n" +
+			"README's settings: 20 steps, guidance 7.5 with APG, seed 0.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{errors.New("decode needs at least one payload")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usageError{errors.New("--out is required")}
+			}
+			inputs, err := expandInputs(args, map[string]bool{".msgpack": true})
+			if err != nil {
+				return err
+			}
+			single := len(inputs) == 1
+			if !single {
+				if err := os.MkdirAll(out, 0o755); err != nil {
+					return err
+				}
+			}
+			e, err := ef.load()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			for _, in := range inputs {
+				data, err := readLimited(in, int64(payload.DefaultLimits.MaxBytes))
+				if err != nil {
+					return err
+				}
+				var p payload.Payload
+				if err := payload.Decode(data, &p, payload.Options{}); err != nil {
+					return fmt.Errorf("decode %s: %w", in, err)
+				}
+				o := engine.DefaultDecodeOptions(&p)
+				o.K = k
+				fl := cmd.Flags()
+				if fl.Changed("steps") {
+					o.Steps = steps
+				}
+				if fl.Changed("guidance") {
+					o.Guidance = guid
+				}
+				if fl.Changed("apg") {
+					o.APG = apg
+				}
+				if fl.Changed("seed") {
+					o.Seed = seed
+				}
+				if o.Steps < 1 {
+					return usageError{fmt.Errorf("--steps must be at least 1, got %d", o.Steps)}
+				}
+				bar := newBar(o.Steps, filepath.Base(in))
+				o.OnStep = func(flow.Step) error { bar.add(1); return nil }
+				img, err := e.DecodeImage(ctx, &p, o)
+				bar.finish()
+				if err != nil {
+					return fmt.Errorf("decode %s: %w", in, err)
+				}
+				var buf bytes.Buffer
+				if err := ftimage.EncodePNG(&buf, img); err != nil {
+					return err
+				}
+				if err := writeNew(outputPath(in, out, ".png", single), buf.Bytes(), force); err != nil {
+					return fmt.Errorf("decode %s: %w", in, err)
+				}
+			}
+			return nil
+		},
+	}
+	ef.register(cmd)
+	cmd.Flags().StringVarP(&out, "out", "o", "", "output PNG file or directory (required)")
+	cmd.Flags().IntVarP(&k, "tokens", "k", 0, "decode only the first K tokens (0: all in the payload)")
+	cmd.Flags().IntVar(&steps, "steps", 20, "Euler steps")
+	cmd.Flags().Float64Var(&guid, "guidance", 7.5, "classifier-free guidance scale (1: off)")
+	cmd.Flags().BoolVar(&apg, "apg", true, "adaptive projected guidance instead of plain CFG")
+	cmd.Flags().Uint64Var(&seed, "seed", 0, "noise seed")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files")
+	return cmd
+}

@@ -1,0 +1,269 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/flextok-sdk/flextok/sdk/flow"
+	"github.com/flextok-sdk/flextok/sdk/fsq"
+	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/payload"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
+)
+
+// Errors of the public API; each returned error wraps one of them or a payload/model error.
+var (
+	ErrModelMismatch = payload.ErrModelMismatch
+	ErrArgument      = errors.New("flextok/engine: invalid argument")
+	ErrUnsupported   = errors.New("flextok/engine: unsupported")
+)
+
+// Engine is a loaded FlexTok model: it encodes images to token payloads and decodes payloads,
+// or any prefix of their tokens, back to images. It is safe for concurrent use.
+type Engine struct {
+	id     payload.Model
+	cfg    *model.Config
+	vae    *VAE
+	enc    *Encoder
+	dec    *Decoder
+	fsq    *fsq.Quantizer
+	height int // model input and output size in pixels
+	width  int
+	latent []int // (C, h, w)
+}
+
+// Load opens a checkpoint (a model.safetensors file or a directory holding it, as
+// model.LoadFile) and builds the engine. The model's identity, carried in every payload it
+// makes, is the directory's (or file's) base name and the SHA-256 of the safetensors file.
+func Load(path string, o Options) (*Engine, error) {
+	m, err := model.LoadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Weights.Close()
+	file, name := path, filepath.Base(path)
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		file = filepath.Join(path, "model.safetensors")
+	} else {
+		name = strings.TrimSuffix(filepath.Base(filepath.Dir(path)), "/")
+	}
+	digest, err := fileDigest(file)
+	if err != nil {
+		return nil, err
+	}
+	return New(m, name, digest, o)
+}
+
+// LoadBytes builds the engine from checkpoint bytes held in memory (an embedded model, or weights
+// received by a WebAssembly module), with optional config.json and VAE config.json contents.
+func LoadBytes(name string, weights, configJSON, vaeJSON []byte, o Options) (*Engine, error) {
+	f, err := safetensors.OpenBytes(weights)
+	if err != nil {
+		return nil, err
+	}
+	m, err := model.Load(f, configJSON, vaeJSON)
+	if err != nil {
+		return nil, err
+	}
+	return New(m, name, sha256.Sum256(weights), o)
+}
+
+func fileDigest(path string) ([32]byte, error) {
+	var d [32]byte
+	f, err := os.Open(path)
+	if err != nil {
+		return d, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return d, fmt.Errorf("flextok/engine: hash %s: %w", path, err)
+	}
+	copy(d[:], h.Sum(nil))
+	return d, nil
+}
+
+// New builds the engine from a loaded model; name and digest form its identity. All weights
+// are read here, so m.Weights may be closed afterwards.
+func New(m *model.Model, name string, digest [32]byte, o Options) (*Engine, error) {
+	cfg := m.Config
+	q, err := fsq.New(cfg.FSQ.Levels)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, fsq: q}
+	if e.vae, err = NewVAE(m, o); err != nil {
+		return nil, err
+	}
+	if e.enc, err = NewEncoder(m, o); err != nil {
+		return nil, err
+	}
+	if e.dec, err = NewDecoder(m, o); err != nil {
+		return nil, err
+	}
+	ps, grid := cfg.Encoder.PatchSize, cfg.Encoder.PosembMaxSizes
+	if len(grid) != 2 {
+		return nil, fmt.Errorf("%w: encoder positional table of rank %d", ErrUnsupported, len(grid))
+	}
+	f := e.vae.DownsampleFactor()
+	e.height, e.width = grid[0]*ps[0]*f, grid[1]*ps[1]*f
+	e.latent = []int{e.vae.LatentChannels(), grid[0] * ps[0], grid[1] * ps[1]}
+	e.id = payload.Model{Name: name, Digest: digest, Levels: q.Levels(), MaxTokens: cfg.Encoder.RegistersNMax}
+	return e, nil
+}
+
+// Identity is the model identity written into every payload this engine makes; Decode refuses
+// payloads with another.
+func (e *Engine) Identity() payload.Model {
+	id := e.id
+	id.Levels = append([]int(nil), id.Levels...)
+	return id
+}
+
+// ImageSize is the model's input and output size in pixels (height, width).
+func (e *Engine) ImageSize() (int, int) { return e.height, e.width }
+
+// MaxTokens is the longest token sequence of the model (its number of registers).
+func (e *Engine) MaxTokens() int { return e.id.MaxTokens }
+
+// Config is the model's architecture.
+func (e *Engine) Config() *model.Config { return e.cfg }
+
+// EncodeOptions control Encode.
+type EncodeOptions struct {
+	K      int    // keep the first K tokens (0: all of them, MaxTokens)
+	Filter string // resize filter, ftimage.FilterBilinear (default) or ftimage.FilterCatmullRom
+}
+
+// Encode turns an image into a token payload: resize (shorter side to the model size, as the
+// official demo) and centre-crop, VAE encode (posterior mean), encoder, FSQ. The payload
+// records the preprocessing.
+func (e *Engine) Encode(ctx context.Context, img image.Image, o EncodeOptions) (*payload.Payload, error) {
+	if o.K < 0 || o.K > e.id.MaxTokens {
+		return nil, fmt.Errorf("%w: k = %d, want 1..%d (0 for all)", ErrArgument, o.K, e.id.MaxTokens)
+	}
+	x, rec, err := ftimage.ToTensor(img, ftimage.Preprocess{Height: e.height, Width: e.width, Filter: o.Filter})
+	if err != nil {
+		return nil, err
+	}
+	ids, err := e.EncodeTensor(ctx, tensor.Tensor{Shape: []int{1, 3, e.height, e.width}, Data: x.Data})
+	if err != nil {
+		return nil, err
+	}
+	k := o.K
+	if k == 0 {
+		k = len(ids[0])
+	}
+	return &payload.Payload{Model: e.Identity(), Image: rec, IDs: ids[0][:k:k]}, nil
+}
+
+// EncodeTensor tokenizes a batch of preprocessed images [B, 3, H, W] in [-1, 1] (the official
+// tokenize): every image gets MaxTokens ids.
+func (e *Engine) EncodeTensor(ctx context.Context, images tensor.Tensor) ([][]uint32, error) {
+	lat, err := e.vae.Encode(ctx, images)
+	if err != nil {
+		return nil, err
+	}
+	return e.enc.Tokens(ctx, lat)
+}
+
+// DecodeOptions control Decode. Use DefaultDecodeOptions for sensible values.
+type DecodeOptions struct {
+	K        int     // decode the first K tokens of the payload (0: all it has)
+	Steps    int     // Euler steps, >= 1
+	Guidance float64 // classifier-free guidance scale; 1 turns guidance off
+	APG      bool    // adaptive projected guidance instead of plain CFG
+	Seed     uint64  // noise seed (the noise comes from sdk/flow's generator)
+	// Noise, if set, is the initial latent [C, h, w] (for conformance with other executors);
+	// Seed is then unused.
+	Noise *tensor.Tensor
+	// OnStep, if set, receives every Euler step, with a preview of the clean latent.
+	OnStep func(flow.Step) error
+}
+
+// DefaultDecodeOptions returns the official README's settings (20 steps, guidance 7.5 with
+// APG, seed 0), overridden by the payload's hints where it has them.
+func DefaultDecodeOptions(p *payload.Payload) DecodeOptions {
+	o := DecodeOptions{Steps: 20, Guidance: 7.5, APG: true}
+	if h := p.Hints; h != nil {
+		if h.Steps > 0 {
+			o.Steps = h.Steps
+		}
+		if h.Guidance != nil {
+			o.Guidance = float64(*h.Guidance)
+			o.APG = h.APG
+		}
+		if h.Seed != nil {
+			o.Seed = *h.Seed
+		}
+	}
+	return o
+}
+
+// Decode turns a payload (or its first K tokens) into an image tensor [3, H, W] in roughly
+// [-1, 1], unclamped: the rectified-flow sampler from noise with the decoder conditioned on
+// the tokens, then the VAE decoder. It refuses payloads made by another model.
+func (e *Engine) Decode(ctx context.Context, p *payload.Payload, o DecodeOptions) (tensor.Tensor, error) {
+	if err := p.Validate(); err != nil {
+		return tensor.Tensor{}, err
+	}
+	if !p.Model.Equal(&e.id) {
+		return tensor.Tensor{}, fmt.Errorf("flextok/engine: payload of model %q (%x…), this engine is %q (%x…): %w",
+			p.Model.Name, p.Model.Digest[:4], e.id.Name, e.id.Digest[:4], ErrModelMismatch)
+	}
+	if p.NumFrames() != 1 {
+		return tensor.Tensor{}, fmt.Errorf("%w: a payload of %d frames (video models)", ErrUnsupported, p.NumFrames())
+	}
+	k := o.K
+	if k == 0 {
+		k = len(p.IDs)
+	}
+	if k < 1 || k > len(p.IDs) {
+		return tensor.Tensor{}, fmt.Errorf("%w: k = %d, the payload has %d tokens", ErrArgument, k, len(p.IDs))
+	}
+	if o.Steps < 1 {
+		return tensor.Tensor{}, fmt.Errorf("%w: steps = %d, want >= 1", ErrArgument, o.Steps)
+	}
+	cond, err := e.dec.Bind([][]uint32{p.IDs[:k]}, nil)
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	fo := flow.Options{Steps: o.Steps, APG: o.APG, Seed: o.Seed, OnStep: o.OnStep, Shapes: [][]int{e.latent}}
+	if o.Guidance != 1 {
+		fo.Guidance = o.Guidance
+		if o.Guidance == 0 {
+			fo.GuidanceFunc = func(float64) float64 { return 0 }
+		}
+	}
+	if o.Noise != nil {
+		fo.Noise = []tensor.Tensor{*o.Noise}
+	}
+	lat, err := flow.Sample(ctx, cond, fo)
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	C, h, w := e.latent[0], e.latent[1], e.latent[2]
+	img, err := e.vae.Decode(ctx, tensor.Tensor{Shape: []int{1, C, h, w}, Data: lat[0].Data})
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	return tensor.Tensor{Shape: []int{3, e.height, e.width}, Data: img.Data}, nil
+}
+
+// DecodeImage is Decode followed by the official demo's conversion to 8-bit RGB.
+func (e *Engine) DecodeImage(ctx context.Context, p *payload.Payload, o DecodeOptions) (*image.NRGBA, error) {
+	x, err := e.Decode(ctx, p, o)
+	if err != nil {
+		return nil, err
+	}
+	return ftimage.FromTensor(x)
+}
