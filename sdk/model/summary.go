@@ -6,10 +6,12 @@ import (
 	"strings"
 )
 
-// LicenceNotice is shown for official FlexTok weights.
-const LicenceNotice = "Official FlexTok weights (Apple and EPFL) are released under the Apple ML Research " +
-	"Model licence: research use only, no commercial use. This SDK does not bundle or download them; " +
-	"read LICENSE_WEIGHTS of github.com/apple/ml-flextok before use."
+// LicenceNotice is shown with every summary: the checkpoint format does not say whose weights a
+// file holds, so the notice says what applies if they are the official ones.
+const LicenceNotice = "Licence: if these are the official FlexTok weights (Apple and EPFL), they are released " +
+	"under the Apple ML Research Model licence: research use only, no commercial use; read LICENSE_WEIGHTS " +
+	"of github.com/apple/ml-flextok before use. This SDK never bundles or downloads them. Weights trained " +
+	"by the project's own recipe (train/, models/) carry the licence given in their model card."
 
 // Summary describes a loaded model for `flextok inspect-model`.
 type Summary struct {
