@@ -41,7 +41,7 @@ import (
 type Decoder struct {
 	cfg  model.DecoderConfig
 	opts Options
-	R    int // registers per image: the encoder's n_max, the detokenize padding length
+	nReg int // registers per image: the encoder's n_max, the detokenize padding length
 	fsq  *fsq.Quantizer
 
 	fromLatents linear    // (W, D) with bias: FSQ codes → register width
@@ -122,7 +122,7 @@ func newDecoder(cfg *model.Config, get func(string) ([]float32, error), o Option
 		return model.DecoderPrefix + "?"
 	}
 	ps := d.PatchSize[0] * d.PatchSize[1]
-	dec := &Decoder{cfg: d, opts: o, R: R, fsq: fq, cache: map[uint32]*timeCond{}}
+	dec := &Decoder{cfg: d, opts: o, nReg: R, fsq: fq, cache: map[uint32]*timeCond{}}
 	dec.fromLatents = r.linear(ko, mod("LinearLayer")+sufProj, W, d.LatentDim, true)
 	dec.regPosemb = r.tensor(model.DecoderPrefix+d.RegisterPosemb.Module+sufPosembs, W*d.RegisterPosemb.MaxSizes[0])
 	dec.maskToken = r.tensor(mod("MaskedNestedDropout")+sufMaskToken, W)
@@ -153,7 +153,7 @@ func newDecoder(cfg *model.Config, get func(string) ([]float32, error), o Option
 }
 
 // Registers is the number of register tokens per image (the maximum token sequence length).
-func (d *Decoder) Registers() int { return d.R }
+func (d *Decoder) Registers() int { return d.nReg }
 
 // Flops is the number of floating-point operations (2 per multiply-add) of one velocity
 // evaluation of n items of h×w latents: matrix products and attention, without the per-t
@@ -162,7 +162,7 @@ func (d *Decoder) Flops(n, h, w int) float64 {
 	P := (h / d.cfg.PatchSize[0]) * (w / d.cfg.PatchSize[1])
 	W := float64(d.cfg.Trunk.Width)
 	io := 2 * float64(n*P) * W * float64(d.patch.in+d.head.out)
-	return d.trunk.flops(n, P+d.R) + io
+	return d.trunk.flops(n, P+d.nReg) + io
 }
 
 // timeCond returns the cached conditioning for t, computing it on first use.
@@ -221,7 +221,7 @@ func (d *Decoder) bind(ids [][]uint32, k []int, tr tracer) (*Conditioned, error)
 	if k != nil && len(k) != len(ids) {
 		return nil, fmt.Errorf("flextok/engine: Bind: %d prefix lengths for %d token sequences", len(k), len(ids))
 	}
-	R, W, D := d.R, d.cfg.Trunk.Width, d.cfg.LatentDim
+	R, W, D := d.nReg, d.cfg.Trunk.Width, d.cfg.LatentDim
 	n := d.fsq.CodebookSize()
 	keep := make([]int, len(ids))
 	for i, s := range ids {
@@ -357,7 +357,7 @@ func (d *Decoder) checkItem(it *flow.Item, images int) (h, w int, err error) {
 func (c *Conditioned) forward(ctx context.Context, tc *timeCond, batch []flow.Item, idx []int, h, w int, tr tracer) error {
 	d := c.d
 	cfg, o := d.cfg, d.opts.kernels()
-	W, R, C := cfg.Trunk.Width, d.R, cfg.ChannelsIn
+	W, R, C := cfg.Trunk.Width, d.nReg, cfg.ChannelsIn
 	ph, pw := cfg.PatchSize[0], cfg.PatchSize[1]
 	nh, nw := h/ph, w/pw
 	P, L, n := nh*nw, nh*nw+R, len(idx)

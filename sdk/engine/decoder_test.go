@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/sdk/flow"
+	"github.com/flextok-sdk/flextok/sdk/model"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
@@ -323,5 +325,165 @@ func TestDecoderErrors(t *testing.T) {
 	items := []flow.Item{{X: x}}
 	if err := den.Velocity(ctx, 0.5, items); err != nil || len(items[0].V.Data) != len(x.Data) {
 		t.Errorf("nil V: err %v, %d values", err, len(items[0].V.Data))
+	}
+}
+
+// d12Decoder is a decoder of the official d12 shapes (W 768, 12 heads of 64, depth 12, SwiGLU
+// 2048, E = 2, head adaLN, 16 latent channels, 2×2 patches, 16×16 grid, 256 registers) with
+// seeded random weights: uniform in ±1/sqrt(fan-in) for matrices, ±0.5 for vectors and tables.
+// The config is a literal and the weights come from a generator keyed by the config's own
+// weight table, so NewDecoder's real loading path is used.
+func d12Decoder(tb testing.TB, o Options) *Decoder {
+	tb.Helper()
+	const W = 768
+	cfg := &model.Config{
+		VAE:     model.VAEConfig{InChannels: 3, OutChannels: 3, LatentChannels: 16, BlockOutChannels: []int{4}, LayersPerBlock: 1},
+		Encoder: model.EncoderConfig{RegistersNMax: 256},
+		FSQ:     model.FSQConfig{Levels: []int{8, 8, 8, 5, 5, 5}},
+		Decoder: model.DecoderConfig{
+			Modules: []model.Module{
+				{Name: "dec_from_latents", Class: "LinearLayer"},
+				{Name: "dec_registers_posemb_module", Class: "PositionalEmbeddingAdder"},
+				{Name: "dec_nested_dropout", Class: "MaskedNestedDropout"},
+				{Name: "dec_latent_dropout", Class: "LearnedNullCond"},
+				{Name: "dec_noise_patch_emb", Class: "PatchEmbedder"},
+				{Name: "dec_patches_posemb_module", Class: "PositionalEmbeddingAdder"},
+				{Name: "dec_time_embedder", Class: "TimestepEmbedder"},
+				{Name: "dec_transformer", Class: "FlexTransformer"},
+				{Name: "dec_to_patches", Class: "ToPatchesLinearHead"},
+			},
+			Trunk: model.TrunkConfig{Width: W, Depth: 12, HeadDim: 64, Heads: 12, MLPRatio: 4, MLPHidden: 2048,
+				Gated: true, QKNorm: true, NormEps: 1e-5, AdaLNExpansion: 2},
+			LatentDim: 6, ChannelsIn: 16, ChannelsOut: 16, PatchSize: [2]int{2, 2},
+			PatchPosemb:    model.PosembConfig{Module: "dec_patches_posemb_module", Type: "sincos", MaxSizes: []int{16, 16}, Scaling: "absolute"},
+			RegisterPosemb: model.PosembConfig{Module: "dec_registers_posemb_module", Type: "learnable_sum", MaxSizes: []int{256}, Scaling: "absolute"},
+			NullCond:       model.NullCondLearned, PerSubseqEmbs: true, MaskMode: "full",
+			MaxTimestep: 1000, FreqEmbSize: 256, HeadAdaLN: true, HeadNormEps: 1e-5,
+		},
+	}
+	shapes := map[string][]int{}
+	for _, tn := range cfg.ExpectedTensors() {
+		shapes[tn.Name] = tn.Shape
+	}
+	r := rand.New(rand.NewPCG(12, 12))
+	get := func(name string) ([]float32, error) {
+		s, ok := shapes[name]
+		if !ok {
+			return nil, fmt.Errorf("no tensor %s", name)
+		}
+		n, a := 1, 0.5
+		for _, d := range s {
+			n *= d
+		}
+		if len(s) == 2 {
+			a = 1 / math.Sqrt(float64(s[1]))
+		}
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32((2*r.Float64() - 1) * a)
+		}
+		return v, nil
+	}
+	dec, err := newDecoder(cfg, get, o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dec
+}
+
+// BenchmarkDecoderForward times one velocity call at d12 shapes for a batch of 2 items (the
+// conditional and unconditional evaluation of one 256 px image: 256 patches + 256 registers
+// each), with the per-t adaLN cache warm as in a sampler's steady state. Run it with
+// -bench DecoderForward -benchtime 1x: the portable path takes tens of seconds per call.
+func BenchmarkDecoderForward(b *testing.B) {
+	for _, p := range []struct {
+		name string
+		o    Options
+	}{
+		{"portable", Options{Threads: 2}},
+		{"fast", Options{Threads: 2, Fast: true}},
+	} {
+		b.Run("exec=go/path="+p.name+"/model=d12/items=2/threads=2", func(b *testing.B) {
+			dec := d12Decoder(b, p.o)
+			ids := make([]uint32, 256)
+			for i := range ids {
+				ids[i] = uint32(i * 250)
+			}
+			den, err := dec.Bind([][]uint32{ids}, []int{32})
+			if err != nil {
+				b.Fatal(err)
+			}
+			x := tensor.Tensor{Shape: []int{16, 32, 32}, Data: make([]float32, 16*32*32)}
+			for i := range x.Data {
+				x.Data[i] = float32(math.Sin(float64(i)))
+			}
+			items := []flow.Item{{Image: 0, X: x}, {Image: 0, Uncond: true, X: x}}
+			ctx := context.Background()
+			if err := den.Velocity(ctx, 0.5, items); err != nil { // warm the per-t cache
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := den.Velocity(ctx, 0.5, items); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(dec.Flops(2, 32, 32)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// Golden sha256 of portable-path outputs on the first official case (c1_w32_zero_e2): the
+// encoder's registers and the decoder's velocities (cond and uncond, t = 1). The portable path
+// is bit-identical on every platform, so these also pass under GOOS=js and GOOS=wasip1
+// (make test-wasm).
+const (
+	goldenCase       = "c1_w32_zero_e2"
+	goldenRegisters  = "ac851e946e2c89eb3f2bad8711355279f1ed5444951e61b0306512df4e71bb72"
+	goldenVelocities = "50d4c90117d795587ea5ad474163b6edbc65a868a2d71ab49a2934879cf9ec2a"
+)
+
+func TestPortableGolden(t *testing.T) {
+	var c *refCase
+	for _, rc := range refCases(t) {
+		if rc.name == goldenCase {
+			c = rc
+		}
+	}
+	if c == nil {
+		t.Skip("no case " + goldenCase)
+	}
+	enc, err := NewEncoder(c.model, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := enc.Registers(context.Background(), c.f32(t, "vae_latents"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := tensor.SHA256(z.Data); h != goldenRegisters {
+		t.Errorf("encoder registers sha256 %s, want %s", h, goldenRegisters)
+	}
+	dec, err := NewDecoder(c.model, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := c.tokenIDs(t)
+	den, err := dec.Bind(ids, []int{7, 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	xt := slice(c.f32(t, "dec_x_t"), 0)
+	items := []flow.Item{{Image: 0, X: slice(xt, 0)}, {Image: 1, X: slice(xt, 1)}, {Image: 0, Uncond: true, X: slice(xt, 0)}, {Image: 1, Uncond: true, X: slice(xt, 1)}}
+	if err := den.Velocity(context.Background(), 1, items); err != nil {
+		t.Fatal(err)
+	}
+	var v []float32
+	for _, it := range items {
+		v = append(v, it.V.Data...)
+	}
+	if h := tensor.SHA256(v); h != goldenVelocities {
+		t.Errorf("decoder velocities sha256 %s, want %s", h, goldenVelocities)
 	}
 }
