@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -57,7 +58,7 @@ func newWeightReader(cfg *model.Config, part string, get func(string) ([]float32
 	return r
 }
 
-// tensor reads name, which must have the given number of elements; on a problem it records
+// tensor reads name, which must have the given number of finite elements; on a problem it records
 // it and returns a zero slice of that size so the caller can go on collecting errors.
 func (r *weightReader) tensor(name string, n int) []float32 {
 	shape, ok := r.shapes[name]
@@ -80,6 +81,12 @@ func (r *weightReader) tensor(name string, n int) []float32 {
 		}
 		r.errs = append(r.errs, fmt.Sprintf("%s (%v)", name, err))
 		return make([]float32, n)
+	}
+	for i, x := range v {
+		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
+			r.errs = append(r.errs, fmt.Sprintf("%s (value %d is %v: a corrupt checkpoint)", name, i, x))
+			break
+		}
 	}
 	return v
 }
