@@ -176,3 +176,13 @@ func TestConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestExpectedTensorsEmptyVAE: a hand-built config without VAE blocks must not panic.
+func TestExpectedTensorsEmptyVAE(t *testing.T) {
+	var c Config
+	for _, x := range c.ExpectedTensors() {
+		if strings.HasPrefix(x.Name, VAEPrefix) {
+			t.Fatalf("VAE tensor %s for a config without VAE blocks", x.Name)
+		}
+	}
+}

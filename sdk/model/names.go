@@ -155,12 +155,16 @@ func (c *Config) ExpectedTensors() []Tensor {
 	return l.out
 }
 
-// vaeTensors follows diffusers' AutoencoderKL layout.
+// vaeTensors follows diffusers' AutoencoderKL layout. A config without VAE blocks (only a
+// hand-built, unvalidated one) has no VAE tensors.
 func (c *Config) vaeTensors(l *tensorList) {
 	v := c.VAE
 	V := VAEPrefix
 	C := v.LatentChannels
 	b := v.BlockOutChannels
+	if len(b) == 0 {
+		return
+	}
 	norm := func(name string, ch int) { l.add(name+".weight", ch); l.add(name+".bias", ch) }
 	conv := func(name string, out, in, k int) { l.add(name+".weight", out, in, k, k); l.add(name+".bias", out) }
 	resnet := func(p string, in, out int) {
