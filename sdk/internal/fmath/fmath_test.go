@@ -73,3 +73,56 @@ func TestSpecialValues(t *testing.T) {
 		t.Errorf("Atanh(0.5) = %v, want %v", Atanh(0.5), math.Atanh(0.5))
 	}
 }
+
+func TestExpF(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	worst := 0.0
+	for i := 0; i < 1000000; i++ {
+		x := (r.Float64()*2 - 1) * 100
+		got, want := ExpF(x), math.Exp(x)
+		if x > 89 {
+			if !math.IsInf(got, 1) {
+				t.Fatalf("ExpF(%v) = %v, want +Inf", x, got)
+			}
+			continue
+		}
+		if x < -104 {
+			if got != 0 {
+				t.Fatalf("ExpF(%v) = %v, want 0", x, got)
+			}
+			continue
+		}
+		rel := math.Abs(got-want) / want
+		worst = max(worst, rel)
+		if rel > 2e-12 {
+			t.Fatalf("ExpF(%v) = %v, want %v (relative error %.3g)", x, got, want, rel)
+		}
+	}
+	t.Logf("worst relative error %.3g", worst)
+	if !math.IsNaN(ExpF(math.NaN())) || ExpF(0) != 1 {
+		t.Fatal("special values")
+	}
+}
+
+func BenchmarkExp(b *testing.B) {
+	xs := make([]float64, 1024)
+	for i := range xs {
+		xs[i] = -float64(i) / 64
+	}
+	var s float64
+	b.Run("fn=Exp", func(b *testing.B) {
+		for b.Loop() {
+			for _, x := range xs {
+				s += Exp(x)
+			}
+		}
+	})
+	b.Run("fn=ExpF", func(b *testing.B) {
+		for b.Loop() {
+			for _, x := range xs {
+				s += ExpF(x)
+			}
+		}
+	})
+	_ = s
+}

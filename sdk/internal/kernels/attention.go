@@ -68,7 +68,7 @@ func (d *AttnDims) fill() {
 // Arithmetic, per sequence and head: the scores S = q_h k_hᵀ come from Gemm (each a float32
 // dot product over HeadDim in index order on the portable path), then s = S·scale in float32.
 // Each query row's softmax subtracts the row maximum over allowed keys, takes
-// e = float32(fmath.Exp(float64(s - max))), sums the e in float64 in key order, rounds the sum
+// e = float32(fmath.ExpF(float64(s - max))), sums the e in float64 in key order, rounds the sum
 // once to float32 and divides each e by it; masked keys get probability exactly 0. A row with
 // no allowed key yields zeros (as flex_attention does). The output out_h = P v_h comes from
 // Gemm again (sum over keys in key order). Work is split across threads by (sequence, head)
@@ -154,7 +154,7 @@ func softmaxRow(row []float32, al []bool, scale float32) {
 			row[j] = 0
 			continue
 		}
-		e := float32(fmath.Exp(float64(v - mx)))
+		e := float32(fmath.ExpF(float64(v - mx)))
 		row[j] = e
 		sum += float64(e)
 	}

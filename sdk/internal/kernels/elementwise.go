@@ -54,10 +54,10 @@ func Add(o Opts, y, a, b []float32) {
 	})
 }
 
-// silu is x·sigmoid(x) computed in float64 with fmath.Exp and rounded once to float32.
+// silu is x·sigmoid(x) computed in float64 with fmath.ExpF and rounded once to float32.
 func silu(x float32) float32 {
 	v := float64(x)
-	return float32(v / (1 + fmath.Exp(-v)))
+	return float32(v / (1 + fmath.ExpF(-v)))
 }
 
 // SiLU writes y = x·sigmoid(x) elementwise (y may be x); see silu for the arithmetic.
