@@ -1,0 +1,115 @@
+// Package service is the one dispatcher every front end shares: Handle takes a request as
+// msgpack bytes and returns a response as msgpack bytes. The GOOS=js module (wasm/js), the
+// GOOS=wasip1 module (wasm/wasip1, run by conformance/wasmhost under wazero) and native Go
+// callers all go through it, so the conformance suite can compare them byte for byte.
+//
+// # Overview
+//
+//	svc := service.New(service.Options{})
+//	resp := svc.Handle(req) // never panics; errors are data
+//
+// Models and streams are named by integer handles, never pointers. Handles are positive,
+// given out in increasing order from 1 (models and streams share one counter), never reused
+// by a Service, and below 2^53 (exact in a JavaScript number). The numbers of open models and
+// streams are bounded (Options.MaxModels, MaxStreams).
+//
+// # Determinism
+//
+// With the zero Options.Engine, the models run the engine's portable path on one goroutine:
+// the same request gives the same image bits natively, as GOOS=js and as GOOS=wasip1. Only
+// the timing fields (decode_ms, encode_ms, total_ms) differ between runs.
+//
+// # Requests
+//
+// A request is a msgpack map with string keys and nothing after it. Every request has
+//
+//	op   str                 the operation (below); required
+//	id   uint   (optional)   echoed in the response, to match responses to requests
+//
+// and the fields of its op. A key that its op does not take, a duplicate key, or a value of
+// the wrong msgpack type is refused with "bad_request". Types: str is a msgpack str, bin a
+// msgpack bin (never str), uint a non-negative integer in any width, float any number,
+// handle any integer.
+//
+//	op            fields
+//	version       -
+//	open          weights bin (model.safetensors bytes), config bin? (config.json bytes),
+//	              vae_config bin? (vae/config.json bytes), name str? (default "model")
+//	close         handle
+//	info          handle
+//	decode        handle, payload bin (a whole token payload, docs/payload.md), options
+//	encode        handle, image bin (PNG, JPEG, GIF, WebP, BMP or TIFF), k uint?, filter str?
+//	stream_open   handle, header bin (a stream header, docs/payload.md), options except k
+//	stream_chunk  stream, chunk bin? (one stream chunk), decode bool? (default true),
+//	              options except k
+//	stream_close  stream
+//
+// The model's identity (carried in every payload it makes and checked in every payload it
+// decodes) is name and the SHA-256 of weights. config and vae_config are needed when the
+// safetensors header does not carry the config (see sdk/model).
+//
+// Decode options, all optional; a value absent from the request comes from the payload's
+// hints, else from the official defaults (engine.DefaultDecodeOptions: 20 steps, guidance 7.5
+// with APG, seed 0):
+//
+//	k         uint        decode the first k tokens (1..count; default all)
+//	steps     uint        Euler steps, 1..Options.MaxSteps (default limit 1000)
+//	guidance  float       classifier-free guidance scale (finite; 1 turns guidance off)
+//	apg       bool        adaptive projected guidance instead of plain CFG
+//	seed      uint        noise seed (64 bits)
+//	output    [str]       image forms to return, each at most once, from "rgba", "png",
+//	                      "tensor" (default ["rgba"])
+//
+// For a stream, the options of stream_open apply to every decode of the stream and those of
+// a stream_chunk to its own decode, overriding them. stream_chunk adds the chunk (checked:
+// in order, no gap, nothing after the end) and then, unless decode is false, decodes every
+// id received so far: a prefix, so the image sharpens as chunks arrive. Without "chunk" it
+// only decodes again (e.g. with other options). A chunk that is refused leaves the stream
+// as it was; a chunk that is added stays added even if its decode then fails.
+//
+// # Responses
+//
+// A response is a msgpack map. Its first key is "id" when the request had one, then "ok"
+// (bool). A failed request gives
+//
+//	{"ok": false, "error": {"code": str, "message": str, "detail": str, "field": str?}}
+//
+// where code is stable (below), message is a Go error message starting with the package
+// path ("flextok/service: ...", "flextok/payload: ..."), detail the specifics, and field
+// (payload errors only) the dotted path of the payload field at fault.
+//
+// A successful request gives "ok": true and, by op:
+//
+//	version       protocol uint (1), payload [uint, uint] (the payload format version)
+//	open          handle uint, then the model info below
+//	info          model info: model {name str, digest bin (32), fsq [uint], max_tokens uint},
+//	              height uint, width uint (image size in pixels), codebook uint
+//	close         streams uint (the model's streams closed with it)
+//	decode        image result (below)
+//	encode        payload bin (canonical whole payload), count uint (tokens), encode_ms float
+//	stream_open   stream uint (the stream handle), count uint (tokens announced; 0 unknown)
+//	stream_chunk  received uint (ids so far), done bool (the end arrived), decoded bool,
+//	              and when decoded, the image result
+//	stream_close  -
+//
+// Image result: k uint, steps uint, guidance float, apg bool, seed uint (the options
+// actually used), width uint, height uint, then the forms asked for: rgba bin (width×height×4
+// bytes, rows top to bottom, alpha 255), png bin (a PNG file), tensor bin (the decoder's
+// output [3, height, width] as little-endian float32, before clamping and quantisation to
+// 8 bits), then decode_ms float (the engine's decode) and total_ms float (the whole op).
+//
+// # Error codes
+//
+//	bad_request       malformed request, unknown or misplaced field, bad option value
+//	unknown_op        "op" names no operation
+//	unknown_handle    no open model (handle) or stream (stream) has this number
+//	too_many_handles  Options.MaxModels or MaxStreams reached; close something
+//	bad_model         weights or config that do not load
+//	bad_image         image bytes that do not decode, or over Options.MaxImagePixels
+//	unsupported       a valid input this engine does not run (payloads of several frames)
+//	canceled          HandleContext's context ended
+//	internal          a bug: a recovered panic or an unexpected error
+//
+// and every payload code of sdk/payload, kept as it is: format, version, type, missing,
+// duplicate, range, too_long, truncated, trailing, too_large, model_mismatch, stream.
+package service

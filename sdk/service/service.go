@@ -1,0 +1,294 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/flextok-sdk/flextok/sdk/engine"
+	"github.com/flextok-sdk/flextok/sdk/payload"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Protocol is the version of the request/response format described in the package
+// documentation; the "version" op reports it.
+const Protocol = 1
+
+// Error codes of the service itself; payload errors keep their payload.Code ("range",
+// "truncated", "model_mismatch", ...).
+const (
+	CodeBadRequest     = "bad_request"      // malformed request, wrong field type, bad option value
+	CodeUnknownOp      = "unknown_op"       // "op" names no operation
+	CodeUnknownHandle  = "unknown_handle"   // no open model or stream has this handle
+	CodeTooManyHandles = "too_many_handles" // Options.MaxModels or MaxStreams reached
+	CodeBadModel       = "bad_model"        // weights or config that do not load
+	CodeBadImage       = "bad_image"        // image bytes that do not decode, or too large
+	CodeUnsupported    = "unsupported"      // a valid input this engine cannot run (e.g. video payloads)
+	CodeCanceled       = "canceled"         // the context was canceled or its deadline passed
+	CodeInternal       = "internal"         // a bug: a recovered panic or an unexpected error
+)
+
+// Options bound and configure a Service. Zero fields take the defaults.
+type Options struct {
+	MaxModels      int   // open model handles at a time (default 4)
+	MaxStreams     int   // open stream handles at a time, all models together (default 16)
+	MaxSteps       int   // largest "steps" a request may ask for (default 1000)
+	MaxImagePixels int64 // largest width×height an "encode" image may have (default 16 Mi)
+	// Engine configures the models "open" builds. Leave it zero: the portable path is what
+	// makes every front end (native, GOOS=js, GOOS=wasip1) give the same bits.
+	Engine engine.Options
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxModels <= 0 {
+		o.MaxModels = 4
+	}
+	if o.MaxStreams <= 0 {
+		o.MaxStreams = 16
+	}
+	if o.MaxSteps <= 0 {
+		o.MaxSteps = 1000
+	}
+	if o.MaxImagePixels <= 0 {
+		o.MaxImagePixels = 16 << 20
+	}
+	return o
+}
+
+// Service holds the open models and streams of one front end and answers requests. It is
+// safe for concurrent use; requests on different handles run in parallel.
+type Service struct {
+	o       Options
+	mu      sync.Mutex
+	next    uint64 // last handle given out; handles are never reused
+	models  map[uint64]*model
+	streams map[uint64]*stream
+}
+
+type model struct {
+	eng  *engine.Engine
+	id   payload.Model
+	name string
+}
+
+type stream struct {
+	mu    sync.Mutex // serialises the chunks of one stream
+	model uint64
+	m     *model
+	s     payload.Stream
+	opts  decodeParams // options given at stream_open
+}
+
+// New returns a Service with no open handles.
+func New(o Options) *Service {
+	return &Service{o: o.withDefaults(), models: map[uint64]*model{}, streams: map[uint64]*stream{}}
+}
+
+// Error is an error sent as data: the "error" map of a response.
+type Error struct {
+	Code    string `msgpack:"code"`
+	Message string `msgpack:"message"`
+	Detail  string `msgpack:"detail"`
+	Field   string `msgpack:"field,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+func errorf(code, detail string, args ...any) *Error {
+	d := fmt.Sprintf(detail, args...)
+	return &Error{Code: code, Message: "flextok/service: " + code + ": " + d, Detail: d}
+}
+
+// classify turns an error of the packages the service calls into an *Error; fallback is the
+// code of an error of no known kind.
+func classify(err error, fallback string) *Error {
+	var se *Error
+	if errors.As(err, &se) {
+		return se
+	}
+	var pe *payload.Error
+	if errors.As(err, &pe) {
+		return &Error{Code: pe.Code(), Message: err.Error(), Detail: pe.Detail, Field: pe.Field}
+	}
+	code := fallback
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		code = CodeCanceled
+	case errors.Is(err, payload.ErrModelMismatch):
+		code = "model_mismatch"
+	case errors.Is(err, engine.ErrUnsupported):
+		code = CodeUnsupported
+	case errors.Is(err, engine.ErrArgument):
+		code = CodeBadRequest
+	}
+	return &Error{Code: code, Message: err.Error(), Detail: err.Error()}
+}
+
+type header struct {
+	ID *uint64 `msgpack:"id,omitempty"`
+	OK bool    `msgpack:"ok"`
+}
+
+type errorResponse struct {
+	header
+	Error *Error `msgpack:"error"`
+}
+
+// ErrorResponse returns the encoded response of a failed request, for a front end that fails
+// before it can call Handle (e.g. JavaScript passed something that is not a Uint8Array).
+func ErrorResponse(code, message string) []byte {
+	return encode(errorResponse{Error: &Error{Code: code, Message: message, Detail: message}})
+}
+
+func encode(v any) []byte {
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	enc.UseCompactFloats(false)
+	if err := enc.Encode(v); err != nil {
+		// Every response type is a plain struct of encodable fields; this cannot happen.
+		panic(fmt.Sprintf("flextok/service: encode response: %v", err))
+	}
+	return buf.Bytes()
+}
+
+// Handle answers one request (see the package documentation for the format) and never
+// panics: a panic inside an operation becomes an "internal" error response.
+func (s *Service) Handle(req []byte) []byte {
+	return s.HandleContext(context.Background(), req)
+}
+
+// HandleContext is Handle with a context that can cancel a decode or encode between steps
+// (the response then has code "canceled").
+func (s *Service) HandleContext(ctx context.Context, req []byte) (resp []byte) {
+	var id *uint64
+	defer func() {
+		if r := recover(); r != nil {
+			resp = encode(errorResponse{header{ID: id}, errorf(CodeInternal, "panic: %v", r)})
+		}
+	}()
+	r, err := parse(req)
+	if r != nil {
+		id = r.ID
+	}
+	var out any
+	if err == nil {
+		out, err = s.dispatch(ctx, r)
+	}
+	if err != nil {
+		return encode(errorResponse{header{ID: id}, classify(err, CodeInternal)})
+	}
+	return encode(out)
+}
+
+// testHook, if set (by tests only), runs before every op.
+var testHook func(*request)
+
+func (s *Service) dispatch(ctx context.Context, r *request) (any, error) {
+	if testHook != nil {
+		testHook(r)
+	}
+	h := header{ID: r.ID, OK: true}
+	switch r.Op {
+	case "version":
+		return versionResponse{h, Protocol, [2]int{payload.Major, payload.Minor}}, nil
+	case "open":
+		return s.open(h, r)
+	case "close":
+		return s.close(h, r)
+	case "info":
+		m, _, err := s.model(r.Handle)
+		if err != nil {
+			return nil, err
+		}
+		return infoResponse{h, info(m)}, nil
+	case "decode":
+		return s.decode(ctx, h, r)
+	case "encode":
+		return s.encodeImage(ctx, h, r)
+	case "stream_open":
+		return s.streamOpen(h, r)
+	case "stream_chunk":
+		return s.streamChunk(ctx, h, r)
+	case "stream_close":
+		return s.streamClose(h, r)
+	case "":
+		return nil, errorf(CodeBadRequest, `missing "op"`)
+	}
+	return nil, errorf(CodeUnknownOp, "unknown op %q", r.Op)
+}
+
+// model looks up a model handle.
+func (s *Service) model(h int64) (*model, uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h > 0 {
+		if m, ok := s.models[uint64(h)]; ok {
+			return m, uint64(h), nil
+		}
+	}
+	return nil, 0, errorf(CodeUnknownHandle, "no open model has handle %d", h)
+}
+
+func (s *Service) open(h header, r *request) (any, error) {
+	if len(r.Weights) == 0 {
+		return nil, errorf(CodeBadRequest, `"open" needs "weights"`)
+	}
+	name := r.Name
+	if name == "" {
+		name = "model"
+	}
+	if len(name) > payload.DefaultLimits.MaxString {
+		return nil, errorf(CodeBadRequest, "name of %d bytes, at most %d", len(name), payload.DefaultLimits.MaxString)
+	}
+	// Check the bound before the (slow) load, and again after it.
+	s.mu.Lock()
+	full := len(s.models) >= s.o.MaxModels
+	s.mu.Unlock()
+	if full {
+		return nil, errorf(CodeTooManyHandles, "%d models open, the limit; close one first", s.o.MaxModels)
+	}
+	eng, err := engine.LoadBytes(name, r.Weights, r.Config, r.VAEConfig, s.o.Engine)
+	if err != nil {
+		return nil, classify(err, CodeBadModel)
+	}
+	m := &model{eng: eng, id: eng.Identity(), name: name}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.models) >= s.o.MaxModels {
+		return nil, errorf(CodeTooManyHandles, "%d models open, the limit; close one first", s.o.MaxModels)
+	}
+	s.next++
+	s.models[s.next] = m
+	return openResponse{h, s.next, info(m)}, nil
+}
+
+func (s *Service) close(h header, r *request) (any, error) {
+	_, mh, err := s.model(r.Handle)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.models, mh)
+	closed := 0
+	for sh, st := range s.streams {
+		if st.model == mh {
+			delete(s.streams, sh)
+			closed++
+		}
+	}
+	return closeResponse{h, closed}, nil
+}
+
+func info(m *model) modelInfo {
+	hgt, wid := m.eng.ImageSize()
+	return modelInfo{
+		Model:    wireModel{Name: m.id.Name, Digest: m.id.Digest[:], FSQ: m.id.Levels, MaxTokens: m.id.MaxTokens},
+		Height:   hgt,
+		Width:    wid,
+		Codebook: m.id.CodebookSize(),
+	}
+}
