@@ -68,3 +68,21 @@ bench:
 
 clean:
 	rm -rf bin
+
+# ---------------------------------------------------------------------------------------------
+# WebAssembly front ends of sdk/service (wasm/js, wasm/wasip1). Appended block; see
+# sdk/service's package documentation for the protocol.
+.PHONY: wasm wasm-smoke
+WASM_GOFLAGS := -trimpath
+
+wasm:
+	@mkdir -p dist
+	GOOS=js GOARCH=wasm $(GO) build $(WASM_GOFLAGS) -o dist/flextok.wasm ./wasm/js
+	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_GOFLAGS) -buildmode=c-shared -o dist/flextok-wasip1.wasm ./wasm/wasip1
+	cp $(WASM_PATH)/wasm_exec.js dist/wasm_exec.js
+	@for f in dist/flextok.wasm dist/flextok-wasip1.wasm; do \
+		echo "$$f: $$(wc -c <$$f) bytes, $$(gzip -9c $$f | wc -c) gzipped"; done
+
+# The GOOS=js module under Node: open the c1 checkpoint from bytes, encode, decode.
+wasm-smoke: wasm
+	node wasm/js/smoke_test.mjs dist/flextok.wasm dist/wasm_exec.js conformance/testdata/official/c1_w32_zero_e2
