@@ -75,10 +75,10 @@ func NewDecoder(m *model.Model, o Options) (*Decoder, error) {
 	if m == nil || m.Config == nil {
 		return nil, fmt.Errorf("flextok/engine: NewDecoder: nil model")
 	}
-	return newDecoder(m.Config, m.Tensor, o)
+	return newDecoder(m.Config, m, o)
 }
 
-func newDecoder(cfg *model.Config, get func(string) ([]float32, error), o Options) (*Decoder, error) {
+func newDecoder(cfg *model.Config, src weightSource, o Options) (*Decoder, error) {
 	d := cfg.Decoder
 	W := d.Trunk.Width
 	switch {
@@ -109,7 +109,7 @@ func newDecoder(cfg *model.Config, get func(string) ([]float32, error), o Option
 		return nil, fmt.Errorf("flextok/engine: decoder reads %d dims, FSQ has %d levels", d.LatentDim, fq.Dim())
 	}
 	ko := o.kernels()
-	r := newWeightReader(cfg, "decoder", get)
+	r := newWeightReader(cfg, "decoder", src)
 	name := map[string]string{}
 	for _, m := range d.Modules {
 		name[m.Class] = model.DecoderPrefix + m.Name

@@ -256,15 +256,15 @@ func TestDecoderErrors(t *testing.T) {
 	ctx := context.Background()
 	cfg := *c.model.Config
 	cfg.Decoder.NullCondSingle = true
-	if _, err := newDecoder(&cfg, c.model.Tensor, Options{}); err == nil || !strings.Contains(err.Error(), "replace_with_single_token") {
+	if _, err := newDecoder(&cfg, c.model, Options{}); err == nil || !strings.Contains(err.Error(), "replace_with_single_token") {
 		t.Errorf("NullCondSingle: got %v", err)
 	}
-	_, err := newDecoder(c.model.Config, func(name string) ([]float32, error) {
+	_, err := newDecoder(c.model.Config, getFunc(func(name string) ([]float32, error) {
 		if strings.HasSuffix(name, "adaLN_modulation.1.bias") || strings.HasSuffix(name, "dropout_mask_token") {
 			return nil, fmt.Errorf("not found")
 		}
 		return c.model.Tensor(name)
-	}, Options{})
+	}), Options{})
 	if err == nil || !strings.HasPrefix(err.Error(), "flextok/engine: ") ||
 		!strings.Contains(err.Error(), "blocks.0.adaLN_modulation.1.bias") || !strings.Contains(err.Error(), "dec_nested_dropout.dropout_mask_token") {
 		t.Errorf("missing tensors: got %v", err)
@@ -384,7 +384,7 @@ func d12Decoder(tb testing.TB, o Options) *Decoder {
 		}
 		return v, nil
 	}
-	dec, err := newDecoder(cfg, get, o)
+	dec, err := newDecoder(cfg, getFunc(get), o)
 	if err != nil {
 		tb.Fatal(err)
 	}

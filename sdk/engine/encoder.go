@@ -37,10 +37,10 @@ func NewEncoder(m *model.Model, o Options) (*Encoder, error) {
 	if m == nil || m.Config == nil {
 		return nil, fmt.Errorf("flextok/engine: NewEncoder: nil model")
 	}
-	return newEncoder(m.Config, m.Tensor, o)
+	return newEncoder(m.Config, m, o)
 }
 
-func newEncoder(cfg *model.Config, get func(string) ([]float32, error), o Options) (*Encoder, error) {
+func newEncoder(cfg *model.Config, src weightSource, o Options) (*Encoder, error) {
 	e := cfg.Encoder
 	if e.Posemb.Type != "sincos" || len(e.Posemb.MaxSizes) != 2 {
 		return nil, fmt.Errorf("flextok/engine: encoder patch posemb %q %v: only a 2-D sin-cos table is supported", e.Posemb.Type, e.Posemb.MaxSizes)
@@ -59,7 +59,7 @@ func newEncoder(cfg *model.Config, get func(string) ([]float32, error), o Option
 		return nil, fmt.Errorf("flextok/engine: encoder head gives %d dims, FSQ has %d levels", e.LatentDim, fq.Dim())
 	}
 	ko := o.kernels()
-	r := newWeightReader(cfg, "encoder", get)
+	r := newWeightReader(cfg, "encoder", src)
 	mod := func(class string) string {
 		for _, m := range e.Modules {
 			if m.Class == class {

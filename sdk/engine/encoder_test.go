@@ -103,12 +103,12 @@ func TestEncoderErrors(t *testing.T) {
 	c := refCases(t)[0]
 	ctx := context.Background()
 	// Missing tensors: one error naming each of them.
-	_, err := newEncoder(c.model.Config, func(name string) ([]float32, error) {
+	_, err := newEncoder(c.model.Config, getFunc(func(name string) ([]float32, error) {
 		if strings.HasSuffix(name, "attn.wq.weight") || strings.HasSuffix(name, "registers") {
 			return nil, fmt.Errorf("not found")
 		}
 		return c.model.Tensor(name)
-	}, Options{})
+	}), Options{})
 	if err == nil || !strings.HasPrefix(err.Error(), "flextok/engine: ") ||
 		!strings.Contains(err.Error(), "blocks.0.attn.wq.weight") || !strings.Contains(err.Error(), "enc_register_module.registers") {
 		t.Errorf("missing tensors: got %v", err)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/flextok-sdk/flextok/sdk/flow"
@@ -118,6 +119,9 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Engine, erro
 	e.height, e.width = grid[0]*ps[0]*f, grid[1]*ps[1]*f
 	e.latent = []int{e.vae.LatentChannels(), grid[0] * ps[0], grid[1] * ps[1]}
 	e.id = payload.Model{Name: name, Digest: digest, Levels: q.Levels(), MaxTokens: cfg.Encoder.RegistersNMax}
+	// Loading allocated and dropped per-tensor buffers; hand that memory back to the OS now
+	// rather than whenever the runtime gets to it, so a server's RSS reflects the model.
+	debug.FreeOSMemory()
 	return e, nil
 }
 

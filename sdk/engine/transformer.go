@@ -38,18 +38,34 @@ const (
 	sufHeadAdaLN = ".adaLN_modulation.1" // ToPatchesLinearHead adaLN Linear(W, 2W)
 )
 
-// weightReader reads the tensors of one part of a checkpoint by canonical name, checks each
-// name and length against the config's table and collects every problem, so one error names
-// all missing tensors.
-type weightReader struct {
-	part   string
-	shapes map[string][]int
-	get    func(name string) ([]float32, error)
-	errs   []string
+// weightSource gives tensors by canonical name (a *model.Model, or getFunc in tests).
+type weightSource interface {
+	Tensor(name string) ([]float32, error)
 }
 
-func newWeightReader(cfg *model.Config, part string, get func(string) ([]float32, error)) *weightReader {
-	r := &weightReader{part: part, shapes: map[string][]int{}, get: get}
+// intoSource is a weightSource that can also read into a caller's buffer.
+type intoSource interface {
+	TensorInto(name string, dst []float32) error
+}
+
+// getFunc adapts a function to weightSource.
+type getFunc func(name string) ([]float32, error)
+
+func (f getFunc) Tensor(name string) ([]float32, error) { return f(name) }
+
+// weightReader reads the tensors of one part of a checkpoint by canonical name, checks each
+// name, length and value against the config's table and collects every problem, so one error
+// names all missing or corrupt tensors.
+type weightReader struct {
+	part    string
+	shapes  map[string][]int
+	src     weightSource
+	errs    []string
+	scratch []float32 // reused for weights that are packed (copied) at once
+}
+
+func newWeightReader(cfg *model.Config, part string, src weightSource) *weightReader {
+	r := &weightReader{part: part, shapes: map[string][]int{}, src: src}
 	for _, t := range cfg.ExpectedTensors() {
 		if t.Part == part {
 			r.shapes[t.Name] = t.Shape
@@ -58,37 +74,66 @@ func newWeightReader(cfg *model.Config, part string, get func(string) ([]float32
 	return r
 }
 
-// tensor reads name, which must have the given number of finite elements; on a problem it records
-// it and returns a zero slice of that size so the caller can go on collecting errors.
+// tensor reads name, which must have the given number of finite elements, into a new slice;
+// on a problem it records it and returns zeros so the caller can go on collecting errors.
 func (r *weightReader) tensor(name string, n int) []float32 {
+	dst := make([]float32, n)
+	r.read(name, dst)
+	return dst
+}
+
+// scratchBuf returns the reader's reusable buffer of n elements. Its contents are valid until
+// the next call: use it only for weights that are packed right away, so that loading never
+// holds a second full copy of the model (issue: peak memory at most about 1.2x the weights).
+func (r *weightReader) scratchBuf(n int) []float32 {
+	if cap(r.scratch) < n {
+		r.scratch = make([]float32, n)
+	}
+	return r.scratch[:n]
+}
+
+// read fills dst with tensor name, checking it against the config's table.
+func (r *weightReader) read(name string, dst []float32) {
+	n := len(dst)
+	fail := func(format string, args ...any) {
+		r.errs = append(r.errs, name+" ("+fmt.Sprintf(format, args...)+")")
+		clear(dst)
+	}
 	shape, ok := r.shapes[name]
 	if !ok {
-		r.errs = append(r.errs, fmt.Sprintf("%s (not in the config's weight table)", name))
-		return make([]float32, n)
+		fail("not in the config's weight table")
+		return
 	}
 	size := 1
 	for _, s := range shape {
 		size *= s
 	}
 	if size != n {
-		r.errs = append(r.errs, fmt.Sprintf("%s (shape %v, want %d values)", name, shape, n))
-		return make([]float32, n)
+		fail("shape %v, want %d values", shape, n)
+		return
 	}
-	v, err := r.get(name)
-	if err != nil || len(v) != n {
-		if err == nil {
+	if into, ok := r.src.(intoSource); ok {
+		if err := into.TensorInto(name, dst); err != nil {
+			fail("%v", err)
+			return
+		}
+	} else {
+		v, err := r.src.Tensor(name)
+		if err == nil && len(v) != n {
 			err = fmt.Errorf("%d values, want %d", len(v), n)
 		}
-		r.errs = append(r.errs, fmt.Sprintf("%s (%v)", name, err))
-		return make([]float32, n)
+		if err != nil {
+			fail("%v", err)
+			return
+		}
+		copy(dst, v)
 	}
-	for i, x := range v {
+	for i, x := range dst {
 		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
-			r.errs = append(r.errs, fmt.Sprintf("%s (value %d is %v: a corrupt checkpoint)", name, i, x))
-			break
+			fail("value %d is %v: a corrupt checkpoint", i, x)
+			return
 		}
 	}
-	return v
 }
 
 // has reports whether the table lists name.
@@ -116,7 +161,8 @@ func newLinear(o kernels.Opts, w, b []float32, out, in int) linear {
 
 // readLinear reads name.weight (out, in) and, if bias, name.bias (out).
 func (r *weightReader) linear(o kernels.Opts, name string, out, in int, bias bool) linear {
-	w := r.tensor(name+sufWeight, out*in)
+	w := r.scratchBuf(out * in)
+	r.read(name+sufWeight, w)
 	var b []float32
 	if bias {
 		b = r.tensor(name+sufBias, out)
@@ -159,25 +205,31 @@ func readTrunk(r *weightReader, o kernels.Opts, prefix, mod string, t model.Trun
 	}
 	for i := 0; i < t.Depth; i++ {
 		var b block
-		qkv := make([]float32, 0, 3*W*W)
+		qkv := r.scratchBuf(3 * W * W) // wq, wk, wv stacked, read in place
 		var qkvb []float32
-		for _, f := range []string{model.BlockWQ, model.BlockWK, model.BlockWV} {
-			qkv = append(qkv, r.tensor(model.Block(f, prefix, mod, i), W*W)...)
+		for j, f := range []string{model.BlockWQ, model.BlockWK, model.BlockWV} {
+			r.read(model.Block(f, prefix, mod, i), qkv[j*W*W:(j+1)*W*W])
 			if t.QKVBias {
 				qkvb = append(qkvb, bias(f, i, W, true)...)
 			}
 		}
 		b.qkv = newLinear(o, qkv, qkvb, 3*W, W)
-		b.proj = newLinear(o, r.tensor(model.Block(model.BlockProj, prefix, mod, i), W*W), bias(model.BlockProj, i, W, t.ProjBias), W, W)
-		b.fc1 = newLinear(o, r.tensor(model.Block(model.BlockFC1, prefix, mod, i), Hd*W), bias(model.BlockFC1, i, Hd, t.MLPBias), Hd, W)
+		packed := func(format string, out, in int, has bool) linear {
+			w := r.scratchBuf(out * in)
+			r.read(model.Block(format, prefix, mod, i), w)
+			return newLinear(o, w, bias(format, i, out, has), out, in)
+		}
+		b.proj = packed(model.BlockProj, W, W, t.ProjBias)
+		b.fc1 = packed(model.BlockFC1, Hd, W, t.MLPBias)
 		if t.Gated {
-			fc3 := newLinear(o, r.tensor(model.Block(model.BlockFC3, prefix, mod, i), Hd*W), bias(model.BlockFC3, i, Hd, t.MLPBias), Hd, W)
+			fc3 := packed(model.BlockFC3, Hd, W, t.MLPBias)
 			b.fc3 = &fc3
 		}
-		b.fc2 = newLinear(o, r.tensor(model.Block(model.BlockFC2, prefix, mod, i), W*Hd), bias(model.BlockFC2, i, W, t.MLPBias), W, Hd)
+		b.fc2 = packed(model.BlockFC2, W, Hd, t.MLPBias)
 		if E := t.AdaLNExpansion; E > 0 {
-			ada := newLinear(o, r.tensor(model.Block(model.BlockAdaLN, prefix, mod, i), E*6*W*W),
-				r.tensor(model.Block(model.BlockAdaLNBias, prefix, mod, i), E*6*W), E*6*W, W)
+			w := r.scratchBuf(E * 6 * W * W)
+			r.read(model.Block(model.BlockAdaLN, prefix, mod, i), w)
+			ada := newLinear(o, w, r.tensor(model.Block(model.BlockAdaLNBias, prefix, mod, i), E*6*W), E*6*W, W)
 			b.ada = &ada
 		}
 		tr.blocks = append(tr.blocks, b)

@@ -144,6 +144,17 @@ func (m *Model) Tensor(name string) ([]float32, error) {
 	return m.Weights.ReadFloat32(key)
 }
 
+// TensorInto reads the tensor with canonical name into dst, which must have exactly its number
+// of elements: for callers that copy the weights elsewhere at once (packing), so that loading
+// needs no second full copy of them.
+func (m *Model) TensorInto(name string, dst []float32) error {
+	key, ok := m.Report.Key[name]
+	if !ok {
+		return fmt.Errorf("%w: missing %s", ErrWeights, name)
+	}
+	return m.Weights.ReadFloat32Into(key, dst)
+}
+
 // Load reads the config from the file's metadata, or from configJSON when
 // the metadata holds none (Hugging Face repositories), and checks the
 // weights. vaeJSON is the VAE's diffusers config.json if the config names
