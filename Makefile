@@ -18,13 +18,20 @@ setup:
 build:
 	$(GO) build -o bin/flextok ./cmd/flextok
 
-# The main job. Today (before the default model lands) it shows the token payload tooling on
-# the committed test vectors; see README "What works".
+# The main job. Until the default model lands (issue 4) it shows the token payload tooling and
+# runs the real engine on the official-code reference checkpoint c1 (random weights: its
+# images are noise, but every stage is the official computation); see README "What works".
+REF_MODEL := conformance/testdata/official/c1_w32_zero_e2
 run: setup build
 	./bin/flextok version
-	./bin/flextok inspect conformance/testdata/payload/tokens_cond_hints.msgpack
+	./bin/flextok inspect-model $(REF_MODEL)
+	@mkdir -p out
+	./bin/flextok encode testdata/images/shapes.png -m $(REF_MODEL) -o out/shapes.msgpack --force
+	./bin/flextok inspect out/shapes.msgpack
+	./bin/flextok decode out/shapes.msgpack -m $(REF_MODEL) -k 4 --steps 4 -o out/shapes_k4.png --force
 	./bin/flextok inspect conformance/testdata/payload/stream_32.msgpack | head -12
 	-./bin/flextok inspect conformance/testdata/payload/err_truncated.msgpack
+	@echo "wrote out/shapes.msgpack and out/shapes_k4.png"
 
 test: check test-go test-wasm wasm-smoke fuzz-short
 
@@ -68,7 +75,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./sdk/...
 
 clean:
-	rm -rf bin
+	rm -rf bin out dist
 
 # ---------------------------------------------------------------------------------------------
 # WebAssembly front ends of sdk/service (wasm/js, wasm/wasip1). Appended block; see
