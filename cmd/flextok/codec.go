@@ -90,6 +90,22 @@ func expandInputs(args []string, exts map[string]bool) ([]string, error) {
 	return out, nil
 }
 
+// prepareBatch lists the inputs and, for several, makes the output directory; single reports
+// one input, whose output is out itself unless out is a directory.
+func prepareBatch(args []string, exts map[string]bool, out string) (inputs []string, single bool, err error) {
+	if out == "" {
+		return nil, false, usageError{errors.New("--out is required")}
+	}
+	if inputs, err = expandInputs(args, exts); err != nil {
+		return nil, false, err
+	}
+	single = len(inputs) == 1
+	if !single {
+		err = os.MkdirAll(out, 0o755)
+	}
+	return inputs, single, err
+}
+
 // outputPath returns where the output for in goes: out itself for a single input that does not
 // name a directory, else out/<base name><ext>.
 func outputPath(in, out, ext string, single bool) string {
@@ -146,18 +162,9 @@ func newEncode() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if out == "" {
-				return usageError{errors.New("--out is required")}
-			}
-			inputs, err := expandInputs(args, imageExts)
+			inputs, single, err := prepareBatch(args, imageExts, out)
 			if err != nil {
 				return err
-			}
-			single := len(inputs) == 1
-			if !single {
-				if err := os.MkdirAll(out, 0o755); err != nil {
-					return err
-				}
 			}
 			e, err := ef.load()
 			if err != nil {
@@ -230,18 +237,9 @@ func newDecode() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if out == "" {
-				return usageError{errors.New("--out is required")}
-			}
-			inputs, err := expandInputs(args, map[string]bool{".msgpack": true})
+			inputs, single, err := prepareBatch(args, map[string]bool{".msgpack": true}, out)
 			if err != nil {
 				return err
-			}
-			single := len(inputs) == 1
-			if !single {
-				if err := os.MkdirAll(out, 0o755); err != nil {
-					return err
-				}
 			}
 			e, err := ef.load()
 			if err != nil {
