@@ -195,24 +195,36 @@ func (p *Payload) AppendBinary(b []byte) ([]byte, error) {
 		return b, err
 	}
 	return encodeWith(b, func(enc *encoder) {
-		n := 6 + condHintsLen(p.Cond, p.Hints)
-		if p.Frames > 1 {
+		enc.top(FormatTokens, &p.Model, &p.Image, p.Frames, p.Count(), p.IDs, p.Cond, p.Hints)
+	}), nil
+}
+
+// top writes the top-level map shared by a whole payload (ids non-nil) and a stream header
+// (ids nil, count 0 when unknown), in the canonical key order.
+func (enc *encoder) top(format string, m *Model, im *Image, frames, count int, ids []uint32, c *Cond, h *Hints) {
+	n := 4 + condHintsLen(c, h)
+	for _, set := range []bool{frames > 1, count > 0, ids != nil} {
+		if set {
 			n++
 		}
-		enc.mapLen(n)
-		enc.str("format")
-		enc.str(FormatTokens)
-		enc.version()
-		enc.model(&p.Model)
-		enc.image(&p.Image)
-		if p.Frames > 1 {
-			enc.str("frames")
-			enc.uint(uint64(p.Frames))
-		}
+	}
+	enc.mapLen(n)
+	enc.str("format")
+	enc.str(format)
+	enc.version()
+	enc.model(m)
+	enc.image(im)
+	if frames > 1 {
+		enc.str("frames")
+		enc.uint(uint64(frames))
+	}
+	if count > 0 {
 		enc.str("count")
-		enc.uint(uint64(p.Count()))
-		enc.ids(p.IDs, p.Model.IDWidth())
-		enc.cond(p.Cond)
-		enc.hints(p.Hints)
-	}), nil
+		enc.uint(uint64(count))
+	}
+	if ids != nil {
+		enc.ids(ids, m.IDWidth())
+	}
+	enc.cond(c)
+	enc.hints(h)
 }

@@ -42,29 +42,7 @@ func (h *Header) AppendBinary(b []byte) ([]byte, error) {
 		return b, err
 	}
 	return encodeWith(b, func(enc *encoder) {
-		n := 4 + condHintsLen(h.Cond, h.Hints)
-		if h.Frames > 1 {
-			n++
-		}
-		if h.Count > 0 {
-			n++
-		}
-		enc.mapLen(n)
-		enc.str("format")
-		enc.str(FormatStream)
-		enc.version()
-		enc.model(&h.Model)
-		enc.image(&h.Image)
-		if h.Frames > 1 {
-			enc.str("frames")
-			enc.uint(uint64(h.Frames))
-		}
-		if h.Count > 0 {
-			enc.str("count")
-			enc.uint(uint64(h.Count))
-		}
-		enc.cond(h.Cond)
-		enc.hints(h.Hints)
+		enc.top(FormatStream, &h.Model, &h.Image, h.Frames, h.Count, nil, h.Cond, h.Hints)
 	}), nil
 }
 
