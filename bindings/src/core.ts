@@ -1,0 +1,623 @@
+// The FlexTok API over one transport: a handle(bytes) → bytes function (the module in this
+// thread) or a Transport (the module in a Worker, browser.ts). Models and streams are
+// objects over the service's integer handles.
+
+import { decodeResponse, decodeStreamHeader, encodeRequest, unwrap, type StreamHeaderView } from "./codec.js";
+import { FlexTokError, asFlexTokError } from "./errors.js";
+import type {
+  CloseResult,
+  DecodeOptions,
+  EncodeResult,
+  ImageResult,
+  ModelIdentity,
+  ModelInfo,
+  Op,
+  OkResponse,
+  Request,
+  StreamDecodeOptions,
+  VersionResult,
+} from "./types.js";
+
+/** The wasm module's entry point: a request's msgpack bytes → the response's. */
+export type HandleFunction = (request: Uint8Array) => Uint8Array;
+
+/** Per-call options. */
+export interface CallOptions {
+  /** Aborting rejects the call with code "aborted" (see the transport for what else it does). */
+  signal?: AbortSignal;
+  /** Progress of this call (in addition to the FlexTok's onProgress). */
+  onProgress?: (p: Progress) => void;
+}
+
+/** Request-level progress (the protocol has no per-step progress). */
+export type Progress =
+  | { type: "start"; op: Op; seq: number }
+  | {
+      type: "end";
+      op: Op;
+      seq: number;
+      ok: boolean;
+      /** Wall time of the call as the caller saw it (queueing and transfers included). */
+      ms: number;
+      /** From the response, when it has them. */
+      decode_ms?: number;
+      encode_ms?: number;
+      total_ms?: number;
+    }
+  | {
+      type: "chunk";
+      stream: number;
+      /** Ids received so far. */
+      received: number;
+      /** Ids announced by the header (frames × count), when known. */
+      total?: number;
+      done: boolean;
+      decoded: boolean;
+    }
+  | {
+      type: "download";
+      url: string;
+      loaded: number;
+      /** From Content-Length, when known. */
+      total?: number;
+      /** The bytes come from the Cache API. */
+      cached: boolean;
+      /** Set once the whole body is read. */
+      done: boolean;
+    };
+
+/**
+ * How requests reach the module. `generation` changes whenever the module is restarted (a
+ * worker terminated to abort a call, or one that died): handles of an older generation are
+ * gone.
+ */
+export interface Transport {
+  readonly generation: number;
+  /**
+   * Runs one request. gen: the generation the request's handles belong to (undefined when it
+   * names none); if the module restarted since, the call fails with "closed".
+   */
+  call(request: Uint8Array, opts: { signal?: AbortSignal; gen?: number }): Promise<Uint8Array>;
+  /** Stops the module; pending calls fail with "closed". */
+  close(): void;
+}
+
+/** A Transport over a synchronous handle in this thread. */
+export class DirectTransport implements Transport {
+  readonly generation = 0;
+  private handle: HandleFunction | null;
+  private readonly onClose: (() => void) | undefined;
+
+  constructor(handle: HandleFunction, onClose?: () => void) {
+    this.handle = handle;
+    this.onClose = onClose;
+  }
+
+  async call(request: Uint8Array, opts: { signal?: AbortSignal }): Promise<Uint8Array> {
+    await Promise.resolve(); // let progress listeners and abort handlers run first
+    if (!this.handle) throw new FlexTokError("closed", "flextok: the module is closed");
+    if (opts.signal?.aborted) throw abortedError(opts.signal);
+    try {
+      return this.handle(request);
+    } catch (e) {
+      // handle never throws unless the Go program is gone.
+      throw asFlexTokError(e, "worker_died", "flextok: the wasm module failed");
+    }
+  }
+
+  close(): void {
+    if (!this.handle) return;
+    this.handle = null;
+    this.onClose?.();
+  }
+}
+
+export function abortedError(signal: AbortSignal): FlexTokError {
+  const r: unknown = signal.reason;
+  const why = r instanceof Error ? r.message : r === undefined ? "" : String(r);
+  return new FlexTokError("aborted", why ? `flextok: aborted: ${why}` : "flextok: aborted", { cause: r });
+}
+
+function closedError(what: string, extra = ""): FlexTokError {
+  return new FlexTokError("closed", `flextok: ${what} is closed${extra}`);
+}
+
+type Bytes = Uint8Array | ArrayBuffer;
+
+function u8(b: Bytes): Uint8Array {
+  return b instanceof Uint8Array ? b : new Uint8Array(b);
+}
+
+async function bytesOf(b: Bytes | Blob): Promise<Uint8Array> {
+  if (typeof Blob !== "undefined" && b instanceof Blob) return new Uint8Array(await b.arrayBuffer());
+  return u8(b as Bytes);
+}
+
+/** Options of openModel. */
+export interface OpenOptions extends CallOptions {
+  /** config.json (bytes or its text), when the safetensors header does not carry the config. */
+  config?: Bytes | string;
+  /** vae/config.json (bytes or its text). */
+  vaeConfig?: Bytes | string;
+  /** Part of the model's identity, carried by every payload it makes (default "model"). */
+  name?: string;
+}
+
+/** Options of loadModel: openModel's, with URLs for the files. */
+export interface LoadOptions extends CallOptions {
+  configURL?: string | URL;
+  vaeConfigURL?: string | URL;
+  name?: string;
+  /**
+   * Cache API cache to keep the downloads in, keyed by URL (default "flextok-models"); false:
+   * no caching. Skipped where `caches` is undefined (Node, insecure contexts), and when the
+   * cache refuses the entry (quota): the model then loads from memory.
+   */
+  cache?: string | false;
+  /** fetch options (credentials, integrity, ...); signal comes from CallOptions. */
+  fetch?: Omit<RequestInit, "signal">;
+}
+
+export interface FlexTokOptions {
+  /** Progress of every call. */
+  onProgress?: (p: Progress) => void;
+}
+
+/**
+ * The FlexTok module: open models, then decode and encode with them. Every method rejects with
+ * a FlexTokError. close() releases everything; using a closed object fails with "closed".
+ */
+export class FlexTok {
+  private readonly transport: Transport;
+  private readonly onProgress: ((p: Progress) => void) | undefined;
+  private seq = 0;
+  private isClosed = false;
+  /** @internal */
+  readonly models = new Set<Model>();
+
+  constructor(transport: Transport | HandleFunction, opts: FlexTokOptions = {}) {
+    this.transport = typeof transport === "function" ? new DirectTransport(transport) : transport;
+    this.onProgress = opts.onProgress;
+  }
+
+  get closed(): boolean {
+    return this.isClosed;
+  }
+
+  /** @internal Emits progress to the FlexTok's and the call's listeners. */
+  emit(p: Progress, opts?: CallOptions): void {
+    for (const f of [this.onProgress, opts?.onProgress]) {
+      if (!f) continue;
+      try {
+        f(p);
+      } catch {
+        // a listener's error is not the call's
+      }
+    }
+  }
+
+  /** @internal The transport's generation now. */
+  get generation(): number {
+    return this.transport.generation;
+  }
+
+  /**
+   * Sends one request and returns its successful response, or throws its error. The low-level
+   * way in; the methods below are built on it. gen: see Transport.call.
+   */
+  async request<O extends Op>(req: Request & { op: O }, opts: CallOptions & { gen?: number } = {}): Promise<OkResponse<O>> {
+    if (this.isClosed) throw closedError("FlexTok");
+    const seq = ++this.seq;
+    this.emit({ type: "start", op: req.op, seq }, opts);
+    const t0 = performance.now();
+    let ok = false;
+    let timing: { decode_ms?: number; encode_ms?: number; total_ms?: number } = {};
+    try {
+      const bytes = encodeRequest(req);
+      const call: { signal?: AbortSignal; gen?: number } = {};
+      if (opts.signal) call.signal = opts.signal;
+      if (opts.gen !== undefined) call.gen = opts.gen;
+      const raw = decodeResponse(await this.transport.call(bytes, call));
+      if (raw.ok) {
+        for (const k of ["decode_ms", "encode_ms", "total_ms"] as const) {
+          const v = raw[k];
+          if (typeof v === "number") timing = { ...timing, [k]: v };
+        }
+      }
+      const r = unwrap(raw, req.op);
+      ok = true;
+      return r;
+    } catch (e) {
+      throw asFlexTokError(e, "internal", "flextok");
+    } finally {
+      this.emit({ type: "end", op: req.op, seq, ok, ms: performance.now() - t0, ...timing }, opts);
+    }
+  }
+
+  /** The protocol and payload versions the module speaks. */
+  async version(opts: CallOptions = {}): Promise<VersionResult> {
+    const r = await this.request({ op: "version" }, opts);
+    return { protocol: r.protocol, payload: r.payload };
+  }
+
+  /**
+   * Opens a model from its files' bytes: model.safetensors, and config.json and
+   * vae/config.json unless the safetensors header carries the config.
+   */
+  async openModel(weights: Bytes, opts: OpenOptions = {}): Promise<Model> {
+    const enc = new TextEncoder();
+    const file = (b: Bytes | string | undefined): Uint8Array | undefined =>
+      b === undefined ? undefined : typeof b === "string" ? enc.encode(b) : u8(b);
+    const req: Request = { op: "open", weights: u8(weights) };
+    const config = file(opts.config);
+    if (config) req.config = config;
+    const vae = file(opts.vaeConfig);
+    if (vae) req.vae_config = vae;
+    if (opts.name !== undefined) req.name = opts.name;
+    const gen = this.transport.generation;
+    const r = await this.request(req, opts);
+    const info: ModelInfo = { model: r.model, height: r.height, width: r.width, codebook: r.codebook };
+    const m = new Model(this, r.handle, gen, info);
+    if (this.isClosed || gen !== this.transport.generation) {
+      m.markClosed(" (the module restarted)");
+      throw closedError("FlexTok", " (the module restarted while the model opened)");
+    }
+    this.models.add(m);
+    return m;
+  }
+
+  /**
+   * Downloads a model's files (with the Cache API where there is one) and opens it. Progress:
+   * "download" events with bytes loaded and Content-Length, from the network or the cache.
+   */
+  async loadModel(url: string | URL, opts: LoadOptions = {}): Promise<Model> {
+    const get = (u: string | URL | undefined): Promise<Uint8Array | undefined> =>
+      u === undefined ? Promise.resolve(undefined) : fetchCached(u, opts, (p) => this.emit(p, opts));
+    const [weights, config, vaeConfig] = await Promise.all([get(url), get(opts.configURL), get(opts.vaeConfigURL)]);
+    const o: OpenOptions = {};
+    if (config) o.config = config;
+    if (vaeConfig) o.vaeConfig = vaeConfig;
+    if (opts.name !== undefined) o.name = opts.name;
+    if (opts.signal) o.signal = opts.signal;
+    if (opts.onProgress) o.onProgress = opts.onProgress;
+    return this.openModel(weights!, o);
+  }
+
+  /** Closes every model and stops the module (a worker is terminated). Idempotent. */
+  close(): void {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    for (const m of this.models) m.markClosed();
+    this.models.clear();
+    this.transport.close();
+  }
+}
+
+/** Options of Model.encode. */
+export interface EncodeOptions extends CallOptions {
+  /** Tokens to keep (default all). */
+  k?: number;
+  /** Resampling filter, e.g. "catmull-rom". */
+  filter?: string;
+}
+
+/** What Stream.push returns. */
+export interface PushResult {
+  /** Ids received so far. */
+  received: number;
+  /** The end arrived. */
+  done: boolean;
+  /** The image of the ids received so far, unless decode was false. */
+  image?: ImageResult;
+}
+
+function decodeFields<T extends DecodeOptions>(o: T, withK: boolean): DecodeOptions {
+  const out: DecodeOptions = {};
+  if (withK && o.k !== undefined) out.k = o.k;
+  if (o.steps !== undefined) out.steps = o.steps;
+  if (o.guidance !== undefined) out.guidance = o.guidance;
+  if (o.apg !== undefined) out.apg = o.apg;
+  if (o.seed !== undefined) out.seed = o.seed;
+  if (o.output !== undefined) out.output = o.output;
+  return out;
+}
+
+function imageOf(r: ImageResult): ImageResult {
+  const out: ImageResult = {
+    k: r.k,
+    steps: r.steps,
+    guidance: r.guidance,
+    apg: r.apg,
+    seed: r.seed,
+    width: r.width,
+    height: r.height,
+    decode_ms: r.decode_ms,
+    total_ms: r.total_ms,
+  };
+  if (r.rgba) out.rgba = r.rgba;
+  if (r.png) out.png = r.png;
+  if (r.tensor) out.tensor = r.tensor;
+  return out;
+}
+
+/** An open model. */
+export class Model {
+  readonly flextok: FlexTok;
+  readonly handle: number;
+  /** The model's identity and sizes, as open returned them. */
+  readonly model: ModelIdentity;
+  readonly width: number;
+  readonly height: number;
+  readonly codebook: number;
+  private readonly gen: number;
+  private closedWhy: string | null = null;
+  /** @internal */
+  readonly streams = new Set<Stream>();
+
+  /** @internal */
+  constructor(flextok: FlexTok, handle: number, gen: number, info: ModelInfo) {
+    this.flextok = flextok;
+    this.handle = handle;
+    this.gen = gen;
+    this.model = info.model;
+    this.width = info.width;
+    this.height = info.height;
+    this.codebook = info.codebook;
+  }
+
+  get closed(): boolean {
+    return this.closedWhy !== null || this.flextok.closed || this.gen !== this.flextok.generation;
+  }
+
+  /** @internal */
+  markClosed(why = ""): void {
+    if (this.closedWhy === null) this.closedWhy = why;
+    for (const s of this.streams) s.markClosed(why);
+    this.streams.clear();
+  }
+
+  /** @internal Throws "closed" if the model cannot be used; returns its generation. */
+  check(): number {
+    if (this.flextok.closed) throw closedError("FlexTok");
+    if (this.gen !== this.flextok.generation) {
+      this.markClosed(" (lost when the module restarted)");
+    }
+    if (this.closedWhy !== null) throw closedError(`model ${this.handle}`, this.closedWhy);
+    return this.gen;
+  }
+
+  /** The model's info, asked again from the module. */
+  async info(opts: CallOptions = {}): Promise<ModelInfo> {
+    const gen = this.check();
+    const r = await this.flextok.request({ op: "info", handle: this.handle }, { ...opts, gen });
+    return { model: r.model, height: r.height, width: r.width, codebook: r.codebook };
+  }
+
+  /** Decodes a whole token payload (the first k tokens) to an image. */
+  async decode(payload: Bytes, opts: DecodeOptions & CallOptions = {}): Promise<ImageResult> {
+    const gen = this.check();
+    const r = await this.flextok.request({ op: "decode", handle: this.handle, payload: u8(payload), ...decodeFields(opts, true) }, { ...opts, gen });
+    return imageOf(r);
+  }
+
+  /** Encodes an image (PNG, JPEG, GIF, WebP, BMP or TIFF bytes, or a Blob/File) to a payload. */
+  async encode(image: Bytes | Blob, opts: EncodeOptions = {}): Promise<EncodeResult> {
+    const gen = this.check();
+    const req: Request = { op: "encode", handle: this.handle, image: await bytesOf(image) };
+    if (opts.k !== undefined) req.k = opts.k;
+    if (opts.filter !== undefined) req.filter = opts.filter;
+    const r = await this.flextok.request(req, { ...opts, gen });
+    return { payload: r.payload, count: r.count, encode_ms: r.encode_ms };
+  }
+
+  /**
+   * Opens a progressive decode from a stream header; push the chunks as they arrive. opts
+   * apply to every decode of the stream.
+   */
+  async openStream(header: Bytes, opts: StreamDecodeOptions & CallOptions = {}): Promise<Stream> {
+    const gen = this.check();
+    const h = u8(header);
+    let view: StreamHeaderView | undefined;
+    try {
+      view = decodeStreamHeader(h);
+    } catch {
+      view = undefined; // the module gives the authoritative error
+    }
+    const r = await this.flextok.request({ op: "stream_open", handle: this.handle, header: h, ...decodeFields(opts, false) }, { ...opts, gen });
+    const total = r.count > 0 ? r.count * (view?.frames ?? 1) : undefined;
+    const s = new Stream(this, r.stream, gen, r.count, total);
+    if (this.closed) {
+      s.markClosed();
+      throw closedError(`model ${this.handle}`);
+    }
+    this.streams.add(s);
+    return s;
+  }
+
+  /** Closes the model and its streams. Idempotent. */
+  async close(opts: CallOptions = {}): Promise<CloseResult> {
+    if (this.closed) {
+      this.markClosed();
+      return { streams: 0 };
+    }
+    const gen = this.gen;
+    this.markClosed();
+    this.flextok.models.delete(this);
+    const r = await this.flextok.request({ op: "close", handle: this.handle }, { ...opts, gen });
+    return { streams: r.streams };
+  }
+}
+
+/** A progressive decode: push the chunks as they arrive, get a sharper image each time. */
+export class Stream {
+  readonly model: Model;
+  readonly handle: number;
+  /** Tokens announced by the header (0: unknown). */
+  readonly count: number;
+  /** frames × count when announced. */
+  readonly total: number | undefined;
+  private readonly gen: number;
+  private closedWhy: string | null = null;
+  private last = { received: 0, done: false };
+
+  /** @internal */
+  constructor(model: Model, handle: number, gen: number, count: number, total: number | undefined) {
+    this.model = model;
+    this.handle = handle;
+    this.gen = gen;
+    this.count = count;
+    this.total = total;
+  }
+
+  /** Ids received so far and whether the end arrived, as of the last push. */
+  get received(): number {
+    return this.last.received;
+  }
+  get done(): boolean {
+    return this.last.done;
+  }
+
+  get closed(): boolean {
+    return this.closedWhy !== null || this.model.closed;
+  }
+
+  /** @internal */
+  markClosed(why = ""): void {
+    if (this.closedWhy === null) this.closedWhy = why;
+  }
+
+  private check(): number {
+    this.model.check();
+    if (this.closedWhy !== null) throw closedError(`stream ${this.handle}`, this.closedWhy);
+    return this.gen;
+  }
+
+  /**
+   * Adds one chunk (undefined: none, only decode again) and, unless decode is false, decodes
+   * every id received so far. opts override the stream's options for this decode.
+   */
+  async push(chunk: Bytes | undefined, opts: StreamDecodeOptions & CallOptions & { decode?: boolean } = {}): Promise<PushResult> {
+    const gen = this.check();
+    const req: Request = { op: "stream_chunk", stream: this.handle, ...decodeFields(opts, false) };
+    if (chunk !== undefined) req.chunk = u8(chunk);
+    if (opts.decode !== undefined) req.decode = opts.decode;
+    const r = await this.model.flextok.request(req, { ...opts, gen });
+    this.last = { received: r.received, done: r.done };
+    const p: Progress = { type: "chunk", stream: this.handle, received: r.received, done: r.done, decoded: r.decoded };
+    if (this.total !== undefined) p.total = this.total;
+    this.model.flextok.emit(p, opts);
+    const out: PushResult = { received: r.received, done: r.done };
+    if (r.decoded) out.image = imageOf(r);
+    return out;
+  }
+
+  /** Closes the stream. Idempotent. */
+  async close(opts: CallOptions = {}): Promise<void> {
+    if (this.closed) return;
+    this.markClosed();
+    this.model.streams.delete(this);
+    await this.model.flextok.request({ op: "stream_close", stream: this.handle }, { ...opts, gen: this.gen });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Downloads with the Cache API.
+
+/** The default Cache API cache of loadModel. */
+export const MODEL_CACHE = "flextok-models";
+
+function absolute(u: string | URL): string {
+  const base = (globalThis as { location?: { href: string } }).location?.href;
+  return (base ? new URL(u, base) : new URL(u)).href;
+}
+
+async function readBody(resp: Response, url: string, cached: boolean, emit: (p: Progress) => void): Promise<Uint8Array> {
+  const len = Number(resp.headers.get("content-length") ?? NaN);
+  const total = Number.isFinite(len) && len >= 0 ? len : undefined;
+  const event = (loaded: number, done: boolean): Progress => {
+    const p: Progress = { type: "download", url, loaded, cached, done };
+    if (total !== undefined) p.total = total;
+    return p;
+  };
+  if (!resp.body) {
+    const b = new Uint8Array(await resp.arrayBuffer());
+    emit(event(b.length, true));
+    return b;
+  }
+  const reader = resp.body.getReader();
+  const parts: Uint8Array[] = [];
+  let buf = total !== undefined ? new Uint8Array(total) : undefined;
+  let loaded = 0;
+  emit(event(0, false));
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (buf && loaded + value.length <= buf.length) buf.set(value, loaded);
+    else {
+      if (buf) {
+        parts.push(buf.subarray(0, loaded)); // Content-Length was wrong: fall back to parts
+        buf = undefined;
+      }
+      parts.push(value);
+    }
+    loaded += value.length;
+    emit(event(loaded, false));
+  }
+  let out: Uint8Array;
+  if (buf) out = loaded === buf.length ? buf : buf.slice(0, loaded);
+  else {
+    out = new Uint8Array(loaded);
+    let o = 0;
+    for (const p of parts) (out.set(p, o), (o += p.length));
+  }
+  emit(event(loaded, true));
+  return out;
+}
+
+/** Fetches url's bytes, from the Cache API cache when it has them (and then stores them). */
+export async function fetchCached(
+  u: string | URL,
+  opts: Pick<LoadOptions, "cache" | "signal" | "fetch">,
+  emit: (p: Progress) => void = () => {},
+): Promise<Uint8Array> {
+  const url = absolute(u);
+  const name = opts.cache === undefined ? MODEL_CACHE : opts.cache;
+  let cache: Cache | undefined;
+  if (name !== false && typeof caches !== "undefined") {
+    try {
+      cache = await caches.open(name);
+    } catch {
+      cache = undefined; // e.g. storage disabled
+    }
+  }
+  try {
+    const hit = cache ? await cache.match(url) : undefined;
+    if (hit) return await readBody(hit, url, true, emit);
+    const init: RequestInit = { ...(opts.fetch ?? {}) };
+    if (opts.signal) init.signal = opts.signal;
+    const resp = await fetch(url, init);
+    if (!resp.ok) throw new FlexTokError("fetch_failed", `flextok: fetch ${url}: HTTP ${resp.status} ${resp.statusText}`.trimEnd());
+    const bytes = await readBody(resp, url, false, emit);
+    if (cache) {
+      const headers = new Headers({ "content-type": resp.headers.get("content-type") ?? "application/octet-stream" });
+      headers.set("content-length", String(bytes.length));
+      try {
+        await cache.put(url, new Response(bytes as Uint8Array<ArrayBuffer>, { headers }));
+      } catch {
+        // quota or eviction: the bytes are in memory, load without the cache
+      }
+    }
+    return bytes;
+  } catch (e) {
+    if (opts.signal?.aborted) throw abortedError(opts.signal);
+    throw asFlexTokError(e, "fetch_failed", `flextok: fetch ${url}`);
+  }
+}
+
+/** Deletes url from the model cache (all of it when url is undefined). */
+export async function clearModelCache(url?: string | URL, cacheName: string = MODEL_CACHE): Promise<boolean> {
+  if (typeof caches === "undefined") return false;
+  if (url === undefined) return caches.delete(cacheName);
+  const c = await caches.open(cacheName);
+  return c.delete(absolute(url));
+}

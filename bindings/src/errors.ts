@@ -1,0 +1,87 @@
+import type { ErrorInfo, Op, ServiceErrorCode } from "./types.js";
+
+/** Codes of errors made on the JS side, never by the wasm module. */
+export type ClientErrorCode =
+  /** The wasm module or wasm_exec.js could not be fetched, compiled or started. */
+  | "load_failed"
+  /** The worker failed (error, messageerror, or the Go program exited); pending calls fail. */
+  | "worker_died"
+  /** The FlexTok, model or stream was closed (or lost when its worker was restarted). */
+  | "closed"
+  /** The call's AbortSignal fired. */
+  | "aborted"
+  /** A download (loadModel) failed. */
+  | "fetch_failed"
+  /** A response the client cannot read: a bug or a version skew between JS and wasm. */
+  | "bad_response";
+
+export type ErrorCode = ServiceErrorCode | ClientErrorCode;
+
+const CLIENT_CODES: ReadonlySet<string> = new Set<ClientErrorCode>([
+  "load_failed",
+  "worker_died",
+  "closed",
+  "aborted",
+  "fetch_failed",
+  "bad_response",
+]);
+
+/** Reports whether code is made by the JS side (not the wasm module). */
+export function isClientCode(code: string): code is ClientErrorCode {
+  return CLIENT_CODES.has(code);
+}
+
+/**
+ * The error every call of this package throws (or rejects with). `code` is stable: the
+ * service's codes (sdk/service) and the payload codes (docs/payload.md) as the wasm module
+ * sent them, plus the client codes above.
+ */
+export class FlexTokError extends Error {
+  /** Stable code. */
+  readonly code: ErrorCode;
+  /** Payload errors: the dotted path of the payload field at fault ("" for the whole input). */
+  readonly field: string | undefined;
+  /** The specifics, from the service (or the cause's message). */
+  readonly detail: string;
+  /** The op of the failed request, when there was one. */
+  readonly op: Op | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { field?: string; detail?: string; op?: Op; cause?: unknown } = {},
+  ) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = "FlexTokError";
+    this.code = code;
+    this.field = opts.field;
+    this.detail = opts.detail ?? "";
+    this.op = opts.op;
+  }
+
+  /** The error of a failed service response. */
+  static fromResponse(e: ErrorInfo, op?: Op): FlexTokError {
+    const msg = e.detail ? `${e.message}: ${e.detail}` : e.message;
+    return new FlexTokError(e.code, msg, { field: e.field, detail: e.detail, op });
+  }
+
+  /** Plain data for postMessage or logs. */
+  toJSON(): { name: string; code: ErrorCode; message: string; field?: string; detail: string; op?: Op } {
+    const o: { name: string; code: ErrorCode; message: string; field?: string; detail: string; op?: Op } = {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      detail: this.detail,
+    };
+    if (this.field !== undefined) o.field = this.field;
+    if (this.op !== undefined) o.op = this.op;
+    return o;
+  }
+}
+
+/** Wraps anything thrown into a FlexTokError of code (unless it already is one). */
+export function asFlexTokError(e: unknown, code: ErrorCode, prefix: string): FlexTokError {
+  if (e instanceof FlexTokError) return e;
+  const m = e instanceof Error ? e.message : String(e);
+  return new FlexTokError(code, `${prefix}: ${m}`, { detail: m, cause: e });
+}

@@ -1,0 +1,37 @@
+// Messages between browser.ts (the page) and worker.ts (the Worker). Types only: worker.js
+// imports nothing at run time, so it loads by URL with no bundler and no blob: URL.
+
+/** Page → worker. */
+export type ToWorker =
+  /** Start the Go program: import wasm_exec.js, instantiate the compiled module, run it. */
+  | { type: "init"; module: WebAssembly.Module; wasmExecURL: string }
+  /** One request's bytes (transferred). */
+  | { type: "call"; seq: number; request: Uint8Array };
+
+/** Worker → page. */
+export type FromWorker =
+  | { type: "ready"; version: string }
+  | { type: "init_failed"; message: string }
+  /** The response's bytes (transferred); ms: time inside handle. */
+  | { type: "result"; seq: number; response: Uint8Array; ms: number }
+  /** handle threw or the Go program exited: the worker is no longer usable. */
+  | { type: "exited"; seq?: number; message: string };
+
+/** What wasm/js sets on globalThis. */
+export interface GoModuleGlobal {
+  handle(request: Uint8Array): Uint8Array;
+  version: string;
+}
+
+/** The Go class of wasm_exec.js. */
+export interface GoInstance {
+  importObject: WebAssembly.Imports;
+  run(instance: WebAssembly.Instance): Promise<void>;
+}
+export type GoConstructor = new () => GoInstance;
+
+/** The globals wasm_exec.js and the module set. */
+export interface GoGlobals {
+  Go?: GoConstructor;
+  flextok?: GoModuleGlobal;
+}

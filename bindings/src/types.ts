@@ -1,0 +1,336 @@
+// The one TypeScript declaration of what crosses the wasm/JS boundary: the requests and
+// responses of sdk/service (its package documentation is the reference) and the token payload
+// (docs/payload.md). Field names are the wire names, snake_case included. Integers are JS
+// numbers; a 64-bit value that does not fit a double exactly (only a seed can) is a bigint.
+
+/** The operations of sdk/service, protocol 1. */
+export type Op =
+  | "version"
+  | "open"
+  | "close"
+  | "info"
+  | "decode"
+  | "encode"
+  | "stream_open"
+  | "stream_chunk"
+  | "stream_close";
+
+/** An image form a decode can return. */
+export type OutputForm = "rgba" | "png" | "tensor";
+
+/** A 64-bit unsigned integer: a number when it is a safe integer, else a bigint. */
+export type Uint64 = number | bigint;
+
+/**
+ * Decode options, all optional. A value absent from the request comes from the payload's
+ * hints, else from the official defaults (20 steps, guidance 7.5 with APG, seed 0).
+ */
+export interface DecodeOptions {
+  /** Decode the first k tokens (1..count; default all). */
+  k?: number;
+  /** Euler steps (1..the service's MaxSteps, 1000 by default). */
+  steps?: number;
+  /** Classifier-free guidance scale, finite; 1 turns guidance off. */
+  guidance?: number;
+  /** Adaptive projected guidance instead of plain CFG. */
+  apg?: boolean;
+  /** Noise seed (64 bits). */
+  seed?: Uint64;
+  /** Image forms to return, each at most once (default ["rgba"]). */
+  output?: OutputForm[];
+}
+
+/** The options of a stream: every decode option except k. */
+export type StreamDecodeOptions = Omit<DecodeOptions, "k">;
+
+interface RequestBase {
+  /** Echoed in the response. */
+  id?: number;
+}
+
+export interface VersionRequest extends RequestBase {
+  op: "version";
+}
+export interface OpenRequest extends RequestBase {
+  op: "open";
+  /** model.safetensors bytes. */
+  weights: Uint8Array;
+  /** config.json bytes, when the safetensors header does not carry the config. */
+  config?: Uint8Array;
+  /** vae/config.json bytes. */
+  vae_config?: Uint8Array;
+  /** Part of the model's identity (default "model"). */
+  name?: string;
+}
+export interface CloseRequest extends RequestBase {
+  op: "close";
+  handle: number;
+}
+export interface InfoRequest extends RequestBase {
+  op: "info";
+  handle: number;
+}
+export interface DecodeRequest extends RequestBase, DecodeOptions {
+  op: "decode";
+  handle: number;
+  /** A whole token payload. */
+  payload: Uint8Array;
+}
+export interface EncodeRequest extends RequestBase {
+  op: "encode";
+  handle: number;
+  /** PNG, JPEG, GIF, WebP, BMP or TIFF bytes. */
+  image: Uint8Array;
+  /** Tokens to keep (default all). */
+  k?: number;
+  /** Resampling filter, e.g. "catmull-rom". */
+  filter?: string;
+}
+export interface StreamOpenRequest extends RequestBase, StreamDecodeOptions {
+  op: "stream_open";
+  handle: number;
+  /** A stream header. */
+  header: Uint8Array;
+}
+export interface StreamChunkRequest extends RequestBase, StreamDecodeOptions {
+  op: "stream_chunk";
+  stream: number;
+  /** One stream chunk; absent: only decode again. */
+  chunk?: Uint8Array;
+  /** Decode the ids received so far (default true). */
+  decode?: boolean;
+}
+export interface StreamCloseRequest extends RequestBase {
+  op: "stream_close";
+  stream: number;
+}
+
+export type Request =
+  | VersionRequest
+  | OpenRequest
+  | CloseRequest
+  | InfoRequest
+  | DecodeRequest
+  | EncodeRequest
+  | StreamOpenRequest
+  | StreamChunkRequest
+  | StreamCloseRequest;
+
+/** The stable error codes of sdk/service, payload codes included. */
+export type ServiceErrorCode =
+  | "bad_request"
+  | "unknown_op"
+  | "unknown_handle"
+  | "too_many_handles"
+  | "bad_model"
+  | "bad_image"
+  | "unsupported"
+  | "canceled"
+  | "internal"
+  // sdk/payload
+  | "format"
+  | "version"
+  | "type"
+  | "missing"
+  | "duplicate"
+  | "range"
+  | "too_long"
+  | "truncated"
+  | "trailing"
+  | "too_large"
+  | "model_mismatch"
+  | "stream";
+
+/** The error of a failed response. */
+export interface ErrorInfo {
+  code: ServiceErrorCode;
+  /** A Go error message starting with the package path ("flextok/payload: ..."). */
+  message: string;
+  detail: string;
+  /** Payload errors only: the dotted path of the payload field at fault. */
+  field?: string;
+}
+
+interface ResponseBase {
+  id?: number;
+}
+export interface ErrorResponse extends ResponseBase {
+  ok: false;
+  error: ErrorInfo;
+}
+
+/** A model's identity, as every payload it makes carries it. */
+export interface ModelIdentity {
+  name: string;
+  /** SHA-256 of the weights (32 bytes). */
+  digest: Uint8Array;
+  /** FSQ levels; their product is the codebook size. */
+  fsq: number[];
+  max_tokens: number;
+}
+
+/** What info (and open) return. */
+export interface ModelInfo {
+  model: ModelIdentity;
+  /** Image size in pixels. */
+  height: number;
+  width: number;
+  /** Codebook size. */
+  codebook: number;
+}
+
+/** The image result of decode and of a decoding stream_chunk. */
+export interface ImageResult {
+  /** The options actually used. */
+  k: number;
+  steps: number;
+  guidance: number;
+  apg: boolean;
+  seed: Uint64;
+  width: number;
+  height: number;
+  /** width×height×4 bytes, rows top to bottom, alpha 255. */
+  rgba?: Uint8Array;
+  /** A PNG file. */
+  png?: Uint8Array;
+  /** The decoder's output [3, height, width], little-endian float32, before clamping. */
+  tensor?: Uint8Array;
+  /** The engine's decode, in milliseconds. */
+  decode_ms: number;
+  /** The whole op, in milliseconds. */
+  total_ms: number;
+}
+
+export interface VersionResult {
+  /** The protocol version (1). */
+  protocol: number;
+  /** The payload format version [major, minor]. */
+  payload: [number, number];
+}
+export interface OpenResult extends ModelInfo {
+  handle: number;
+}
+export interface CloseResult {
+  /** The model's streams closed with it. */
+  streams: number;
+}
+export interface EncodeResult {
+  /** The canonical whole payload. */
+  payload: Uint8Array;
+  /** Tokens. */
+  count: number;
+  encode_ms: number;
+}
+export interface StreamOpenResult {
+  stream: number;
+  /** Tokens announced; 0 when unknown. */
+  count: number;
+}
+export type StreamChunkResult =
+  | { received: number; done: boolean; decoded: false }
+  | ({ received: number; done: boolean; decoded: true } & ImageResult);
+/** stream_close returns no fields. */
+export type StreamCloseResult = Record<never, never>;
+
+/** The result fields of a successful response, by op. */
+export interface ResultOf {
+  version: VersionResult;
+  open: OpenResult;
+  close: CloseResult;
+  info: ModelInfo;
+  decode: ImageResult;
+  encode: EncodeResult;
+  stream_open: StreamOpenResult;
+  stream_chunk: StreamChunkResult;
+  stream_close: StreamCloseResult;
+}
+
+/** A successful response to a request of op O. */
+export type OkResponse<O extends Op> = ResponseBase & { ok: true } & ResultOf[O];
+
+/** The response to a request of op O. */
+export type Response<O extends Op = Op> = OkResponse<O> | ErrorResponse;
+
+// ---------------------------------------------------------------------------------------------
+// The token payload, format 1.0 (docs/payload.md).
+
+export const TOKENS_FORMAT = "flextok/tokens";
+export const STREAM_FORMAT = "flextok/stream";
+
+/** `model`: the model that made the tokens. */
+export interface PayloadModel {
+  /** 1–256 bytes of UTF-8. */
+  name: string;
+  /** SHA-256 of the weights (32 bytes). */
+  digest: Uint8Array;
+  /** 1–16 FSQ levels ≥ 2; their product (≤ 2^24) is the codebook size. */
+  fsq: number[];
+  /** 1–65,536. */
+  max_tokens: number;
+}
+
+/** `image`: the image the tokens stand for. */
+export interface PayloadImage {
+  height: number;
+  width: number;
+  /** The resampling filter used, e.g. "catmull-rom"; absent: none. */
+  resize?: string;
+  /** e.g. "center"; absent: none. */
+  crop?: string;
+  /** The original size [h, w]. */
+  source?: [number, number];
+}
+
+/** `cond`: conditioning of a generated image (at least one field). */
+export interface PayloadCond {
+  class?: number;
+  prompt?: string;
+}
+
+/** `hints`: decode suggestions. */
+export interface PayloadHints {
+  steps?: number;
+  guidance?: number;
+  apg?: boolean;
+  seed?: Uint64;
+}
+
+/** A whole payload as it is on the wire (ids: little-endian bin). */
+export interface TokenPayload {
+  format: typeof TOKENS_FORMAT;
+  /** [major, minor]: [1, 0]. */
+  version: [number, number];
+  model: PayloadModel;
+  image: PayloadImage;
+  /** Default 1. */
+  frames?: number;
+  /** Tokens per frame. */
+  count: number;
+  /** frames × count ids, 2 bytes each (codebook ≤ 65,536) else 4, little-endian. */
+  ids: Uint8Array;
+  cond?: PayloadCond;
+  hints?: PayloadHints;
+}
+
+/** A stream header as it is on the wire: a whole payload's fields without ids. */
+export interface StreamHeader {
+  format: typeof STREAM_FORMAT;
+  version: [number, number];
+  model: PayloadModel;
+  image: PayloadImage;
+  frames?: number;
+  /** Tokens per frame, if known (required when frames > 1). */
+  count?: number;
+  cond?: PayloadCond;
+  hints?: PayloadHints;
+}
+
+/** A stream chunk as it is on the wire. */
+export interface StreamChunk {
+  /** Position of the chunk's first id in the whole id sequence. */
+  start: number;
+  /** At least one id, encoded as in the whole payload. */
+  ids: Uint8Array;
+  /** Present (true) only on the last chunk. */
+  end?: true;
+}

@@ -1,0 +1,59 @@
+// The Worker that runs the wasm module (compiled to dist/src/worker.js, loaded by URL as a
+// module worker: CSP-safe, no blob: URL). One request at a time: the page sends the next
+// only after this one's response, so it knows which request is running when it aborts.
+
+import type { FromWorker, GoGlobals, ToWorker } from "./protocol.js";
+
+interface WorkerScope extends GoGlobals {
+  postMessage(message: FromWorker, transfer?: Transferable[]): void;
+  onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
+}
+
+const scope = globalThis as unknown as WorkerScope;
+let handle: ((b: Uint8Array) => Uint8Array) | undefined;
+let exited = false;
+
+function message(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+async function init(module: WebAssembly.Module, wasmExecURL: string): Promise<void> {
+  try {
+    if (!scope.Go) await import(wasmExecURL);
+    if (!scope.Go) throw new Error(`${wasmExecURL} did not define Go`);
+    const go = new scope.Go();
+    const instance = await WebAssembly.instantiate(module, go.importObject);
+    void go.run(instance).then(() => {
+      exited = true;
+      scope.postMessage({ type: "exited", message: "flextok: the Go program exited" });
+    });
+    const ft = scope.flextok;
+    if (!ft || typeof ft.handle !== "function") throw new Error("the wasm module did not set globalThis.flextok");
+    handle = ft.handle;
+    scope.postMessage({ type: "ready", version: ft.version });
+  } catch (e) {
+    scope.postMessage({ type: "init_failed", message: message(e) });
+  }
+}
+
+scope.onmessage = (e: MessageEvent<ToWorker>): void => {
+  const m = e.data;
+  if (m.type === "init") {
+    void init(m.module, m.wasmExecURL);
+    return;
+  }
+  if (!handle || exited) {
+    scope.postMessage({ type: "exited", seq: m.seq, message: "flextok: the module is not running" });
+    return;
+  }
+  const t0 = performance.now();
+  let response: Uint8Array;
+  try {
+    response = handle(m.request);
+  } catch (err) {
+    exited = true;
+    scope.postMessage({ type: "exited", seq: m.seq, message: `flextok: the wasm module failed: ${message(err)}` });
+    return;
+  }
+  scope.postMessage({ type: "result", seq: m.seq, response, ms: performance.now() - t0 }, [response.buffer]);
+};
