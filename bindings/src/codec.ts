@@ -221,11 +221,15 @@ interface Common {
   codebook: number;
 }
 
-function readCommon(v: unknown, format: string): Common {
+function checkFormat(v: unknown, format: string): asserts v is Record<string, unknown> {
   if (!isRecord(v)) fail("format", "", "not a map");
   const keys = Object.keys(v);
   if (keys[0] !== "format") fail("format", "", "format is not the first key");
   if (v.format !== format) fail("format", "format", `format ${JSON.stringify(v.format)}, want ${JSON.stringify(format)}`);
+}
+
+function readCommon(v: unknown, format: string): Common {
+  checkFormat(v, format);
   const ver = v.version;
   if (!Array.isArray(ver) || ver.length !== 2 || !ver.every((x) => typeof x === "number")) fail("type", "version", "not [major, minor]");
   if (ver[0] !== 1) fail("version", "version", `major version ${String(ver[0])}, this reader knows 1`);
@@ -292,11 +296,20 @@ function readCommon(v: unknown, format: string): Common {
   return out;
 }
 
-function decodeOne(bytes: Uint8Array): unknown {
+function decodeOne(bytes: Uint8Array, format?: string): unknown {
   try {
     return normalize(decode(bytes, { useBigInt64: true }));
   } catch (e) {
-    throw msgpackError(e);
+    const err = msgpackError(e);
+    if (err.code === "trailing" && format !== undefined) {
+      // Like Go, read the first value's format before complaining about what follows it
+      // (a whole stream given where a whole payload is expected is a "format" error).
+      for (const v of decodeMulti(bytes, { useBigInt64: true })) {
+        checkFormat(v, format);
+        break;
+      }
+    }
+    throw err;
   }
 }
 
@@ -306,7 +319,7 @@ function decodeOne(bytes: Uint8Array): unknown {
  * duplicate keys).
  */
 export function decodePayload(bytes: Uint8Array): PayloadView {
-  const v = decodeOne(bytes);
+  const v = decodeOne(bytes, TOKENS_FORMAT);
   const c = readCommon(v, TOKENS_FORMAT);
   const o = v as Record<string, unknown>;
   if (c.count === undefined) fail("missing", "count", "missing");
@@ -347,7 +360,7 @@ function headerView(v: unknown): StreamHeaderView {
 
 /** Reads one stream header (a message of its own, e.g. the first WebSocket message). */
 export function decodeStreamHeader(bytes: Uint8Array): StreamHeaderView {
-  return headerView(decodeOne(bytes));
+  return headerView(decodeOne(bytes, STREAM_FORMAT));
 }
 
 function chunkView(v: unknown, header: StreamHeaderView, field: string): StreamChunkView {
