@@ -3,7 +3,7 @@
 
 import { FlexTok, DirectTransport, abortedError, type FlexTokOptions, type Progress, type Transport } from "./core.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
-import type { FromWorker, GoGlobals, ToWorker } from "./protocol.js";
+import { runGo, type FromWorker, type GoGlobals, type ToWorker } from "./protocol.js";
 
 export * from "./core.js";
 export * from "./errors.js";
@@ -119,10 +119,7 @@ async function startHere(module: WebAssembly.Module, wasmExecURL: string): Promi
     if (!g.Go) throw new Error(`${wasmExecURL} did not define Go`);
     const go = new g.Go();
     const instance = await WebAssembly.instantiate(module, go.importObject);
-    void go.run(instance);
-    const ft = g.flextok;
-    if (!ft) throw new Error("the wasm module did not set globalThis.flextok");
-    return ft.handle;
+    return runGo(g, go, instance).handle;
   } catch (e) {
     throw asFlexTokError(e, "load_failed", "flextok: failed to start the wasm module");
   }

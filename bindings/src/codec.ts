@@ -28,7 +28,16 @@ import {
 
 /** Encodes a request (absent optional fields are left out; bigint seeds as uint64). */
 export function encodeRequest(req: Request): Uint8Array {
-  return encode(req, { useBigInt64: true, ignoreUndefined: true });
+  // With useBigInt64, @msgpack/msgpack writes integers of 2^32 and over as float64: send
+  // them as bigints (uint64). Size the buffer once for the bin fields (weights can be large).
+  const out: Record<string, unknown> = {};
+  let size = 1024;
+  for (const [k, v] of Object.entries(req)) {
+    if (typeof v === "number" && Number.isSafeInteger(v) && v >= 2 ** 32) out[k] = BigInt(v);
+    else out[k] = v;
+    if (v instanceof Uint8Array) size += v.length + 16;
+  }
+  return encode(out, { useBigInt64: true, ignoreUndefined: true, initialBufferSize: size });
 }
 
 function normalize(v: unknown): unknown {

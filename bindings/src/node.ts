@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { DirectTransport, FlexTok, type FlexTokOptions, type HandleFunction, type Progress } from "./core.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
-import type { GoGlobals } from "./protocol.js";
+import { runGo, type GoGlobals } from "./protocol.js";
 
 export * from "./core.js";
 export * from "./errors.js";
@@ -44,9 +44,7 @@ export async function startModule(opts: Omit<NodeInitializeOptions, "onProgress"
     if (!g.Go) throw new Error(`${wasmExecPath} did not define Go`);
     const go = new g.Go();
     const instance = await WebAssembly.instantiate(module, go.importObject);
-    void go.run(instance); // runs main up to its select{}: globalThis.flextok is set now
-    const ft = g.flextok;
-    if (!ft) throw new Error("the wasm module did not set globalThis.flextok");
+    const ft = runGo(g, go, instance);
     return {
       handle: ft.handle,
       version: ft.version,

@@ -1,5 +1,6 @@
-// Messages between browser.ts (the page) and worker.ts (the Worker). Types only: worker.js
-// imports nothing at run time, so it loads by URL with no bundler and no blob: URL.
+// Messages between browser.ts (the page) and worker.ts (the Worker), and how the Go program
+// starts. Nothing here imports anything, so worker.js (which imports only this file) loads
+// by URL with no bundler and no blob: URL.
 
 /** Page → worker. */
 export type ToWorker =
@@ -34,4 +35,22 @@ export type GoConstructor = new () => GoInstance;
 export interface GoGlobals {
   Go?: GoConstructor;
   flextok?: GoModuleGlobal;
+}
+
+/**
+ * Runs the Go program of instance up to its select{} (go.run returns then) and returns the
+ * globalThis.flextok it set: this instance's, even when an earlier instance set one. onExit:
+ * the program ended (or failed to start).
+ */
+export function runGo(g: GoGlobals, go: GoInstance, instance: WebAssembly.Instance, onExit?: () => void): GoModuleGlobal {
+  const before = g.flextok;
+  delete g.flextok;
+  const done = (): void => onExit?.();
+  go.run(instance).then(done, done);
+  const ft = (g as { flextok?: GoModuleGlobal }).flextok;
+  if (!ft) {
+    if (before) g.flextok = before;
+    throw new Error("the wasm module did not set globalThis.flextok (is it wasm/js, built with this wasm_exec.js?)");
+  }
+  return ft;
 }

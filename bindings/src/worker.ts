@@ -2,7 +2,7 @@
 // module worker: CSP-safe, no blob: URL). One request at a time: the page sends the next
 // only after this one's response, so it knows which request is running when it aborts.
 
-import type { FromWorker, GoGlobals, ToWorker } from "./protocol.js";
+import { runGo, type FromWorker, type GoGlobals, type ToWorker } from "./protocol.js";
 
 interface WorkerScope extends GoGlobals {
   postMessage(message: FromWorker, transfer?: Transferable[]): void;
@@ -23,12 +23,10 @@ async function init(module: WebAssembly.Module, wasmExecURL: string): Promise<vo
     if (!scope.Go) throw new Error(`${wasmExecURL} did not define Go`);
     const go = new scope.Go();
     const instance = await WebAssembly.instantiate(module, go.importObject);
-    void go.run(instance).then(() => {
+    const ft = runGo(scope, go, instance, () => {
       exited = true;
       scope.postMessage({ type: "exited", message: "flextok: the Go program exited" });
     });
-    const ft = scope.flextok;
-    if (!ft || typeof ft.handle !== "function") throw new Error("the wasm module did not set globalThis.flextok");
     handle = ft.handle;
     scope.postMessage({ type: "ready", version: ft.version });
   } catch (e) {
