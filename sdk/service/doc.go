@@ -34,7 +34,8 @@
 //	op            fields
 //	version       -
 //	open          weights bin (model.safetensors bytes), config bin? (config.json bytes),
-//	              vae_config bin? (vae/config.json bytes), name str? (default "model")
+//	              vae_config bin? (vae/config.json bytes), name str? (default "model");
+//	              without weights: the front end's default model (Options.Default), if any
 //	close         handle
 //	info          handle
 //	decode        handle, payload bin (a whole token payload, docs/payload.md), options

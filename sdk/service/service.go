@@ -39,6 +39,15 @@ type Options struct {
 	// Engine configures the models "open" builds. Leave it zero: the portable path is what
 	// makes every front end (native, GOOS=js, GOOS=wasip1) give the same bits.
 	Engine engine.Options
+	// Default, if set, is the model an "open" without "weights" opens: the front end's
+	// embedded default model (the wasm modules pass models.Default()).
+	Default *Checkpoint
+}
+
+// Checkpoint is an official-format checkpoint held in memory.
+type Checkpoint struct {
+	Name                       string
+	Weights, Config, VAEConfig []byte // model.safetensors, config.json, vae/config.json
 }
 
 func (o Options) withDefaults() Options {
@@ -233,10 +242,20 @@ func (s *Service) model(h int64) (*model, uint64, error) {
 }
 
 func (s *Service) open(h header, r *request) (any, error) {
-	if len(r.Weights) == 0 {
-		return nil, errorf(CodeBadRequest, `"open" needs "weights"`)
+	weights, config, vae, name := r.Weights, r.Config, r.VAEConfig, r.Name
+	if len(weights) == 0 {
+		d := s.o.Default
+		if d == nil {
+			return nil, errorf(CodeBadRequest, `"open" needs "weights" (this front end embeds no default model)`)
+		}
+		if len(config) > 0 || len(vae) > 0 {
+			return nil, errorf(CodeBadRequest, `"config" and "vae_config" go with "weights"`)
+		}
+		weights, config, vae = d.Weights, d.Config, d.VAEConfig
+		if name == "" {
+			name = d.Name
+		}
 	}
-	name := r.Name
 	if name == "" {
 		name = "model"
 	}
@@ -250,7 +269,7 @@ func (s *Service) open(h header, r *request) (any, error) {
 	if full {
 		return nil, errorf(CodeTooManyHandles, "%d models open, the limit; close one first", s.o.MaxModels)
 	}
-	eng, err := engine.LoadBytes(name, r.Weights, r.Config, r.VAEConfig, s.o.Engine)
+	eng, err := engine.LoadBytes(name, weights, config, vae, s.o.Engine)
 	if err != nil {
 		return nil, classify(err, CodeBadModel)
 	}

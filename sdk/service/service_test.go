@@ -543,3 +543,16 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+func TestOpenDefault(t *testing.T) {
+	c := loadC1(t)
+	if r := fail(t, New(Options{}), M{"op": "open"}, CodeBadRequest); r == nil {
+		t.Fatal("no error")
+	}
+	s := New(Options{Default: &Checkpoint{Name: "embedded", Weights: c.weights, Config: c.config, VAEConfig: c.vae}})
+	r := call(t, s, M{"op": "open"})
+	if m, ok := r["model"].(map[string]any); !ok || m["name"] != "embedded" {
+		t.Fatalf("open default: %v", r)
+	}
+	fail(t, s, M{"op": "open", "config": c.config}, CodeBadRequest)
+}
