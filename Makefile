@@ -94,3 +94,21 @@ wasm:
 # The GOOS=js module under Node: open the c1 checkpoint from bytes, encode, decode.
 wasm-smoke: wasm
 	node wasm/js/smoke_test.mjs dist/flextok.wasm dist/wasm_exec.js conformance/testdata/official/c1_w32_zero_e2
+
+# ---------------------------------------------------------------------------------------------
+# bindings/: the TypeScript package @flextok/sdk (see bindings/README.md). Appended block.
+# `make bindings` installs the pinned npm dev dependencies (npm ci, when the lock file is newer
+# than node_modules), compiles src/ and test/ with tsc into bindings/dist/, and puts the
+# GOOS=js module and its wasm_exec.js next to the compiled package (bindings/dist/src/), where
+# initialize() finds them by default. `make test-bindings` runs the Node tests (node:test).
+.PHONY: bindings test-bindings
+bindings:
+	cd bindings && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npx tsc -p tsconfig.json
+	@mkdir -p bindings/dist/src
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -o bindings/dist/src/flextok.wasm ./wasm/js
+	cp $(WASM_PATH)/wasm_exec.js bindings/dist/src/wasm_exec.js
+	@echo "bindings/dist/src: $$(cat bindings/dist/src/*.js | wc -c) bytes of JS ($$(cat bindings/dist/src/*.js | gzip -9 | wc -c) gzipped)," \
+		"flextok.wasm $$(wc -c <bindings/dist/src/flextok.wasm) bytes ($$(gzip -9c bindings/dist/src/flextok.wasm | wc -c) gzipped)"
+
+test-bindings: bindings
+	cd bindings && node --test dist/test/*.test.js
