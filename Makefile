@@ -33,7 +33,7 @@ run: setup build
 	-./bin/flextok inspect conformance/testdata/payload/err_truncated.msgpack
 	@echo "wrote out/shapes.msgpack and out/shapes_k4.png"
 
-test: check test-go test-wasm wasm-smoke fuzz-short
+test: check test-go test-wasm wasm-smoke test-bindings fuzz-short
 
 test-go:
 	$(GO) test -count=1 ./...
@@ -75,7 +75,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./sdk/...
 
 clean:
-	rm -rf bin out dist
+	rm -rf bin out dist bindings/dist
 
 # ---------------------------------------------------------------------------------------------
 # WebAssembly front ends of sdk/service (wasm/js, wasm/wasip1). Appended block; see
