@@ -112,3 +112,28 @@ bindings:
 
 test-bindings: bindings
 	cd bindings && node --test dist/test/*.test.js
+
+# ---------------------------------------------------------------------------------------------
+# The progressive-decoding demo (`flextok serve`, web/) and its headless Chromium test
+# (conformance/browser/; docs/demo.md). Appended block. `make demo` copies the browser build of
+# @flextok/sdk (bindings/dist/src: ES modules, worker.js, flextok.wasm, wasm_exec.js) and
+# @msgpack/msgpack's ES modules into web/static/dist/ (gitignored), points codec.js's bare
+# import at them (no import map: CSP without inline scripts), and builds bin/flextok, which
+# embeds web/static. `make test-browser` installs Debian's chromium if needed and runs the test.
+.PHONY: demo demo-assets test-browser
+DEMO_MODEL ?= $(REF_MODEL)
+demo-assets: bindings
+	rm -rf web/static/dist && mkdir -p web/static/dist/msgpack
+	cd bindings/dist/src && cp browser.js core.js codec.js errors.js protocol.js types.js worker.js flextok.wasm wasm_exec.js ../../../web/static/dist/
+	cd bindings/node_modules/@msgpack/msgpack/dist.esm && find . -name "*.mjs" -exec cp --parents {} ../../../../../web/static/dist/msgpack/ \;
+	sed -i 's#from "@msgpack/msgpack"#from "./msgpack/index.mjs"#' web/static/dist/codec.js
+	@! grep -l '@msgpack/msgpack"' web/static/dist/*.js || { echo "a bare @msgpack/msgpack import is left"; exit 1; }
+
+demo: demo-assets
+	$(GO) build -o bin/flextok ./cmd/flextok
+	@echo "run: ./bin/flextok serve -m $(DEMO_MODEL)   (then open http://127.0.0.1:8080/)"
+
+test-browser: demo
+	bash scripts/setup-chromium.sh
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && \
+		node test.mjs --flextok ../../bin/flextok --model ../../$(DEMO_MODEL)

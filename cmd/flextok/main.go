@@ -38,6 +38,7 @@ func newRoot() *cobra.Command {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newEncode(), newDecode(), newInspect(), newInspectModel(), newVersion())
 	root.AddCommand(newEval())
+	root.AddCommand(newServe())
 	return root
 }
 

@@ -1,0 +1,224 @@
+// The demo page of `flextok serve` in headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core: no browser download). It checks that the page's progressive decodes are
+// BIT-IDENTICAL to the native Go service for the same requests (./expected, run with `go`),
+// that bad inputs show typed errors on the page, and that a wasm that fails to load does too.
+//
+//   node test.mjs [--flextok BIN] [--model DIR] [--steps N] [--samples a,b,c] [--docs]
+//
+// --flextok: a binary built by `make demo` (it embeds the wasm assets); default ../../bin/flextok.
+// --docs: also write the screenshots to ../../docs/img/ (else only to out/).
+// Writes out/results.json (hashes and timings) and out/demo-*.png. Exit status 1 on failure.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, copyFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+
+function arg(name, def) {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return def;
+  const v = process.argv[i + 1];
+  return v === undefined || v.startsWith("--") ? true : v;
+}
+const flextok = resolve(arg("flextok", join(root, "bin/flextok")));
+const model = resolve(arg("model", join(root, "conformance/testdata/official/c1_w32_zero_e2")));
+const steps = Number(arg("steps", "20"));
+const sampleNames = String(arg("samples", "000_cross,003_circle,006_star,022_crescent")).split(",");
+const toDocs = arg("docs", false) === true;
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const outDir = join(here, "out");
+mkdirSync(outDir, { recursive: true });
+
+let failures = 0;
+function check(cond, what, detail = "") {
+  if (cond) console.log(`ok    ${what}`);
+  else {
+    failures++;
+    console.log(`FAIL  ${what}${detail ? ": " + detail : ""}`);
+  }
+}
+
+if (!existsSync(flextok)) {
+  console.error(`test: ${flextok} not found: run \`make demo\` first (it embeds the wasm assets)`);
+  process.exit(1);
+}
+if (!existsSync(executablePath)) {
+  console.error(`test: ${executablePath} not found: run scripts/setup-chromium.sh`);
+  process.exit(1);
+}
+
+// The native helper, built once.
+const tmp = mkdtempSync(join(tmpdir(), "flextok-browser-"));
+const helper = join(tmp, "expected");
+execFileSync("go", ["build", "-o", helper, "./conformance/browser/expected"], { cwd: root, stdio: "inherit" });
+
+// The server, on a free port; it prints "serving http://ADDR/".
+function startServer() {
+  const p = spawn(flextok, ["serve", "--addr", "127.0.0.1:0", "-m", model, "--samples", join(root, "testdata/heldout")], {
+    cwd: root,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let errText = "";
+  p.stderr.on("data", (d) => (errText += d));
+  const url = new Promise((res, rej) => {
+    let out = "";
+    p.stdout.on("data", (d) => {
+      out += d;
+      const m = /serving (http:\/\/\S+)/.exec(out);
+      if (m) res(m[1]);
+    });
+    p.on("exit", (code) => rej(new Error(`flextok serve exited (${code}): ${errText.trim()}`)));
+    setTimeout(() => rej(new Error(`flextok serve did not start in 120 s: ${errText.trim()}`)), 120_000);
+  });
+  return { p, url, stderr: () => errText };
+}
+
+const server = startServer();
+let browser;
+const results = { steps, samples: {}, errors: {} };
+try {
+  const base = await server.url;
+  console.log(`server ${base}`);
+  const health = await (await fetch(new URL("healthz", base))).json();
+  check(health.status === "ok" && health.assets === true, "/healthz: ok, wasm assets embedded", JSON.stringify(health));
+  const wasmResp = await fetch(new URL("dist/flextok.wasm", base));
+  const wasm = new Uint8Array(await wasmResp.arrayBuffer());
+  check(wasmResp.headers.get("content-type") === "application/wasm", "flextok.wasm served as application/wasm");
+  results.wasm_bytes = wasm.length;
+  results.wasm_gzip_bytes = Number(execFileSync("bash", ["-c", "gzip -9c | wc -c"], { input: wasm }).toString().trim());
+
+  const userDataDir = join(tmp, "profile");
+  const ctx = await chromium.launchPersistentContext(userDataDir, {
+    executablePath,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    viewport: { width: 1000, height: 560 },
+  });
+  browser = ctx;
+  results.chromium = ctx.browser()?.version() ?? execFileSync(executablePath, ["--version"]).toString().trim();
+  const page = ctx.pages()[0] ?? (await ctx.newPage());
+  const consoleErrors = [];
+  page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
+  page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+  const tLoad = Date.now();
+  await page.goto(base);
+  const ready = await page.evaluate(() => window.flextokDemo.ready);
+  results.page_ready_ms = Date.now() - tLoad;
+  results.init_ms = ready.init_ms;
+  results.open_ms = ready.open_ms;
+  check(ready.ok, "page: module initialized in a worker and model opened", JSON.stringify(ready.error));
+  check(await page.locator("#status[data-state=ready]").count() === 1, "page: status shows ready");
+
+  // Bit identity: each sample, page vs native.
+  for (const name of sampleNames) {
+    const payloadPath = join(tmp, `${name}.msgpack`);
+    const resp = await fetch(new URL(`samples/${name}.msgpack`, base));
+    check(resp.headers.get("content-type") === "application/vnd.msgpack", `${name}: served as application/vnd.msgpack`);
+    writeFileSync(payloadPath, new Uint8Array(await resp.arrayBuffer()));
+    const want = JSON.parse(execFileSync(helper, ["-m", model, "-steps", String(steps), payloadPath]).toString());
+    const got = await page.evaluate(([n, s]) => window.flextokDemo.run(n, { steps: s, delay: 0 }), [name, steps]);
+    check(got.ok, `${name}: page decoded every stage`, JSON.stringify(got.error));
+    if (!got.ok) continue;
+    check(got.header_sha256 === want.header_sha256, `${name}: stream header bytes equal Go's payload.Split`);
+    check(JSON.stringify(got.chunks_sha256) === JSON.stringify(want.chunks_sha256), `${name}: ${want.chunks_sha256.length} chunk bytes equal Go's`);
+    const ks = got.stages.map((s) => s.k).join(",");
+    check(ks === want.stages.map((s) => s.k).join(","), `${name}: stages k = ${ks}`);
+    let same = got.stages.length === want.stages.length;
+    for (let i = 0; same && i < got.stages.length; i++) same = got.stages[i].rgba_sha256 === want.stages[i].rgba_sha256;
+    check(same, `${name}: RGBA of every stage bit-identical to the native Go service`);
+    results.samples[name] = { page: got, native: want, identical: same };
+  }
+
+  // Screenshots: a slow run (chunks 600 ms apart), mid-decode and at the end.
+  const shot = sampleNames[0];
+  const run = page.evaluate(([n, s]) => window.flextokDemo.run(n, { steps: s, delay: 600 }), [shot, steps]);
+  await page.locator('figure[data-k="4"][data-state="done"]').waitFor({ timeout: 60_000 });
+  await page.screenshot({ path: join(outDir, "demo-midway.png") });
+  const slow = await run;
+  check(slow.ok, "slow run with simulated arrival finished");
+  await page.screenshot({ path: join(outDir, "demo-progressive.png") });
+  check(consoleErrors.length === 0, "no console errors or CSP violations so far", consoleErrors.join(" | "));
+
+  // Bad inputs: typed errors on the page, nothing hangs.
+  const sampleBytes = readFileSync(join(tmp, `${shot}.msgpack`));
+  const bad = {
+    truncated: sampleBytes.subarray(0, sampleBytes.length - 7),
+    format: Buffer.from("this is not a payload"),
+    model_mismatch: readFileSync(join(root, "conformance/testdata/payload/tokens_1.msgpack")),
+  };
+  for (const [code, bytes] of Object.entries(bad)) {
+    const r = await page.evaluate(([b, s]) => window.flextokDemo.runBytes(b, { steps: s, delay: 0 }), [bytes.toString("base64"), steps]);
+    results.errors[code] = r.error;
+    check(!r.ok && r.error?.code === code, `bad input: ${code} is a typed error`, JSON.stringify(r.error));
+    const shown = await page.locator("#error:not([hidden])").getAttribute("data-code");
+    check(shown === code, `bad input: the page shows error code ${code}`, String(shown));
+    if (code === "truncated") await page.screenshot({ path: join(outDir, "demo-error.png") });
+  }
+  // After errors the page still decodes.
+  const again = await page.evaluate(([n, s]) => window.flextokDemo.run(n, { steps: s, delay: 0 }), [shot, steps]);
+  check(again.ok && again.stages.at(-1).rgba_sha256 === results.samples[shot]?.native.stages.at(-1).rgba_sha256, "after the errors the same sample decodes to the same bits");
+
+  // A wasm module that fails to load: load_failed on the page.
+  const page2 = await ctx.newPage();
+  await page2.route("**/dist/flextok.wasm", (r) => r.fulfill({ status: 200, contentType: "application/wasm", body: Buffer.from("not wasm at all") }));
+  await page2.goto(base);
+  const r2 = await page2.evaluate(() => window.flextokDemo.ready);
+  check(!r2.ok && r2.error?.code === "load_failed", "a broken flextok.wasm: load_failed on the page", JSON.stringify(r2.error));
+  check((await page2.locator("#status[data-state=failed]").count()) === 1, "a broken flextok.wasm: status shows the failure");
+  await page2.close();
+
+  // A worker script that is missing: load_failed, not a hang.
+  const page3 = await ctx.newPage();
+  await page3.route("**/dist/worker.js", (r) => r.fulfill({ status: 404, body: "gone" }));
+  await page3.goto(base);
+  const r3 = await Promise.race([page3.evaluate(() => window.flextokDemo.ready), new Promise((res) => setTimeout(() => res({ ok: "hang" }), 30_000))]);
+  check(r3.ok === false && r3.error?.code === "load_failed", "a missing worker.js: load_failed on the page", JSON.stringify(r3));
+  await page3.close();
+  await ctx.close();
+  browser = null;
+} catch (e) {
+  failures++;
+  console.log(`FAIL  ${e instanceof Error ? e.stack : e}`);
+} finally {
+  if (browser) await browser.close().catch(() => {});
+}
+
+// Graceful shutdown on SIGTERM.
+const exited = new Promise((res) => server.p.on("exit", (code, sig) => res({ code, sig })));
+server.p.kill("SIGTERM");
+const ex = await Promise.race([exited, new Promise((res) => setTimeout(() => res({ code: "timeout" }), 15_000))]);
+check(ex.code === 0, "flextok serve exits 0 on SIGTERM", JSON.stringify(ex));
+if (ex.code === "timeout") server.p.kill("SIGKILL");
+rmSync(tmp, { recursive: true, force: true });
+
+// Timings: page (Chromium, wasm in a worker) against native (same portable path).
+const rows = [];
+for (const [name, r] of Object.entries(results.samples)) {
+  r.page.stages.forEach((s, i) => rows.push({ name, k: s.k, page_ms: s.ms, page_decode_ms: s.decode_ms, native_ms: r.native.stages[i].ms }));
+}
+if (rows.length) {
+  const byK = {};
+  for (const r of rows) (byK[r.k] ??= []).push(r);
+  const med = (xs) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  console.log(`\nmedian per stage over ${Object.keys(results.samples).length} samples, ${steps} steps (ms): k  chromium-push  chromium-decode  native`);
+  results.median = [];
+  for (const [k, rs] of Object.entries(byK)) {
+    const m = { k: Number(k), chromium_ms: med(rs.map((r) => r.page_ms)), chromium_decode_ms: med(rs.map((r) => r.page_decode_ms)), native_ms: med(rs.map((r) => r.native_ms)) };
+    results.median.push(m);
+    console.log(`  ${String(k).padStart(2)}  ${m.chromium_ms.toFixed(1).padStart(8)}  ${m.chromium_decode_ms.toFixed(1).padStart(8)}  ${m.native_ms.toFixed(1).padStart(8)}`);
+  }
+  console.log(`module ${results.wasm_bytes} bytes, ${results.wasm_gzip_bytes} gzipped; page ready in ${results.page_ready_ms} ms (init ${results.init_ms?.toFixed(0)} ms, open ${results.open_ms?.toFixed(0)} ms); ${results.chromium}`);
+}
+writeFileSync(join(outDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
+if (toDocs && failures === 0) {
+  mkdirSync(join(root, "docs/img"), { recursive: true });
+  for (const f of ["demo-progressive.png", "demo-midway.png", "demo-error.png"]) copyFileSync(join(outDir, f), join(root, "docs/img", f));
+  console.log("screenshots copied to docs/img/");
+}
+console.log(failures === 0 ? "\nPASS" : `\n${failures} FAILED`);
+process.exit(failures === 0 ? 0 : 1);
