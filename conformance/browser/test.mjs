@@ -136,6 +136,7 @@ try {
 
   // Screenshots: a slow run (chunks 600 ms apart), mid-decode and at the end.
   const shot = sampleNames[0];
+  await page.evaluate(() => document.getElementById("stages").replaceChildren()); // the last run's stages
   const run = page.evaluate(([n, s]) => window.flextokDemo.run(n, { steps: s, delay: 600 }), [shot, steps]);
   await page.locator('figure[data-k="4"][data-state="done"]').waitFor({ timeout: 60_000 });
   await page.screenshot({ path: join(outDir, "demo-midway.png") });

@@ -220,7 +220,7 @@ async function decodeProgressive(bytes, opts = {}) {
       if (i === 0) out.first_image_ms = ms;
       const st = { k: r.received, received: r.received, bytes: received, ms, decode_ms: r.image.decode_ms, rgba_sha256: await sha256(r.image.rgba) };
       out.stages.push(st);
-      draw(figs[i], r.image, `${st.bytes} B received · ${ms.toFixed(1)} ms`);
+      draw(figs[i], r.image, `${st.bytes} B · ${ms.toFixed(0)} ms`);
       $("summary").textContent = `${r.received} of ${view.ids.length} tokens, ${received} bytes received; first image ${out.first_image_ms.toFixed(1)} ms after its chunk arrived.`;
     }
     out.total_ms = performance.now() - t0 - delays;
