@@ -245,10 +245,23 @@ export class FlexTok {
    * vae/config.json unless the safetensors header carries the config.
    */
   async openModel(weights: Bytes, opts: OpenOptions = {}): Promise<Model> {
+    return this.open(u8(weights), opts);
+  }
+
+  /**
+   * Opens the model embedded in the WebAssembly module (the SDK's default model); fails with
+   * "bad_request" if the module embeds none.
+   */
+  async openDefault(opts: CallOptions & { name?: string } = {}): Promise<Model> {
+    return this.open(undefined, opts);
+  }
+
+  private async open(weights: Uint8Array | undefined, opts: OpenOptions): Promise<Model> {
     const enc = new TextEncoder();
     const file = (b: Bytes | string | undefined): Uint8Array | undefined =>
       b === undefined ? undefined : typeof b === "string" ? enc.encode(b) : u8(b);
-    const req: Request = { op: "open", weights: u8(weights) };
+    const req: Request = { op: "open" };
+    if (weights) req.weights = weights;
     const config = file(opts.config);
     if (config) req.config = config;
     const vae = file(opts.vaeConfig);

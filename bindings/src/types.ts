@@ -53,8 +53,8 @@ export interface VersionRequest extends RequestBase {
 }
 export interface OpenRequest extends RequestBase {
   op: "open";
-  /** model.safetensors bytes. */
-  weights: Uint8Array;
+  /** model.safetensors bytes; absent: the module's embedded default model, if it has one. */
+  weights?: Uint8Array;
   /** config.json bytes, when the safetensors header does not carry the config. */
   config?: Uint8Array;
   /** vae/config.json bytes. */
