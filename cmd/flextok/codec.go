@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,9 +51,9 @@ func (f *engineFlags) load() (*engine.Engine, error) {
 	return e, nil
 }
 
-// signalContext is cancelled on Ctrl-C.
+// signalContext is cancelled on Ctrl-C or SIGTERM (a container stopping), so work stops cleanly.
 func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt)
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
 // imageExts are the file types a directory argument contributes.

@@ -13,12 +13,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -118,6 +116,10 @@ func newServe() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// One signal context from the start: a SIGTERM while the samples are encoded must
+			// stop the server as cleanly as one while it serves.
+			ctx, stop := signalContext()
+			defer stop()
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			cfg := serveConfig{maxUpload: maxUpload, static: web.Static(), missing: web.Missing(), log: log}
 			if len(cfg.missing) > 0 {
@@ -131,9 +133,7 @@ func newServe() *cobra.Command {
 				cfg.engine = e
 				cfg.modelName = e.Identity().Name
 				cfg.files = modelFilePaths(ef.model)
-				ctx, stop := signalContext()
 				cfg.samples, err = encodeSamples(ctx, e, samples)
-				stop()
 				if err != nil {
 					return err
 				}
@@ -141,7 +141,7 @@ func newServe() *cobra.Command {
 			} else {
 				log.Warn("no -m: /model/ and /samples/ are empty; the page opens the module's default model")
 			}
-			return runServer(addr, newServer(cfg), cmd.OutOrStdout(), log)
+			return runServer(ctx, addr, newServer(cfg), cmd.OutOrStdout(), log)
 		},
 	}
 	ef.register(cmd)
@@ -218,7 +218,7 @@ func encodeFile(ctx context.Context, e *engine.Engine, p string) ([]byte, error)
 
 // runServer listens on addr, prints the URL, and serves h until SIGINT or SIGTERM, then
 // shuts down gracefully (in-flight requests get 10 s).
-func runServer(addr string, h http.Handler, out io.Writer, log *slog.Logger) error {
+func runServer(ctx context.Context, addr string, h http.Handler, out io.Writer, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
@@ -231,8 +231,6 @@ func runServer(addr string, h http.Handler, out io.Writer, log *slog.Logger) err
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(out, "serving http://%s/\n", ln.Addr())
