@@ -9,8 +9,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sort"
-	"syscall"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
