@@ -40,6 +40,7 @@ type Engine struct {
 	height int // model input and output size in pixels
 	width  int
 	latent []int // (C, h, w)
+	hints  *payload.Hints
 }
 
 // Load opens a checkpoint (a model.safetensors file or a directory holding it, as
@@ -101,7 +102,7 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Engine, erro
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, fsq: q}
+	e := &Engine{cfg: cfg, fsq: q, hints: o.Hints}
 	if e.vae, err = NewVAE(m, o); err != nil {
 		return nil, err
 	}
@@ -132,6 +133,9 @@ func (e *Engine) Identity() payload.Model {
 	id.Levels = append([]int(nil), id.Levels...)
 	return id
 }
+
+// Hints are the decode hints Encode writes into payloads (Options.Hints; nil if none).
+func (e *Engine) Hints() *payload.Hints { return e.hints }
 
 // ImageSize is the model's input and output size in pixels (height, width).
 func (e *Engine) ImageSize() (int, int) { return e.height, e.width }
@@ -167,7 +171,7 @@ func (e *Engine) Encode(ctx context.Context, img image.Image, o EncodeOptions) (
 	if k == 0 {
 		k = len(ids[0])
 	}
-	return &payload.Payload{Model: e.Identity(), Image: rec, IDs: ids[0][:k:k]}, nil
+	return &payload.Payload{Model: e.Identity(), Image: rec, IDs: ids[0][:k:k], Hints: e.hints}, nil
 }
 
 // EncodeTensor tokenizes a batch of preprocessed images [B, 3, H, W] in [-1, 1] (the official

@@ -4,6 +4,7 @@ import (
 	"runtime"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
+	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
 // Options control how the pure-Go engine runs. The zero value is the deterministic reference:
@@ -15,6 +16,10 @@ type Options struct {
 	// Fast allows the platform's fast matrix-product path (amd64 AVX-512). It is not
 	// bit-identical to the portable path; see sdk/internal/kernels for its bound.
 	Fast bool
+	// Hints, if set, are written into every payload Encode makes: the decode settings that suit
+	// the model (the SDK's default model decodes best with 10 steps of CFG 1.5), which
+	// DefaultDecodeOptions then uses. They do not affect the kernels.
+	Hints *payload.Hints
 }
 
 // DefaultOptions uses every CPU and the fast path: what a server wants.
