@@ -9,6 +9,9 @@ FUZZ_TARGETS := ./sdk/payload:FuzzDecode ./sdk/payload:FuzzDecodeStream \
 	./sdk/internal/safetensors:FuzzOpen ./sdk/internal/pyliteral:FuzzParse \
 	./sdk/image:FuzzDecode ./sdk/service:FuzzHandle
 
+# The official-code reference checkpoint (random weights) used by the browser conformance test.
+REF_MODEL := conformance/testdata/official/c1_w32_zero_e2
+
 .PHONY: setup run build test test-go test-wasm fuzz-short fuzz check bench clean
 
 setup:
@@ -18,22 +21,20 @@ setup:
 build:
 	$(GO) build -o bin/flextok ./cmd/flextok
 
-# The main job. Until the default model lands (issue 4) it shows the token payload tooling and
-# runs the real engine on the official-code reference checkpoint c1 (random weights: its
-# images are noise, but every stage is the official computation); see README "What works".
-REF_MODEL := conformance/testdata/official/c1_w32_zero_e2
-run: setup build
+# The main job: the embedded default model encodes the held-out sample images, decodes them from
+# 1, 2, 4, ... 32 tokens, prints PSNR/SSIM by k and writes the coarse-to-fine grid; then one
+# payload round trip through the CLI, and the browser demo is built (`./bin/flextok serve`).
+run: setup build demo
 	./bin/flextok version
-	./bin/flextok inspect-model $(REF_MODEL)
 	@mkdir -p out
-	./bin/flextok encode testdata/images/shapes.png -m $(REF_MODEL) -o out/shapes.msgpack --force
-	./bin/flextok inspect out/shapes.msgpack
-	./bin/flextok decode out/shapes.msgpack -m $(REF_MODEL) -k 4 --steps 4 -o out/shapes_k4.png --force
-	./bin/flextok inspect conformance/testdata/payload/stream_32.msgpack | head -12
-	-./bin/flextok inspect conformance/testdata/payload/err_truncated.msgpack
-	@echo "wrote out/shapes.msgpack and out/shapes_k4.png"
+	./bin/flextok eval --images testdata/heldout --grid out/grid.png --json out/eval.json --force
+	./bin/flextok encode testdata/heldout/000_cross.png -o out/sample.msgpack --force
+	./bin/flextok inspect out/sample.msgpack
+	./bin/flextok decode out/sample.msgpack -k 4 -o out/sample_k4.png --force
+	@echo "wrote out/grid.png (rows: images; columns: input, then k = 1, 2, 4, ..., 32), out/eval.json,"
+	@echo "out/sample.msgpack and out/sample_k4.png. Demo: ./bin/flextok serve, then open http://127.0.0.1:8080/"
 
-test: check test-go test-wasm wasm-smoke test-bindings fuzz-short
+test: check test-go test-wasm wasm-smoke test-bindings test-browser fuzz-short
 
 test-go:
 	$(GO) test -count=1 ./...

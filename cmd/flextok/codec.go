@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/flow"
 	ftimage "github.com/flextok-sdk/flextok/sdk/image"
@@ -28,21 +29,30 @@ type engineFlags struct {
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&f.model, "model", "m", "", "model directory or model.safetensors (required)")
+	cmd.Flags().StringVarP(&f.model, "model", "m", "", "model directory or model.safetensors (default: the embedded default model)")
 	cmd.Flags().IntVar(&f.threads, "threads", 0, "worker goroutines (0: all CPUs)")
 	cmd.Flags().BoolVar(&f.exact, "exact", false, "portable kernels only: the bit-exact reference path (slower)")
 }
 
 func (f *engineFlags) load() (*engine.Engine, error) {
-	if f.model == "" {
-		return nil, usageError{errors.New("--model is required (official weights are research-only and never downloaded: give their path)")}
-	}
 	o := engine.DefaultOptions()
 	if f.threads > 0 {
 		o.Threads = f.threads
 	}
 	if f.exact {
 		o.Fast = false
+	}
+	if f.model == "" {
+		// The SDK's own small model (models/); official weights are research-only and never
+		// bundled or downloaded: give their path with -m.
+		d := models.Default()
+		g := float32(models.DefaultGuidance)
+		o.Hints = &payload.Hints{Steps: models.DefaultSteps, Guidance: &g}
+		e, err := engine.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+		if err != nil {
+			return nil, fmt.Errorf("load the embedded default model: %w", err)
+		}
+		return e, nil
 	}
 	e, err := engine.Load(f.model, o)
 	if err != nil {

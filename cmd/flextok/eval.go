@@ -134,7 +134,7 @@ func newEval() *cobra.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			start := time.Now()
-			base := decodeOpts(&payload.Payload{})
+			base := decodeOpts(&payload.Payload{Hints: e.Hints()})
 			bar := newBar(len(inputs)*len(ks)*base.Steps, "eval")
 			var res []imageResult
 			var grid [][]image.Image

@@ -180,7 +180,6 @@ func TestEvalErrors(t *testing.T) {
 		want  string
 	}{
 		{[]string{"-m", evalModel}, true, "--images is required"},
-		{[]string{"--images", heldoutDir}, true, "--model is required"},
 		{[]string{"-m", evalModel, "--images", heldoutDir, "--ks", "0"}, true, "k = 0"},
 		{[]string{"-m", evalModel, "--images", heldoutDir, "--ks", "1,33"}, true, "k = 33, the model has 32 tokens"},
 		{[]string{"-m", evalModel, "--images", heldoutDir, "--ks", "1,x"}, true, `"x" is not a number`},

@@ -175,10 +175,26 @@ func TestEncodeDecode(t *testing.T) {
 		{"decode", one, "-m", m1, "-o", filepath.Join(dir, "y.png"), "--steps", "0"},
 		{"decode", one, "-m", m1, "-o", filepath.Join(dir, "y.png"), "-k", "9"},
 		{"encode", filepath.Join(in, "notes.txt"), "-m", m1, "-o", filepath.Join(dir, "n.msgpack")},
-		{"encode", filepath.Join(in, "a.png"), "-o", filepath.Join(dir, "n.msgpack")},
 	} {
 		if _, err := run(args...); err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%v: err = %v", args, err)
 		}
+	}
+}
+
+// TestDefaultModel: without -m the CLI uses the embedded default model, whose payloads carry
+// its decode hints.
+func TestDefaultModel(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "a.msgpack")
+	if _, err := run("encode", "../../testdata/heldout/000_cross.png", "-o", out); err != nil {
+		t.Fatal(err)
+	}
+	view, err := run("inspect", out)
+	if err != nil || !strings.Contains(view, `"name":"flextok-sdk-shapes32"`) || !strings.Contains(view, `"hints": {"steps":10,"guidance":1.5}`) {
+		t.Fatalf("inspect: %v\n%s", err, view)
+	}
+	if _, err := run("decode", out, "-k", "4", "-o", filepath.Join(dir, "a.png")); err != nil {
+		t.Fatal(err)
 	}
 }

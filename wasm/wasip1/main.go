@@ -19,11 +19,12 @@ package main
 import (
 	"unsafe"
 
+	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/service"
 )
 
 var (
-	svc = service.New(service.Options{})
+	svc = service.New(service.Options{Default: defaultModel()})
 	// live keeps every buffer handed to the host reachable (Go's collector does not move
 	// objects, so a pointer stays valid while its slice is here).
 	live = map[uint32][]byte{}
@@ -55,3 +56,9 @@ func handle(ptr, size uint32) uint64 {
 }
 
 func main() {}
+
+// defaultModel is the SDK's embedded default model, opened by "open" without weights.
+func defaultModel() *service.Checkpoint {
+	d := models.Default()
+	return &service.Checkpoint{Name: d.Name, Weights: d.Weights, Config: d.Config, VAEConfig: d.VAEConfig}
+}
