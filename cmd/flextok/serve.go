@@ -125,22 +125,21 @@ func newServe() *cobra.Command {
 			if len(cfg.missing) > 0 {
 				log.Warn("the demo's wasm assets are not embedded in this binary: build it with `make demo`", "missing", strings.Join(cfg.missing, ","))
 			}
-			if ef.model != "" {
-				e, err := ef.load()
-				if err != nil {
-					return err
-				}
-				cfg.engine = e
-				cfg.modelName = e.Identity().Name
-				cfg.files = modelFilePaths(ef.model)
-				cfg.samples, err = encodeSamples(ctx, e, samples)
-				if err != nil {
-					return err
-				}
-				log.Info("model", "name", cfg.modelName, "samples", len(cfg.samples))
-			} else {
-				log.Warn("no -m: /model/ and /samples/ are empty; the page opens the module's default model")
+			// Without -m the engine is the embedded default model: it encodes the samples, and
+			// the page opens the same model embedded in the wasm module (no /model/ files).
+			e, err := ef.load()
+			if err != nil {
+				return err
 			}
+			cfg.engine = e
+			cfg.modelName = e.Identity().Name
+			if ef.model != "" {
+				cfg.files = modelFilePaths(ef.model)
+			}
+			if cfg.samples, err = encodeSamples(ctx, e, samples); err != nil {
+				return err
+			}
+			log.Info("model", "name", cfg.modelName, "samples", len(cfg.samples), "files", len(cfg.files))
 			return runServer(ctx, addr, newServer(cfg), cmd.OutOrStdout(), log)
 		},
 	}
@@ -310,7 +309,9 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) demo(w http.ResponseWriter, r *http.Request) {
 	d := demoInfo{Samples: "/samples/", Encode: s.cfg.engine != nil, Assets: len(s.cfg.missing) == 0, Missing: s.cfg.missing}
-	if e := s.cfg.engine; e != nil {
+	// Model stays null without model files (no -m): the page then opens the default model
+	// embedded in the wasm module, the same one the server's engine encoded the samples with.
+	if e := s.cfg.engine; e != nil && len(s.cfg.files) > 0 {
 		h, wd := e.ImageSize()
 		// The weights' digest in the query keys the page's Cache API entries (loadModel caches
 		// by URL): other weights behind the same path are downloaded again.
