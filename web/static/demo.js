@@ -225,7 +225,7 @@ async function decodeProgressive(bytes, opts = {}) {
     }
     out.total_ms = performance.now() - t0 - delays;
     out.ok = true;
-    $("summary").textContent += ` Decoding took ${out.total_ms.toFixed(1)} ms in all (${out.stages.length} decodes, ${steps ?? "default"} steps each).`;
+    $("summary").textContent += ` Decoding took ${out.total_ms.toFixed(1)} ms in all (${out.stages.length} decodes, ${steps ?? "the payload's hinted"} steps each).`;
   } catch (e) {
     out.error = typed(e);
     showError(out.error);
