@@ -101,6 +101,41 @@ func expandInputs(args []string, exts map[string]bool) ([]string, error) {
 	return out, nil
 }
 
+// decodeFlags are the decode settings shared by decode and eval. A flag the user did not set
+// leaves the payload's hints (or the engine's defaults) in place.
+type decodeFlags struct {
+	steps int
+	guid  float64
+	apg   bool
+	seed  uint64
+}
+
+func (f *decodeFlags) register(cmd *cobra.Command, seedHelp string) {
+	cmd.Flags().IntVar(&f.steps, "steps", 20, "Euler steps")
+	cmd.Flags().Float64Var(&f.guid, "guidance", 7.5, "classifier-free guidance scale (1: off)")
+	cmd.Flags().BoolVar(&f.apg, "apg", true, "adaptive projected guidance instead of plain CFG")
+	cmd.Flags().Uint64Var(&f.seed, "seed", 0, seedHelp)
+}
+
+// options returns DefaultDecodeOptions(p) with the flags the user set applied.
+func (f *decodeFlags) options(cmd *cobra.Command, p *payload.Payload) engine.DecodeOptions {
+	o := engine.DefaultDecodeOptions(p)
+	fl := cmd.Flags()
+	if fl.Changed("steps") {
+		o.Steps = f.steps
+	}
+	if fl.Changed("guidance") {
+		o.Guidance = f.guid
+	}
+	if fl.Changed("apg") {
+		o.APG = f.apg
+	}
+	if fl.Changed("seed") {
+		o.Seed = f.seed
+	}
+	return o
+}
+
 // prepareBatch lists the inputs and, for several, makes the output directory; single reports
 // one input, whose output is out itself unless out is a directory.
 func prepareBatch(args []string, exts map[string]bool, out string) (inputs []string, single bool, err error) {
@@ -229,10 +264,7 @@ func newDecode() *cobra.Command {
 		ef    engineFlags
 		out   string
 		k     int
-		steps int
-		guid  float64
-		apg   bool
-		seed  uint64
+		df    decodeFlags
 		force bool
 	)
 	cmd := &cobra.Command{
@@ -267,21 +299,8 @@ func newDecode() *cobra.Command {
 				if err := payload.Decode(data, &p, payload.Options{}); err != nil {
 					return fmt.Errorf("decode %s: %w", in, err)
 				}
-				o := engine.DefaultDecodeOptions(&p)
+				o := df.options(cmd, &p)
 				o.K = k
-				fl := cmd.Flags()
-				if fl.Changed("steps") {
-					o.Steps = steps
-				}
-				if fl.Changed("guidance") {
-					o.Guidance = guid
-				}
-				if fl.Changed("apg") {
-					o.APG = apg
-				}
-				if fl.Changed("seed") {
-					o.Seed = seed
-				}
 				if o.Steps < 1 {
 					return usageError{fmt.Errorf("--steps must be at least 1, got %d", o.Steps)}
 				}
@@ -306,10 +325,7 @@ func newDecode() *cobra.Command {
 	ef.register(cmd)
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output PNG file or directory (required)")
 	cmd.Flags().IntVarP(&k, "tokens", "k", 0, "decode only the first K tokens (0: all in the payload)")
-	cmd.Flags().IntVar(&steps, "steps", 20, "Euler steps")
-	cmd.Flags().Float64Var(&guid, "guidance", 7.5, "classifier-free guidance scale (1: off)")
-	cmd.Flags().BoolVar(&apg, "apg", true, "adaptive projected guidance instead of plain CFG")
-	cmd.Flags().Uint64Var(&seed, "seed", 0, "noise seed")
+	df.register(cmd, "noise seed")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files")
 	return cmd
 }

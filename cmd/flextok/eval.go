@@ -33,10 +33,7 @@ func newEval() *cobra.Command {
 		ef       engineFlags
 		dir      string
 		ksFlag   string
-		steps    int
-		guid     float64
-		apg      bool
-		seed     uint64
+		df       decodeFlags
 		limit    int
 		filter   string
 		gridOut  string
@@ -79,8 +76,8 @@ func newEval() *cobra.Command {
 			if gridOut != "" && gridRows < 1 {
 				return usageError{fmt.Errorf("--grid-rows must be at least 1, got %d", gridRows)}
 			}
-			if fl.Changed("steps") && steps < 1 {
-				return usageError{fmt.Errorf("--steps must be at least 1, got %d", steps)}
+			if fl.Changed("steps") && df.steps < 1 {
+				return usageError{fmt.Errorf("--steps must be at least 1, got %d", df.steps)}
 			}
 			if gridOut != "" && jsonOut != "" && filepath.Clean(gridOut) == filepath.Clean(jsonOut) {
 				return usageError{errors.New("--grid and --json name the same file")}
@@ -114,22 +111,7 @@ func newEval() *cobra.Command {
 					return usageError{fmt.Errorf("--ks: k = %d, the model has %d tokens (want 1..%d)", k, maxK, maxK)}
 				}
 			}
-			decodeOpts := func(p *payload.Payload) engine.DecodeOptions {
-				o := engine.DefaultDecodeOptions(p)
-				if fl.Changed("steps") {
-					o.Steps = steps
-				}
-				if fl.Changed("guidance") {
-					o.Guidance = guid
-				}
-				if fl.Changed("apg") {
-					o.APG = apg
-				}
-				if fl.Changed("seed") {
-					o.Seed = seed
-				}
-				return o
-			}
+			decodeOpts := func(p *payload.Payload) engine.DecodeOptions { return df.options(cmd, p) }
 			ev := evaluator{e: e, ks: ks, filter: filter, opts: decodeOpts}
 			ctx, stop := signalContext()
 			defer stop()
@@ -200,10 +182,7 @@ func newEval() *cobra.Command {
 	ef.register(cmd)
 	cmd.Flags().StringVar(&dir, "images", "", "directory of images to evaluate (required)")
 	cmd.Flags().StringVar(&ksFlag, "ks", "", "token counts to decode, comma-separated (default: 1,2,4,... up to the model's)")
-	cmd.Flags().IntVar(&steps, "steps", 20, "Euler steps")
-	cmd.Flags().Float64Var(&guid, "guidance", 7.5, "classifier-free guidance scale (1: off)")
-	cmd.Flags().BoolVar(&apg, "apg", true, "adaptive projected guidance instead of plain CFG")
-	cmd.Flags().Uint64Var(&seed, "seed", 0, "noise seed (the same for every image and k)")
+	df.register(cmd, "noise seed (the same for every image and k)")
 	cmd.Flags().IntVar(&limit, "limit", 0, "evaluate only the first N images (0: all)")
 	cmd.Flags().StringVar(&filter, "filter", ftimage.FilterBilinear, "resize filter: bilinear (as the official demo) or catmull-rom")
 	cmd.Flags().StringVar(&gridOut, "grid", "", "write a PNG grid: a row per image (input, then each k)")
