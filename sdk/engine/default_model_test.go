@@ -39,21 +39,8 @@ func TestDefaultModelAgreesWithRecipe(t *testing.T) {
 	}
 	e := loadDefault(t)
 	H, W := e.ImageSize()
-	img := read("image")
-	B := len(img) / (3 * H * W)
-	ids, err := e.EncodeTensor(context.Background(), tensor.Tensor{Shape: []int{B, 3, H, W}, Data: img})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := ref.ReadInt64("token_ids")
-	R := e.MaxTokens()
-	for i := range ids {
-		for j := range ids[i] {
-			if int64(ids[i][j]) != want[i*R+j] {
-				t.Fatalf("image %d token %d: %d, recipe %d", i, j, ids[i][j], want[i*R+j])
-			}
-		}
-	}
+	ids := encodeAndCheckIDs(t, e, ref, "recipe")
+	B := len(ids)
 	ks, _ := ref.ReadInt64("keep_k")
 	noise, decoded := read("noise"), read("decoded")
 	C := len(noise) / B

@@ -8,73 +8,36 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
-
-// apiCases are the official reference cases (conformance/testdata/official).
-func apiCases(t *testing.T) []string {
-	dirs, _ := filepath.Glob("../../conformance/testdata/official/c*")
-	if len(dirs) == 0 {
-		t.Skip("no official reference data")
-	}
-	return dirs
-}
-
-func readRef(t *testing.T, f *safetensors.File, name string) []float32 {
-	t.Helper()
-	v, err := f.ReadFloat32(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
 
 // TestEngineAgainstOfficial runs the public API end to end on each official case: tokens from
 // the reference image must equal the official ids exactly, and decoding a payload with the
 // official noise and APG must give the official image within the bound of the stage tests.
 func TestEngineAgainstOfficial(t *testing.T) {
-	for _, dir := range apiCases(t) {
-		t.Run(filepath.Base(dir), func(t *testing.T) {
-			e, err := Load(dir, Options{})
+	for _, c := range refCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			e, err := Load(filepath.Join(officialRoot, c.name), Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref, err := safetensors.OpenFile(filepath.Join(dir, "reference.safetensors"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ref.Close()
-			img := readRef(t, ref, "image")
+			ref := c.ref
 			H, W := e.ImageSize()
-			B := len(img) / (3 * H * W)
-			ids, err := e.EncodeTensor(context.Background(), tensor.Tensor{Shape: []int{B, 3, H, W}, Data: img})
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, _ := ref.ReadInt64("token_ids")
-			R := e.MaxTokens()
-			for i := range ids {
-				for j := range ids[i] {
-					if int64(ids[i][j]) != want[i*R+j] {
-						t.Fatalf("image %d token %d: %d, official %d", i, j, ids[i][j], want[i*R+j])
-					}
-				}
-			}
+			ids := encodeAndCheckIDs(t, e, ref, "official")
 			// Decode image 0 from its first k tokens with the official noise, guidance and APG.
 			ks, _ := ref.ReadInt64("detok_k")
 			k := int(ks[0])
-			noise := readRef(t, ref, "detok_noise")
+			noise := c.f32(t, "detok_noise").Data
 			C, h, w := e.latent[0], e.latent[1], e.latent[2]
 			n := tensor.Tensor{Shape: []int{C, h, w}, Data: noise[:C*h*w]}
-			g := readRef(t, ref, "detok_guidance_scale")
+			g := c.f32(t, "detok_guidance_scale").Data
 			p := &payload.Payload{Model: e.Identity(), Image: payload.Image{Height: H, Width: W}, IDs: ids[0]}
 			out, err := e.Decode(context.Background(), p, DecodeOptions{K: k, Steps: 4, Guidance: float64(g[2]), APG: true, Noise: &n})
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantImg := readRef(t, ref, "detok_apg_image")[:3*H*W]
+			wantImg := c.f32(t, "detok_apg_image").Data[:3*H*W]
 			// Bound (NMSE, i.e. squared relative error): the stage tests hold each stage to about
 			// 1e-5 relative; four guided steps and the VAE compound that, and the APG norm is
 			// summed in another order than torch's (sdk/flow). Measured: 2e-13 to 5e-13; the bound
@@ -103,8 +66,7 @@ func nmse(got, want []float32) float64 {
 }
 
 func TestEngineBadInput(t *testing.T) {
-	dir := apiCases(t)[0]
-	e, err := Load(dir, Options{})
+	e, err := Load(filepath.Join(officialRoot, refCases(t)[0].name), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

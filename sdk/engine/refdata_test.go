@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -23,7 +24,7 @@ type refCase struct {
 }
 
 // refCases opens every case that has both files; it skips the test when there is none.
-func refCases(t *testing.T) []*refCase {
+func refCases(t testing.TB) []*refCase {
 	t.Helper()
 	ents, err := os.ReadDir(officialRoot)
 	if err != nil {
@@ -115,4 +116,33 @@ var engineVariants = []struct {
 }{
 	{"portable", Options{}},
 	{"fast", Options{Fast: true, Threads: 2}},
+}
+
+// encodeAndCheckIDs tokenizes the reference "image" [B,3,H,W] with e and requires the
+// reference "token_ids" [B,R] exactly; who names the reference in failures.
+func encodeAndCheckIDs(t *testing.T, e *Engine, ref *safetensors.File, who string) [][]uint32 {
+	t.Helper()
+	img, err := ref.ReadFloat32("image")
+	if err != nil {
+		t.Fatal(err)
+	}
+	H, W := e.ImageSize()
+	B := len(img) / (3 * H * W)
+	ids, err := e.EncodeTensor(context.Background(), tensor.Tensor{Shape: []int{B, 3, H, W}, Data: img})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := ref.ReadInt64("token_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	R := e.MaxTokens()
+	for i := range ids {
+		for j := range ids[i] {
+			if int64(ids[i][j]) != want[i*R+j] {
+				t.Fatalf("image %d token %d: %d, %s %d", i, j, ids[i][j], who, want[i*R+j])
+			}
+		}
+	}
+	return ids
 }

@@ -7,7 +7,6 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,46 +15,6 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/model"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
-
-// vaeOfficialRoot holds the cases written by the official PyTorch code (tools/reference).
-var vaeOfficialRoot = filepath.Join("..", "..", "conformance", "testdata", "official")
-
-// vaeCase is one official case: the loaded checkpoint and its reference tensors.
-type vaeCase struct {
-	name  string
-	model *model.Model
-	ref   *safetensors.File
-}
-
-// vaeCases loads every official case, skipping the test when there is none.
-func vaeCases(t testing.TB) []vaeCase {
-	t.Helper()
-	entries, err := os.ReadDir(vaeOfficialRoot)
-	if err != nil {
-		t.Skip("no official testdata:", err)
-	}
-	var cases []vaeCase
-	for _, e := range entries {
-		dir := filepath.Join(vaeOfficialRoot, e.Name())
-		if _, err := os.Stat(filepath.Join(dir, "reference.safetensors")); err != nil {
-			continue
-		}
-		m, err := model.LoadFile(dir)
-		if err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
-		}
-		ref, err := safetensors.OpenFile(filepath.Join(dir, "reference.safetensors"))
-		if err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
-		}
-		t.Cleanup(func() { m.Weights.Close(); ref.Close() })
-		cases = append(cases, vaeCase{e.Name(), m, ref})
-	}
-	if len(cases) == 0 {
-		t.Skip("no official cases in", vaeOfficialRoot)
-	}
-	return cases
-}
 
 // vaeRef reads a reference tensor with its shape.
 func vaeRef(t testing.TB, f *safetensors.File, name string) tensor.Tensor {
@@ -117,7 +76,7 @@ var vaePaths = []struct {
 func TestVAEOfficial(t *testing.T) {
 	const maxRelBound, nmseBound = 1e-5, 1e-10
 	ctx := context.Background()
-	for _, c := range vaeCases(t) {
+	for _, c := range refCases(t) {
 		for _, p := range vaePaths {
 			t.Run(c.name+"/"+p.name, func(t *testing.T) {
 				v, err := NewVAE(c.model, p.opts)
@@ -162,7 +121,7 @@ func TestVAEOfficial(t *testing.T) {
 // reduction), batched or image by image.
 func TestVAEThreadsBitIdentical(t *testing.T) {
 	ctx := context.Background()
-	for _, c := range vaeCases(t) {
+	for _, c := range refCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			img, lat := vaeRef(t, c.ref, "image"), vaeRef(t, c.ref, "vae_decode_in")
 			var encRef, decRef string
@@ -253,7 +212,7 @@ func vaeWantErr(t *testing.T, err error, parts ...string) {
 
 // TestVAEBadInput checks that malformed inputs are errors, never panics.
 func TestVAEBadInput(t *testing.T) {
-	c := vaeCases(t)[0]
+	c := refCases(t)[0]
 	v, err := NewVAE(c.model, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -317,7 +276,7 @@ func TestVAEBadInput(t *testing.T) {
 
 // TestVAECancelled checks that a cancelled context stops Encode and Decode with its error.
 func TestVAECancelled(t *testing.T) {
-	c := vaeCases(t)[0]
+	c := refCases(t)[0]
 	v, err := NewVAE(c.model, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -339,7 +298,7 @@ func TestVAECancelled(t *testing.T) {
 // TestVAEBadWeights checks that a missing, misshaped or non-finite weight, and a config the
 // kernels cannot run, are errors naming the problem.
 func TestVAEBadWeights(t *testing.T) {
-	c := vaeCases(t)[0]
+	c := refCases(t)[0]
 	cfg := c.model.Config.VAE
 	const victim = model.VAEPrefix + "decoder.up_blocks.0.resnets.0.conv2.weight"
 	get := func(change func(name string, w []float32) ([]float32, error)) func(string) ([]float32, error) {
@@ -483,7 +442,7 @@ func BenchmarkVAEDecode(b *testing.B) {
 			}
 		}
 	}
-	for _, c := range vaeCases(b) {
+	for _, c := range refCases(b) {
 		lat := vaeRef(b, c.ref, "vae_decode_in")
 		for _, p := range vaePaths {
 			b.Run(fmt.Sprintf("exec=go/case=%s/path=%s", c.name, p.name), func(b *testing.B) {
@@ -528,7 +487,7 @@ var vaeGolden = map[string][2]string{
 
 func TestVAEGolden(t *testing.T) {
 	ctx := context.Background()
-	for _, c := range vaeCases(t) {
+	for _, c := range refCases(t) {
 		v, err := NewVAE(c.model, Options{})
 		if err != nil {
 			t.Fatal(err)
