@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"image"
+	"runtime"
+	"sync"
+
+	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/payload"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
+)
+
+// EncodeBatch is Encode for several images in one forward pass: each image is preprocessed as
+// Encode does (concurrently), then one EncodeTensor call tokenizes the whole batch. The
+// payloads are identical, bit for bit, to calling Encode on each image in turn; batching only
+// amortises the per-call work of the encoder's matrix products.
+//
+// An image that cannot be preprocessed fails the whole call with an error naming its index
+// (0-based) and wrapping the cause; callers that want the others encoded anyway retry without
+// it. An empty batch returns no payloads and no error.
+func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOptions) ([]*payload.Payload, error) {
+	if o.K < 0 || o.K > e.id.MaxTokens {
+		return nil, fmt.Errorf("%w: k = %d, want 1..%d (0 for all)", ErrArgument, o.K, e.id.MaxTokens)
+	}
+	B := len(imgs)
+	if B == 0 {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	n := 3 * e.height * e.width
+	x := tensor.Tensor{Shape: []int{B, 3, e.height, e.width}, Data: make([]float32, B*n)}
+	recs := make([]payload.Image, B)
+	errs := make([]error, B)
+	pre := ftimage.Preprocess{Height: e.height, Width: e.width, Filter: o.Filter}
+	one := func(i int) {
+		if imgs[i] == nil {
+			errs[i] = fmt.Errorf("%w: nil image", ErrArgument)
+			return
+		}
+		t, rec, err := ftimage.ToTensor(imgs[i], pre)
+		if err != nil {
+			errs[i] = err
+			return
+		}
+		if len(t.Data) != n {
+			errs[i] = fmt.Errorf("%w: preprocessed to %v, want [3 %d %d]", ErrUnsupported, t.Shape, e.height, e.width)
+			return
+		}
+		copy(x.Data[i*n:(i+1)*n], t.Data)
+		recs[i] = rec
+	}
+	// Preprocessing (decode to RGB, resize, crop) is independent per image: spread it over the
+	// CPUs, each worker taking the next index.
+	workers := min(runtime.GOMAXPROCS(0), B)
+	if workers <= 1 {
+		for i := range B {
+			one(i)
+		}
+	} else {
+		var (
+			wg   sync.WaitGroup
+			mu   sync.Mutex
+			next int
+		)
+		for range workers {
+			wg.Go(func() {
+				for {
+					mu.Lock()
+					i := next
+					next++
+					mu.Unlock()
+					if i >= B {
+						return
+					}
+					one(i)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for i, err := range errs {
+		if err != nil {
+			return nil, fmt.Errorf("flextok/engine: EncodeBatch: image %d of %d: %w", i, B, err)
+		}
+	}
+	ids, err := e.EncodeTensor(ctx, x)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) != B {
+		return nil, fmt.Errorf("flextok/engine: EncodeBatch: %d token sequences for %d images", len(ids), B)
+	}
+	out := make([]*payload.Payload, B)
+	for i, seq := range ids {
+		k := o.K
+		if k == 0 {
+			k = len(seq)
+		}
+		out[i] = &payload.Payload{Model: e.Identity(), Image: recs[i], IDs: seq[:k:k], Hints: e.hints}
+	}
+	return out, nil
+}

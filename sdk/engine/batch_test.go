@@ -1,0 +1,149 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image"
+	"image/color"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/flextok-sdk/flextok/models"
+	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
+)
+
+// batchImages are heldout images (the model's own 32x32 size) plus synthetic ones of other
+// sizes and aspect ratios, so the resize and crop run too.
+func batchImages(t *testing.T) []image.Image {
+	t.Helper()
+	var imgs []image.Image
+	for _, name := range []string{"000_cross.png", "003_circle.png", "006_star.png", "013_hexagon.png"} {
+		f, err := os.Open(filepath.Join("..", "..", "testdata", "heldout", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _, err := ftimage.Decode(f, ftimage.Limits{})
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, img)
+	}
+	for i, sz := range [][2]int{{40, 30}, {17, 64}, {32, 32}} {
+		m := image.NewNRGBA(image.Rect(0, 0, sz[0], sz[1]))
+		for y := 0; y < sz[1]; y++ {
+			for x := 0; x < sz[0]; x++ {
+				m.Set(x, y, color.NRGBA{uint8(x*7 + i*50), uint8(y * 5), uint8((x ^ y) * 3), 255})
+			}
+		}
+		imgs = append(imgs, m)
+	}
+	return imgs
+}
+
+// TestEncodeBatchMatchesEncode: the payloads of one EncodeBatch call equal, byte for byte, those
+// of Encode on each image in turn, on the reference path and on the fast multi-threaded one,
+// for every token count; and the register latents before quantisation are the same floats.
+func TestEncodeBatchMatchesEncode(t *testing.T) {
+	d := models.Default()
+	imgs := batchImages(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		o    Options
+	}{{"reference", Options{}}, {"default", DefaultOptions()}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, tc.o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range []EncodeOptions{{}, {K: 5, Filter: ftimage.FilterCatmullRom}} {
+				got, err := e.EncodeBatch(ctx, imgs, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(got) != len(imgs) {
+					t.Fatalf("%d payloads for %d images", len(got), len(imgs))
+				}
+				for i, img := range imgs {
+					want, err := e.Encode(ctx, img, o)
+					if err != nil {
+						t.Fatal(err)
+					}
+					wb, _ := want.MarshalBinary()
+					gb, err := got[i].MarshalBinary()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(wb, gb) {
+						t.Fatalf("options %+v, image %d: batched payload differs from Encode's\n%+v\n%+v", o, i, got[i], want)
+					}
+				}
+			}
+
+			// The floats under the ids: registers of the batch equal the single-image ones bit for bit.
+			H, W := e.ImageSize()
+			n := 3 * H * W
+			x := tensor.Tensor{Shape: []int{len(imgs), 3, H, W}, Data: make([]float32, len(imgs)*n)}
+			for i, img := range imgs {
+				ti, _, err := ftimage.ToTensor(img, ftimage.Preprocess{Height: H, Width: W})
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(x.Data[i*n:], ti.Data)
+			}
+			regs := func(x tensor.Tensor) []float32 {
+				lat, err := e.vae.Encode(ctx, x)
+				if err != nil {
+					t.Fatal(err)
+				}
+				z, err := e.enc.Registers(ctx, lat)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return z.Data
+			}
+			all := regs(x)
+			per := len(all) / len(imgs)
+			for i := range imgs {
+				one := regs(tensor.Tensor{Shape: []int{1, 3, H, W}, Data: x.Data[i*n : (i+1)*n]})
+				for j, v := range one {
+					if math.Float32bits(v) != math.Float32bits(all[i*per+j]) {
+						t.Fatalf("image %d register value %d: %v alone, %v in the batch", i, j, v, all[i*per+j])
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestEncodeBatchErrors(t *testing.T) {
+	e := loadDefault(t)
+	ctx := context.Background()
+	imgs := batchImages(t)[:3]
+	if p, err := e.EncodeBatch(ctx, nil, EncodeOptions{}); err != nil || len(p) != 0 {
+		t.Fatalf("empty batch: %v %v", p, err)
+	}
+	bad := append([]image.Image{}, imgs...)
+	bad[2] = image.NewNRGBA(image.Rect(0, 0, 0, 0))
+	if _, err := e.EncodeBatch(ctx, bad, EncodeOptions{}); err == nil || !strings.Contains(err.Error(), "image 2 ") {
+		t.Fatalf("empty image at index 2: err = %v", err)
+	}
+	bad[2] = nil
+	if _, err := e.EncodeBatch(ctx, bad, EncodeOptions{}); !errors.Is(err, ErrArgument) || !strings.Contains(err.Error(), "image 2 ") {
+		t.Fatalf("nil image at index 2: err = %v", err)
+	}
+	if _, err := e.EncodeBatch(ctx, imgs, EncodeOptions{K: e.MaxTokens() + 1}); !errors.Is(err, ErrArgument) {
+		t.Fatalf("k over max: %v", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := e.EncodeBatch(cctx, imgs, EncodeOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: %v", err)
+	}
+}
