@@ -15,7 +15,6 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/flow"
 	"github.com/flextok-sdk/flextok/sdk/fsq"
 	ftimage "github.com/flextok-sdk/flextok/sdk/image"
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
 	"github.com/flextok-sdk/flextok/sdk/model"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
@@ -68,11 +67,7 @@ func Load(path string, o Options) (*Engine, error) {
 // LoadBytes builds the engine from checkpoint bytes held in memory (an embedded model, or weights
 // received by a WebAssembly module), with optional config.json and VAE config.json contents.
 func LoadBytes(name string, weights, configJSON, vaeJSON []byte, o Options) (*Engine, error) {
-	f, err := safetensors.OpenBytes(weights)
-	if err != nil {
-		return nil, err
-	}
-	m, err := model.Load(f, configJSON, vaeJSON)
+	m, err := model.LoadBytes(weights, configJSON, vaeJSON)
 	if err != nil {
 		return nil, err
 	}

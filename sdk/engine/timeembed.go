@@ -12,6 +12,12 @@ import (
 // (scaling by 8 is exact), then to float32 where it meets the float32 tensor.
 var negLogMaxPeriod float64 = -8 * math.Ln2
 
+// TimestepFrequencies returns the official TimestepEmbedder's frequencies for an embedding of
+// size dims (see timestepFrequencies): other executors (the ONNX export) use the same values.
+func TimestepFrequencies(dims int, maxTimestep float64) []float32 {
+	return timestepFrequencies(dims, maxTimestep)
+}
+
 // timestepFrequencies returns the official TimestepEmbedder frequencies for an embedding of
 // size dims, in float32 with torch's operation order:
 //

@@ -186,6 +186,16 @@ func hasConfigKeys(f *safetensors.File) bool {
 	return a && b
 }
 
+// LoadBytes opens a checkpoint held in memory: model.safetensors bytes (kept, not copied: do
+// not modify them) with optional config.json and VAE config.json contents, as Load.
+func LoadBytes(weights, configJSON, vaeJSON []byte) (*Model, error) {
+	f, err := safetensors.OpenBytes(weights)
+	if err != nil {
+		return nil, err
+	}
+	return Load(f, configJSON, vaeJSON)
+}
+
 // LoadFile opens a checkpoint: a model.safetensors path, or a directory
 // holding model.safetensors and optionally config.json. The VAE's
 // config.json is read from <dir>/<hf_hub_path>/config.json when present.

@@ -1,0 +1,533 @@
+package onnx
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	pb "github.com/flextok-sdk/flextok/native/onnx/onnxpb"
+	"github.com/flextok-sdk/flextok/sdk/engine"
+	"github.com/flextok-sdk/flextok/sdk/fsq"
+	"github.com/flextok-sdk/flextok/sdk/model"
+)
+
+// The FlexTok graphs. Each is the computation of the pure-Go engine (sdk/engine) written as
+// ONNX operators, read from the same model.Config and the same weight names; the conformance
+// tests hold the two to written bounds.
+//
+//	encoder:     image [N, 3, H, W] in [-1, 1] → z [N, R, D] (FSQ input), ids [N, R] int64
+//	decoder:     x_t [N, C, h, w], t [N], ids [N, R] int64, k [N] int64 → v [N, C, h, w]
+//	vae_decoder: latents [N, C, h, w] → image [N, 3, H, W], unclamped
+//
+// N is dynamic; the spatial sizes are fixed at export (the model's image size by default).
+// In the decoder graph k[i] = 0 marks an unconditional item (the null condition replaces every
+// register); 1 <= k[i] <= R keeps the first k[i] tokens and masks the rest, so one call runs
+// the conditional and unconditional passes of classifier-free guidance as one batch.
+
+// Graph input and output names.
+const (
+	InImage   = "image"
+	OutZ      = "z"
+	OutIDs    = "ids"
+	InX       = "x_t"
+	InT       = "t"
+	InIDs     = "ids"
+	InK       = "k"
+	OutV      = "v"
+	InLatents = "latents"
+	OutImage  = "image"
+)
+
+// Sizes are the fixed sizes of the exported graphs.
+type Sizes struct {
+	Height, Width int // image
+	C, H, W       int // latent channels, latent height, latent width
+	R             int // registers (tokens) per image
+	D             int // FSQ dimensions
+}
+
+// ModelSizes returns the sizes of cfg's native resolution (the encoder's positional table
+// times the patch size times the VAE's downsampling factor).
+func ModelSizes(cfg *model.Config) (Sizes, error) {
+	e := cfg.Encoder
+	if len(e.PosembMaxSizes) != 2 {
+		return Sizes{}, fmt.Errorf("flextok/onnx: encoder positional table of rank %d", len(e.PosembMaxSizes))
+	}
+	f := 1 << (len(cfg.VAE.BlockOutChannels) - 1)
+	h, w := e.PosembMaxSizes[0]*e.PatchSize[0], e.PosembMaxSizes[1]*e.PatchSize[1]
+	return Sizes{Height: h * f, Width: w * f, C: e.ChannelsIn, H: h, W: w, R: e.RegistersNMax, D: e.LatentDim}, nil
+}
+
+// weights reads tensors of one part by canonical name, checked against the config's table;
+// every problem is collected so one error names all of them.
+type weights struct {
+	m      *model.Model
+	part   string
+	shapes map[string][]int
+	errs   []string
+}
+
+func newWeights(m *model.Model, part string) *weights {
+	w := &weights{m: m, part: part, shapes: map[string][]int{}}
+	for _, t := range m.Config.ExpectedTensors() {
+		if t.Part == part {
+			w.shapes[t.Name] = t.Shape
+		}
+	}
+	return w
+}
+
+// get returns tensor name, which must hold n finite values (zeros after a recorded problem).
+func (w *weights) get(name string, n int) []float32 {
+	fail := func(format string, args ...any) []float32 {
+		w.errs = append(w.errs, name+" ("+fmt.Sprintf(format, args...)+")")
+		return make([]float32, n)
+	}
+	shape, ok := w.shapes[name]
+	if !ok {
+		return fail("not in the config's weight table")
+	}
+	size := 1
+	for _, s := range shape {
+		size *= s
+	}
+	if size != n {
+		return fail("shape %v, want %d values", shape, n)
+	}
+	v, err := w.m.Tensor(name)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if len(v) != n {
+		return fail("%d values, want %d", len(v), n)
+	}
+	for i, x := range v {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fail("value %d is %v: a corrupt checkpoint", i, x)
+		}
+	}
+	return v
+}
+
+func (w *weights) err() error {
+	if len(w.errs) == 0 {
+		return nil
+	}
+	sort.Strings(w.errs)
+	return fmt.Errorf("flextok/onnx: %s: missing or invalid tensors: %s", w.part, strings.Join(w.errs, ", "))
+}
+
+// module returns the canonical prefix of the part's module of the given class.
+func (w *weights) module(prefix string, mods []model.Module, class string) string {
+	for _, m := range mods {
+		if m.Class == class {
+			return prefix + m.Name
+		}
+	}
+	w.errs = append(w.errs, "no "+class+" module")
+	return prefix + "?"
+}
+
+// linear adds Linear name (weight [out, in], optional bias) applied to x.
+func (w *weights) linear(g *Graph, x Value, name string, out, in int, bias bool) Value {
+	var b []float32
+	if bias {
+		b = w.get(name+".bias", out)
+	}
+	return g.Linear(x, name, w.get(name+".weight", out*in), out, in, b)
+}
+
+// patchify turns x [N, C, h, w] into patch rows [N, P, ph·pw·C] (channels last within a patch).
+func patchify(g *Graph, x Value, C, h, w, ph, pw int) Value {
+	nh, nw := int64(h/ph), int64(w/pw)
+	x = g.Reshape(x, -1, int64(C), nh, int64(ph), nw, int64(pw))
+	x = g.Transpose(x, 0, 2, 4, 3, 5, 1) // [N, nh, nw, ph, pw, C]
+	return g.Reshape(x, -1, nh*nw, int64(ph*pw*C))
+}
+
+// unpatchify is the inverse: rows [N, P, ph·pw·C] to [N, C, h, w].
+func unpatchify(g *Graph, x Value, C, h, w, ph, pw int) Value {
+	nh, nw := int64(h/ph), int64(w/pw)
+	x = g.Reshape(x, -1, nh, nw, int64(ph), int64(pw), int64(C))
+	x = g.Transpose(x, 0, 5, 1, 3, 2, 4) // [N, C, nh, ph, nw, pw]
+	return g.Reshape(x, -1, int64(C), int64(h), int64(w))
+}
+
+// sinCos returns the checkpoint's sin-cos table [W, S_h, S_w] cropped to nh×nw as patch rows
+// [nh·nw, W].
+func sinCos(table []float32, W, sh, sw, nh, nw int) []float32 {
+	out := make([]float32, nh*nw*W)
+	for r := 0; r < nh; r++ {
+		for c := 0; c < nw; c++ {
+			for ch := 0; ch < W; ch++ {
+				out[(r*nw+c)*W+ch] = table[(ch*sh+r)*sw+c]
+			}
+		}
+	}
+	return out
+}
+
+// causalLast is the additive attention mask of mask_mode causal_last over [P patches,
+// R registers]: patches see the patches; register i sees the patches and registers 0..i.
+func causalLast(P, L int) []float32 {
+	m := make([]float32, L*L)
+	inf := float32(math.Inf(-1))
+	for r := 0; r < L; r++ {
+		for c := 0; c < L; c++ {
+			if !(c < P || (r >= P && c <= r)) {
+				m[r*L+c] = inf
+			}
+		}
+	}
+	return m
+}
+
+// trunk adds the FlexTransformer blocks to x [N, L, W]. mods, for an adaLN trunk, gives each
+// block's modulation as [N, L or 1, 6, W] (nil for a plain trunk); mask is an additive [L, L]
+// mask or "".
+func trunk(g *Graph, w *weights, x Value, prefix, mod string, t model.TrunkConfig, L int, mask Value, mods func(i int) Value) Value {
+	W, Hd, H, hd := t.Width, t.MLPHidden, t.Heads, t.HeadDim
+	eps := float32(t.NormEps)
+	scale := g.Scalar(float32(8.0 / float64(hd)))
+	bias := func(format string, i int) string {
+		return strings.TrimSuffix(model.Block(format, prefix, mod, i), ".weight")
+	}
+	for i := 0; i < t.Depth; i++ {
+		done := g.Scope(fmt.Sprintf("%s.block%d", strings.TrimSuffix(prefix, ".module_dict."), i))
+		var chunk func(j int64) Value
+		if mods != nil {
+			m := mods(i)
+			chunk = func(j int64) Value {
+				s := g.Slice(m, 2, j, j+1)    // [N, L|1, 1, W]
+				return g.Reshape(s, 0, 0, -1) // [N, L|1, W]
+			}
+		}
+		modulate := func(h Value, shift, sc int64) Value {
+			if chunk == nil {
+				return h
+			}
+			one := g.Add(chunk(sc), g.Scalar(1))
+			return g.Add(g.Mul(h, one), chunk(shift))
+		}
+		residual := func(x, y Value, gate int64) Value {
+			if chunk == nil {
+				return g.Add(x, y)
+			}
+			return g.Add(x, g.Mul(chunk(gate), y))
+		}
+
+		// Attention: q, k, v from one product with the stacked weights.
+		h := modulate(g.LayerNorm(x, W, eps), chunkShiftMSA, chunkScaleMSA)
+		qkvW := make([]float32, 0, 3*W*W)
+		var qkvB []float32
+		for _, f := range []string{model.BlockWQ, model.BlockWK, model.BlockWV} {
+			qkvW = append(qkvW, w.get(model.Block(f, prefix, mod, i), W*W)...)
+			if t.QKVBias {
+				qkvB = append(qkvB, w.get(bias(f, i)+".bias", W)...)
+			}
+		}
+		qkv := g.Linear(h, "qkv", qkvW, 3*W, W, qkvB)
+		qkv = g.Reshape(qkv, 0, 0, 3, int64(H), int64(hd)) // [N, L, 3, H, hd]
+		part := func(j int64) Value {
+			p := g.Reshape(g.Slice(qkv, 2, j, j+1), 0, 0, int64(H), int64(hd)) // [N, L, H, hd]
+			if t.QKNorm && j < 2 {
+				p = g.LayerNorm(p, hd, eps)
+			}
+			return g.Transpose(p, 0, 2, 1, 3) // [N, H, L, hd]
+		}
+		q, k, v := part(0), part(1), part(2)
+		s := g.Mul(g.Op("MatMul", []Value{q, g.Transpose(k, 0, 1, 3, 2)}), scale) // [N, H, L, L]
+		if mask != "" {
+			s = g.Add(s, mask)
+		}
+		a := g.Op("MatMul", []Value{g.Op("Softmax", []Value{s}, AInt("axis", -1)), v}) // [N, H, L, hd]
+		a = g.Reshape(g.Transpose(a, 0, 2, 1, 3), 0, 0, int64(W))
+		a = w.linear(g, a, bias(model.BlockProj, i), W, W, t.ProjBias)
+		x = residual(x, a, chunkGateMSA)
+
+		// MLP: SwiGLU (silu(fc1 h) ⊙ fc3 h) or SiLU, then fc2.
+		h = modulate(g.LayerNorm(x, W, eps), chunkShiftMLP, chunkScaleMLP)
+		f := g.SiLU(w.linear(g, h, bias(model.BlockFC1, i), Hd, W, t.MLPBias))
+		if t.Gated {
+			f = g.Mul(f, w.linear(g, h, bias(model.BlockFC3, i), Hd, W, t.MLPBias))
+		}
+		x = residual(x, w.linear(g, f, bias(model.BlockFC2, i), W, Hd, t.MLPBias), chunkGateMLP)
+		done()
+	}
+	return x
+}
+
+// Chunks of an adaLN modulation, in the official order (FlexBlockAdaLN.forward).
+const (
+	chunkGateMSA = iota
+	chunkGateMLP
+	chunkShiftMSA
+	chunkScaleMSA
+	chunkShiftMLP
+	chunkScaleMLP
+)
+
+// fsqIDs adds FSQ quantisation: z [N, R, D] → ids [N, R] int64, the computation of fsq.Encode
+// (tanh bound, round half to even, mixed-radix index).
+func fsqIDs(g *Graph, z Value, levels []int) Value {
+	q, _ := fsq.New(levels)
+	D := len(levels)
+	shift, halfL, offset, halfW, basis := make([]float32, D), make([]float32, D), make([]float32, D), make([]float32, D), make([]float32, D)
+	for d, l := range levels {
+		half := float32(float32(l-1)*float32(1+fsq.Eps)) / 2
+		off := float32(0)
+		if l%2 == 0 {
+			off = 0.5
+		}
+		halfL[d], offset[d] = half, off
+		shift[d] = float32(math.Atanh(float64(off / half)))
+		halfW[d] = float32(l / 2)
+		basis[d] = float32(q.Basis()[d])
+	}
+	done := g.Scope("fsq")
+	defer done()
+	b := g.Op("Tanh", []Value{g.Add(z, g.Const("shift", []int{D}, shift))})
+	b = g.Sub(g.Mul(b, g.Const("half_l", []int{D}, halfL)), g.Const("offset", []int{D}, offset))
+	digit := g.Add(g.Op("Round", []Value{b}), g.Const("half_width", []int{D}, halfW))
+	idx := g.Op("ReduceSum", []Value{g.Mul(digit, g.Const("basis", []int{D}, basis)), g.Ints(-1)}, AInt("keepdims", 0))
+	return g.Op("Cast", []Value{idx}, AInt("to", int64(Int64)))
+}
+
+// fsqCodes adds the inverse: ids [N, R] int64 → codes [N, R, D] (exact).
+func fsqCodes(g *Graph, ids Value, levels []int) Value {
+	q, _ := fsq.New(levels)
+	D := len(levels)
+	basis, lv, hw, hwf := make([]int64, D), make([]int64, D), make([]int64, D), make([]float32, D)
+	for d, l := range levels {
+		basis[d], lv[d], hw[d], hwf[d] = int64(q.Basis()[d]), int64(l), int64(l/2), float32(l/2)
+	}
+	done := g.Scope("fsq_codes")
+	defer done()
+	x := g.Reshape(ids, 0, 0, 1)
+	c := g.Op("Mod", []Value{g.Div(x, g.ConstInt64("basis", []int{D}, basis)), g.ConstInt64("levels", []int{D}, lv)})
+	c = g.Op("Cast", []Value{g.Sub(c, g.ConstInt64("half_width_i", []int{D}, hw))}, AInt("to", int64(Float)))
+	return g.Div(c, g.Const("half_width", []int{D}, hwf))
+}
+
+// Encoder builds the encoder graph: image → VAE encoder → register encoder → z, FSQ → ids.
+func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
+	if err := checkModel(m); err != nil {
+		return nil, err
+	}
+	cfg := m.Config
+	e := cfg.Encoder
+	switch {
+	case e.Posemb.Type != "sincos" || len(e.Posemb.MaxSizes) != 2:
+		return nil, fmt.Errorf("flextok/onnx: encoder patch posemb %q %v: only a 2-D sin-cos table is supported", e.Posemb.Type, e.Posemb.MaxSizes)
+	case e.MaskMode != "causal_last" && e.MaskMode != "full":
+		return nil, fmt.Errorf("flextok/onnx: encoder mask_mode %q is not supported", e.MaskMode)
+	case e.Trunk.AdaLNExpansion != 0:
+		return nil, fmt.Errorf("flextok/onnx: encoder trunk with adaLN is not supported")
+	}
+	if err := s.check(e.PatchSize, e.Posemb.MaxSizes); err != nil {
+		return nil, err
+	}
+	g := NewGraph("flextok_encoder")
+	img := g.Input(InImage, Float, "N", 3, s.Height, s.Width)
+	lat, err := VAEEncoder(g, m, img)
+	if err != nil {
+		return nil, err
+	}
+	w := newWeights(m, "encoder")
+	W, R, C, D := e.Trunk.Width, e.RegistersNMax, e.ChannelsIn, e.LatentDim
+	ph, pw := e.PatchSize[0], e.PatchSize[1]
+	nh, nw := s.H/ph, s.W/pw
+	P := nh * nw
+	L := P + R
+	done := g.Scope("encoder")
+	x := w.linear(g, patchify(g, lat, C, s.H, s.W, ph, pw), w.module(model.EncoderPrefix, e.Modules, "PatchEmbedder")+".patch_proj", W, ph*pw*C, true)
+	table := w.get(model.EncoderPrefix+e.Posemb.Module+".posembs", W*e.Posemb.MaxSizes[0]*e.Posemb.MaxSizes[1])
+	x = g.Add(x, g.Const("posemb", []int{P, W}, sinCos(table, W, e.Posemb.MaxSizes[0], e.Posemb.MaxSizes[1], nh, nw)))
+	regs := g.Const("registers", []int{1, R, W}, w.get(w.module(model.EncoderPrefix, e.Modules, "Registers1D")+".registers", R*W))
+	// Broadcast the registers over the batch: registers + 0·x[:, :1, :1] keeps N dynamic.
+	zero := g.Mul(g.Slice(g.Slice(x, 1, 0, 1), 2, 0, 1), g.Scalar(0))
+	x = g.Concat(1, x, g.Add(regs, zero))
+	var mask Value
+	if e.MaskMode == "causal_last" {
+		mask = g.Const("mask", []int{L, L}, causalLast(P, L))
+	}
+	trunkMod := w.module(model.EncoderPrefix, e.Modules, "FlexTransformer")
+	x = trunk(g, w, x, model.EncoderPrefix, strings.TrimPrefix(trunkMod, model.EncoderPrefix), e.Trunk, L, mask, nil)
+	r := g.LayerNorm(g.Slice(x, 1, int64(P), int64(L)), W, float32(e.HeadNormEps))
+	z := w.linear(g, r, w.module(model.EncoderPrefix, e.Modules, "LinearHead")+".proj", D, W, true)
+	done()
+	ids := fsqIDs(g, z, cfg.FSQ.Levels)
+	if err := w.err(); err != nil {
+		return nil, err
+	}
+	g.Output(z, OutZ, Float, "N", R, D)
+	g.Output(ids, OutIDs, Int64, "N", R)
+	return g.Model(fmt.Sprintf("FlexTok encoder: image [N, 3, %d, %d] in [-1, 1] -> z [N, %d, %d], ids [N, %d]", s.Height, s.Width, R, D, R)), nil
+}
+
+// Decoder builds the velocity graph v(x_t, t, ids, k).
+func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
+	if err := checkModel(m); err != nil {
+		return nil, err
+	}
+	cfg := m.Config
+	d := cfg.Decoder
+	switch {
+	case d.NullCondSingle:
+		return nil, fmt.Errorf("flextok/onnx: LearnedNullCond with replace_with_single_token=True is not supported")
+	case d.PatchPosemb.Type != "sincos" || len(d.PatchPosemb.MaxSizes) != 2:
+		return nil, fmt.Errorf("flextok/onnx: decoder patch posemb %q %v: only a 2-D sin-cos table is supported", d.PatchPosemb.Type, d.PatchPosemb.MaxSizes)
+	case d.RegisterPosemb.Type != "learnable_sum" || len(d.RegisterPosemb.MaxSizes) != 1:
+		return nil, fmt.Errorf("flextok/onnx: decoder register posemb %q %v: only a 1-D learnable_sum table is supported", d.RegisterPosemb.Type, d.RegisterPosemb.MaxSizes)
+	case d.MaskMode != "full" && d.MaskMode != "causal_last":
+		return nil, fmt.Errorf("flextok/onnx: decoder mask_mode %q is not supported", d.MaskMode)
+	case d.Trunk.AdaLNExpansion < 1 || d.Trunk.AdaLNExpansion > 2:
+		return nil, fmt.Errorf("flextok/onnx: decoder adaLN expansion %d is not supported", d.Trunk.AdaLNExpansion)
+	case d.ChannelsIn != d.ChannelsOut:
+		return nil, fmt.Errorf("flextok/onnx: decoder channels in %d != out %d", d.ChannelsIn, d.ChannelsOut)
+	case d.FreqEmbSize < 2 || !(d.MaxTimestep > 0):
+		return nil, fmt.Errorf("flextok/onnx: decoder time embedding size %d, max_timestep %v", d.FreqEmbSize, d.MaxTimestep)
+	case s.R > d.RegisterPosemb.MaxSizes[0]:
+		return nil, fmt.Errorf("flextok/onnx: %d registers do not fit the decoder's register table of %d", s.R, d.RegisterPosemb.MaxSizes[0])
+	}
+	if err := s.check(d.PatchSize, d.PatchPosemb.MaxSizes); err != nil {
+		return nil, err
+	}
+	g := NewGraph("flextok_decoder")
+	xt := g.Input(InX, Float, "N", s.C, s.H, s.W)
+	tIn := g.Input(InT, Float, "N")
+	ids := g.Input(InIDs, Int64, "N", s.R)
+	kIn := g.Input(InK, Int64, "N")
+
+	w := newWeights(m, "decoder")
+	W, R, C, E := d.Trunk.Width, s.R, d.ChannelsIn, d.Trunk.AdaLNExpansion
+	ph, pw := d.PatchSize[0], d.PatchSize[1]
+	nh, nw := s.H/ph, s.W/pw
+	P := nh * nw
+	L := P + R
+	mod := func(class string) string { return w.module(model.DecoderPrefix, d.Modules, class) }
+	codes := fsqCodes(g, ids, cfg.FSQ.Levels)
+	done := g.Scope("decoder")
+
+	// Registers: Linear(D → W) of the codes plus the register table; positions >= k get the
+	// mask token; k = 0 (unconditional) gets the null condition everywhere.
+	regs := w.linear(g, codes, mod("LinearLayer")+".proj", W, d.LatentDim, true)
+	Rmax := d.RegisterPosemb.MaxSizes[0]
+	rtab := w.get(model.DecoderPrefix+d.RegisterPosemb.Module+".posembs", W*Rmax)
+	rpos := make([]float32, R*W)
+	for j := 0; j < R; j++ {
+		for c := 0; c < W; c++ {
+			rpos[j*W+c] = rtab[c*Rmax+j]
+		}
+	}
+	regs = g.Add(regs, g.Const("register_posemb", []int{R, W}, rpos))
+	pos := make([]int64, R)
+	for j := range pos {
+		pos[j] = int64(j)
+	}
+	k2 := g.Reshape(kIn, -1, 1)
+	keep := g.Op("Less", []Value{g.ConstInt64("positions", []int{1, R}, pos), k2}) // [N, R]
+	maskTok := g.Const("mask_token", []int{W}, w.get(mod("MaskedNestedDropout")+".dropout_mask_token", W))
+	regs = g.Op("Where", []Value{g.Reshape(keep, 0, 0, 1), regs, maskTok})
+	null := make([]float32, W)
+	if d.NullCond == model.NullCondLearned {
+		null = w.get(mod("LearnedNullCond")+".nullcond", W)
+	}
+	uncond := g.Op("Equal", []Value{k2, g.ConstInt64("zero", []int{1}, []int64{0})}) // [N, 1]
+	regs = g.Op("Where", []Value{g.Reshape(uncond, 0, 0, 1), g.Const("nullcond", []int{W}, null), regs})
+
+	// Patches of x_t: Linear(ph·pw·C → W) plus the sin-cos table.
+	x := w.linear(g, patchify(g, xt, C, s.H, s.W, ph, pw), mod("PatchEmbedder")+".patch_proj", W, ph*pw*C, true)
+	table := w.get(model.DecoderPrefix+d.PatchPosemb.Module+".posembs", W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
+	x = g.Add(x, g.Const("posemb", []int{P, W}, sinCos(table, W, d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1], nh, nw)))
+	x = g.Concat(1, x, regs) // [N, L, W]
+
+	// Time embedding: [cos(t·f) | sin(t·f)], Linear, SiLU, Linear.
+	freqs := engine.TimestepFrequencies(d.FreqEmbSize, d.MaxTimestep)
+	te := mod("TimestepEmbedder")
+	args := g.Mul(g.Reshape(tIn, -1, 1), g.Const("freqs", []int{len(freqs)}, freqs))
+	parts := []Value{g.Op("Cos", []Value{args}), g.Op("Sin", []Value{args})}
+	if d.FreqEmbSize%2 == 1 {
+		parts = append(parts, g.Mul(g.Slice(args, 1, 0, 1), g.Scalar(0)))
+	}
+	temb := w.linear(g, g.Concat(1, parts...), te+".mlp.0", W, d.FreqEmbSize, true)
+	temb = w.linear(g, g.SiLU(temb), te+".mlp.2", W, W, true)
+	stemb := g.SiLU(temb)
+
+	// Per-block adaLN: Linear(SiLU(temb)) → [N, E, 6, W]; with E = 2 the patch rows use part 0
+	// and the register rows part 1 (gathered to [N, L, 6, W]).
+	var rowPart Value
+	if E == 2 {
+		idx := make([]int64, L)
+		for j := P; j < L; j++ {
+			idx[j] = 1
+		}
+		rowPart = g.ConstInt64("row_part", []int{L}, idx)
+	}
+	trunkMod := mod("FlexTransformer")
+	mods := func(i int) Value {
+		name := model.Block(model.BlockAdaLN, model.DecoderPrefix, strings.TrimPrefix(trunkMod, model.DecoderPrefix), i)
+		a := w.linear(g, stemb, strings.TrimSuffix(name, ".weight"), E*6*W, W, true)
+		a = g.Reshape(a, -1, int64(E), 6, int64(W))
+		if E == 2 {
+			return g.Op("Gather", []Value{a, rowPart}, AInt("axis", 1))
+		}
+		return a
+	}
+	var mask Value
+	if d.MaskMode == "causal_last" {
+		mask = g.Const("mask", []int{L, L}, causalLast(P, L))
+	}
+	x = trunk(g, w, x, model.DecoderPrefix, strings.TrimPrefix(trunkMod, model.DecoderPrefix), d.Trunk, L, mask, mods)
+
+	// Head on the patch rows: LayerNorm, adaLN (shift, scale), Linear(W → ph·pw·C), unpatchify.
+	head := mod("ToPatchesLinearHead")
+	h := g.LayerNorm(g.Slice(x, 1, 0, int64(P)), W, float32(d.HeadNormEps))
+	if d.HeadAdaLN {
+		a := g.Reshape(w.linear(g, stemb, head+".adaLN_modulation.1", 2*W, W, true), -1, 2, int64(W))
+		shift := g.Slice(a, 1, 0, 1)
+		scale := g.Slice(a, 1, 1, 2)
+		h = g.Add(g.Mul(h, g.Add(scale, g.Scalar(1))), shift)
+	}
+	v := unpatchify(g, w.linear(g, h, head+".proj", ph*pw*C, W, true), C, s.H, s.W, ph, pw)
+	done()
+	if err := w.err(); err != nil {
+		return nil, err
+	}
+	g.Output(v, OutV, Float, "N", s.C, s.H, s.W)
+	return g.Model(fmt.Sprintf("FlexTok decoder velocity: x_t [N, %d, %d, %d], t [N], ids [N, %d], k [N] (0: unconditional) -> v", s.C, s.H, s.W, R)), nil
+}
+
+// VAEDecoderGraph builds the VAE decoder graph: scaled latents → image (unclamped).
+func VAEDecoderGraph(m *model.Model, s Sizes) (*pb.ModelProto, error) {
+	if err := checkModel(m); err != nil {
+		return nil, err
+	}
+	g := NewGraph("flextok_vae_decoder")
+	lat := g.Input(InLatents, Float, "N", s.C, s.H, s.W)
+	img, err := VAEDecoder(g, m, lat)
+	if err != nil {
+		return nil, err
+	}
+	g.Output(img, OutImage, Float, "N", 3, s.Height, s.Width)
+	return g.Model(fmt.Sprintf("FlexTok VAE decoder: latents [N, %d, %d, %d] -> image [N, 3, %d, %d]", s.C, s.H, s.W, s.Height, s.Width)), nil
+}
+
+func checkModel(m *model.Model) error {
+	if m == nil || m.Config == nil {
+		return fmt.Errorf("flextok/onnx: nil model")
+	}
+	return nil
+}
+
+// check validates the sizes against a patch size and positional table.
+func (s Sizes) check(patch [2]int, table []int) error {
+	switch {
+	case s.H < 1 || s.W < 1 || s.H%patch[0] != 0 || s.W%patch[1] != 0:
+		return fmt.Errorf("flextok/onnx: latent %dx%d is not a multiple of the patch size %dx%d", s.H, s.W, patch[0], patch[1])
+	case s.H/patch[0] > table[0] || s.W/patch[1] > table[1]:
+		return fmt.Errorf("flextok/onnx: patch grid %dx%d exceeds the positional table %dx%d", s.H/patch[0], s.W/patch[1], table[0], table[1])
+	}
+	return nil
+}
