@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -164,12 +165,18 @@ func outputPath(in, out, ext string, single bool) string {
 	return filepath.Join(out, base+ext)
 }
 
+// existsError is writeNew's refusal to replace path; it matches fs.ErrExist.
+type existsError string
+
+func (e existsError) Error() string        { return string(e) + " exists (use --force to replace it)" }
+func (e existsError) Is(target error) bool { return target == fs.ErrExist }
+
 // writeNew writes data to path, refusing to replace an existing file unless force: nothing
 // the user has is overwritten by accident. The file appears whole or not at all.
 func writeNew(path string, data []byte, force bool) error {
 	if !force {
 		if _, err := os.Stat(path); err == nil {
-			return fmt.Errorf("%s exists (use --force to replace it)", path)
+			return existsError(path)
 		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".flextok-*")
@@ -185,78 +192,6 @@ func writeNew(path string, data []byte, force bool) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
-}
-
-func newEncode() *cobra.Command {
-	var (
-		ef     engineFlags
-		out    string
-		k      int
-		filter string
-		force  bool
-	)
-	cmd := &cobra.Command{
-		Use:   "encode IMAGE|DIR... -m MODEL -o OUT",
-		Short: "Encode images into token payloads (.msgpack)",
-		Long: "Encode each image (png, jpeg, gif, webp, bmp, tiff; directories contribute their image\n" +
-			"files) into a FlexTok token payload. With one input, OUT is the payload file (or a\n" +
-			"directory); with several, OUT is a directory that receives NAME.msgpack per image.",
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError{errors.New("encode needs at least one image")}
-			}
-			return nil
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			inputs, single, err := prepareBatch(args, imageExts, out)
-			if err != nil {
-				return err
-			}
-			e, err := ef.load()
-			if err != nil {
-				return err
-			}
-			ctx, stop := signalContext()
-			defer stop()
-			bar := newBar(len(inputs), "encode")
-			for _, in := range inputs {
-				dst := outputPath(in, out, ".msgpack", single)
-				if err := encodeOne(ctx, e, in, dst, engine.EncodeOptions{K: k, Filter: filter}, force); err != nil {
-					return fmt.Errorf("encode %s: %w", in, err)
-				}
-				bar.add(1)
-			}
-			bar.finish()
-			return nil
-		},
-	}
-	ef.register(cmd)
-	cmd.Flags().StringVarP(&out, "out", "o", "", "output payload file or directory (required)")
-	cmd.Flags().IntVarP(&k, "tokens", "k", 0, "keep the first K tokens (0: all)")
-	cmd.Flags().StringVar(&filter, "filter", ftimage.FilterBilinear, "resize filter: bilinear (as the official demo) or catmull-rom")
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files")
-	return cmd
-}
-
-func encodeOne(ctx context.Context, e *engine.Engine, in, dst string, o engine.EncodeOptions, force bool) error {
-	f, err := os.Open(in)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	img, _, err := ftimage.Decode(f, ftimage.Limits{})
-	if err != nil {
-		return err
-	}
-	p, err := e.Encode(ctx, img, o)
-	if err != nil {
-		return err
-	}
-	b, err := p.MarshalBinary()
-	if err != nil {
-		return err
-	}
-	return writeNew(dst, b, force)
 }
 
 func newDecode() *cobra.Command {

@@ -1,0 +1,396 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flextok-sdk/flextok/sdk/engine"
+	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/payload"
+)
+
+// batchEncoder is what encode needs of a backend: the pure-Go *engine.Engine, or the ONNX
+// Runtime *native.Backend (backend.go).
+type batchEncoder interface {
+	EncodeBatch(ctx context.Context, imgs []image.Image, o engine.EncodeOptions) ([]*payload.Payload, error)
+}
+
+// encodeJob is one input image and the payload file it makes.
+type encodeJob struct{ in, out string }
+
+// encodeSettings are encode's flags after validation.
+type encodeSettings struct {
+	opts   engine.EncodeOptions
+	batch  int
+	shard  shard
+	force  bool
+	single bool // one file argument whose output is OUT itself: an existing OUT is an error, not a skip
+}
+
+// encodeStats count what a run did with its shard's inputs.
+type encodeStats struct {
+	encoded, skipped, failed int
+	firstFail                string // "path: reason" of the first failure
+}
+
+func newEncode() *cobra.Command {
+	var (
+		ef       engineFlags
+		out      string
+		k        int
+		filter   string
+		force    bool
+		batch    int
+		shardArg string
+		backend  string
+		provider string
+	)
+	cmd := &cobra.Command{
+		Use:   "encode IMAGE|DIR... -o OUT [--shard i/N] [--batch N]",
+		Short: "Encode images into token payloads (.msgpack)",
+		Long: "Encode each image (png, jpeg, gif, webp, bmp, tiff; directories are walked recursively\n" +
+			"for image files) into a FlexTok token payload. With one file argument, OUT is the\n" +
+			"payload file (or a directory); otherwise OUT is a directory that mirrors the inputs:\n" +
+			"DIR/a/b.png becomes OUT/a/b.msgpack, a file argument x.png becomes OUT/x.msgpack.\n\n" +
+			"Made for big datasets: --batch images go through the model per forward pass;\n" +
+			"--shard i/N takes every N-th input of the sorted list (from the i-th, 0-based), so N\n" +
+			"workers split a job without overlap (auto/N reads i from JOB_COMPLETION_INDEX, a\n" +
+			"Kubernetes Indexed Job, or SLURM_ARRAY_TASK_ID); outputs that exist are skipped, so a\n" +
+			"rerun finishes what a killed worker left; files are written whole or not at all. An\n" +
+			"image that fails is reported and the others go on; the exit status is 1 if any failed.",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usageError{errors.New("encode needs at least one image")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usageError{errors.New("--out is required")}
+			}
+			if batch < 1 {
+				return usageError{fmt.Errorf("--batch must be at least 1, got %d", batch)}
+			}
+			if k < 0 {
+				return usageError{fmt.Errorf("--tokens must be at least 0, got %d", k)}
+			}
+			if err := checkBackendFlags(cmd, backend, provider); err != nil {
+				return err
+			}
+			sh, err := parseShard(shardArg, os.Getenv)
+			if err != nil {
+				return err
+			}
+			jobs, single, err := planEncode(args, out)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			s := encodeSettings{opts: engine.EncodeOptions{K: k, Filter: filter}, batch: batch, shard: sh, force: force, single: single}
+			load := func() (batchEncoder, func() error, error) { return openBackend(backend, provider, &ef) }
+			_, err = runEncode(ctx, cmd.ErrOrStderr(), load, jobs, s)
+			return err
+		},
+	}
+	ef.register(cmd)
+	cmd.Flags().StringVarP(&out, "out", "o", "", "output payload file or directory (required)")
+	cmd.Flags().IntVarP(&k, "tokens", "k", 0, "keep the first K tokens (0: all)")
+	cmd.Flags().StringVar(&filter, "filter", ftimage.FilterBilinear, "resize filter: bilinear (as the official demo) or catmull-rom")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files (default: skip them)")
+	cmd.Flags().IntVar(&batch, "batch", 8, "images per forward pass")
+	cmd.Flags().StringVar(&shardArg, "shard", "", "take shard i of N (0-based) of the sorted inputs: i/N, or auto/N for i from $JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID")
+	cmd.Flags().StringVar(&backend, "backend", "go", "executor: go (pure Go) or ort (ONNX Runtime, library at $FLEXTOK_ORT_LIB)")
+	cmd.Flags().StringVar(&provider, "provider", "auto", "ONNX Runtime execution provider, with --backend ort: auto, cuda or cpu")
+	return cmd
+}
+
+// planEncode lists the inputs and their outputs. A file argument is taken whatever its name; a
+// directory contributes the files under it, at any depth, with an image extension (imageExts).
+// A file reached twice counts once. The list is sorted by input path, so every worker of a
+// sharded job sees the same list; two inputs with the same output are an error before any work
+// (so no two shards ever write one file). single is one file argument with OUT not a
+// directory: OUT is then that payload's file.
+func planEncode(args []string, out string) (jobs []encodeJob, single bool, err error) {
+	outIsDir := false
+	if st, err := os.Stat(out); err == nil && st.IsDir() {
+		outIsDir = true
+	}
+	seen := map[string]bool{}
+	add := func(in, rel string) error {
+		abs, err := filepath.Abs(in)
+		if err != nil {
+			return err
+		}
+		if seen[abs] {
+			return nil
+		}
+		seen[abs] = true
+		jobs = append(jobs, encodeJob{in: in, out: rel})
+		return nil
+	}
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, false, err
+		}
+		if !st.IsDir() {
+			if err := add(filepath.Clean(a), ""); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		root := filepath.Clean(a)
+		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !imageExts[strings.ToLower(filepath.Ext(path))] {
+				return nil
+			}
+			rel, err := filepath.Rel(root, path)
+			if err != nil {
+				return err
+			}
+			return add(path, rel)
+		})
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	if len(jobs) == 0 {
+		return nil, false, usageError{errors.New("no input images")}
+	}
+	sort.Slice(jobs, func(i, j int) bool { return jobs[i].in < jobs[j].in })
+	if len(args) == 1 && len(jobs) == 1 && jobs[0].out == "" && !outIsDir {
+		jobs[0].out = out
+		return jobs, true, nil
+	}
+	owner := make(map[string]string, len(jobs))
+	for i := range jobs {
+		rel := jobs[i].out
+		if rel == "" {
+			rel = filepath.Base(jobs[i].in)
+		}
+		jobs[i].out = filepath.Join(out, strings.TrimSuffix(rel, filepath.Ext(rel))+".msgpack")
+		if prev, ok := owner[jobs[i].out]; ok {
+			return nil, false, usageError{fmt.Errorf("%s and %s would both be encoded to %s; rename one or encode them in separate runs", prev, jobs[i].in, jobs[i].out)}
+		}
+		owner[jobs[i].out] = jobs[i].in
+	}
+	return jobs, false, nil
+}
+
+// decodedBatch is a batch of jobs with their images read from disk; errs[i] is set where the
+// file could not be read or decoded.
+type decodedBatch struct {
+	jobs []encodeJob
+	imgs []image.Image
+	errs []error
+}
+
+// readBatches decodes the jobs batch by batch (the files of a batch concurrently) into the
+// returned channel, one batch ahead of the consumer, until done or ctx ends.
+func readBatches(ctx context.Context, jobs []encodeJob, size int) <-chan decodedBatch {
+	ch := make(chan decodedBatch, 1)
+	go func() {
+		defer close(ch)
+		for start := 0; start < len(jobs); start += size {
+			b := decodedBatch{jobs: jobs[start:min(start+size, len(jobs))]}
+			b.imgs = make([]image.Image, len(b.jobs))
+			b.errs = make([]error, len(b.jobs))
+			var wg sync.WaitGroup
+			sem := make(chan struct{}, runtime.GOMAXPROCS(0))
+			for i, j := range b.jobs {
+				wg.Go(func() {
+					sem <- struct{}{}
+					defer func() { <-sem }()
+					b.imgs[i], b.errs[i] = readImage(j.in)
+				})
+			}
+			wg.Wait()
+			select {
+			case ch <- b:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+func readImage(path string) (image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	img, _, err := ftimage.Decode(f, ftimage.Limits{})
+	return img, err
+}
+
+// runEncode encodes this shard's part of jobs: outputs that exist are skipped (unless force),
+// the rest go through the encoder s.batch at a time. Failures are reported on stderr, one line
+// each, and the run goes on; the summary line ends it. load opens the encoder, only if there is
+// something to encode. The error is non-nil if any input failed or the run was interrupted.
+func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder, func() error, error), jobs []encodeJob, s encodeSettings) (encodeStats, error) {
+	start := time.Now()
+	var st encodeStats
+	var mine []encodeJob
+	for pos, j := range jobs {
+		if s.shard.take(pos) {
+			mine = append(mine, j)
+		}
+	}
+	bar := newBar(len(mine), "encode")
+	fail := func(in string, err error) {
+		if bar.pb != nil {
+			_ = bar.pb.Clear()
+		}
+		fmt.Fprintf(stderr, "flextok: encode %s: %v\n", in, err)
+		if st.failed == 0 {
+			st.firstFail = fmt.Sprintf("%s: %v", in, err)
+		}
+		st.failed++
+		bar.add(1)
+	}
+	var todo []encodeJob
+	for _, j := range mine {
+		if !s.force {
+			if _, err := os.Stat(j.out); err == nil {
+				if s.single {
+					return st, existsError(j.out)
+				}
+				st.skipped++
+				bar.add(1)
+				continue
+			}
+		}
+		todo = append(todo, j)
+	}
+	var runErr error
+	if len(todo) > 0 {
+		runErr = encodeJobs(ctx, load, todo, s, &st, &bar, fail)
+	}
+	bar.finish()
+	el := time.Since(start)
+	fmt.Fprintf(stderr, "encoded %d, skipped %d, failed %d in %s (%.1f images/s)\n",
+		st.encoded, st.skipped, st.failed, el.Round(time.Millisecond), float64(st.encoded)/max(el.Seconds(), 1e-9))
+	if runErr != nil {
+		return st, runErr
+	}
+	if st.failed > 0 {
+		if st.failed == 1 {
+			return st, fmt.Errorf("1 of %d images failed: %s", len(mine), st.firstFail)
+		}
+		return st, fmt.Errorf("%d of %d images failed (listed above); the first: %s", st.failed, len(mine), st.firstFail)
+	}
+	return st, nil
+}
+
+// encodeJobs opens the encoder and runs todo through it; st and the bar record each image.
+func encodeJobs(ctx context.Context, load func() (batchEncoder, func() error, error), todo []encodeJob, s encodeSettings,
+	st *encodeStats, bar *bar, fail func(string, error)) (err error) {
+	enc, closeEnc, err := load()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := closeEnc(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+	if m, ok := enc.(interface{ MaxTokens() int }); ok && s.opts.K > m.MaxTokens() {
+		return usageError{fmt.Errorf("--tokens %d: the model has %d tokens", s.opts.K, m.MaxTokens())}
+	}
+	made := map[string]bool{}
+	write := func(j encodeJob, p *payload.Payload) error {
+		b, err := p.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		if dir := filepath.Dir(j.out); !made[dir] {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			made[dir] = true
+		}
+		return writeNew(j.out, b, s.force)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for b := range readBatches(ctx, todo, s.batch) {
+		var jobs []encodeJob
+		var imgs []image.Image
+		for i, j := range b.jobs {
+			if b.errs[i] != nil {
+				fail(j.in, b.errs[i])
+				continue
+			}
+			jobs = append(jobs, j)
+			imgs = append(imgs, b.imgs[i])
+		}
+		if len(imgs) == 0 {
+			continue
+		}
+		ps, err := enc.EncodeBatch(ctx, imgs, s.opts)
+		if err == nil && len(ps) != len(imgs) {
+			err = fmt.Errorf("the encoder returned %d payloads for %d images", len(ps), len(imgs))
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// One bad image fails the whole batch: encode each alone to tell which.
+			ps = make([]*payload.Payload, len(imgs))
+			for i := range imgs {
+				one, err := enc.EncodeBatch(ctx, imgs[i:i+1], s.opts)
+				if err == nil && len(one) != 1 {
+					err = fmt.Errorf("the encoder returned %d payloads for 1 image", len(one))
+				}
+				if err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					fail(jobs[i].in, err)
+					continue
+				}
+				ps[i] = one[0]
+			}
+		}
+		for i, p := range ps {
+			if p == nil {
+				continue
+			}
+			if err := write(jobs[i], p); err != nil {
+				if errors.Is(err, fs.ErrExist) && !s.single {
+					// Another run of this shard wrote it meanwhile: the same payload.
+					st.skipped++
+					bar.add(1)
+					continue
+				}
+				fail(jobs[i].in, err)
+				continue
+			}
+			st.encoded++
+			bar.add(1)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return ctx.Err()
+}
