@@ -137,3 +137,81 @@ func TestDecoderGraph(t *testing.T) {
 		})
 	}
 }
+
+// TestEncoderGraph: the encoder graph (VAE encoder, register encoder, FSQ) against the Go
+// engine on every test model: z within bounds, ids equal, or each differing id explained by a
+// bounded value within 1e-4 of a rounding boundary (float differences decide such ties).
+func TestEncoderGraph(t *testing.T) {
+	needORT(t)
+	for _, tm := range testModels(t) {
+		t.Run(tm.name, func(t *testing.T) {
+			s, err := ModelSizes(tm.m.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g, err := Encoder(tm.m, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vae, err := engine.NewVAE(tm.m, engine.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			enc, err := engine.NewEncoder(tm.m, engine.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 3
+			img := make([]float32, n*3*s.Height*s.Width)
+			flow.NewNormal(11, 0).Fill(img)
+			for i := range img {
+				img[i] = float32(math.Tanh(float64(img[i]))) // in (-1, 1)
+			}
+			lat, err := vae.Encode(context.Background(), tensor.Tensor{Shape: []int{n, 3, s.Height, s.Width}, Data: img})
+			if err != nil {
+				t.Fatal(err)
+			}
+			z, err := enc.Registers(context.Background(), lat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := runGraph(t, g, []input{{name: InImage, shape: []int64{n, 3, int64(s.Height), int64(s.Width)}, f32: img}}, OutZ, OutIDs)
+			nmse, rel := errStats(out[0], z.Data)
+			t.Logf("z: NMSE %.2g, max error %.2g of the range", nmse, rel)
+			if nmse > 1e-11 || rel > 1e-5 { // measured: NMSE <= 6.5e-13, max error <= 1.5e-6
+				t.Errorf("z: NMSE %.3g, max relative error %.3g: over the bounds 1e-11, 1e-5", nmse, rel)
+			}
+			q, _ := fsq.New(tm.m.Config.FSQ.Levels)
+			checkIDs(t, q, z.Data, out[1])
+		})
+	}
+}
+
+// checkIDs compares graph ids with the Go quantiser's ids of the Go latents zGo; a differing
+// id must come from a dimension whose bounded value lies within 1e-4 of a rounding boundary.
+func checkIDs(t *testing.T, q *fsq.Quantizer, zGo []float32, got []float32) {
+	t.Helper()
+	D := q.Dim()
+	ids := make([]uint32, len(zGo)/D)
+	q.Encode(ids, zGo)
+	bounded := make([]float32, len(zGo))
+	q.Bound(bounded, zGo)
+	flips := 0
+	for i, id := range ids {
+		if uint32(got[i]) == id {
+			continue
+		}
+		flips++
+		near := false
+		for d := 0; d < D; d++ {
+			b := float64(bounded[i*D+d])
+			if math.Abs(b-math.Floor(b)-0.5) < 1e-4 {
+				near = true
+			}
+		}
+		if !near {
+			t.Errorf("token %d: id %d, the Go engine %d, and no bounded value is near a rounding boundary", i, int(got[i]), id)
+		}
+	}
+	t.Logf("ids: %d of %d differ from the Go engine's", flips, len(ids))
+}
