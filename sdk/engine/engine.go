@@ -46,22 +46,33 @@ type Engine struct {
 // model.LoadFile) and builds the engine. The model's identity, carried in every payload it
 // makes, is the directory's (or file's) base name and the SHA-256 of the safetensors file.
 func Load(path string, o Options) (*Engine, error) {
-	m, err := model.LoadFile(path)
+	m, name, digest, err := Checkpoint(path)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Weights.Close()
+	return New(m, name, digest, o)
+}
+
+// Checkpoint opens the checkpoint at path as Load does and returns the model with the name
+// and digest of its identity, so that other executors (package native) write the same
+// payloads. Close m.Weights when done.
+func Checkpoint(path string) (m *model.Model, name string, digest [32]byte, err error) {
+	m, err = model.LoadFile(path)
+	if err != nil {
+		return nil, "", digest, err
+	}
 	file, name := path, filepath.Base(path)
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		file = filepath.Join(path, "model.safetensors")
 	} else {
 		name = strings.TrimSuffix(filepath.Base(filepath.Dir(path)), "/")
 	}
-	digest, err := fileDigest(file)
-	if err != nil {
-		return nil, err
+	if digest, err = fileDigest(file); err != nil {
+		m.Weights.Close()
+		return nil, "", digest, err
 	}
-	return New(m, name, digest, o)
+	return m, name, digest, nil
 }
 
 // LoadBytes builds the engine from checkpoint bytes held in memory (an embedded model, or weights
@@ -114,11 +125,17 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Engine, erro
 	f := e.vae.DownsampleFactor()
 	e.height, e.width = grid[0]*ps[0]*f, grid[1]*ps[1]*f
 	e.latent = []int{e.vae.LatentChannels(), grid[0] * ps[0], grid[1] * ps[1]}
-	e.id = payload.Model{Name: name, Digest: digest, Levels: q.Levels(), MaxTokens: cfg.Encoder.RegistersNMax}
+	e.id = Identity(cfg, name, digest)
 	// Loading allocated and dropped per-tensor buffers; hand that memory back to the OS now
 	// rather than whenever the runtime gets to it, so a server's RSS reflects the model.
 	debug.FreeOSMemory()
 	return e, nil
+}
+
+// Identity is the identity of a model with config cfg, name and weights digest: what every
+// payload made with it carries.
+func Identity(cfg *model.Config, name string, digest [32]byte) payload.Model {
+	return payload.Model{Name: name, Digest: digest, Levels: append([]int(nil), cfg.FSQ.Levels...), MaxTokens: cfg.Encoder.RegistersNMax}
 }
 
 // Identity is the model identity written into every payload this engine makes; Decode refuses
@@ -216,39 +233,13 @@ func DefaultDecodeOptions(p *payload.Payload) DecodeOptions {
 // [-1, 1], unclamped: the rectified-flow sampler from noise with the decoder conditioned on
 // the tokens, then the VAE decoder. It refuses payloads made by another model.
 func (e *Engine) Decode(ctx context.Context, p *payload.Payload, o DecodeOptions) (tensor.Tensor, error) {
-	if err := p.Validate(); err != nil {
-		return tensor.Tensor{}, err
-	}
-	if !p.Model.Equal(&e.id) {
-		return tensor.Tensor{}, fmt.Errorf("flextok/engine: payload of model %q (%x…), this engine is %q (%x…): %w",
-			p.Model.Name, p.Model.Digest[:4], e.id.Name, e.id.Digest[:4], ErrModelMismatch)
-	}
-	if p.NumFrames() != 1 {
-		return tensor.Tensor{}, fmt.Errorf("%w: a payload of %d frames (video models)", ErrUnsupported, p.NumFrames())
-	}
-	k := o.K
-	if k == 0 {
-		k = len(p.IDs)
-	}
-	if k < 1 || k > len(p.IDs) {
-		return tensor.Tensor{}, fmt.Errorf("%w: k = %d, the payload has %d tokens", ErrArgument, k, len(p.IDs))
-	}
-	if o.Steps < 1 {
-		return tensor.Tensor{}, fmt.Errorf("%w: steps = %d, want >= 1", ErrArgument, o.Steps)
-	}
-	cond, err := e.dec.Bind([][]uint32{p.IDs[:k]}, nil)
+	ids, fo, err := PrepareDecode(p, e.id, o, e.latent)
 	if err != nil {
 		return tensor.Tensor{}, err
 	}
-	fo := flow.Options{Steps: o.Steps, APG: o.APG, Seed: o.Seed, OnStep: o.OnStep, Shapes: [][]int{e.latent}}
-	if o.Guidance != 1 {
-		fo.Guidance = o.Guidance
-		if o.Guidance == 0 {
-			fo.GuidanceFunc = func(float64) float64 { return 0 }
-		}
-	}
-	if o.Noise != nil {
-		fo.Noise = []tensor.Tensor{*o.Noise}
+	cond, err := e.dec.Bind([][]uint32{ids}, nil)
+	if err != nil {
+		return tensor.Tensor{}, err
 	}
 	lat, err := flow.Sample(ctx, cond, fo)
 	if err != nil {
@@ -260,6 +251,43 @@ func (e *Engine) Decode(ctx context.Context, p *payload.Payload, o DecodeOptions
 		return tensor.Tensor{}, err
 	}
 	return tensor.Tensor{Shape: []int{3, e.height, e.width}, Data: img.Data}, nil
+}
+
+// PrepareDecode checks a payload and decode options for a model with identity id and latent
+// shape [C, h, w] and returns the token prefix to decode and the sampler's options (the steps
+// Decode takes; other executors use it so they sample exactly as the engine does).
+func PrepareDecode(p *payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([]uint32, flow.Options, error) {
+	if err := p.Validate(); err != nil {
+		return nil, flow.Options{}, err
+	}
+	if !p.Model.Equal(&id) {
+		return nil, flow.Options{}, fmt.Errorf("flextok/engine: payload of model %q (%x…), this engine is %q (%x…): %w",
+			p.Model.Name, p.Model.Digest[:4], id.Name, id.Digest[:4], ErrModelMismatch)
+	}
+	if p.NumFrames() != 1 {
+		return nil, flow.Options{}, fmt.Errorf("%w: a payload of %d frames (video models)", ErrUnsupported, p.NumFrames())
+	}
+	k := o.K
+	if k == 0 {
+		k = len(p.IDs)
+	}
+	if k < 1 || k > len(p.IDs) {
+		return nil, flow.Options{}, fmt.Errorf("%w: k = %d, the payload has %d tokens", ErrArgument, k, len(p.IDs))
+	}
+	if o.Steps < 1 {
+		return nil, flow.Options{}, fmt.Errorf("%w: steps = %d, want >= 1", ErrArgument, o.Steps)
+	}
+	fo := flow.Options{Steps: o.Steps, APG: o.APG, Seed: o.Seed, OnStep: o.OnStep, Shapes: [][]int{latent}}
+	if o.Guidance != 1 {
+		fo.Guidance = o.Guidance
+		if o.Guidance == 0 {
+			fo.GuidanceFunc = func(float64) float64 { return 0 }
+		}
+	}
+	if o.Noise != nil {
+		fo.Noise = []tensor.Tensor{*o.Noise}
+	}
+	return p.IDs[:k], fo, nil
 }
 
 // DecodeImage is Decode followed by the official demo's conversion to 8-bit RGB.
