@@ -123,22 +123,27 @@ func newEncode() *cobra.Command {
 // A file reached twice counts once. The list is sorted by input path, so every worker of a
 // sharded job sees the same list; two inputs with the same output are an error before any work
 // (so no two shards ever write one file). single is one file argument with OUT not a
-// directory: OUT is then that payload's file.
+// directory (nor ends with a slash): OUT is then that payload's file.
 func planEncode(args []string, out string) (jobs []encodeJob, single bool, err error) {
-	outIsDir := false
+	outIsDir := strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator))
 	if st, err := os.Stat(out); err == nil && st.IsDir() {
 		outIsDir = true
 	}
-	seen := map[string]bool{}
+	// A file reached twice (a directory and a file in it, or nested directories) keeps the
+	// mapping that mirrors the most structure, whatever the order of the arguments.
+	seen := map[string]int{}
 	add := func(in, rel string) error {
 		abs, err := filepath.Abs(in)
 		if err != nil {
 			return err
 		}
-		if seen[abs] {
+		if i, ok := seen[abs]; ok {
+			if better(rel, jobs[i].out) {
+				jobs[i] = encodeJob{in: in, out: rel}
+			}
 			return nil
 		}
-		seen[abs] = true
+		seen[abs] = len(jobs)
 		jobs = append(jobs, encodeJob{in: in, out: rel})
 		return nil
 	}
@@ -192,6 +197,19 @@ func planEncode(args []string, out string) (jobs []encodeJob, single bool, err e
 		owner[jobs[i].out] = jobs[i].in
 	}
 	return jobs, false, nil
+}
+
+// better reports whether the output path rel (relative to OUT, "" for a file argument) is
+// preferred to old for an input reached both ways: a directory's over a file argument's, then
+// the deeper, then the first in order.
+func better(rel, old string) bool {
+	switch {
+	case (rel == "") != (old == ""):
+		return old == ""
+	case strings.Count(rel, string(filepath.Separator)) != strings.Count(old, string(filepath.Separator)):
+		return strings.Count(rel, string(filepath.Separator)) > strings.Count(old, string(filepath.Separator))
+	}
+	return rel < old
 }
 
 // decodedBatch is a batch of jobs with their images read from disk; errs[i] is set where the
