@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"math"
@@ -19,7 +20,7 @@ import (
 
 // batchImages are heldout images (the model's own 32x32 size) plus synthetic ones of other
 // sizes and aspect ratios, so the resize and crop run too.
-func batchImages(t *testing.T) []image.Image {
+func batchImages(t testing.TB) []image.Image {
 	t.Helper()
 	var imgs []image.Image
 	for _, name := range []string{"000_cross.png", "003_circle.png", "006_star.png", "013_hexagon.png"} {
@@ -145,5 +146,30 @@ func TestEncodeBatchErrors(t *testing.T) {
 	cancel()
 	if _, err := e.EncodeBatch(cctx, imgs, EncodeOptions{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
+	}
+}
+
+// BenchmarkEncodeBatch: images/s of the default model, one image per call against batches.
+func BenchmarkEncodeBatch(b *testing.B) {
+	d := models.Default()
+	e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var imgs []image.Image
+	for len(imgs) < 64 {
+		imgs = append(imgs, batchImages(b)[:4]...)
+	}
+	for _, size := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			for b.Loop() {
+				for i := 0; i < len(imgs); i += size {
+					if _, err := e.EncodeBatch(context.Background(), imgs[i:i+size], EncodeOptions{}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(len(imgs)*b.N)/b.Elapsed().Seconds(), "images/s")
+		})
 	}
 }
