@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
 // Provider names an ONNX Runtime execution provider.
@@ -43,6 +45,15 @@ type Options struct {
 	IntraOpThreads, InterOpThreads int
 	// Logf receives the reason a provider was or was not used; nil means log.Printf.
 	Logf func(format string, args ...any)
+
+	// Backend settings (Load, LoadBytes, New).
+
+	// Hints are written into every payload the Backend encodes (as engine.Options.Hints).
+	Hints *payload.Hints
+	// ExportDir receives the exported graphs of models too large to hand to ONNX Runtime
+	// from memory (over onnx.MaxInline bytes): <name>.onnx plus <name>.onnx.data. "" means a
+	// temporary directory that Close removes. Existing files of those names are replaced.
+	ExportDir string
 }
 
 // ErrNoCgo is returned by every constructor of a build without cgo.

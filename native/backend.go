@@ -1,0 +1,373 @@
+package native
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"image"
+	"os"
+	"sync"
+
+	"github.com/flextok-sdk/flextok/native/onnx"
+	pb "github.com/flextok-sdk/flextok/native/onnx/onnxpb"
+	"github.com/flextok-sdk/flextok/sdk/engine"
+	"github.com/flextok-sdk/flextok/sdk/flow"
+	"github.com/flextok-sdk/flextok/sdk/fsq"
+	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/payload"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
+)
+
+// Backend runs a FlexTok model in ONNX Runtime: the encoder (VAE encoder, register encoder,
+// FSQ), the decoder's velocity network driven by sdk/flow's sampler (the same noise and
+// guidance code as the pure-Go engine) and the VAE decoder. Its API mirrors *engine.Engine and
+// its payloads are interchangeable with the engine's: the same model identity, the same
+// preprocessing, the same options. A Backend is safe for concurrent use.
+type Backend struct {
+	id     payload.Model
+	hints  *payload.Hints
+	sizes  onnx.Sizes
+	fsq    *fsq.Quantizer
+	enc    *Session
+	dec    *Session
+	vae    *Session
+	dir    string // temporary export directory removed by Close ("" when none)
+	closed sync.Once
+}
+
+// Load opens a checkpoint (a model.safetensors file or a directory holding it, as
+// engine.Load; its identity is the engine's), exports its three graphs and opens one ONNX
+// Runtime session for each.
+func Load(path string, o Options) (*Backend, error) {
+	m, name, digest, err := engine.Checkpoint(path)
+	if err != nil {
+		return nil, err
+	}
+	defer m.Weights.Close()
+	return New(m, name, digest, o)
+}
+
+// LoadBytes is Load for a checkpoint in memory (as engine.LoadBytes, e.g. the embedded default
+// model: models.Default()).
+func LoadBytes(name string, weights, configJSON, vaeJSON []byte, o Options) (*Backend, error) {
+	m, err := model.LoadBytes(weights, configJSON, vaeJSON)
+	if err != nil {
+		return nil, err
+	}
+	return New(m, name, sha256.Sum256(weights), o)
+}
+
+// New builds the backend from a loaded model; name and digest form its identity (as
+// engine.New). Graphs under onnx.MaxInline bytes go to ONNX Runtime from memory; larger ones
+// are saved with external data into o.ExportDir, or a temporary directory removed by Close.
+func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, error) {
+	if m == nil || m.Config == nil {
+		return nil, errors.New("flextok/native: nil model")
+	}
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	if err := Init(o); err != nil {
+		return nil, err
+	}
+	q, err := fsq.New(m.Config.FSQ.Levels)
+	if err != nil {
+		return nil, fmt.Errorf("flextok/native: %w", err)
+	}
+	s, err := onnx.ModelSizes(m.Config)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{id: engine.Identity(m.Config, name, digest), hints: o.Hints, sizes: s, fsq: q}
+	graphs := []struct {
+		name    string
+		build   func(*model.Model, onnx.Sizes) (*pb.ModelProto, error)
+		in, out []string
+		dst     **Session
+	}{
+		{"encoder", onnx.Encoder, []string{onnx.InImage}, []string{onnx.OutZ, onnx.OutIDs}, &b.enc},
+		{"decoder", onnx.Decoder, []string{onnx.InX, onnx.InT, onnx.InIDs, onnx.InK}, []string{onnx.OutV}, &b.dec},
+		{"vae_decoder", onnx.VAEDecoderGraph, []string{onnx.InLatents}, []string{onnx.OutImage}, &b.vae},
+	}
+	for _, g := range graphs {
+		sess, err := b.open(g.name, g.build, m, g.in, g.out, o)
+		if err != nil {
+			b.Close()
+			return nil, err
+		}
+		*g.dst = sess
+	}
+	return b, nil
+}
+
+// open exports one graph and opens its session (one graph at a time, so that at most one
+// serialised copy of the weights is alive besides the model's).
+func (b *Backend) open(name string, build func(*model.Model, onnx.Sizes) (*pb.ModelProto, error), m *model.Model, in, out []string, o Options) (*Session, error) {
+	g, err := build(m, b.sizes)
+	if err != nil {
+		return nil, err
+	}
+	if data, err := onnx.Marshal(g); err == nil {
+		return NewSessionFromBytes(data, in, out, o)
+	}
+	dir := o.ExportDir
+	if dir == "" {
+		if b.dir == "" {
+			if b.dir, err = os.MkdirTemp("", "flextok-onnx-*"); err != nil {
+				return nil, fmt.Errorf("flextok/native: %w", err)
+			}
+		}
+		dir = b.dir
+	}
+	path, err := onnx.Save(g, dir, name+".onnx")
+	if err != nil {
+		return nil, err
+	}
+	return NewSession(path, in, out, o)
+}
+
+// Close releases the sessions and removes the temporary export directory. It is idempotent.
+func (b *Backend) Close() error {
+	var errs []error
+	b.closed.Do(func() {
+		for _, s := range []*Session{b.enc, b.dec, b.vae} {
+			if s != nil {
+				errs = append(errs, s.Close())
+			}
+		}
+		if b.dir != "" {
+			errs = append(errs, os.RemoveAll(b.dir))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// Identity is the model identity written into every payload (the engine's for the same
+// checkpoint).
+func (b *Backend) Identity() payload.Model { return b.id }
+
+// Hints are the decode hints written into payloads (nil for none).
+func (b *Backend) Hints() *payload.Hints { return b.hints }
+
+// ImageSize is the model's native image size (height, width).
+func (b *Backend) ImageSize() (int, int) { return b.sizes.Height, b.sizes.Width }
+
+// MaxTokens is the number of tokens per image.
+func (b *Backend) MaxTokens() int { return b.sizes.R }
+
+// Provider is the execution provider the sessions run on.
+func (b *Backend) Provider() Provider { return b.dec.Provider() }
+
+// EncodeTensor tokenizes preprocessed images [B, 3, H, W] in [-1, 1]: MaxTokens ids each.
+func (b *Backend) EncodeTensor(ctx context.Context, images tensor.Tensor) ([][]uint32, error) {
+	s := b.sizes
+	if err := images.Check(); err != nil || len(images.Shape) != 4 || images.Shape[0] < 1 ||
+		images.Shape[1] != 3 || images.Shape[2] != s.Height || images.Shape[3] != s.Width {
+		return nil, fmt.Errorf("%w: images of shape %v, want [B, 3, %d, %d]", engine.ErrArgument, images.Shape, s.Height, s.Width)
+	}
+	n := images.Shape[0]
+	out, err := b.enc.Run(ctx, []Tensor{{Shape: []int64{int64(n), 3, int64(s.Height), int64(s.Width)}, F32: images.Data}})
+	if err != nil {
+		return nil, err
+	}
+	raw := out[1].I64
+	ids := make([][]uint32, n)
+	for i := range ids {
+		ids[i] = make([]uint32, s.R)
+		for j, v := range raw[i*s.R : (i+1)*s.R] {
+			if v < 0 || v >= int64(b.fsq.CodebookSize()) {
+				return nil, fmt.Errorf("flextok/native: encoder gave id %d outside the codebook (image %d, token %d)", v, i, j)
+			}
+			ids[i][j] = uint32(v)
+		}
+	}
+	return ids, nil
+}
+
+// Encode turns an image into a token payload, as engine.Engine.Encode.
+func (b *Backend) Encode(ctx context.Context, img image.Image, o engine.EncodeOptions) (*payload.Payload, error) {
+	p, err := b.EncodeBatch(ctx, []image.Image{img}, o)
+	if err != nil {
+		return nil, err
+	}
+	return p[0], nil
+}
+
+// EncodeBatch encodes several images in one forward pass; the payloads are those Encode gives
+// one by one.
+func (b *Backend) EncodeBatch(ctx context.Context, imgs []image.Image, o engine.EncodeOptions) ([]*payload.Payload, error) {
+	if len(imgs) == 0 {
+		return nil, nil
+	}
+	if o.K < 0 || o.K > b.sizes.R {
+		return nil, fmt.Errorf("%w: k = %d, want 1..%d (0 for all)", engine.ErrArgument, o.K, b.sizes.R)
+	}
+	H, W := b.sizes.Height, b.sizes.Width
+	x := make([]float32, 0, len(imgs)*3*H*W)
+	recs := make([]payload.Image, len(imgs))
+	for i, img := range imgs {
+		t, rec, err := ftimage.ToTensor(img, ftimage.Preprocess{Height: H, Width: W, Filter: o.Filter})
+		if err != nil {
+			return nil, fmt.Errorf("image %d: %w", i, err)
+		}
+		x = append(x, t.Data...)
+		recs[i] = rec
+	}
+	ids, err := b.EncodeTensor(ctx, tensor.Tensor{Shape: []int{len(imgs), 3, H, W}, Data: x})
+	if err != nil {
+		return nil, err
+	}
+	k := o.K
+	if k == 0 {
+		k = b.sizes.R
+	}
+	out := make([]*payload.Payload, len(imgs))
+	for i := range out {
+		out[i] = &payload.Payload{Model: b.id, Image: recs[i], IDs: ids[i][:k:k], Hints: b.hints}
+	}
+	return out, nil
+}
+
+// Decode turns a payload (or its first K tokens) into an image tensor [3, H, W], unclamped,
+// exactly as engine.Engine.Decode but with the networks in ONNX Runtime.
+func (b *Backend) Decode(ctx context.Context, p *payload.Payload, o engine.DecodeOptions) (tensor.Tensor, error) {
+	s := b.sizes
+	ids, fo, err := engine.PrepareDecode(p, b.id, o, []int{s.C, s.H, s.W})
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	den, err := b.Bind([][]uint32{ids}, nil)
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	lat, err := flow.Sample(ctx, den, fo)
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	img, err := b.DecodeLatents(ctx, tensor.Tensor{Shape: []int{1, s.C, s.H, s.W}, Data: lat[0].Data})
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	return tensor.Tensor{Shape: []int{3, s.Height, s.Width}, Data: img.Data}, nil
+}
+
+// DecodeImage is Decode followed by the conversion to 8-bit RGB.
+func (b *Backend) DecodeImage(ctx context.Context, p *payload.Payload, o engine.DecodeOptions) (*image.NRGBA, error) {
+	x, err := b.Decode(ctx, p, o)
+	if err != nil {
+		return nil, err
+	}
+	return ftimage.FromTensor(x)
+}
+
+// DecodeLatents runs the VAE decoder on scaled latents [B, C, h, w]: images [B, 3, H, W].
+func (b *Backend) DecodeLatents(ctx context.Context, latents tensor.Tensor) (tensor.Tensor, error) {
+	s := b.sizes
+	if err := latents.Check(); err != nil || len(latents.Shape) != 4 || latents.Shape[0] < 1 ||
+		latents.Shape[1] != s.C || latents.Shape[2] != s.H || latents.Shape[3] != s.W {
+		return tensor.Tensor{}, fmt.Errorf("%w: latents of shape %v, want [B, %d, %d, %d]", engine.ErrArgument, latents.Shape, s.C, s.H, s.W)
+	}
+	n := latents.Shape[0]
+	out, err := b.vae.Run(ctx, []Tensor{{Shape: []int64{int64(n), int64(s.C), int64(s.H), int64(s.W)}, F32: latents.Data}})
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	return tensor.Tensor{Shape: []int{n, 3, s.Height, s.Width}, Data: out[0].F32}, nil
+}
+
+// Conditioned is the backend's decoder bound to the token sequences of a batch of images: a
+// flow.Denoiser (as engine.Conditioned) whose every Velocity call is one ONNX Runtime run over
+// all its items, conditional and unconditional together.
+type Conditioned struct {
+	b   *Backend
+	ids [][]int64 // per image: R ids, right-padded with 0
+	k   []int64   // per image: the prefix length
+}
+
+var _ flow.Denoiser = (*Conditioned)(nil)
+
+// Bind prepares token sequences for sampling, with the rules of engine.Decoder.Bind: at most R
+// ids each, inside the codebook; k nil means every sequence's length, otherwise k[i] in [1, R].
+func (b *Backend) Bind(ids [][]uint32, k []int) (*Conditioned, error) {
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("flextok/native: Bind: no token sequences")
+	}
+	if k != nil && len(k) != len(ids) {
+		return nil, fmt.Errorf("flextok/native: Bind: %d prefix lengths for %d token sequences", len(k), len(ids))
+	}
+	R, n := b.sizes.R, b.fsq.CodebookSize()
+	c := &Conditioned{b: b, ids: make([][]int64, len(ids)), k: make([]int64, len(ids))}
+	for i, s := range ids {
+		if len(s) > R {
+			return nil, fmt.Errorf("flextok/native: Bind: image %d has %d tokens, more than the %d registers", i, len(s), R)
+		}
+		c.ids[i] = make([]int64, R)
+		for j, id := range s {
+			if int64(id) >= int64(n) {
+				return nil, fmt.Errorf("flextok/native: Bind: image %d token %d: id %d is outside the codebook [0, %d)", i, j, id, n)
+			}
+			c.ids[i][j] = int64(id)
+		}
+		keep := len(s)
+		if k != nil {
+			keep = k[i]
+		}
+		if keep < 1 || keep > R {
+			return nil, fmt.Errorf("flextok/native: Bind: image %d: prefix length k = %d outside [1, %d]", i, keep, R)
+		}
+		c.k[i] = int64(keep)
+	}
+	return c, nil
+}
+
+// Velocity implements flow.Denoiser: one run of the velocity graph over every item.
+func (c *Conditioned) Velocity(ctx context.Context, t float32, batch []flow.Item) error {
+	s := c.b.sizes
+	if len(batch) == 0 {
+		return nil
+	}
+	per := s.C * s.H * s.W
+	n := len(batch)
+	x := make([]float32, n*per)
+	ts := make([]float32, n)
+	ids := make([]int64, n*s.R)
+	ks := make([]int64, n)
+	for i := range batch {
+		it := &batch[i]
+		if it.Image < 0 || it.Image >= len(c.ids) {
+			return fmt.Errorf("flextok/native: Velocity: item %d: image %d, but %d token sequences are bound", i, it.Image, len(c.ids))
+		}
+		if it.X.Check() != nil || len(it.X.Shape) != 3 || it.X.Shape[0] != s.C || it.X.Shape[1] != s.H || it.X.Shape[2] != s.W {
+			return fmt.Errorf("flextok/native: Velocity: item %d: x_t shape %v, want [%d, %d, %d]", i, it.X.Shape, s.C, s.H, s.W)
+		}
+		copy(x[i*per:], it.X.Data)
+		ts[i] = t
+		copy(ids[i*s.R:], c.ids[it.Image])
+		if !it.Uncond {
+			ks[i] = c.k[it.Image] // 0 stays: the null condition
+		}
+	}
+	out, err := c.b.dec.Run(ctx, []Tensor{
+		{Shape: []int64{int64(n), int64(s.C), int64(s.H), int64(s.W)}, F32: x},
+		{Shape: []int64{int64(n)}, F32: ts},
+		{Shape: []int64{int64(n), int64(s.R)}, I64: ids},
+		{Shape: []int64{int64(n)}, I64: ks},
+	})
+	if err != nil {
+		return err
+	}
+	v := out[0].F32
+	for i := range batch {
+		it := &batch[i]
+		if len(it.V.Data) != per {
+			it.V.Data = make([]float32, per)
+		}
+		if it.V.Shape == nil {
+			it.V.Shape = []int{s.C, s.H, s.W}
+		}
+		copy(it.V.Data, v[i*per:(i+1)*per])
+	}
+	return nil
+}

@@ -1,0 +1,319 @@
+package native
+
+import (
+	"context"
+	"errors"
+	"image"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/flextok-sdk/flextok/models"
+	"github.com/flextok-sdk/flextok/sdk/engine"
+	"github.com/flextok-sdk/flextok/sdk/fsq"
+	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/payload"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
+)
+
+// Conformance of the ONNX Runtime backend (CPU) with the pure-Go engine (portable path, the
+// reference executor): token ids equal or every flip a rounding tie, decoded images within
+// written bounds, on the embedded default model and on the official reference checkpoints.
+
+func loadDefaultPair(t *testing.T, o Options) (*Backend, *engine.Engine) {
+	t.Helper()
+	d := models.Default()
+	b, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	e, err := engine.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, e
+}
+
+func heldout(t *testing.T, n int) []image.Image {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join("..", "testdata", "heldout", "*.png"))
+	sort.Strings(paths)
+	if len(paths) < n {
+		t.Fatalf("%d held-out images, want %d", len(paths), n)
+	}
+	imgs := make([]image.Image, n)
+	for i, p := range paths[:n] {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if imgs[i], _, err = ftimage.DecodeBytes(data, ftimage.Limits{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return imgs
+}
+
+// imageStats returns the NMSE and the largest absolute difference of two image tensors.
+func imageStats(got, want []float32) (nmse, maxAbs float64) {
+	var e, s float64
+	for i := range want {
+		d := float64(got[i]) - float64(want[i])
+		e += d * d
+		s += float64(want[i]) * float64(want[i])
+		maxAbs = math.Max(maxAbs, math.Abs(d))
+	}
+	return e / s, maxAbs
+}
+
+// explainFlips checks ORT ids against the engine's: a differing id must come from a register
+// whose bounded FSQ value (engine latents z) lies within 1e-4 of a rounding boundary.
+func explainFlips(t *testing.T, q *fsq.Quantizer, z []float32, got, want []uint32) int {
+	t.Helper()
+	D := q.Dim()
+	bounded := make([]float32, len(z))
+	q.Bound(bounded, z)
+	flips := 0
+	for i := range want {
+		if got[i] == want[i] {
+			continue
+		}
+		flips++
+		near := false
+		for d := 0; d < D; d++ {
+			b := float64(bounded[i*D+d])
+			near = near || math.Abs(b-math.Floor(b)-0.5) < 1e-4
+		}
+		if !near {
+			t.Errorf("token %d: ORT id %d, engine id %d, not a rounding tie", i, got[i], want[i])
+		}
+	}
+	return flips
+}
+
+// TestBackendDefaultModel: encode 8 held-out images in one batch and decode them with the
+// model's hints (10 CFG steps) on both executors.
+func TestBackendDefaultModel(t *testing.T) {
+	b, e := loadDefaultPair(t, needORT(t))
+	ctx := context.Background()
+	imgs := heldout(t, 8)
+	got, err := b.EncodeBatch(ctx, imgs, engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.EncodeBatch(ctx, imgs, engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range imgs {
+		if !got[i].Model.Equal(&want[i].Model) || got[i].Image != want[i].Image || got[i].Hints != want[i].Hints {
+			t.Fatalf("image %d: payload header differs: %+v vs %+v", i, got[i], want[i])
+		}
+		if flips := countDiff(got[i].IDs, want[i].IDs); flips != 0 {
+			t.Errorf("image %d: %d of %d ids differ from the engine's", i, flips, len(want[i].IDs))
+		}
+	}
+	for i := 0; i < 2; i++ {
+		o := engine.DefaultDecodeOptions(want[i])
+		o.K = []int{32, 4}[i]
+		gi, err := b.Decode(ctx, want[i], o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wi, err := e.Decode(ctx, want[i], o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nmse, maxAbs := imageStats(gi.Data, wi.Data)
+		t.Logf("image %d, k=%d, %d steps: NMSE %.2g, max abs %.2g", i, o.K, o.Steps, nmse, maxAbs)
+		if nmse > 1e-10 || maxAbs > 1e-4 { // measured: NMSE <= 1e-12, max abs <= 2.9e-6
+			t.Errorf("image %d: NMSE %.3g, max abs %.3g over the bounds 1e-10, 1e-4", i, nmse, maxAbs)
+		}
+	}
+}
+
+func countDiff(a, b []uint32) int {
+	n := 0
+	for i := range a {
+		if a[i] != b[i] {
+			n++
+		}
+	}
+	return n + len(b) - len(a)
+}
+
+// TestBackendOfficialCases: the official reference checkpoints (random weights shaped like the
+// released configs): ids from random images, and a 4-step APG decode from the same noise.
+func TestBackendOfficialCases(t *testing.T) {
+	o := needORT(t)
+	root := filepath.Join("..", "conformance", "testdata", "official")
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cases := 0
+	for _, ent := range ents {
+		dir := filepath.Join(root, ent.Name())
+		if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
+			continue
+		}
+		cases++
+		t.Run(ent.Name(), func(t *testing.T) {
+			m, name, digest, err := engine.Checkpoint(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Weights.Close()
+			b, err := New(m, name, digest, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			e, err := engine.New(m, name, digest, engine.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			H, W := e.ImageSize()
+			const n = 2
+			x := make([]float32, n*3*H*W)
+			for i := range x {
+				x[i] = float32(math.Sin(float64(i)*0.37)) * 0.9
+			}
+			imgs := tensor.Tensor{Shape: []int{n, 3, H, W}, Data: x}
+			gotIDs, err := b.EncodeTensor(ctx, imgs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantIDs, err := e.EncodeTensor(ctx, imgs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			z := engineLatents(t, m, imgs)
+			q, _ := fsq.New(m.Config.FSQ.Levels)
+			R := b.MaxTokens()
+			for i := 0; i < n; i++ {
+				if f := explainFlips(t, q, z[i*R*q.Dim():(i+1)*R*q.Dim()], gotIDs[i], wantIDs[i]); f > 0 {
+					t.Logf("image %d: %d ids differ, each a rounding tie", i, f)
+				}
+			}
+			p := &payload.Payload{Model: e.Identity(), Image: payload.Image{Height: H, Width: W}, IDs: wantIDs[0]}
+			dopt := engine.DecodeOptions{Steps: 4, Guidance: 7.5, APG: true, Seed: 3, K: R / 2}
+			gi, err := b.Decode(ctx, p, dopt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wi, err := e.Decode(ctx, p, dopt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nmse, maxAbs := imageStats(gi.Data, wi.Data)
+			t.Logf("decode k=%d, 4 APG steps: NMSE %.2g, max abs %.2g", dopt.K, nmse, maxAbs)
+			if nmse > 1e-10 || maxAbs > 1e-4 { // measured: NMSE <= 1e-12, max abs <= 2.9e-6
+				t.Errorf("NMSE %.3g, max abs %.3g over the bounds 1e-10, 1e-4", nmse, maxAbs)
+			}
+		})
+	}
+	if cases == 0 {
+		t.Fatal("no official reference checkpoints")
+	}
+}
+
+// engineLatents returns the engine's FSQ input z [B·R·D] for images.
+func engineLatents(t *testing.T, m *model.Model, imgs tensor.Tensor) []float32 {
+	t.Helper()
+	vae, err := engine.NewVAE(m, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := engine.NewEncoder(m, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lat, err := vae.Encode(context.Background(), imgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := enc.Registers(context.Background(), lat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z.Data
+}
+
+// TestBackendBadInput: wrong model, k, ids and shapes are errors that name the problem.
+func TestBackendBadInput(t *testing.T) {
+	b, e := loadDefaultPair(t, needORT(t))
+	ctx := context.Background()
+	p, err := e.Encode(ctx, heldout(t, 1)[0], engine.EncodeOptions{K: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := *p
+	other.Model.Digest[0] ^= 1
+	if _, err := b.Decode(ctx, &other, engine.DefaultDecodeOptions(p)); !errors.Is(err, engine.ErrModelMismatch) {
+		t.Errorf("payload of another model: %v, want ErrModelMismatch", err)
+	}
+	o := engine.DefaultDecodeOptions(p)
+	o.K = 9
+	if _, err := b.Decode(ctx, p, o); !errors.Is(err, engine.ErrArgument) {
+		t.Errorf("k beyond the payload: %v, want ErrArgument", err)
+	}
+	if _, err := b.Bind([][]uint32{{1 << 20}}, nil); err == nil {
+		t.Error("id outside the codebook: no error")
+	}
+	if _, err := b.Bind([][]uint32{{1, 2}}, []int{3}); err != nil {
+		t.Errorf("k = 3 over 2 ids (padding visible, as the engine allows): %v", err)
+	}
+	if _, err := b.Bind([][]uint32{{1, 2}}, []int{33}); err == nil {
+		t.Error("k = 33 > R: no error")
+	}
+	if _, err := b.EncodeTensor(ctx, tensor.Tensor{Shape: []int{1, 3, 8, 8}, Data: make([]float32, 192)}); !errors.Is(err, engine.ErrArgument) {
+		t.Errorf("images of the wrong size: %v, want ErrArgument", err)
+	}
+	if _, err := b.Encode(ctx, heldout(t, 1)[0], engine.EncodeOptions{K: 33}); !errors.Is(err, engine.ErrArgument) {
+		t.Errorf("k = 33: %v, want ErrArgument", err)
+	}
+}
+
+// TestBackendConcurrent: decodes from several goroutines give the serial results (run with
+// -race in make test).
+func TestBackendConcurrent(t *testing.T) {
+	b, e := loadDefaultPair(t, needORT(t))
+	ctx := context.Background()
+	ps, err := e.EncodeBatch(ctx, heldout(t, 4), engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := engine.DecodeOptions{Steps: 2, Guidance: 1.5}
+	serial := make([]tensor.Tensor, len(ps))
+	for i, p := range ps {
+		if serial[i], err = b.Decode(ctx, p, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x, err := b.Decode(ctx, p, o)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			for j := range x.Data {
+				if x.Data[j] != serial[i].Data[j] {
+					t.Errorf("image %d: concurrent decode differs from the serial one at %d", i, j)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
