@@ -3,8 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/flextok-sdk/flextok/models"
+	"github.com/flextok-sdk/flextok/native"
 )
 
 // checkBackendFlags validates --backend and --provider before any work.
@@ -25,16 +29,36 @@ func checkBackendFlags(cmd *cobra.Command, backend, provider string) error {
 	return nil
 }
 
-// openBackend loads the model into the chosen executor; close releases it.
-func openBackend(backend, provider string, ef *engineFlags) (batchEncoder, func() error, error) {
-	switch backend {
-	case "ort":
-		return nil, nil, errors.New("--backend ort: the ONNX Runtime backend is not built yet (use --backend go)")
-	default:
+// openBackend loads the model into the chosen executor: go, the pure-Go *engine.Engine, or
+// ort, ONNX Runtime through native.Backend (the library from $FLEXTOK_ORT_LIB, else the
+// loader's search path; --threads sizes its intra-op pool). Notes on the provider chosen go to
+// stderr. close releases the executor.
+func openBackend(backend, provider string, ef *engineFlags, stderr io.Writer) (batchEncoder, func() error, error) {
+	if backend != "ort" {
 		e, err := ef.load()
 		if err != nil {
 			return nil, nil, err
 		}
 		return e, func() error { return nil }, nil
 	}
+	o := native.Options{
+		Provider:       native.Provider(provider),
+		IntraOpThreads: ef.threads,
+		Logf:           func(format string, a ...any) { fmt.Fprintf(stderr, "flextok: "+format+"\n", a...) },
+	}
+	var (
+		b   *native.Backend
+		err error
+	)
+	if ef.model == "" {
+		d := models.Default()
+		o.Hints = defaultHints()
+		b, err = native.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	} else {
+		b, err = native.Load(ef.model, o)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("--backend ort: %w", err)
+	}
+	return b, b.Close, nil
 }

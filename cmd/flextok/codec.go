@@ -47,8 +47,7 @@ func (f *engineFlags) load() (*engine.Engine, error) {
 		// The SDK's own small model (models/); official weights are research-only and never
 		// bundled or downloaded: give their path with -m.
 		d := models.Default()
-		g := float32(models.DefaultGuidance)
-		o.Hints = &payload.Hints{Steps: models.DefaultSteps, Guidance: &g}
+		o.Hints = defaultHints()
 		e, err := engine.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
 		if err != nil {
 			return nil, fmt.Errorf("load the embedded default model: %w", err)
@@ -60,6 +59,12 @@ func (f *engineFlags) load() (*engine.Engine, error) {
 		return nil, fmt.Errorf("load model %s: %w", f.model, err)
 	}
 	return e, nil
+}
+
+// defaultHints are the decode hints of the embedded default model's payloads.
+func defaultHints() *payload.Hints {
+	g := float32(models.DefaultGuidance)
+	return &payload.Hints{Steps: models.DefaultSteps, Guidance: &g}
 }
 
 // signalContext is cancelled on Ctrl-C or SIGTERM (a container stopping), so work stops cleanly.

@@ -101,7 +101,9 @@ func newEncode() *cobra.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			s := encodeSettings{opts: engine.EncodeOptions{K: k, Filter: filter}, batch: batch, shard: sh, force: force, single: single}
-			load := func() (batchEncoder, func() error, error) { return openBackend(backend, provider, &ef) }
+			load := func() (batchEncoder, func() error, error) {
+				return openBackend(backend, provider, &ef, cmd.ErrOrStderr())
+			}
 			_, err = runEncode(ctx, cmd.ErrOrStderr(), load, jobs, s)
 			return err
 		},
@@ -263,7 +265,8 @@ func readImage(path string) (image.Image, error) {
 // runEncode encodes this shard's part of jobs: outputs that exist are skipped (unless force),
 // the rest go through the encoder s.batch at a time. Failures are reported on stderr, one line
 // each, and the run goes on; the summary line ends it. load opens the encoder, only if there is
-// something to encode. The error is non-nil if any input failed or the run was interrupted.
+// something to encode; if it fails, that error is returned without a summary. The error is
+// non-nil if any input failed or the run was interrupted.
 func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder, func() error, error), jobs []encodeJob, s encodeSettings) (encodeStats, error) {
 	start := time.Now()
 	var st encodeStats
@@ -301,7 +304,15 @@ func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder,
 	}
 	var runErr error
 	if len(todo) > 0 {
-		runErr = encodeJobs(ctx, load, todo, s, &st, &bar, fail)
+		enc, closeEnc, err := load()
+		if err != nil {
+			bar.finish()
+			return st, err
+		}
+		runErr = encodeJobs(ctx, enc, todo, s, &st, &bar, fail)
+		if err := closeEnc(); err != nil && runErr == nil {
+			runErr = err
+		}
 	}
 	bar.finish()
 	el := time.Since(start)
@@ -319,18 +330,9 @@ func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder,
 	return st, nil
 }
 
-// encodeJobs opens the encoder and runs todo through it; st and the bar record each image.
-func encodeJobs(ctx context.Context, load func() (batchEncoder, func() error, error), todo []encodeJob, s encodeSettings,
-	st *encodeStats, bar *bar, fail func(string, error)) (err error) {
-	enc, closeEnc, err := load()
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := closeEnc(); cerr != nil && err == nil {
-			err = cerr
-		}
-	}()
+// encodeJobs runs todo through enc; st and the bar record each image.
+func encodeJobs(ctx context.Context, enc batchEncoder, todo []encodeJob, s encodeSettings,
+	st *encodeStats, bar *bar, fail func(string, error)) error {
 	if m, ok := enc.(interface{ MaxTokens() int }); ok && s.opts.K > m.MaxTokens() {
 		return usageError{fmt.Errorf("--tokens %d: the model has %d tokens", s.opts.K, m.MaxTokens())}
 	}
