@@ -5,68 +5,13 @@ package onnx
 import (
 	"context"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/flow"
 	"github.com/flextok-sdk/flextok/sdk/fsq"
-	"github.com/flextok-sdk/flextok/sdk/model"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
-
-// testModel is a checkpoint the graphs are checked on.
-type testModel struct {
-	name string
-	m    *model.Model
-}
-
-// testModels are the embedded default model and the official reference checkpoints
-// (conformance/testdata/official: random weights shaped like the released configs, f32 and bf16,
-// zero and learned null conditions, adaLN expansions 1 and 2).
-func testModels(t *testing.T) []testModel {
-	t.Helper()
-	d := models.Default()
-	m, err := model.LoadBytes(d.Weights, d.Config, d.VAEConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := []testModel{{"default", m}}
-	root := filepath.Join("..", "..", "conformance", "testdata", "official")
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		dir := filepath.Join(root, e.Name())
-		if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
-			continue
-		}
-		m, err := model.LoadFile(dir)
-		if err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
-		}
-		t.Cleanup(func() { m.Weights.Close() })
-		out = append(out, testModel{e.Name(), m})
-	}
-	return out
-}
-
-// errStats returns the NMSE (error energy over signal energy) and the largest absolute error
-// relative to the largest reference magnitude.
-func errStats(got, want []float32) (nmse, maxRel float64) {
-	var e, s, maxErr, maxRef float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		e += d * d
-		s += float64(want[i]) * float64(want[i])
-		maxErr = math.Max(maxErr, math.Abs(d))
-		maxRef = math.Max(maxRef, math.Abs(float64(want[i])))
-	}
-	return e / s, maxErr / maxRef
-}
 
 // TestDecoderGraph: the velocity graph against the Go engine's decoder on every test model,
 // with conditional items of several prefix lengths and an unconditional item in one batch.
