@@ -276,3 +276,35 @@ func (l *onceLog) reset() {
 	l.seen = nil
 	l.mu.Unlock()
 }
+
+// cudaDown remembers, per device, why configuring the CUDA provider failed, so that later auto
+// sessions go straight to the CPU (without ONNX Runtime logging the failure again). An
+// explicit ProviderCUDA still tries every time.
+var cudaDown deviceErrors
+
+type deviceErrors struct {
+	mu  sync.Mutex
+	err map[int]error
+}
+
+func (d *deviceErrors) get(dev int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err[dev]
+}
+
+func (d *deviceErrors) set(dev int, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.err == nil {
+		d.err = make(map[int]error)
+	}
+	d.err[dev] = err
+}
+
+// reset forgets the failures (tests).
+func (d *deviceErrors) reset() {
+	d.mu.Lock()
+	d.err = nil
+	d.mu.Unlock()
+}

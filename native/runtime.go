@@ -61,6 +61,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -269,11 +270,17 @@ func newSession(path string, model []byte, inputs, outputs []string, o Options) 
 			return nil, fmt.Errorf("flextok/native: provider cuda: %w", err)
 		}
 	default:
-		var cerr error
-		s, cerr = create(true)
+		cerr := cudaDown.get(o.CUDADevice)
 		if cerr == nil {
-			p = ProviderCUDA
-			break
+			s, cerr = create(true)
+			if cerr == nil {
+				p = ProviderCUDA
+				break
+			}
+			var pe *providerError
+			if errors.As(cerr, &pe) {
+				cudaDown.set(o.CUDADevice, cerr)
+			}
 		}
 		s, err = create(false)
 		if err != nil {
@@ -319,11 +326,19 @@ func sessionOptions(o Options, cuda bool) (*ort.SessionOptions, error) {
 	}
 	if cuda {
 		if err := appendCUDA(so, o); err != nil {
-			return fail("the CUDA execution provider", err)
+			so.Destroy()
+			return nil, &providerError{fmt.Errorf("the CUDA execution provider: %w", err)}
 		}
 	}
 	return so, nil
 }
+
+// providerError is a failure to configure the CUDA provider (its libraries, the driver, the
+// device), as opposed to one of the session itself.
+type providerError struct{ err error }
+
+func (e *providerError) Error() string { return e.err.Error() }
+func (e *providerError) Unwrap() error { return e.err }
 
 func appendCUDA(so *ort.SessionOptions, o Options) error {
 	err := func() error {
@@ -342,13 +357,14 @@ func appendCUDA(so *ort.SessionOptions, o Options) error {
 		return so.AppendExecutionProviderCUDA(co)
 	}()
 	if err != nil {
-		return fmt.Errorf("%w%s", err, cudaHint())
+		return fmt.Errorf("%w%s", err, cudaHint(err))
 	}
 	return nil
 }
 
-// cudaHint explains a CUDA failure when the loaded library has no CUDA provider next to it.
-func cudaHint() string {
+// cudaHint explains a CUDA failure err: the loaded library has no CUDA provider next to it, or
+// the provider's own libraries are not found.
+func cudaHint(err error) string {
 	lib.mu.Lock()
 	path := lib.path
 	lib.mu.Unlock()
@@ -356,11 +372,15 @@ func cudaHint() string {
 		return ""
 	}
 	dir := filepath.Dir(path)
-	if _, err := os.Stat(filepath.Join(dir, "libonnxruntime_providers_cuda.so")); err == nil {
-		return ""
+	if _, serr := os.Stat(filepath.Join(dir, "libonnxruntime_providers_cuda.so")); serr != nil {
+		return fmt.Sprintf(" (no libonnxruntime_providers_cuda.so in %s: a CPU-only ONNX Runtime build; "+
+			"scripts/setup-ort-gpu.sh installs a CUDA build)", dir)
 	}
-	return fmt.Sprintf(" (no libonnxruntime_providers_cuda.so in %s: a CPU-only ONNX Runtime build; "+
-		"scripts/setup-ort-gpu.sh installs a CUDA build)", dir)
+	if strings.Contains(err.Error(), "cannot open shared object file") {
+		return " (the CUDA provider needs the CUDA 12 and cuDNN 9 libraries on the loader's path: " +
+			"scripts/setup-ort-gpu.sh --cuda-libs installs them and prints the LD_LIBRARY_PATH)"
+	}
+	return ""
 }
 
 // Provider returns the execution provider the session uses: ProviderCUDA or ProviderCPU.

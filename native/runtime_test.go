@@ -483,6 +483,7 @@ func TestProviders(t *testing.T) {
 		mu.Unlock()
 	}
 	providerNotes.reset()
+	cudaDown.reset()
 	for i := 0; i < 3; i++ {
 		s, err := NewSessionFromBytes(m, smallIn, smallOut, auto)
 		if err != nil {

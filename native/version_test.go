@@ -34,7 +34,18 @@ func TestLoadedVersionIsORTVersionFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := ortVersionFile(t); got != want {
+	want := ortVersionFile(t)
+	setup, _ := filepath.Abs(filepath.Join("..", ".deps", "ort", "libonnxruntime.so"))
+	if env := os.Getenv("FLEXTOK_ORT_LIB"); env != "" && !samePath(libraryPath(env), setup) {
+		// Another build (e.g. scripts/setup-ort-gpu.sh's, from PyPI, which may lack the exact
+		// patch release): the same MAJOR.MINOR family.
+		g, err1 := parseVersion(got)
+		w, err2 := parseVersion(want)
+		if err1 != nil || err2 != nil || g[0] != w[0] || g[1] != w[1] {
+			t.Errorf("$FLEXTOK_ORT_LIB is ONNX Runtime %s; native/ORT_VERSION says %s (want the same MAJOR.MINOR)", got, want)
+		}
+		t.Logf("$FLEXTOK_ORT_LIB is ONNX Runtime %s (native/ORT_VERSION %s)", got, want)
+	} else if got != want {
 		t.Errorf("the loaded library is ONNX Runtime %s; native/ORT_VERSION says %s", got, want)
 	}
 	if ok, err := versionAtLeast(got, MinVersion); err != nil || !ok {
