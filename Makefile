@@ -17,6 +17,13 @@ REF_MODEL := conformance/testdata/official/c1_w32_zero_e2
 setup:
 	$(GO) mod download
 	@command -v node >/dev/null || { echo "node is needed for GOOS=js tests (apt-get install nodejs)"; exit 1; }
+	bash scripts/setup-ort.sh
+
+# The CUDA build of ONNX Runtime for native/ (.deps/ort-gpu; docs/native.md). Not part of setup:
+# about 250 MB, and CUDA 12 + cuDNN 9 from the machine (scripts/setup-ort-gpu.sh --cuda-libs).
+.PHONY: setup-gpu
+setup-gpu:
+	bash scripts/setup-ort-gpu.sh
 
 build:
 	$(GO) build -o bin/flextok ./cmd/flextok
@@ -37,7 +44,7 @@ run: setup build demo
 test: check test-go test-wasm wasm-smoke test-bindings test-browser fuzz-short
 
 test-go:
-	$(GO) test -count=1 ./...
+	FLEXTOK_REQUIRE_ORT=1 FLEXTOK_ORT_LIB=$(CURDIR)/.deps/ort/libonnxruntime.so $(GO) test -count=1 ./...
 
 # The same Go tests of sdk/... compiled to GOOS=js and run under Node.
 test-wasm:
