@@ -39,6 +39,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newEncode(), newDecode(), newInspect(), newInspectModel(), newVersion())
 	root.AddCommand(newEval())
 	root.AddCommand(newServe())
+	root.AddCommand(newExportONNX())
 	return root
 }
 

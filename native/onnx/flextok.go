@@ -41,10 +41,13 @@ const (
 
 // Sizes are the fixed sizes of the exported graphs.
 type Sizes struct {
-	Height, Width int // image
-	C, H, W       int // latent channels, latent height, latent width
-	R             int // registers (tokens) per image
-	D             int // FSQ dimensions
+	Height int `json:"image_height"`
+	Width  int `json:"image_width"`
+	C      int `json:"latent_channels"`
+	H      int `json:"latent_height"`
+	W      int `json:"latent_width"`
+	R      int `json:"tokens"`   // registers per image
+	D      int `json:"fsq_dims"` // FSQ dimensions
 }
 
 // ModelSizes returns the sizes of cfg's native resolution (the encoder's positional table

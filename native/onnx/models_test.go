@@ -60,4 +60,3 @@ func errStats(got, want []float32) (nmse, maxRel float64) {
 	}
 	return e / s, maxErr / maxRef
 }
-

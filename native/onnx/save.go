@@ -75,6 +75,9 @@ func Save(m *pb.ModelProto, dir, name string) (string, error) {
 	if err := df.Close(); err != nil {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
 	}
+	if err := os.Chmod(df.Name(), 0o644); err != nil {
+		return "", fmt.Errorf("flextok/onnx: %w", err)
+	}
 	graph, err := proto.Marshal(m)
 	if err != nil {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
@@ -89,6 +92,9 @@ func Save(m *pb.ModelProto, dir, name string) (string, error) {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
 	}
 	if err := gf.Close(); err != nil {
+		return "", fmt.Errorf("flextok/onnx: %w", err)
+	}
+	if err := os.Chmod(gf.Name(), 0o644); err != nil {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
 	}
 	if err := os.Rename(df.Name(), filepath.Join(dir, dataName)); err != nil {
