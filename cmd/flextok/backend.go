@@ -1,15 +1,36 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 
 	"github.com/spf13/cobra"
 
 	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/native"
+	"github.com/flextok-sdk/flextok/sdk/engine"
+	"github.com/flextok-sdk/flextok/sdk/payload"
 )
+
+// backendFlags select the executor: --backend go|ort and --provider (ort only).
+type backendFlags struct {
+	backend, provider string
+}
+
+func (f *backendFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.backend, "backend", "go", "executor: go (pure Go) or ort (ONNX Runtime, library at $FLEXTOK_ORT_LIB)")
+	cmd.Flags().StringVar(&f.provider, "provider", "auto", "ONNX Runtime execution provider, with --backend ort: auto, cuda or cpu")
+}
+
+// executor is what the commands need of a backend: the pure-Go *engine.Engine or the ONNX
+// Runtime *native.Backend.
+type executor interface {
+	batchEncoder
+	DecodeImage(ctx context.Context, p *payload.Payload, o engine.DecodeOptions) (*image.NRGBA, error)
+}
 
 // checkBackendFlags validates --backend and --provider before any work.
 func checkBackendFlags(cmd *cobra.Command, backend, provider string) error {
@@ -33,7 +54,7 @@ func checkBackendFlags(cmd *cobra.Command, backend, provider string) error {
 // ort, ONNX Runtime through native.Backend (the library from $FLEXTOK_ORT_LIB, else the
 // loader's search path; --threads sizes its intra-op pool). Notes on the provider chosen go to
 // stderr. close releases the executor.
-func openBackend(backend, provider string, ef *engineFlags, stderr io.Writer) (batchEncoder, func() error, error) {
+func openBackend(backend, provider string, ef *engineFlags, stderr io.Writer) (executor, func() error, error) {
 	if backend != "ort" {
 		e, err := ef.load()
 		if err != nil {

@@ -202,6 +202,7 @@ func writeNew(path string, data []byte, force bool) error {
 func newDecode() *cobra.Command {
 	var (
 		ef    engineFlags
+		bf    backendFlags
 		out   string
 		k     int
 		df    decodeFlags
@@ -220,14 +221,18 @@ func newDecode() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
+				return err
+			}
 			inputs, single, err := prepareBatch(args, map[string]bool{".msgpack": true}, out)
 			if err != nil {
 				return err
 			}
-			e, err := ef.load()
+			e, closeExec, err := openBackend(bf.backend, bf.provider, &ef, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			defer closeExec()
 			ctx, stop := signalContext()
 			defer stop()
 			for _, in := range inputs {
@@ -263,6 +268,7 @@ func newDecode() *cobra.Command {
 		},
 	}
 	ef.register(cmd)
+	bf.register(cmd)
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output PNG file or directory (required)")
 	cmd.Flags().IntVarP(&k, "tokens", "k", 0, "decode only the first K tokens (0: all in the payload)")
 	df.register(cmd, "noise seed")

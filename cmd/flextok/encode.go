@@ -55,8 +55,7 @@ func newEncode() *cobra.Command {
 		force    bool
 		batch    int
 		shardArg string
-		backend  string
-		provider string
+		bf       backendFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "encode IMAGE|DIR... -o OUT [--shard i/N] [--batch N]",
@@ -87,7 +86,7 @@ func newEncode() *cobra.Command {
 			if k < 0 {
 				return usageError{fmt.Errorf("--tokens must be at least 0, got %d", k)}
 			}
-			if err := checkBackendFlags(cmd, backend, provider); err != nil {
+			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
 				return err
 			}
 			sh, err := parseShard(shardArg, os.Getenv)
@@ -102,7 +101,7 @@ func newEncode() *cobra.Command {
 			defer stop()
 			s := encodeSettings{opts: engine.EncodeOptions{K: k, Filter: filter}, batch: batch, shard: sh, force: force, single: single}
 			load := func() (batchEncoder, func() error, error) {
-				return openBackend(backend, provider, &ef, cmd.ErrOrStderr())
+				return openBackend(bf.backend, bf.provider, &ef, cmd.ErrOrStderr())
 			}
 			_, err = runEncode(ctx, cmd.ErrOrStderr(), load, jobs, s)
 			return err
@@ -115,8 +114,7 @@ func newEncode() *cobra.Command {
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files (default: skip them)")
 	cmd.Flags().IntVar(&batch, "batch", 8, "images per forward pass")
 	cmd.Flags().StringVar(&shardArg, "shard", "", "take shard i of N (0-based) of the sorted inputs: i/N, or auto/N for i from $JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID")
-	cmd.Flags().StringVar(&backend, "backend", "go", "executor: go (pure Go) or ort (ONNX Runtime, library at $FLEXTOK_ORT_LIB)")
-	cmd.Flags().StringVar(&provider, "provider", "auto", "ONNX Runtime execution provider, with --backend ort: auto, cuda or cpu")
+	bf.register(cmd)
 	return cmd
 }
 

@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/json"
+	"image"
+	"image/draw"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,4 +46,46 @@ func TestExportONNX(t *testing.T) {
 	if out, err := run("export-onnx", "-o", dir, "--force"); err != nil {
 		t.Fatalf("--force: %v: %s", err, out)
 	}
+}
+
+// TestDecodeORT: decode --backend ort gives the Go engine's image up to float rounding (at
+// most a few 8-bit levels on a few pixels).
+func TestDecodeORT(t *testing.T) {
+	needORT(t)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "in.png")
+	writePNG(t, img, 40, 30)
+	p := filepath.Join(dir, "in.msgpack")
+	if out, err := run("encode", img, "-o", p); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	goPNG, ortPNG := filepath.Join(dir, "go.png"), filepath.Join(dir, "ort.png")
+	if out, err := run("decode", p, "-o", goPNG, "-k", "8"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if out, err := run("decode", p, "-o", ortPNG, "-k", "8", "--backend", "ort", "--provider", "cpu", "--threads", "1"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	a, b := nrgba(readPNG(t, goPNG)), nrgba(readPNG(t, ortPNG))
+	maxDiff, differ := 0, 0
+	for i := range a.Pix {
+		d := int(a.Pix[i]) - int(b.Pix[i])
+		if d < 0 {
+			d = -d
+		}
+		if d > 0 {
+			differ++
+		}
+		maxDiff = max(maxDiff, d)
+	}
+	t.Logf("%d of %d 8-bit values differ, by at most %d", differ, len(a.Pix), maxDiff)
+	if maxDiff > 2 || differ > len(a.Pix)/20 {
+		t.Errorf("ort image differs from go's in %d of %d values, by up to %d (bounds: 5%%, 2 levels)", differ, len(a.Pix), maxDiff)
+	}
+}
+
+func nrgba(img image.Image) *image.NRGBA {
+	n := image.NewNRGBA(img.Bounds())
+	draw.Draw(n, n.Bounds(), img, img.Bounds().Min, draw.Src)
+	return n
 }
