@@ -82,6 +82,21 @@ check:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./sdk/...
 
+# The pure-Go kernels and engine against ONNX Runtime's CPU provider, side by side in one run
+# (docs/benchmarks.md): the decoder's matrix products (1 and 2 threads), one decoder step at d12
+# and d18, d12 tokenize throughput. Random-weight checkpoints are made if missing (d18: 3.8 GB).
+# Needs cgo and the ONNX Runtime library (make setup); not part of `make test`.
+.PHONY: bench-native
+BENCH_D12 ?= /tmp/d12
+BENCH_D18 ?= /tmp/d18
+bench-native:
+	@test -f $(BENCH_D12)/model.safetensors || $(GO) run ./tools/mkcheckpoint -size d12 -o $(BENCH_D12)
+	@test -f $(BENCH_D18)/model.safetensors || $(GO) run ./tools/mkcheckpoint -size d18 -o $(BENCH_D18)
+	FLEXTOK_ORT_LIB=$${FLEXTOK_ORT_LIB:-$(CURDIR)/.deps/ort/libonnxruntime.so} \
+		$(GO) test -tags ortbench ./sdk/internal/kernels -run '^$$' -bench DecoderMatmul -benchtime 20x -v
+	FLEXTOK_ORT_LIB=$${FLEXTOK_ORT_LIB:-$(CURDIR)/.deps/ort/libonnxruntime.so} FLEXTOK_D12=$(BENCH_D12) FLEXTOK_D18=$(BENCH_D18) \
+		$(GO) test ./native -run '^$$' -bench VersusEngine -benchtime 1x -timeout 60m -v
+
 clean:
 	rm -rf bin out dist bindings/dist
 
