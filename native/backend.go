@@ -105,7 +105,9 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, err
 // open exports one graph and opens its session (one graph at a time, so that at most one
 // serialised copy of the weights is alive besides the model's).
 func (b *Backend) open(name string, build func(*model.Model, onnx.Sizes) (*pb.ModelProto, error), m *model.Model, in, out []string, o Options) (*Session, error) {
-	g, err := build(m, b.sizes)
+	s := b.sizes
+	s.FP16 = o.FP16 && name == "decoder"
+	g, err := build(m, s)
 	if err != nil {
 		return nil, err
 	}

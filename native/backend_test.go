@@ -317,3 +317,39 @@ func TestBackendConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestBackendFP16: with FP16 the decoder's products run in float16; a full 20-step guided
+// decode stays close to the float32 image (on the CPU here; the setting is meant for GPUs).
+func TestBackendFP16(t *testing.T) {
+	o := needORT(t)
+	o.FP16 = true
+	b, e := loadDefaultPair(t, o)
+	ctx := context.Background()
+	p, err := e.Encode(ctx, heldout(t, 1)[0], engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dopt := engine.DefaultDecodeOptions(p)
+	got, err := b.Decode(ctx, p, dopt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.Decode(ctx, p, dopt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nmse, maxAbs := imageStats(got.Data, want.Data)
+	psnr := 10 * math.Log10(4/(nmse*meanSquare(want.Data)))
+	t.Logf("fp16 decoder, %d steps: NMSE %.2g, max abs %.2g, PSNR %.1f dB against float32", dopt.Steps, nmse, maxAbs, psnr)
+	if psnr < 60 { // measured 83.8 dB
+		t.Errorf("fp16 decode PSNR %.1f dB against the float32 engine, want >= 60", psnr)
+	}
+}
+
+func meanSquare(x []float32) float64 {
+	var s float64
+	for _, v := range x {
+		s += float64(v) * float64(v)
+	}
+	return s / float64(len(x))
+}

@@ -48,6 +48,10 @@ type Sizes struct {
 	W      int `json:"latent_width"`
 	R      int `json:"tokens"`   // registers per image
 	D      int `json:"fsq_dims"` // FSQ dimensions
+
+	// FP16 exports the decoder's Linear layers in float16 (Graph.FP16), for GPUs. The
+	// encoder and the VAE stay float32 whatever it says, so token ids do not depend on it.
+	FP16 bool `json:"decoder_fp16"`
 }
 
 // ModelSizes returns the sizes of cfg's native resolution (the encoder's positional table
@@ -398,6 +402,7 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 		return nil, err
 	}
 	g := NewGraph("flextok_decoder")
+	g.FP16 = s.FP16
 	xt := g.Input(InX, Float, "N", s.C, s.H, s.W)
 	tIn := g.Input(InT, Float, "N")
 	ids := g.Input(InIDs, Int64, "N", s.R)

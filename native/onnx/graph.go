@@ -6,6 +6,7 @@ import (
 	"math"
 
 	pb "github.com/flextok-sdk/flextok/native/onnx/onnxpb"
+	"github.com/x448/float16"
 )
 
 // Opset is the ONNX operator set every exported graph imports (default domain). 17 is the
@@ -24,14 +25,20 @@ type Dim any
 
 // Element types used by the graphs.
 const (
-	Float = pb.TensorProto_FLOAT
-	Int64 = pb.TensorProto_INT64
-	Bool  = pb.TensorProto_BOOL
+	Float   = pb.TensorProto_FLOAT
+	Float16 = pb.TensorProto_FLOAT16
+	Int64   = pb.TensorProto_INT64
+	Bool    = pb.TensorProto_BOOL
 )
 
 // Graph builds one ONNX graph: nodes in topological order (each Op appends a node whose inputs
 // already exist), initializers for the weights, and the typed inputs and outputs.
 type Graph struct {
+	// FP16 makes Linear store its weight in float16 and multiply in float16 (mixed
+	// precision for GPUs: half the weight memory, tensor-core products). Norms, softmax,
+	// attention products, residuals and biases stay float32.
+	FP16 bool
+
 	g     *pb.GraphProto
 	seq   int
 	scope string
@@ -230,6 +237,15 @@ func (g *Graph) Model(doc string) *pb.ModelProto {
 
 // ExporterVersion changes whenever the exported graphs change (it names cached exports).
 const ExporterVersion = "1"
+
+// f16bytes converts to IEEE half precision, rounding to nearest even (x448/float16).
+func f16bytes(data []float32) []byte {
+	raw := make([]byte, 2*len(data))
+	for i, x := range data {
+		binary.LittleEndian.PutUint16(raw[2*i:], uint16(float16.Fromfloat32(x)))
+	}
+	return raw
+}
 
 func f32bytes(data []float32) []byte {
 	raw := make([]byte, 4*len(data))

@@ -4,7 +4,8 @@ package onnx
 // in PyTorch's layout and are rearranged here, once, at export time.
 
 // Linear is y = x Wᵀ + b for w in PyTorch's [out, in] layout (stored transposed, [in, out], so
-// the product is one MatMul); b may be nil.
+// the product is one MatMul); b may be nil. With g.FP16 the weight is stored as float16 and
+// the product runs in float16 (x cast down, y cast back up; the bias is added in float32).
 func (g *Graph) Linear(x Value, name string, w []float32, out, in int, b []float32) Value {
 	wt := make([]float32, len(w))
 	for o := 0; o < out; o++ {
@@ -12,7 +13,16 @@ func (g *Graph) Linear(x Value, name string, w []float32, out, in int, b []float
 			wt[i*out+o] = w[o*in+i]
 		}
 	}
-	y := g.Op("MatMul", []Value{x, g.Const(name+".weight", []int{in, out}, wt)})
+	var y Value
+	if g.FP16 {
+		name = g.scoped(name + ".weight")
+		checkLen(name, []int{in, out}, len(wt))
+		wh := g.init(name, Float16, []int{in, out}, f16bytes(wt))
+		xh := g.Op("Cast", []Value{x}, AInt("to", int64(Float16)))
+		y = g.Op("Cast", []Value{g.Op("MatMul", []Value{xh, wh})}, AInt("to", int64(Float)))
+	} else {
+		y = g.Op("MatMul", []Value{x, g.Const(name+".weight", []int{in, out}, wt)})
+	}
 	if b != nil {
 		y = g.Op("Add", []Value{y, g.Const(name+".bias", []int{out}, b)})
 	}
