@@ -1,5 +1,15 @@
-// Package native runs ONNX graphs in ONNX Runtime through cgo (github.com/yalue/onnxruntime_go):
-// the session layer under the SDK's server backend, CUDA when present, the CPU otherwise.
+// Package native runs FlexTok in ONNX Runtime through cgo (github.com/yalue/onnxruntime_go),
+// CUDA when present, the CPU otherwise.
+//
+// # Backend
+//
+// Backend (Load, LoadBytes, New) exports a checkpoint's encoder, decoder velocity and VAE
+// decoder graphs (package native/onnx) and runs them in three sessions. Its API mirrors
+// *engine.Engine (Encode, EncodeBatch, EncodeTensor, Decode, DecodeImage) and its payloads are
+// the engine's: the same model identity, preprocessing and options. Decoding drives sdk/flow's
+// sampler (the same noise, CFG and APG code) with Conditioned, whose every Velocity call is one
+// run over the conditional and unconditional items together. Options.FP16 runs the decoder's
+// Linear layers in float16 (for GPUs).
 //
 // # Library
 //

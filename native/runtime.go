@@ -347,7 +347,9 @@ func appendCUDA(so *ort.SessionOptions, o Options) error {
 			return err
 		}
 		defer co.Destroy()
-		settings := map[string]string{"device_id": strconv.Itoa(o.CUDADevice)}
+		// use_tf32=0: float32 products stay float32 (TF32 keeps 10 mantissa bits); Options.FP16
+		// is the way to tensor-core speed, with its precision measured.
+		settings := map[string]string{"device_id": strconv.Itoa(o.CUDADevice), "use_tf32": "0"}
 		if o.CUDAMemLimit > 0 {
 			settings["gpu_mem_limit"] = strconv.FormatInt(o.CUDAMemLimit, 10)
 		}

@@ -49,7 +49,11 @@ func needORT(t testing.TB) Options {
 		}
 		t.Skipf("no ONNX Runtime library (make setup installs it): %v", err)
 	}
-	return Options{LibraryPath: lib, Provider: ProviderCPU, IntraOpThreads: 1, InterOpThreads: 1}
+	p := ProviderCPU
+	if v := os.Getenv("FLEXTOK_TEST_PROVIDER"); v != "" { // cuda: the GPU check (docs/native.md)
+		p = Provider(v)
+	}
+	return Options{LibraryPath: lib, Provider: p, IntraOpThreads: 1, InterOpThreads: 1}
 }
 
 func marshal(t testing.TB, g *onnx.Graph) []byte {
