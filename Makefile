@@ -17,8 +17,14 @@ REF_MODEL := conformance/testdata/official/c1_w32_zero_e2
 setup:
 	$(GO) mod download
 	@command -v node >/dev/null || { echo "node is needed for GOOS=js tests (apt-get install nodejs)"; exit 1; }
-	bash scripts/setup-ort.sh
-	bash scripts/setup-onnx-checker.sh
+	$(MAKE) setup-native
+
+# ONNX Runtime's CPU library (.deps/ort) and the onnx checker (.deps/onnx-venv) for native/;
+# idempotent, so test-go runs it too and `make test` works on a fresh clone by itself.
+.PHONY: setup-native
+setup-native:
+	@bash scripts/setup-ort.sh
+	@bash scripts/setup-onnx-checker.sh
 
 # The CUDA build of ONNX Runtime for native/ (.deps/ort-gpu; docs/native.md). Not part of setup:
 # about 250 MB, and CUDA 12 + cuDNN 9 from the machine (scripts/setup-ort-gpu.sh --cuda-libs).
@@ -44,7 +50,7 @@ run: setup build demo
 
 test: check test-go test-wasm wasm-smoke test-bindings test-browser fuzz-short
 
-test-go:
+test-go: setup-native
 	FLEXTOK_REQUIRE_ORT=1 FLEXTOK_ORT_LIB=$(CURDIR)/.deps/ort/libonnxruntime.so $(GO) test -count=1 ./...
 	FLEXTOK_REQUIRE_ORT=1 FLEXTOK_ORT_LIB=$(CURDIR)/.deps/ort/libonnxruntime.so $(GO) test -count=1 -race ./native/...
 
