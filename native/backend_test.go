@@ -72,25 +72,17 @@ func imageStats(got, want []float32) (nmse, maxAbs float64) {
 }
 
 // explainFlips checks ORT ids against the engine's: a differing id must come from a register
-// whose bounded FSQ value (engine latents z) lies within 1e-4 of a rounding boundary.
+// whose engine latents z lie within 1e-4 of an FSQ rounding boundary (fsq TieDistance).
 func explainFlips(t *testing.T, q *fsq.Quantizer, z []float32, got, want []uint32) int {
 	t.Helper()
-	D := q.Dim()
-	bounded := make([]float32, len(z))
-	q.Bound(bounded, z)
-	flips := 0
+	D, flips := q.Dim(), 0
 	for i := range want {
 		if got[i] == want[i] {
 			continue
 		}
 		flips++
-		near := false
-		for d := 0; d < D; d++ {
-			b := float64(bounded[i*D+d])
-			near = near || math.Abs(b-math.Floor(b)-0.5) < 1e-4
-		}
-		if !near {
-			t.Errorf("token %d: ORT id %d, engine id %d, not a rounding tie", i, got[i], want[i])
+		if d := q.TieDistance(z[i*D : (i+1)*D]); d >= 1e-4 {
+			t.Errorf("token %d: ORT id %d, engine id %d, bounded values %.2g from a rounding boundary", i, got[i], want[i], d)
 		}
 	}
 	return flips

@@ -136,6 +136,22 @@ func (q *Quantizer) Bound(dst, z []float32) {
 	}
 }
 
+// TieDistance returns, for one latent vector z of Dim values, the smallest distance of its
+// bounded values to a rounding boundary (x.5). Another executor's id for z can only differ
+// from Encode's when its float rounding moves a bounded value across that boundary, so a
+// differing id with a small TieDistance is explained; conformance tests use it.
+func (q *Quantizer) TieDistance(z []float32) float64 {
+	if len(z) != len(q.levels) {
+		panic(fmt.Sprintf("flextok/fsq: TieDistance of %d values, want %d", len(z), len(q.levels)))
+	}
+	d := math.Inf(1)
+	for i, v := range z {
+		b := float64(q.bounded(v, i))
+		d = math.Min(d, math.Abs(b-math.Floor(b)-0.5))
+	}
+	return d
+}
+
 // Quantize writes the quantised codes of z (values in [-1, 1]) to dst, as the official
 // FSQ.quantize does in eval mode.
 func (q *Quantizer) Quantize(dst, z []float32) {

@@ -186,3 +186,18 @@ func BenchmarkEncode256(b *testing.B) {
 		q.Encode(ids, z)
 	}
 }
+
+// TestTieDistance: 0.5 at the centre of a level, about 0 where a bounded value sits on a
+// rounding boundary.
+func TestTieDistance(t *testing.T) {
+	q := Default()
+	z := make([]float32, q.Dim())
+	if d := q.TieDistance(z); math.Abs(d-0.5) > 1e-6 {
+		t.Errorf("zero latents: %v, want 0.5", d)
+	}
+	// Dimension 0 (L = 8): bounded = tanh(z + shift)·half_l − 0.5 = 0.5 at z = atanh(1/half_l) − shift.
+	z[0] = float32(math.Atanh(1/float64(q.halfL[0])) - float64(q.shift[0]))
+	if d := q.TieDistance(z); d > 1e-6 {
+		t.Errorf("latent on a boundary: %v, want about 0", d)
+	}
+}
