@@ -324,13 +324,8 @@ func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	}
 	cfg := m.Config
 	e := cfg.Encoder
-	switch {
-	case e.Posemb.Type != "sincos" || len(e.Posemb.MaxSizes) != 2:
-		return nil, fmt.Errorf("flextok/onnx: encoder patch posemb %q %v: only a 2-D sin-cos table is supported", e.Posemb.Type, e.Posemb.MaxSizes)
-	case e.MaskMode != "causal_last" && e.MaskMode != "full":
-		return nil, fmt.Errorf("flextok/onnx: encoder mask_mode %q is not supported", e.MaskMode)
-	case e.Trunk.AdaLNExpansion != 0:
-		return nil, fmt.Errorf("flextok/onnx: encoder trunk with adaLN is not supported")
+	if err := e.Supported(); err != nil {
+		return nil, fmt.Errorf("flextok/onnx: %w", err)
 	}
 	if err := s.check(e.PatchSize, e.Posemb.MaxSizes); err != nil {
 		return nil, err
@@ -380,23 +375,8 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	}
 	cfg := m.Config
 	d := cfg.Decoder
-	switch {
-	case d.NullCondSingle:
-		return nil, fmt.Errorf("flextok/onnx: LearnedNullCond with replace_with_single_token=True is not supported")
-	case d.PatchPosemb.Type != "sincos" || len(d.PatchPosemb.MaxSizes) != 2:
-		return nil, fmt.Errorf("flextok/onnx: decoder patch posemb %q %v: only a 2-D sin-cos table is supported", d.PatchPosemb.Type, d.PatchPosemb.MaxSizes)
-	case d.RegisterPosemb.Type != "learnable_sum" || len(d.RegisterPosemb.MaxSizes) != 1:
-		return nil, fmt.Errorf("flextok/onnx: decoder register posemb %q %v: only a 1-D learnable_sum table is supported", d.RegisterPosemb.Type, d.RegisterPosemb.MaxSizes)
-	case d.MaskMode != "full" && d.MaskMode != "causal_last":
-		return nil, fmt.Errorf("flextok/onnx: decoder mask_mode %q is not supported", d.MaskMode)
-	case d.Trunk.AdaLNExpansion < 1 || d.Trunk.AdaLNExpansion > 2:
-		return nil, fmt.Errorf("flextok/onnx: decoder adaLN expansion %d is not supported", d.Trunk.AdaLNExpansion)
-	case d.ChannelsIn != d.ChannelsOut:
-		return nil, fmt.Errorf("flextok/onnx: decoder channels in %d != out %d", d.ChannelsIn, d.ChannelsOut)
-	case d.FreqEmbSize < 2 || !(d.MaxTimestep > 0):
-		return nil, fmt.Errorf("flextok/onnx: decoder time embedding size %d, max_timestep %v", d.FreqEmbSize, d.MaxTimestep)
-	case s.R > d.RegisterPosemb.MaxSizes[0]:
-		return nil, fmt.Errorf("flextok/onnx: %d registers do not fit the decoder's register table of %d", s.R, d.RegisterPosemb.MaxSizes[0])
+	if err := d.Supported(s.R); err != nil {
+		return nil, fmt.Errorf("flextok/onnx: %w", err)
 	}
 	if err := s.check(d.PatchSize, d.PatchPosemb.MaxSizes); err != nil {
 		return nil, err

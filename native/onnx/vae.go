@@ -206,8 +206,8 @@ type vaeWeights struct {
 // loadVAE reads the encoder's weights (enc) or the decoder's, in the engine's order, and
 // checks them and the config as engine.NewVAE does; the error names every bad tensor.
 func loadVAE(cfg model.VAEConfig, get func(string) ([]float32, error), enc bool) (*vaeWeights, error) {
-	if err := vaeCheckConfig(cfg); err != nil {
-		return nil, err
+	if err := cfg.Supported(); err != nil {
+		return nil, fmt.Errorf("flextok/onnx: %w", err)
 	}
 	b := cfg.BlockOutChannels
 	n := len(b)
@@ -271,37 +271,6 @@ func loadVAE(cfg model.VAEConfig, get func(string) ([]float32, error), enc bool)
 		return nil, fmt.Errorf("flextok/onnx: VAE: %d bad weight(s): %w", len(l.errs), errors.Join(l.errs...))
 	}
 	return v, nil
-}
-
-// vaeCheckConfig rejects the layouts engine.NewVAE rejects (same conditions).
-func vaeCheckConfig(c model.VAEConfig) error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("flextok/onnx: VAE config: "+format, a...)
-	}
-	switch {
-	case len(c.BlockOutChannels) == 0:
-		return bad("block_out_channels is empty")
-	case len(c.BlockOutChannels) > 16:
-		return bad("%d blocks (at most 16)", len(c.BlockOutChannels))
-	case c.LayersPerBlock < 1:
-		return bad("layers_per_block = %d (want >= 1)", c.LayersPerBlock)
-	case c.NormGroups < 1:
-		return bad("norm_num_groups = %d (want >= 1)", c.NormGroups)
-	case c.LatentChannels < 1 || c.InChannels < 1 || c.OutChannels < 1:
-		return bad("channels in/out/latent = %d/%d/%d (want >= 1)", c.InChannels, c.OutChannels, c.LatentChannels)
-	case c.NormEps < 0 || math.IsNaN(c.NormEps):
-		return bad("norm eps = %v", c.NormEps)
-	}
-	s := float32(c.ScalingFactor)
-	if s == 0 || math.IsNaN(float64(s)) || math.IsInf(float64(s), 0) {
-		return bad("scaling_factor = %v (want a finite non-zero float32)", c.ScalingFactor)
-	}
-	for i, ch := range c.BlockOutChannels {
-		if ch < 1 || ch%c.NormGroups != 0 {
-			return bad("block_out_channels[%d] = %d is not a positive multiple of norm_num_groups = %d", i, ch, c.NormGroups)
-		}
-	}
-	return nil
 }
 
 // vaeLoad reads weights by their name under vae.vae., collecting one error per bad tensor.

@@ -81,25 +81,9 @@ func NewDecoder(m *model.Model, o Options) (*Decoder, error) {
 func newDecoder(cfg *model.Config, src weightSource, o Options) (*Decoder, error) {
 	d := cfg.Decoder
 	W := d.Trunk.Width
-	switch {
-	case d.NullCondSingle:
-		return nil, fmt.Errorf("flextok/engine: LearnedNullCond with replace_with_single_token=True is not supported")
-	case d.PatchPosemb.Type != "sincos" || len(d.PatchPosemb.MaxSizes) != 2:
-		return nil, fmt.Errorf("flextok/engine: decoder patch posemb %q %v: only a 2-D sin-cos table is supported", d.PatchPosemb.Type, d.PatchPosemb.MaxSizes)
-	case d.RegisterPosemb.Type != "learnable_sum" || len(d.RegisterPosemb.MaxSizes) != 1:
-		return nil, fmt.Errorf("flextok/engine: decoder register posemb %q %v: only a 1-D learnable_sum table is supported", d.RegisterPosemb.Type, d.RegisterPosemb.MaxSizes)
-	case d.MaskMode != "full" && d.MaskMode != "causal_last":
-		return nil, fmt.Errorf("flextok/engine: decoder mask_mode %q is not supported", d.MaskMode)
-	case d.Trunk.AdaLNExpansion < 1 || d.Trunk.AdaLNExpansion > 2:
-		return nil, fmt.Errorf("flextok/engine: decoder adaLN expansion %d is not supported", d.Trunk.AdaLNExpansion)
-	case d.ChannelsIn != d.ChannelsOut:
-		return nil, fmt.Errorf("flextok/engine: decoder channels in %d != out %d", d.ChannelsIn, d.ChannelsOut)
-	case d.FreqEmbSize < 2 || !(d.MaxTimestep > 0):
-		return nil, fmt.Errorf("flextok/engine: decoder time embedding size %d, max_timestep %v", d.FreqEmbSize, d.MaxTimestep)
-	}
 	R := cfg.Encoder.RegistersNMax
-	if R < 1 || R > d.RegisterPosemb.MaxSizes[0] {
-		return nil, fmt.Errorf("flextok/engine: %d registers do not fit the decoder's register table of %d", R, d.RegisterPosemb.MaxSizes[0])
+	if err := d.Supported(R); err != nil {
+		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
 	fq, err := fsq.New(cfg.FSQ.Levels)
 	if err != nil {

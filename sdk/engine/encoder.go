@@ -42,14 +42,8 @@ func NewEncoder(m *model.Model, o Options) (*Encoder, error) {
 
 func newEncoder(cfg *model.Config, src weightSource, o Options) (*Encoder, error) {
 	e := cfg.Encoder
-	if e.Posemb.Type != "sincos" || len(e.Posemb.MaxSizes) != 2 {
-		return nil, fmt.Errorf("flextok/engine: encoder patch posemb %q %v: only a 2-D sin-cos table is supported", e.Posemb.Type, e.Posemb.MaxSizes)
-	}
-	if e.MaskMode != "causal_last" && e.MaskMode != "full" {
-		return nil, fmt.Errorf("flextok/engine: encoder mask_mode %q is not supported", e.MaskMode)
-	}
-	if e.Trunk.AdaLNExpansion != 0 {
-		return nil, fmt.Errorf("flextok/engine: encoder trunk with adaLN is not supported")
+	if err := e.Supported(); err != nil {
+		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
 	fq, err := fsq.New(cfg.FSQ.Levels)
 	if err != nil {

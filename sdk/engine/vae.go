@@ -131,8 +131,8 @@ func NewVAE(m *model.Model, o Options) (*VAE, error) {
 // newVAE builds the VAE from cfg with weights from get (a canonical name in, float32 values
 // out); tests use it to inject broken weights.
 func newVAE(cfg model.VAEConfig, get func(name string) ([]float32, error), o Options) (*VAE, error) {
-	if err := vaeCheckConfig(cfg); err != nil {
-		return nil, err
+	if err := cfg.Supported(); err != nil {
+		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
 	b := cfg.BlockOutChannels
 	n := len(b)
@@ -205,37 +205,6 @@ func newVAE(cfg model.VAEConfig, get func(name string) ([]float32, error), o Opt
 		return nil, l.err
 	}
 	return v, nil
-}
-
-// vaeCheckConfig rejects layouts the kernels cannot run (they would panic).
-func vaeCheckConfig(c model.VAEConfig) error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("flextok/engine: vae config: "+format, a...)
-	}
-	switch {
-	case len(c.BlockOutChannels) == 0:
-		return bad("block_out_channels is empty")
-	case len(c.BlockOutChannels) > 16:
-		return bad("%d blocks (at most 16)", len(c.BlockOutChannels))
-	case c.LayersPerBlock < 1:
-		return bad("layers_per_block = %d (want >= 1)", c.LayersPerBlock)
-	case c.NormGroups < 1:
-		return bad("norm_num_groups = %d (want >= 1)", c.NormGroups)
-	case c.LatentChannels < 1 || c.InChannels < 1 || c.OutChannels < 1:
-		return bad("channels in/out/latent = %d/%d/%d (want >= 1)", c.InChannels, c.OutChannels, c.LatentChannels)
-	case c.NormEps < 0 || math.IsNaN(c.NormEps):
-		return bad("norm eps = %v", c.NormEps)
-	}
-	s := float32(c.ScalingFactor)
-	if s == 0 || math.IsNaN(float64(s)) || math.IsInf(float64(s), 0) {
-		return bad("scaling_factor = %v (want a finite non-zero float32)", c.ScalingFactor)
-	}
-	for i, ch := range c.BlockOutChannels {
-		if ch < 1 || ch%c.NormGroups != 0 {
-			return bad("block_out_channels[%d] = %d is not a positive multiple of norm_num_groups = %d", i, ch, c.NormGroups)
-		}
-	}
-	return nil
 }
 
 // vaeLoader reads weights, remembering the first error (so the constructor reads as a list).
