@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"os"
+	"runtime/debug"
 	"sync"
 
 	"github.com/flextok-sdk/flextok/native/onnx"
@@ -99,6 +100,9 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, err
 		}
 		*g.dst = sess
 	}
+	// The serialised graphs are garbage now; hand their memory back to the OS (as engine.New
+	// does) so a server's RSS shows the sessions, not the export.
+	debug.FreeOSMemory()
 	return b, nil
 }
 
