@@ -44,21 +44,7 @@ func Conv2d(o Opts, y, x, w, bias []float32, d ConvDims) {
 	if d.KH == 1 && d.KW == 1 && s == 1 && d.PadT == 0 && d.PadB == 0 && d.PadL == 0 && d.PadR == 0 {
 		Gemm(o, d.OutC, np, k, w, k, x, hw, KN, y, np)
 	} else {
-		// About 4 Mi floats (16 MiB) of cols per chunk, at least one row of output.
-		chunk := max(ow, (4<<20)/max(k, 1))
-		chunk = min(chunk, np)
-		buf := getBuf(chunk * k)
-		defer putBuf(buf)
-		cols := *buf
-		for p0 := 0; p0 < np; p0 += chunk {
-			pn := min(chunk, np-p0)
-			parallel(o.threads(), pn, func(lo, hi int) {
-				for p := lo; p < hi; p++ {
-					im2colPixel(cols[p*k:(p+1)*k], x, d, s, (p0+p)/ow, (p0+p)%ow)
-				}
-			})
-			Gemm(o, d.OutC, pn, k, w, k, cols, k, NK, y[p0:], np)
-		}
+		convGemm(kernelFor(o), o.threads(), d, w, x, y)
 	}
 	if bias != nil {
 		parallel(o.threads(), d.OutC, func(lo, hi int) {
@@ -73,27 +59,101 @@ func Conv2d(o Opts, y, x, w, bias []float32, d ConvDims) {
 	}
 }
 
-// im2colPixel writes the InC·KH·KW input values under output pixel (oy, ox) into dst.
-func im2colPixel(dst, x []float32, d ConvDims, s, oy, ox int) {
-	i := 0
+// convGemm computes y [OutC, pixels] = w [OutC, K] · im2col(x) [K, pixels] with kn, the
+// output split by column panels (nr pixels) across threads. The weights are packed once; each
+// thread packs one panel of im2col(x) at a time straight into kn's B layout (a few hundred KB
+// at most, so it stays in cache) and runs every row panel over it, K block by K block. Each
+// element's sum is formed in the same order as Gemm's (kc blocks in K order), so the result is
+// bit for bit that of Gemm on the im2col matrix.
+func convGemm(kn microKernel, threads int, d ConvDims, w, x, y []float32) {
+	m, k := d.OutC, d.InC*d.KH*d.KW
+	oh, ow := d.Out()
+	n := oh * ow
+	mr, nr := kn.mr, kn.nr
+	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
+	abuf := getBuf(mp * mr * k)
+	defer putBuf(abuf)
+	ap := *abuf
+	parallel(threads, mp, func(lo, hi int) {
+		for ip := lo; ip < hi; ip++ {
+			packA(ap[ip*mr*k:(ip+1)*mr*k], w, k, ip*mr, min(mr, m-ip*mr), mr, k)
+		}
+	})
+	s := max(d.Stride, 1)
+	parallel(threads, np, func(lo, hi int) {
+		bbuf := getBuf(nr * k)
+		defer putBuf(bbuf)
+		bp := *bbuf
+		// The panel's output block is computed in a contiguous buffer (row stride nr) and
+		// copied out at the end: rows of y are a whole image apart, and writing tiles there
+		// directly thrashes the caches and the TLB.
+		cb := make([]float32, mp*mr*nr)
+		for jp := lo; jp < hi; jp++ {
+			c0 := jp * nr
+			cols := min(nr, n-c0)
+			for j := 0; j < cols; {
+				oy, ox := (c0+j)/ow, (c0+j)%ow
+				seg := min(cols-j, ow-ox)
+				packRowSegment(bp, x, d, s, nr, j, seg, oy, ox)
+				j += seg
+			}
+			if cols < nr {
+				for p := 0; p < k; p++ {
+					clear(bp[p*nr+cols : p*nr+nr])
+				}
+			}
+			clear(cb)
+			for pc := 0; pc < k; pc += kn.kc {
+				kb := min(kn.kc, k-pc)
+				bpan := bp[pc*nr : (pc+kb)*nr]
+				for ip := 0; ip < mp; ip++ {
+					kn.run(kb, ap[ip*mr*k+pc*mr:ip*mr*k+(pc+kb)*mr], bpan, cb[ip*mr*nr:(ip+1)*mr*nr], nr)
+				}
+			}
+			for i := 0; i < m; i++ {
+				copy(y[i*n+c0:i*n+c0+cols], cb[i*nr:i*nr+cols])
+			}
+		}
+	})
+}
+
+// packRowSegment writes columns [j0, j0+n) of a packed panel: the taps of the n consecutive
+// pixels (oy, ox...ox+n-1) of one output row of a convolution with stride s. Pixel j0+j of a
+// tap reads input column ix + j·s of one input row, zero where that falls in the padding.
+func packRowSegment(dst, x []float32, d ConvDims, s, nr, j0, n, oy, ox int) {
+	p := 0
 	for ci := 0; ci < d.InC; ci++ {
 		plane := x[ci*d.InH*d.InW : (ci+1)*d.InH*d.InW]
 		for dy := 0; dy < d.KH; dy++ {
 			iy := oy*s - d.PadT + dy
-			if iy < 0 || iy >= d.InH {
-				clear(dst[i : i+d.KW])
-				i += d.KW
-				continue
-			}
-			row := plane[iy*d.InW : (iy+1)*d.InW]
 			for dx := 0; dx < d.KW; dx++ {
-				ix := ox*s - d.PadL + dx
-				if ix < 0 || ix >= d.InW {
-					dst[i] = 0
-				} else {
-					dst[i] = row[ix]
+				row := dst[p*nr+j0 : p*nr+j0+n]
+				p++
+				if iy < 0 || iy >= d.InH {
+					clear(row)
+					continue
 				}
-				i++
+				ix := ox*s - d.PadL + dx // input column of pixel j is ix + j·s
+				// pixels j in [lo, hi) read inside the row: ix + j·s in [0, InW)
+				lo := 0
+				if ix < 0 {
+					lo = (-ix + s - 1) / s
+				}
+				hi := min(n, (d.InW-ix+s-1)/s)
+				if lo >= hi {
+					clear(row)
+					continue
+				}
+				clear(row[:lo])
+				in := plane[iy*d.InW:]
+				if s == 1 {
+					copy(row[lo:hi], in[ix+lo:ix+hi])
+				} else {
+					for j := lo; j < hi; j++ {
+						row[j] = in[ix+j*s]
+					}
+				}
+				clear(row[hi:])
 			}
 		}
 	}

@@ -108,13 +108,18 @@ func Gemm(o Opts, m, n, k int, a []float32, lda int, b []float32, ldb int, layou
 	if m == 0 || n == 0 {
 		return
 	}
-	kn := portableKernel
+	gemmWith(kernelFor(o), o.threads(), m, n, k, a, lda, b, ldb, layout, c, ldc)
+}
+
+// kernelFor returns the micro-kernel of the path o selects: the fast one when o.Fast and this
+// build and CPU have one, else the portable one.
+func kernelFor(o Opts) microKernel {
 	if o.Fast {
 		if f, ok := fastKernel(); ok {
-			kn = f
+			return f
 		}
 	}
-	gemmWith(kn, o.threads(), m, n, k, a, lda, b, ldb, layout, c, ldc)
+	return portableKernel
 }
 
 // gemmWith packs B for kn and runs the product with kn (shapes already checked).
@@ -152,12 +157,7 @@ type Weights struct {
 func PackWeights(o Opts, w []float32, n, k int) *Weights {
 	needDims("PackWeights", n, k)
 	need("PackWeights", "w", w, n*k)
-	kn := portableKernel
-	if o.Fast {
-		if f, ok := fastKernel(); ok {
-			kn = f
-		}
-	}
+	kn := kernelFor(o)
 	pw := &Weights{N: n, K: k, kn: kn, data: make([]float32, packedLen(kn, n, k))}
 	packAllB(kn, o.threads(), pw.data, w, k, NK, n, k)
 	return pw
