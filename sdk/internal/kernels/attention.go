@@ -73,7 +73,8 @@ func (d *AttnDims) fill() {
 // no allowed key yields zeros (as flex_attention does). The output out_h = P v_h comes from
 // Gemm again (sum over keys in key order). Work is split across threads by (sequence, head)
 // pairs, each computed on one goroutine, so thread count never changes a bit.
-// With o.Fast the two products use the fast Gemm path (see Gemm's bound).
+// With o.Fast the two products use the fast Gemm path (see Gemm's bound) and the
+// exponentials the vector one where the CPU has it (float32, relative error about 1e-7).
 func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask Mask) {
 	needDims("Attention", d.Batch, d.Heads, d.SeqQ, d.SeqK, d.HeadDim)
 	if mask.Kind == MaskFunc && mask.Allow == nil {
@@ -121,7 +122,7 @@ func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask M
 				if allowed != nil {
 					al = allowed[qi*d.SeqK : (qi+1)*d.SeqK]
 				}
-				softmaxRow(s[qi*d.SeqK:(qi+1)*d.SeqK], al, scale)
+				softmaxRow(s[qi*d.SeqK:(qi+1)*d.SeqK], al, scale, o.Fast)
 			}
 			Gemm(inner, d.SeqQ, d.HeadDim, d.SeqK, s, d.SeqK, vh, d.LdV, KN, oh, d.LdO)
 		}
@@ -129,8 +130,8 @@ func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask M
 }
 
 // softmaxRow turns raw scores into probabilities in place (see Attention); al == nil means all
-// keys are allowed.
-func softmaxRow(row []float32, al []bool, scale float32) {
+// keys are allowed; fast allows the vector exponential.
+func softmaxRow(row []float32, al []bool, scale float32, fast bool) {
 	mx := float32(math.Inf(-1))
 	seen := false
 	for j, v := range row {
@@ -149,13 +150,20 @@ func softmaxRow(row []float32, al []bool, scale float32) {
 		return
 	}
 	var sum float64
+	done := 0
+	if fast {
+		done = expShiftVec(row, row, mx) // masked keys too; they are zeroed below
+	}
 	for j, v := range row {
 		if al != nil && !al[j] {
 			row[j] = 0
 			continue
 		}
-		e := float32(fmath.ExpF(float64(v - mx)))
-		row[j] = e
+		e := v
+		if j >= done {
+			e = float32(fmath.ExpF(float64(v - mx)))
+			row[j] = e
+		}
 		sum += float64(e)
 	}
 	inv := float32(sum)

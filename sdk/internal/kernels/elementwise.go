@@ -60,23 +60,33 @@ func silu(x float32) float32 {
 	return float32(v / (1 + fmath.ExpF(-v)))
 }
 
-// SiLU writes y = x·sigmoid(x) elementwise (y may be x); see silu for the arithmetic.
+// SiLU writes y = x·sigmoid(x) elementwise (y may be x); see silu for the arithmetic. With
+// o.Fast on a CPU with AVX-512 it runs in float32 with the vector exponential (relative error
+// about 1e-7, a float32 ulp; TestVectorExp), 16 elements at a time.
 func SiLU(o Opts, y, x []float32) {
 	need("SiLU", "x", x, len(y))
 	chunks(o, len(y), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
+		i := lo
+		if o.Fast {
+			i += siluVec(y[lo:hi], x[lo:hi])
+		}
+		for ; i < hi; i++ {
 			y[i] = silu(x[i])
 		}
 	})
 }
 
 // SwiGLU writes the gated-MLP combine y = silu(a) ⊙ b elementwise, float32(silu(a)*b); y may
-// alias a or b.
+// alias a or b. o.Fast as for SiLU.
 func SwiGLU(o Opts, y, a, b []float32) {
 	need("SwiGLU", "a", a, len(y))
 	need("SwiGLU", "b", b, len(y))
 	chunks(o, len(y), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
+		i := lo
+		if o.Fast {
+			i += swigluVec(y[lo:hi], a[lo:hi], b[lo:hi])
+		}
+		for ; i < hi; i++ {
 			y[i] = silu(a[i]) * b[i]
 		}
 	})

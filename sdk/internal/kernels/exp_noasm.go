@@ -1,0 +1,12 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// Without the assembly there is no vector exponential: the callers run every element on the
+// portable path.
+
+func expShiftVec(dst, src []float32, shift float32) int { return 0 }
+func siluVec(dst, src []float32) int                    { return 0 }
+func swigluVec(dst, a, b []float32) int                 { return 0 }
+
+func hasAVX512Exp() bool { return false }
