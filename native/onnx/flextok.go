@@ -225,7 +225,7 @@ func trunk(g *Graph, w *weights, x Value, prefix, mod string, t model.TrunkConfi
 		}
 
 		// Attention: q, k, v from one product with the stacked weights.
-		h := modulate(g.LayerNorm(x, W, eps), chunkShiftMSA, chunkScaleMSA)
+		h := modulate(g.LayerNorm(x, W, eps), model.AdaLNShiftMSA, model.AdaLNScaleMSA)
 		qkvW := make([]float32, 0, 3*W*W)
 		var qkvB []float32
 		for _, f := range []string{model.BlockWQ, model.BlockWK, model.BlockWV} {
@@ -251,29 +251,19 @@ func trunk(g *Graph, w *weights, x Value, prefix, mod string, t model.TrunkConfi
 		a := g.Op("MatMul", []Value{g.Op("Softmax", []Value{s}, AInt("axis", -1)), v}) // [N, H, L, hd]
 		a = g.Reshape(g.Transpose(a, 0, 2, 1, 3), 0, 0, int64(W))
 		a = w.linear(g, a, bias(model.BlockProj, i), W, W, t.ProjBias)
-		x = residual(x, a, chunkGateMSA)
+		x = residual(x, a, model.AdaLNGateMSA)
 
 		// MLP: SwiGLU (silu(fc1 h) ⊙ fc3 h) or SiLU, then fc2.
-		h = modulate(g.LayerNorm(x, W, eps), chunkShiftMLP, chunkScaleMLP)
+		h = modulate(g.LayerNorm(x, W, eps), model.AdaLNShiftMLP, model.AdaLNScaleMLP)
 		f := g.SiLU(w.linear(g, h, bias(model.BlockFC1, i), Hd, W, t.MLPBias))
 		if t.Gated {
 			f = g.Mul(f, w.linear(g, h, bias(model.BlockFC3, i), Hd, W, t.MLPBias))
 		}
-		x = residual(x, w.linear(g, f, bias(model.BlockFC2, i), W, Hd, t.MLPBias), chunkGateMLP)
+		x = residual(x, w.linear(g, f, bias(model.BlockFC2, i), W, Hd, t.MLPBias), model.AdaLNGateMLP)
 		done()
 	}
 	return x
 }
-
-// Chunks of an adaLN modulation, in the official order (FlexBlockAdaLN.forward).
-const (
-	chunkGateMSA = iota
-	chunkGateMLP
-	chunkShiftMSA
-	chunkScaleMSA
-	chunkShiftMLP
-	chunkScaleMLP
-)
 
 // fsqIDs adds FSQ quantisation: z [N, R, D] → ids [N, R] int64, the computation of fsq.Encode
 // (tanh bound, round half to even, mixed-radix index).

@@ -237,16 +237,6 @@ func readTrunk(r *weightReader, o kernels.Opts, prefix, mod string, t model.Trun
 	return tr
 }
 
-// Chunks of one adaLN modulation part, in the official order (FlexBlockAdaLN.forward).
-const (
-	chunkGateMSA = iota
-	chunkGateMLP
-	chunkShiftMSA
-	chunkScaleMSA
-	chunkShiftMLP
-	chunkScaleMLP
-)
-
 // modulation computes every block's adaLN vector for one time embedding: Linear(SiLU(temb)),
 // [E·6W] per block. It depends only on t, so the decoder computes it once per distinct t.
 func (tr *trunk) modulation(o kernels.Opts, temb []float32) [][]float32 {
@@ -306,7 +296,7 @@ func (tr *trunk) forward(ctx context.Context, o kernels.Opts, x []float32, s seq
 
 		// x += gate_msa ⊙ attn(modulate(LN(x), shift_msa, scale_msa))
 		kernels.LayerNorm(o, h, x, rows, W, tr.eps)
-		tr.modulate(o, h, mod, s, chunkShiftMSA, chunkScaleMSA)
+		tr.modulate(o, h, mod, s, model.AdaLNShiftMSA, model.AdaLNScaleMSA)
 		b.qkv.forward(o, qkv, h, rows)
 		if tr.cfg.QKNorm {
 			kernels.LayerNormHeads(o, qkv, rows, 3*W, tr.cfg.Heads, tr.cfg.HeadDim, tr.eps)
@@ -317,11 +307,11 @@ func (tr *trunk) forward(ctx context.Context, o kernels.Opts, x []float32, s seq
 			LdQ: 3 * W, LdK: 3 * W, LdV: 3 * W, LdO: W,
 		}, tr.scale, s.mask)
 		b.proj.forward(o, y, h, rows)
-		tr.residual(o, x, y, mod, s, chunkGateMSA)
+		tr.residual(o, x, y, mod, s, model.AdaLNGateMSA)
 
 		// x += gate_mlp ⊙ mlp(modulate(LN(x), shift_mlp, scale_mlp))
 		kernels.LayerNorm(o, h, x, rows, W, tr.eps)
-		tr.modulate(o, h, mod, s, chunkShiftMLP, chunkScaleMLP)
+		tr.modulate(o, h, mod, s, model.AdaLNShiftMLP, model.AdaLNScaleMLP)
 		b.fc1.forward(o, a, h, rows)
 		if b.fc3 != nil {
 			b.fc3.forward(o, c, h, rows)
@@ -330,7 +320,7 @@ func (tr *trunk) forward(ctx context.Context, o kernels.Opts, x []float32, s seq
 			kernels.SiLU(o, a, a)
 		}
 		b.fc2.forward(o, y, a, rows)
-		tr.residual(o, x, y, mod, s, chunkGateMLP)
+		tr.residual(o, x, y, mod, s, model.AdaLNGateMLP)
 	}
 	return ctx.Err()
 }

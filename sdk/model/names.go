@@ -252,3 +252,14 @@ func CanonicalName(key string) string {
 	}
 	return key
 }
+
+// The six chunks of an adaLN modulation vector (E·6W per block: per part, six W-wide chunks),
+// in the order FlexBlockAdaLN.forward splits them.
+const (
+	AdaLNGateMSA = iota
+	AdaLNGateMLP
+	AdaLNShiftMSA
+	AdaLNScaleMSA
+	AdaLNShiftMLP
+	AdaLNScaleMLP
+)
