@@ -29,7 +29,11 @@ func (f *backendFlags) register(cmd *cobra.Command) {
 // Runtime *native.Backend.
 type executor interface {
 	batchEncoder
+	Encode(ctx context.Context, img image.Image, o engine.EncodeOptions) (*payload.Payload, error)
 	DecodeImage(ctx context.Context, p *payload.Payload, o engine.DecodeOptions) (*image.NRGBA, error)
+	Identity() payload.Model
+	ImageSize() (int, int)
+	MaxTokens() int
 }
 
 // checkBackendFlags validates --backend and --provider before any work.

@@ -1,13 +1,22 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"image"
 	"image/draw"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flextok-sdk/flextok/sdk/engine"
+	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
 // TestExportONNX: export-onnx writes the three graphs and a manifest, refuses to overwrite
@@ -88,4 +97,55 @@ func nrgba(img image.Image) *image.NRGBA {
 	n := image.NewNRGBA(img.Bounds())
 	draw.Draw(n, n.Bounds(), img, img.Bounds().Min, draw.Src)
 	return n
+}
+
+// TestServeEncodeORT: serve --backend ort encodes POST /encode in ONNX Runtime; the payload is
+// the Go engine's (same model identity, same ids).
+func TestServeEncodeORT(t *testing.T) {
+	needORT(t)
+	ef := &engineFlags{}
+	b, closeB, err := openBackend("ort", "cpu", ef, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeB()
+	srv := httptest.NewServer(newServer(serveConfig{engine: b, modelName: b.Identity().Name, maxUpload: 1 << 20, static: fakeStatic()}))
+	defer srv.Close()
+	img, err := os.ReadFile("../../testdata/heldout/002_triangle.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(srv.URL+"/encode", "image/png", bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("POST /encode: %d %s", resp.StatusCode, body)
+	}
+	var got payload.Payload
+	if err := payload.Unmarshal(body, &got); err != nil {
+		t.Fatal(err)
+	}
+	e, err := ef.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, _, err := ftimage.DecodeBytes(img, ftimage.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.Encode(context.Background(), dec, engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got.Model.Equal(&want.Model) || len(got.IDs) != len(want.IDs) {
+		t.Fatalf("ort payload %+v, go %+v", got, want)
+	}
+	for i := range want.IDs {
+		if got.IDs[i] != want.IDs[i] {
+			t.Errorf("token %d: ort %d, go %d", i, got.IDs[i], want.IDs[i])
+		}
+	}
 }

@@ -57,7 +57,7 @@ var modelFiles = []string{"model.safetensors", "config.json", "vae/config.json"}
 
 // serveConfig is what the server needs; newServer builds the handler from it.
 type serveConfig struct {
-	engine    *engine.Engine    // nil: no -m (no samples, no /model/, no /encode)
+	engine    executor          // go or ort; nil: no samples, no /model/, no /encode
 	modelName string            // the name payloads carry (engine.Load's rule)
 	files     map[string]string // URL name → path on disk, of the files that exist
 	samples   []sample
@@ -97,6 +97,7 @@ type demoModel struct {
 func newServe() *cobra.Command {
 	var (
 		ef        engineFlags
+		bf        backendFlags
 		addr      string
 		samples   string
 		maxUpload int64
@@ -127,10 +128,16 @@ func newServe() *cobra.Command {
 			}
 			// Without -m the engine is the embedded default model: it encodes the samples, and
 			// the page opens the same model embedded in the wasm module (no /model/ files).
-			e, err := ef.load()
+			// --backend ort encodes (samples, POST /encode) in ONNX Runtime; the page decodes
+			// in the browser either way.
+			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
+				return err
+			}
+			e, closeExec, err := openBackend(bf.backend, bf.provider, &ef, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			defer closeExec()
 			cfg.engine = e
 			cfg.modelName = e.Identity().Name
 			if ef.model != "" {
@@ -144,6 +151,7 @@ func newServe() *cobra.Command {
 		},
 	}
 	ef.register(cmd)
+	bf.register(cmd)
 	cmd.Flags().Lookup("model").Usage = "model directory or model.safetensors (default: the module's embedded model, in the page)"
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (port 0: any free port; the URL is printed)")
 	cmd.Flags().StringVar(&samples, "samples", "testdata/heldout", "directory of images to encode as sample payloads (\"\": none)")
@@ -173,7 +181,7 @@ func modelFilePaths(m string) map[string]string {
 }
 
 // encodeSamples encodes the images of dir (in name order) into payloads, in memory.
-func encodeSamples(ctx context.Context, e *engine.Engine, dir string) ([]sample, error) {
+func encodeSamples(ctx context.Context, e executor, dir string) ([]sample, error) {
 	if dir == "" {
 		return nil, nil
 	}
@@ -198,7 +206,7 @@ func encodeSamples(ctx context.Context, e *engine.Engine, dir string) ([]sample,
 	return out, nil
 }
 
-func encodeFile(ctx context.Context, e *engine.Engine, p string) ([]byte, error) {
+func encodeFile(ctx context.Context, e executor, p string) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, err
