@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"image"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 
 	"github.com/flextok-sdk/flextok/native/onnx"
@@ -61,8 +63,9 @@ func LoadBytes(name string, weights, configJSON, vaeJSON []byte, o Options) (*Ba
 }
 
 // New builds the backend from a loaded model; name and digest form its identity (as
-// engine.New). Graphs under onnx.MaxInline bytes go to ONNX Runtime from memory; larger ones
-// are saved with external data into o.ExportDir, or a temporary directory removed by Close.
+// engine.New). The graphs are exported from m, or opened from o.ExportDir's cache; without a
+// cache, graphs under onnx.MaxInline bytes go to ONNX Runtime from memory and larger ones
+// through a temporary directory removed by Close.
 func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, error) {
 	if m == nil || m.Config == nil {
 		return nil, errors.New("flextok/native: nil model")
@@ -107,31 +110,54 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, err
 }
 
 // open exports one graph and opens its session (one graph at a time, so that at most one
-// serialised copy of the weights is alive besides the model's).
+// serialised copy of the weights is alive besides the model's). With Options.ExportDir the
+// graphs are kept in a subdirectory named by the weights' digest and the export's settings,
+// and a later Open of the same checkpoint loads them from there instead of exporting again.
 func (b *Backend) open(name string, build func(*model.Model, onnx.Sizes) (*pb.ModelProto, error), m *model.Model, in, out []string, o Options) (*Session, error) {
 	s := b.sizes
 	s.FP16 = o.FP16 && name == "decoder"
+	var cached string
+	if o.ExportDir != "" {
+		cached = filepath.Join(b.cacheDir(o), name+".onnx")
+		if _, err := os.Stat(cached); err == nil { // Save renames the graph last: it is whole
+			return NewSession(cached, in, out, o)
+		}
+	}
 	g, err := build(m, s)
 	if err != nil {
 		return nil, err
 	}
-	if data, err := onnx.Marshal(g); err == nil {
-		return NewSessionFromBytes(data, in, out, o)
-	}
-	dir := o.ExportDir
-	if dir == "" {
+	if cached == "" {
+		if data, err := onnx.Marshal(g); err == nil {
+			return NewSessionFromBytes(data, in, out, o)
+		}
 		if b.dir == "" {
 			if b.dir, err = os.MkdirTemp("", "flextok-onnx-*"); err != nil {
 				return nil, fmt.Errorf("flextok/native: %w", err)
 			}
 		}
-		dir = b.dir
+		cached = filepath.Join(b.dir, name+".onnx")
 	}
-	path, err := onnx.Save(g, dir, name+".onnx")
+	path, err := onnx.Save(g, filepath.Dir(cached), name+".onnx")
 	if err != nil {
 		return nil, err
 	}
 	return NewSession(path, in, out, o)
+}
+
+// cacheDir is the export cache of this model and export settings under o.ExportDir.
+func (b *Backend) cacheDir(o Options) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' {
+			return r
+		}
+		return '_'
+	}, b.id.Name)
+	dir := fmt.Sprintf("%s-%x-e%s", name, b.id.Digest[:8], onnx.ExporterVersion)
+	if o.FP16 {
+		dir += "-fp16"
+	}
+	return filepath.Join(o.ExportDir, dir)
 }
 
 // Close releases the sessions and removes the temporary export directory. It is idempotent.

@@ -345,3 +345,58 @@ func meanSquare(x []float32) float64 {
 	}
 	return s / float64(len(x))
 }
+
+// TestBackendExportCache: with ExportDir the graphs are written once, under a directory named
+// by the weights' digest, and a second load opens them without exporting again; the results
+// are the same.
+func TestBackendExportCache(t *testing.T) {
+	o := needORT(t)
+	o.ExportDir = t.TempDir()
+	d := models.Default()
+	b1, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b1.Close()
+	dirs, _ := os.ReadDir(o.ExportDir)
+	if len(dirs) != 1 {
+		t.Fatalf("%d entries in ExportDir, want 1 cache directory", len(dirs))
+	}
+	dir := filepath.Join(o.ExportDir, dirs[0].Name())
+	files, _ := os.ReadDir(dir)
+	if len(files) != 6 {
+		t.Fatalf("cache %s holds %d files, want 3 graphs and 3 data files", dir, len(files))
+	}
+	st1, _ := os.Stat(filepath.Join(dir, "decoder.onnx"))
+	b2, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	st2, _ := os.Stat(filepath.Join(dir, "decoder.onnx"))
+	if !st2.ModTime().Equal(st1.ModTime()) {
+		t.Error("the second load rewrote the cached decoder graph")
+	}
+	ctx := context.Background()
+	img := heldout(t, 1)
+	p1, err := b1.Encode(ctx, img[0], engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := b2.Encode(ctx, img[0], engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if countDiff(p1.IDs, p2.IDs) != 0 {
+		t.Error("the cached graphs give other ids")
+	}
+	o.FP16 = true
+	b3, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b3.Close()
+	if dirs, _ := os.ReadDir(o.ExportDir); len(dirs) != 2 {
+		t.Errorf("FP16 shares the float32 cache (%d directories)", len(dirs))
+	}
+}

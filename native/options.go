@@ -55,9 +55,11 @@ type Options struct {
 	// memory and runs on tensor cores. Velocities then differ from float32 by NMSE ~1e-7
 	// (native/onnx tests). The encoder and the VAE stay float32, so token ids do not change.
 	FP16 bool
-	// ExportDir receives the exported graphs of models too large to hand to ONNX Runtime
-	// from memory (over onnx.MaxInline bytes): <name>.onnx plus <name>.onnx.data. "" means a
-	// temporary directory that Close removes. Existing files of those names are replaced.
+	// ExportDir, if set, caches the exported graphs: <ExportDir>/<name>-<digest>-e<exporter
+	// version>[-fp16]/{encoder,decoder,vae_decoder}.onnx (+ .onnx.data). A later Load of the
+	// same weights with the same settings opens them without exporting again (a server's
+	// restart). "" means no cache: graphs under onnx.MaxInline bytes go to ONNX Runtime from
+	// memory, larger ones through a temporary directory that Close removes.
 	ExportDir string
 }
 
