@@ -17,12 +17,13 @@ import (
 
 // backendFlags select the executor: --backend go|ort and --provider (ort only).
 type backendFlags struct {
-	backend, provider string
+	backend, provider, cache string
 }
 
 func (f *backendFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.backend, "backend", "go", "executor: go (pure Go) or ort (ONNX Runtime, library at $FLEXTOK_ORT_LIB)")
 	cmd.Flags().StringVar(&f.provider, "provider", "auto", "ONNX Runtime execution provider, with --backend ort: auto, cuda or cpu")
+	cmd.Flags().StringVar(&f.cache, "onnx-cache", "", "with --backend ort: keep the exported ONNX graphs in this directory and reuse them (default: export at every start)")
 }
 
 // executor is what the commands need of a backend: the pure-Go *engine.Engine or the ONNX
@@ -51,6 +52,9 @@ func checkBackendFlags(cmd *cobra.Command, backend, provider string) error {
 	if backend != "ort" && cmd.Flags().Changed("provider") {
 		return usageError{errors.New("--provider applies to --backend ort only")}
 	}
+	if backend != "ort" && cmd.Flags().Changed("onnx-cache") {
+		return usageError{errors.New("--onnx-cache applies to --backend ort only")}
+	}
 	return nil
 }
 
@@ -58,7 +62,8 @@ func checkBackendFlags(cmd *cobra.Command, backend, provider string) error {
 // ort, ONNX Runtime through native.Backend (the library from $FLEXTOK_ORT_LIB, else the
 // loader's search path; --threads sizes its intra-op pool). Notes on the provider chosen go to
 // stderr. close releases the executor.
-func openBackend(backend, provider string, ef *engineFlags, stderr io.Writer) (executor, func() error, error) {
+func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (executor, func() error, error) {
+	backend, provider := bf.backend, bf.provider
 	if backend != "ort" {
 		e, err := ef.load()
 		if err != nil {
@@ -69,6 +74,7 @@ func openBackend(backend, provider string, ef *engineFlags, stderr io.Writer) (e
 	o := native.Options{
 		Provider:       native.Provider(provider),
 		IntraOpThreads: ef.threads,
+		ExportDir:      bf.cache,
 		Logf:           func(format string, a ...any) { fmt.Fprintf(stderr, "flextok: "+format+"\n", a...) },
 	}
 	var (

@@ -228,7 +228,7 @@ func newDecode() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, closeExec, err := openBackend(bf.backend, bf.provider, &ef, cmd.ErrOrStderr())
+			e, closeExec, err := openBackend(&bf, &ef, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}

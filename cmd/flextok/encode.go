@@ -101,7 +101,7 @@ func newEncode() *cobra.Command {
 			defer stop()
 			s := encodeSettings{opts: engine.EncodeOptions{K: k, Filter: filter}, batch: batch, shard: sh, force: force, single: single}
 			load := func() (batchEncoder, func() error, error) {
-				return openBackend(bf.backend, bf.provider, &ef, cmd.ErrOrStderr())
+				return openBackend(&bf, &ef, cmd.ErrOrStderr())
 			}
 			_, err = runEncode(ctx, cmd.ErrOrStderr(), load, jobs, s)
 			return err

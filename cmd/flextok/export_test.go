@@ -104,7 +104,7 @@ func nrgba(img image.Image) *image.NRGBA {
 func TestServeEncodeORT(t *testing.T) {
 	needORT(t)
 	ef := &engineFlags{}
-	b, closeB, err := openBackend("ort", "cpu", ef, io.Discard)
+	b, closeB, err := openBackend(&backendFlags{backend: "ort", provider: "cpu"}, ef, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

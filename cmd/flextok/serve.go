@@ -133,7 +133,7 @@ func newServe() *cobra.Command {
 			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
 				return err
 			}
-			e, closeExec, err := openBackend(bf.backend, bf.provider, &ef, cmd.ErrOrStderr())
+			e, closeExec, err := openBackend(&bf, &ef, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
