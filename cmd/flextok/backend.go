@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"image"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -75,6 +77,7 @@ func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (executor,
 		Provider:       native.Provider(provider),
 		IntraOpThreads: ef.threads,
 		ExportDir:      bf.cache,
+		LibraryPath:    bundledORT(),
 		Logf:           func(format string, a ...any) { fmt.Fprintf(stderr, "flextok: "+format+"\n", a...) },
 	}
 	var (
@@ -92,4 +95,25 @@ func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (executor,
 		return nil, nil, fmt.Errorf("--backend ort: %w", err)
 	}
 	return b, b.Close, nil
+}
+
+// bundledORT is the library make setup installs next to this binary's checkout
+// (bin/../.deps/ort/libonnxruntime.so), used when $FLEXTOK_ORT_LIB is unset and it exists;
+// otherwise "" (native's order: $FLEXTOK_ORT_LIB, then the loader's search path).
+func bundledORT() string {
+	if os.Getenv("FLEXTOK_ORT_LIB") != "" {
+		return ""
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if exe, err = filepath.EvalSymlinks(exe); err != nil {
+		return ""
+	}
+	p := filepath.Join(filepath.Dir(exe), "..", ".deps", "ort", "libonnxruntime.so")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
