@@ -110,7 +110,7 @@ func (w *weights) get(name string, n int) []float32 {
 		return fail("%d values, want %d", len(v), n)
 	}
 	for i, x := range v {
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+		if x-x != 0 { // NaN or ±Inf
 			return fail("value %d is %v: a corrupt checkpoint", i, x)
 		}
 	}

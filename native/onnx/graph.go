@@ -6,7 +6,6 @@ import (
 	"math"
 
 	pb "github.com/flextok-sdk/flextok/native/onnx/onnxpb"
-	"github.com/x448/float16"
 )
 
 // Opset is the ONNX operator set every exported graph imports (default domain). 17 is the
@@ -237,15 +236,6 @@ func (g *Graph) Model(doc string) *pb.ModelProto {
 
 // ExporterVersion changes whenever the exported graphs change (it names cached exports).
 const ExporterVersion = "1"
-
-// f16bytes converts to IEEE half precision, rounding to nearest even (x448/float16).
-func f16bytes(data []float32) []byte {
-	raw := make([]byte, 2*len(data))
-	for i, x := range data {
-		binary.LittleEndian.PutUint16(raw[2*i:], uint16(float16.Fromfloat32(x)))
-	}
-	return raw
-}
 
 func f32bytes(data []float32) []byte {
 	raw := make([]byte, 4*len(data))

@@ -1,5 +1,12 @@
 package onnx
 
+import (
+	"encoding/binary"
+	"math"
+
+	"github.com/x448/float16"
+)
+
 // Layers shared by the exported graphs, built from standard opset-17 operators. Weights arrive
 // in PyTorch's layout and are rearranged here, once, at export time.
 
@@ -7,26 +14,44 @@ package onnx
 // the product is one MatMul); b may be nil. With g.FP16 the weight is stored as float16 and
 // the product runs in float16 (x cast down, y cast back up; the bias is added in float32).
 func (g *Graph) Linear(x Value, name string, w []float32, out, in int, b []float32) Value {
-	wt := make([]float32, len(w))
-	for o := 0; o < out; o++ {
-		for i := 0; i < in; i++ {
-			wt[i*out+o] = w[o*in+i]
-		}
-	}
+	checkLen(name, []int{out, in}, len(w))
 	var y Value
 	if g.FP16 {
-		name = g.scoped(name + ".weight")
-		checkLen(name, []int{in, out}, len(wt))
-		wh := g.init(name, Float16, []int{in, out}, f16bytes(wt))
+		wh := g.init(g.scoped(name+".weight"), Float16, []int{in, out}, transposeBytes(w, out, in, 2))
 		xh := g.Op("Cast", []Value{x}, AInt("to", int64(Float16)))
 		y = g.Op("Cast", []Value{g.Op("MatMul", []Value{xh, wh})}, AInt("to", int64(Float)))
 	} else {
-		y = g.Op("MatMul", []Value{x, g.Const(name+".weight", []int{in, out}, wt)})
+		wt := g.init(g.scoped(name+".weight"), Float, []int{in, out}, transposeBytes(w, out, in, 4))
+		y = g.Op("MatMul", []Value{x, wt})
 	}
 	if b != nil {
 		y = g.Op("Add", []Value{y, g.Const(name+".bias", []int{out}, b)})
 	}
 	return y
+}
+
+// transposeBytes returns the little-endian bytes of wᵀ ([in, out] from w [out, in]) as float32
+// (size 4) or float16 (size 2, rounded to nearest even), in 32×32 blocks so that both the
+// reads and the writes stay in cache.
+func transposeBytes(w []float32, out, in, size int) []byte {
+	raw := make([]byte, size*out*in)
+	const blk = 32
+	for o0 := 0; o0 < out; o0 += blk {
+		for i0 := 0; i0 < in; i0 += blk {
+			for o := o0; o < min(o0+blk, out); o++ {
+				row := w[o*in : o*in+in]
+				for i := i0; i < min(i0+blk, in); i++ {
+					at := size * (i*out + o)
+					if size == 2 {
+						binary.LittleEndian.PutUint16(raw[at:], uint16(float16.Fromfloat32(row[i])))
+					} else {
+						binary.LittleEndian.PutUint32(raw[at:], math.Float32bits(row[i]))
+					}
+				}
+			}
+		}
+	}
+	return raw
 }
 
 // LayerNorm normalises over the last axis (of size width) without an affine transform
