@@ -298,6 +298,41 @@ func (b *Backend) Decode(ctx context.Context, p *payload.Payload, o engine.Decod
 	return tensor.Tensor{Shape: []int{3, s.Height, s.Width}, Data: img.Data}, nil
 }
 
+// DecodeBatch decodes several payloads with the same options in one sampler run, as
+// engine.Engine.DecodeBatch: every velocity evaluation is one ONNX Runtime run over the
+// conditional and unconditional items of all images, and the VAE decodes them in one run.
+// Each image is Decode's for its payload up to float rounding (ONNX Runtime's kernels may
+// order sums differently for another batch size).
+func (b *Backend) DecodeBatch(ctx context.Context, ps []*payload.Payload, o engine.DecodeOptions) ([]tensor.Tensor, error) {
+	s := b.sizes
+	ids, fo, err := engine.PrepareDecodeBatch(ps, b.id, o, []int{s.C, s.H, s.W})
+	if err != nil {
+		return nil, err
+	}
+	den, err := b.Bind(ids, nil)
+	if err != nil {
+		return nil, err
+	}
+	lat, err := flow.Sample(ctx, den, fo)
+	if err != nil {
+		return nil, err
+	}
+	all := tensor.Tensor{Shape: []int{len(ps), s.C, s.H, s.W}, Data: make([]float32, 0, len(ps)*s.C*s.H*s.W)}
+	for _, l := range lat {
+		all.Data = append(all.Data, l.Data...)
+	}
+	img, err := b.DecodeLatents(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	n := 3 * s.Height * s.Width
+	out := make([]tensor.Tensor, len(ps))
+	for i := range out {
+		out[i] = tensor.Tensor{Shape: []int{3, s.Height, s.Width}, Data: img.Data[i*n : (i+1)*n : (i+1)*n]}
+	}
+	return out, nil
+}
+
 // DecodeImage is Decode followed by the conversion to 8-bit RGB.
 func (b *Backend) DecodeImage(ctx context.Context, p *payload.Payload, o engine.DecodeOptions) (*image.NRGBA, error) {
 	x, err := b.Decode(ctx, p, o)

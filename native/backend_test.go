@@ -400,3 +400,90 @@ func TestBackendExportCache(t *testing.T) {
 		t.Errorf("FP16 shares the float32 cache (%d directories)", len(dirs))
 	}
 }
+
+// TestBackendDecodeBatch: a batch decode in ONNX Runtime gives each payload the Go engine's
+// image (within the decode bounds) and its own single decode up to float rounding.
+func TestBackendDecodeBatch(t *testing.T) {
+	b, e := loadDefaultPair(t, needORT(t))
+	ctx := context.Background()
+	ps, err := e.EncodeBatch(ctx, heldout(t, 4), engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps[2].IDs = ps[2].IDs[:3]
+	do := engine.DecodeOptions{Steps: 4, Guidance: 3, APG: true, Seed: 9}
+	got, err := b.DecodeBatch(ctx, ps, do)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.DecodeBatch(ctx, ps, do)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ps {
+		single, err := b.Decode(ctx, ps[i], do)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nmse, maxAbs := imageStats(got[i].Data, want[i].Data)
+		nmse1, _ := imageStats(got[i].Data, single.Data)
+		t.Logf("payload %d: vs engine NMSE %.2g (max abs %.2g); vs its single ORT decode NMSE %.2g", i, nmse, maxAbs, nmse1)
+		if nmse > 1e-10 || maxAbs > 1e-4 || nmse1 > 1e-10 {
+			t.Errorf("payload %d: NMSE %.3g (engine), %.3g (single decode), max abs %.3g: over 1e-10, 1e-4", i, nmse, nmse1, maxAbs)
+		}
+	}
+}
+
+// BenchmarkDecodeBatch: 8 payloads of the default model (10 guided steps) decoded one by one
+// and as one batch, on the Go engine's fast path and in ONNX Runtime (CPU).
+func BenchmarkDecodeBatch(b *testing.B) {
+	o := needORT(b)
+	o.IntraOpThreads = 0
+	d := models.Default()
+	ort, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ort.Close()
+	eng, err := engine.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, engine.DefaultOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	imgs := make([]image.Image, 8)
+	for i := range imgs {
+		imgs[i] = image.NewGray(image.Rect(0, 0, 32+i, 32))
+	}
+	ps, err := eng.EncodeBatch(ctx, imgs, engine.EncodeOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	do := engine.DecodeOptions{Steps: 10, Guidance: 1.5}
+	type decoder interface {
+		Decode(context.Context, *payload.Payload, engine.DecodeOptions) (tensor.Tensor, error)
+		DecodeBatch(context.Context, []*payload.Payload, engine.DecodeOptions) ([]tensor.Tensor, error)
+	}
+	for _, ex := range []struct {
+		name string
+		d    decoder
+	}{{"go", eng}, {"ort", ort}} {
+		b.Run(ex.name+"/one-by-one", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				for _, p := range ps {
+					if _, err := ex.d.Decode(ctx, p, do); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			b.ReportMetric(float64(b.N*len(ps))/b.Elapsed().Seconds(), "images/s")
+		})
+		b.Run(ex.name+"/batch", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := ex.d.DecodeBatch(ctx, ps, do); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(ps))/b.Elapsed().Seconds(), "images/s")
+		})
+	}
+}

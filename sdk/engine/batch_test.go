@@ -15,6 +15,7 @@ import (
 
 	"github.com/flextok-sdk/flextok/models"
 	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
@@ -171,5 +172,50 @@ func BenchmarkEncodeBatch(b *testing.B) {
 			}
 			b.ReportMetric(float64(len(imgs)*b.N)/b.Elapsed().Seconds(), "images/s")
 		})
+	}
+}
+
+// TestDecodeBatch: DecodeBatch gives every payload exactly Decode's image (portable and fast
+// paths), with payloads of different lengths in one batch; bad batches are errors naming the
+// payload.
+func TestDecodeBatch(t *testing.T) {
+	d := models.Default()
+	for _, o := range []Options{{}, DefaultOptions()} {
+		e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		ps, err := e.EncodeBatch(ctx, batchImages(t)[:3], EncodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps[1].IDs = ps[1].IDs[:4]
+		ps[2].IDs = ps[2].IDs[:1]
+		do := DecodeOptions{Steps: 3, Guidance: 2, APG: true, Seed: 5}
+		got, err := e.DecodeBatch(ctx, ps, do)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, p := range ps {
+			want, err := e.Decode(ctx, p, do)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameBits(t, fmt.Sprintf("fast=%v payload %d", o.Fast, i), got[i].Data, want.Data)
+		}
+		other := *ps[1]
+		other.Model.Digest[0] ^= 1
+		if _, err := e.DecodeBatch(ctx, []*payload.Payload{ps[0], &other}, do); !errors.Is(err, ErrModelMismatch) || !strings.Contains(err.Error(), "payload 1") {
+			t.Errorf("a payload of another model: %v", err)
+		}
+		if _, err := e.DecodeBatch(ctx, nil, do); !errors.Is(err, ErrArgument) {
+			t.Errorf("an empty batch: %v", err)
+		}
+		noisy := do
+		noisy.Noise = &tensor.Tensor{}
+		if _, err := e.DecodeBatch(ctx, ps, noisy); !errors.Is(err, ErrArgument) {
+			t.Errorf("Noise with a batch: %v", err)
+		}
 	}
 }

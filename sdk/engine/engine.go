@@ -290,6 +290,73 @@ func PrepareDecode(p *payload.Payload, id payload.Model, o DecodeOptions, latent
 	return p.IDs[:k], fo, nil
 }
 
+// PrepareDecodeBatch is PrepareDecode for several payloads decoded together with the same
+// options: the token prefixes, and sampler options whose noise gives every image the noise
+// it would get decoded alone (so a batch decodes each payload exactly as Decode would, up to
+// an executor's batching). o.Noise must be nil; OnStep sees the steps of the whole batch.
+func PrepareDecodeBatch(ps []*payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([][]uint32, flow.Options, error) {
+	if len(ps) == 0 {
+		return nil, flow.Options{}, fmt.Errorf("%w: no payloads", ErrArgument)
+	}
+	if o.Noise != nil {
+		return nil, flow.Options{}, fmt.Errorf("%w: DecodeOptions.Noise applies to one payload (Decode), not a batch", ErrArgument)
+	}
+	ids := make([][]uint32, len(ps))
+	var fo flow.Options
+	for i, p := range ps {
+		if p == nil {
+			return nil, flow.Options{}, fmt.Errorf("%w: payload %d is nil", ErrArgument, i)
+		}
+		var err error
+		if ids[i], fo, err = PrepareDecode(p, id, o, latent); err != nil {
+			return nil, flow.Options{}, fmt.Errorf("payload %d: %w", i, err)
+		}
+	}
+	noise, err := flow.Noise(o.Seed, fo.Stream, latent)
+	if err != nil {
+		return nil, flow.Options{}, err
+	}
+	fo.Shapes, fo.Noise = nil, make([]tensor.Tensor, len(ps))
+	for i := range fo.Noise {
+		fo.Noise[i] = noise[0] // the sampler copies it
+	}
+	return ids, fo, nil
+}
+
+// DecodeBatch decodes several payloads with the same options in one sampler run: every
+// velocity evaluation runs the conditional and unconditional items of all images as one batch.
+// Each image equals Decode's for its payload, bit for bit (items never mix). Images are
+// [3, H, W], unclamped.
+func (e *Engine) DecodeBatch(ctx context.Context, ps []*payload.Payload, o DecodeOptions) ([]tensor.Tensor, error) {
+	ids, fo, err := PrepareDecodeBatch(ps, e.id, o, e.latent)
+	if err != nil {
+		return nil, err
+	}
+	cond, err := e.dec.Bind(ids, nil)
+	if err != nil {
+		return nil, err
+	}
+	lat, err := flow.Sample(ctx, cond, fo)
+	if err != nil {
+		return nil, err
+	}
+	C, h, w := e.latent[0], e.latent[1], e.latent[2]
+	all := tensor.Tensor{Shape: []int{len(ps), C, h, w}, Data: make([]float32, 0, len(ps)*C*h*w)}
+	for _, l := range lat {
+		all.Data = append(all.Data, l.Data...)
+	}
+	img, err := e.vae.Decode(ctx, all)
+	if err != nil {
+		return nil, err
+	}
+	n := 3 * e.height * e.width
+	out := make([]tensor.Tensor, len(ps))
+	for i := range out {
+		out[i] = tensor.Tensor{Shape: []int{3, e.height, e.width}, Data: img.Data[i*n : (i+1)*n : (i+1)*n]}
+	}
+	return out, nil
+}
+
 // DecodeImage is Decode followed by the official demo's conversion to 8-bit RGB.
 func (e *Engine) DecodeImage(ctx context.Context, p *payload.Payload, o DecodeOptions) (*image.NRGBA, error) {
 	x, err := e.Decode(ctx, p, o)
