@@ -15,6 +15,7 @@ import (
 	"github.com/flextok-sdk/flextok/native"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/payload"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
 // backendFlags select the executor: --backend go|ort and --provider (ort only).
@@ -34,6 +35,7 @@ type executor interface {
 	batchEncoder
 	Encode(ctx context.Context, img image.Image, o engine.EncodeOptions) (*payload.Payload, error)
 	DecodeImage(ctx context.Context, p *payload.Payload, o engine.DecodeOptions) (*image.NRGBA, error)
+	DecodeBatch(ctx context.Context, ps []*payload.Payload, o engine.DecodeOptions) ([]tensor.Tensor, error)
 	Identity() payload.Model
 	ImageSize() (int, int)
 	MaxTokens() int

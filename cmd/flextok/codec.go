@@ -205,6 +205,7 @@ func newDecode() *cobra.Command {
 		bf    backendFlags
 		out   string
 		k     int
+		batch int
 		df    decodeFlags
 		force bool
 	)
@@ -235,43 +236,105 @@ func newDecode() *cobra.Command {
 			defer closeExec()
 			ctx, stop := signalContext()
 			defer stop()
+			if batch < 1 {
+				return usageError{fmt.Errorf("--batch must be at least 1, got %d", batch)}
+			}
+			// Consecutive payloads with the same settings (the flags, else each payload's
+			// hints) are decoded together, up to --batch at a time.
+			var pending []decodeJob
+			flush := func() error {
+				err := decodeJobs(ctx, e, pending, out, single, force)
+				pending = pending[:0]
+				return err
+			}
 			for _, in := range inputs {
 				data, err := readLimited(in, int64(payload.DefaultLimits.MaxBytes))
 				if err != nil {
 					return err
 				}
-				var p payload.Payload
-				if err := payload.Decode(data, &p, payload.Options{}); err != nil {
+				p := new(payload.Payload)
+				if err := payload.Decode(data, p, payload.Options{}); err != nil {
 					return fmt.Errorf("decode %s: %w", in, err)
 				}
-				o := df.options(cmd, &p)
+				o := df.options(cmd, p)
 				o.K = k
 				if o.Steps < 1 {
 					return usageError{fmt.Errorf("--steps must be at least 1, got %d", o.Steps)}
 				}
-				bar := newBar(o.Steps, filepath.Base(in))
-				o.OnStep = func(flow.Step) error { bar.add(1); return nil }
-				img, err := e.DecodeImage(ctx, &p, o)
-				bar.finish()
-				if err != nil {
-					return fmt.Errorf("decode %s: %w", in, err)
+				if len(pending) > 0 && (len(pending) == batch || !sameDecode(pending[0].o, o)) {
+					if err := flush(); err != nil {
+						return err
+					}
 				}
-				var buf bytes.Buffer
-				if err := ftimage.EncodePNG(&buf, img); err != nil {
-					return err
-				}
-				if err := writeNew(outputPath(in, out, ".png", single), buf.Bytes(), force); err != nil {
-					return fmt.Errorf("decode %s: %w", in, err)
-				}
+				pending = append(pending, decodeJob{in: in, p: p, o: o})
 			}
-			return nil
+			return flush()
 		},
 	}
 	ef.register(cmd)
 	bf.register(cmd)
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output PNG file or directory (required)")
 	cmd.Flags().IntVarP(&k, "tokens", "k", 0, "decode only the first K tokens (0: all in the payload)")
+	cmd.Flags().IntVar(&batch, "batch", 8, "payloads decoded together (consecutive ones with the same settings)")
 	df.register(cmd, "noise seed")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files")
 	return cmd
+}
+
+// decodeJob is one payload of decode with its resolved settings.
+type decodeJob struct {
+	in string
+	p  *payload.Payload
+	o  engine.DecodeOptions
+}
+
+// sameDecode reports whether two payloads can be decoded in one batch.
+func sameDecode(a, b engine.DecodeOptions) bool {
+	return a.K == b.K && a.Steps == b.Steps && a.Guidance == b.Guidance && a.APG == b.APG && a.Seed == b.Seed
+}
+
+// decodeJobs decodes jobs (same settings) in one batch and writes their PNGs. When the batch
+// fails, the payloads are decoded one by one so that the error names the file.
+func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, out string, single, force bool) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	o := jobs[0].o
+	label := filepath.Base(jobs[0].in)
+	if len(jobs) > 1 {
+		label = fmt.Sprintf("%s +%d", label, len(jobs)-1)
+	}
+	bar := newBar(o.Steps, label)
+	o.OnStep = func(flow.Step) error { bar.add(1); return nil }
+	ps := make([]*payload.Payload, len(jobs))
+	for i, j := range jobs {
+		ps[i] = j.p
+	}
+	imgs, err := e.DecodeBatch(ctx, ps, o)
+	bar.finish()
+	if err != nil {
+		if ctx.Err() != nil || len(jobs) == 1 {
+			return fmt.Errorf("decode %s: %w", jobs[0].in, err)
+		}
+		for _, j := range jobs {
+			if err := decodeJobs(ctx, e, []decodeJob{j}, out, single, force); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for i, j := range jobs {
+		img, err := ftimage.FromTensor(imgs[i])
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", j.in, err)
+		}
+		var buf bytes.Buffer
+		if err := ftimage.EncodePNG(&buf, img); err != nil {
+			return err
+		}
+		if err := writeNew(outputPath(j.in, out, ".png", single), buf.Bytes(), force); err != nil {
+			return fmt.Errorf("decode %s: %w", j.in, err)
+		}
+	}
+	return nil
 }
