@@ -45,8 +45,11 @@ run: setup build demo
 	./bin/flextok encode testdata/heldout/000_cross.png -o out/sample.msgpack --force
 	./bin/flextok inspect out/sample.msgpack
 	./bin/flextok decode out/sample.msgpack -k 4 -o out/sample_k4.png --force
+	./bin/flextok encode testdata/heldout -o out/tokens_ort --backend ort --batch 16 --force
+	./bin/flextok decode out/tokens_ort -o out/decoded_ort/ --backend ort --batch 16 -k 8 --force
 	@echo "wrote out/grid.png (rows: images; columns: input, then k = 1, 2, 4, ..., 32), out/eval.json,"
-	@echo "out/sample.msgpack and out/sample_k4.png. Demo: ./bin/flextok serve, then open http://127.0.0.1:8080/"
+	@echo "out/sample.msgpack, out/sample_k4.png, and the same model in ONNX Runtime: out/tokens_ort/, out/decoded_ort/."
+	@echo "Demo: ./bin/flextok serve, then open http://127.0.0.1:8080/"
 
 test: check test-go test-wasm wasm-smoke test-bindings test-browser fuzz-short
 

@@ -271,6 +271,12 @@ func newSession(path string, model []byte, inputs, outputs []string, o Options) 
 		}
 	default:
 		cerr := cudaDown.get(o.CUDADevice)
+		if dir, cpuOnly := cpuOnlyBuild(); cerr == nil && cpuOnly {
+			// Nothing to try: say so in one line instead of passing on ONNX Runtime's
+			// library-loading error.
+			cerr = fmt.Errorf("%s holds a CPU-only ONNX Runtime build (no libonnxruntime_providers_cuda.so; scripts/setup-ort-gpu.sh installs a CUDA build)", dir)
+			cudaDown.set(o.CUDADevice, cerr)
+		}
 		if cerr == nil {
 			s, cerr = create(true)
 			if cerr == nil {
@@ -366,6 +372,20 @@ func appendCUDA(so *ort.SessionOptions, o Options) error {
 
 // cudaHint explains a CUDA failure err: the loaded library has no CUDA provider next to it, or
 // the provider's own libraries are not found.
+// cpuOnlyBuild reports whether the loaded library's directory lacks the CUDA provider library
+// (a CPU-only build such as make setup's), and the directory; false when it cannot tell.
+func cpuOnlyBuild() (string, bool) {
+	lib.mu.Lock()
+	path := lib.path
+	lib.mu.Unlock()
+	if path == "" || !filepath.IsAbs(path) {
+		return "", false
+	}
+	dir := filepath.Dir(path)
+	_, err := os.Stat(filepath.Join(dir, "libonnxruntime_providers_cuda.so"))
+	return dir, err != nil
+}
+
 func cudaHint(err error) string {
 	lib.mu.Lock()
 	path := lib.path
