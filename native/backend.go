@@ -32,6 +32,7 @@ import (
 type Backend struct {
 	id     payload.Model
 	hints  *payload.Hints
+	maxT   float64 // the decoder's max_timestep: Velocity's t must be in [0, maxT]
 	sizes  onnx.Sizes
 	fsq    *fsq.Quantizer
 	enc    *Session
@@ -85,7 +86,7 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, err
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{id: engine.Identity(m.Config, name, digest), hints: o.Hints, sizes: s, fsq: q}
+	b := &Backend{id: engine.Identity(m.Config, name, digest), hints: o.Hints, sizes: s, fsq: q, maxT: m.Config.Decoder.MaxTimestep}
 	graphs := []struct {
 		name    string
 		build   func(*model.Model, onnx.Sizes) (*pb.ModelProto, error)
@@ -405,6 +406,9 @@ func (b *Backend) Bind(ids [][]uint32, k []int) (*Conditioned, error) {
 // Velocity implements flow.Denoiser: one run of the velocity graph over every item.
 func (c *Conditioned) Velocity(ctx context.Context, t float32, batch []flow.Item) error {
 	s := c.b.sizes
+	if !(t >= 0 && float64(t) <= c.b.maxT) {
+		return fmt.Errorf("flextok/native: Velocity: t = %v outside [0, %v]", t, c.b.maxT)
+	}
 	if len(batch) == 0 {
 		return nil
 	}

@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/engine"
+	"github.com/flextok-sdk/flextok/sdk/flow"
 	"github.com/flextok-sdk/flextok/sdk/fsq"
 	ftimage "github.com/flextok-sdk/flextok/sdk/image"
 	"github.com/flextok-sdk/flextok/sdk/model"
@@ -264,6 +266,17 @@ func TestBackendBadInput(t *testing.T) {
 	}
 	if _, err := b.Bind([][]uint32{{1, 2}}, []int{33}); err == nil {
 		t.Error("k = 33 > R: no error")
+	}
+	c, err := b.Bind([][]uint32{{1, 2}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := tensor.Tensor{Shape: []int{4, 8, 8}, Data: make([]float32, 256)}
+	if err := c.Velocity(ctx, 2000, []flow.Item{{X: x}}); err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Errorf("t = 2000: %v", err)
+	}
+	if err := c.Velocity(ctx, 0.5, []flow.Item{{Image: 1, X: x}}); err == nil {
+		t.Error("item of an unbound image: no error")
 	}
 	if _, err := b.EncodeTensor(ctx, tensor.Tensor{Shape: []int{1, 3, 8, 8}, Data: make([]float32, 192)}); !errors.Is(err, engine.ErrArgument) {
 		t.Errorf("images of the wrong size: %v, want ErrArgument", err)
