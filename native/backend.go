@@ -137,6 +137,8 @@ func (b *Backend) open(name string, build func(*model.Model, onnx.Sizes) (*pb.Mo
 			debug.FreeOSMemory()
 			return NewSessionFromBytes(data, in, out, o)
 		}
+	}
+	if cached == "" { // too large for memory, no cache: a temporary directory
 		if b.dir == "" {
 			if b.dir, err = os.MkdirTemp("", "flextok-onnx-*"); err != nil {
 				return nil, fmt.Errorf("flextok/native: %w", err)
@@ -157,7 +159,7 @@ func (b *Backend) open(name string, build func(*model.Model, onnx.Sizes) (*pb.Mo
 // through a file with external data, which ONNX Runtime loads without a second in-memory
 // copy: a d12 checkpoint peaked at 3.2 GB RSS from memory and at 1.6 GB through files, in
 // about the same time.
-const inMemoryLimit = 256 << 20
+var inMemoryLimit = 256 << 20 // a variable for the tests
 
 // cacheDir is the export cache of this model and export settings under o.ExportDir.
 func (b *Backend) cacheDir(o Options) string {

@@ -500,3 +500,43 @@ func BenchmarkDecodeBatch(b *testing.B) {
 		})
 	}
 }
+
+// TestBackendThroughFiles: graphs too large for memory (all of them here, with the limit at 0)
+// go through a temporary directory that Close removes; nothing is written elsewhere (not in
+// the working directory) and the results are those of the in-memory graphs.
+func TestBackendThroughFiles(t *testing.T) {
+	o := needORT(t)
+	wd, _ := os.Getwd()
+	before, _ := os.ReadDir(wd)
+	defer func(v int) { inMemoryLimit = v }(inMemoryLimit)
+	inMemoryLimit = 0
+	b, e := loadDefaultPair(t, o)
+	if b.dir == "" {
+		t.Fatal("no temporary export directory")
+	}
+	if files, _ := os.ReadDir(b.dir); len(files) != 6 {
+		t.Errorf("%d files in %s, want 3 graphs and 3 data files", len(files), b.dir)
+	}
+	ctx := context.Background()
+	img := heldout(t, 1)[0]
+	got, err := b.Encode(ctx, img, engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.Encode(ctx, img, engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if countDiff(got.IDs, want.IDs) != 0 {
+		t.Error("ids through files differ from the engine's")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(b.dir); !os.IsNotExist(err) {
+		t.Errorf("Close left %s: %v", b.dir, err)
+	}
+	if after, _ := os.ReadDir(wd); len(after) != len(before) {
+		t.Errorf("the working directory gained %d entries", len(after)-len(before))
+	}
+}
