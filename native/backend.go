@@ -157,7 +157,7 @@ func (b *Backend) open(name string, build func(*model.Model, onnx.Sizes) (*pb.Mo
 
 // inMemoryLimit is the largest graph handed to ONNX Runtime from memory. Larger ones go
 // through a file with external data, which ONNX Runtime loads without a second in-memory
-// copy: a d12 checkpoint peaked at 3.2 GB RSS from memory and at 1.6 GB through files, in
+// copy: a d12 checkpoint peaked at 3.2 GB RSS from memory and at 2.1 GB through files, in
 // about the same time.
 var inMemoryLimit = 256 << 20 // a variable for the tests
 
