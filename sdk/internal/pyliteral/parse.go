@@ -297,6 +297,13 @@ func (p *parser) atom() (Value, error) {
 				}
 				return Value{Kind: Float, Float: math.NaN()}, nil
 			}
+		case "infj", "nanj": // repr of a complex with a non-finite imaginary part, e.g. 1e999j
+			if p.opt.AllowNonFinite {
+				if name == "infj" {
+					return Value{Kind: Complex, Imag: math.Inf(1)}, nil
+				}
+				return Value{Kind: Complex, Imag: math.NaN()}, nil
+			}
 		}
 		p.pos = start
 		return Value{}, p.errorf("name %q is not a literal", name)

@@ -265,3 +265,24 @@ func hasComplex(v Value) bool {
 	}
 	return false
 }
+
+// TestNonFiniteComplex: repr writes a complex with a non-finite imaginary part as infj / nanj
+// (1e999j → infj); AllowNonFinite reads those forms back, and without it they are refused.
+func TestNonFiniteComplex(t *testing.T) {
+	for in, want := range map[string]string{"infj": "infj", "(1+infj)": "(1+infj)", "-infj": "(-0-infj)", "1e999j": "infj"} {
+		v, err := ParseWith(in, Options{AllowNonFinite: true})
+		if err != nil {
+			t.Errorf("%s: %v", in, err)
+			continue
+		}
+		if got := v.String(); got != want {
+			t.Errorf("%s: repr %s, want %s", in, got, want)
+		}
+	}
+	if v, err := ParseWith("nanj", Options{AllowNonFinite: true}); err != nil || v.Kind != Complex || !math.IsNaN(v.Imag) {
+		t.Errorf("nanj: %v %v", v, err)
+	}
+	if _, err := Parse("infj"); err == nil {
+		t.Error("infj without AllowNonFinite: no error")
+	}
+}
