@@ -320,20 +320,15 @@ func (b *Backend) DecodeBatch(ctx context.Context, ps []*payload.Payload, o engi
 	if err != nil {
 		return nil, err
 	}
-	all := tensor.Tensor{Shape: []int{len(ps), s.C, s.H, s.W}, Data: make([]float32, 0, len(ps)*s.C*s.H*s.W)}
-	for _, l := range lat {
-		all.Data = append(all.Data, l.Data...)
+	all, err := tensor.Stack(lat)
+	if err != nil {
+		return nil, err
 	}
 	img, err := b.DecodeLatents(ctx, all)
 	if err != nil {
 		return nil, err
 	}
-	n := 3 * s.Height * s.Width
-	out := make([]tensor.Tensor, len(ps))
-	for i := range out {
-		out[i] = tensor.Tensor{Shape: []int{3, s.Height, s.Width}, Data: img.Data[i*n : (i+1)*n : (i+1)*n]}
-	}
-	return out, nil
+	return tensor.Unstack(img), nil
 }
 
 // DecodeImage is Decode followed by the conversion to 8-bit RGB.

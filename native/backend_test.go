@@ -63,14 +63,7 @@ func heldout(t *testing.T, n int) []image.Image {
 
 // imageStats returns the NMSE and the largest absolute difference of two image tensors.
 func imageStats(got, want []float32) (nmse, maxAbs float64) {
-	var e, s float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		e += d * d
-		s += float64(want[i]) * float64(want[i])
-		maxAbs = math.Max(maxAbs, math.Abs(d))
-	}
-	return e / s, maxAbs
+	return tensor.NMSE(got, want), tensor.MaxAbsDiff(got, want)
 }
 
 // explainFlips checks ORT ids against the engine's: a differing id must come from a register

@@ -340,21 +340,15 @@ func (e *Engine) DecodeBatch(ctx context.Context, ps []*payload.Payload, o Decod
 	if err != nil {
 		return nil, err
 	}
-	C, h, w := e.latent[0], e.latent[1], e.latent[2]
-	all := tensor.Tensor{Shape: []int{len(ps), C, h, w}, Data: make([]float32, 0, len(ps)*C*h*w)}
-	for _, l := range lat {
-		all.Data = append(all.Data, l.Data...)
+	all, err := tensor.Stack(lat)
+	if err != nil {
+		return nil, err
 	}
 	img, err := e.vae.Decode(ctx, all)
 	if err != nil {
 		return nil, err
 	}
-	n := 3 * e.height * e.width
-	out := make([]tensor.Tensor, len(ps))
-	for i := range out {
-		out[i] = tensor.Tensor{Shape: []int{3, e.height, e.width}, Data: img.Data[i*n : (i+1)*n : (i+1)*n]}
-	}
-	return out, nil
+	return tensor.Unstack(img), nil
 }
 
 // DecodeImage is Decode followed by the official demo's conversion to 8-bit RGB.

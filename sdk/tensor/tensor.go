@@ -94,6 +94,37 @@ func SameShape(a, b Tensor) bool {
 	return true
 }
 
+// Stack joins tensors of one shape into one with a new leading axis: [len(ts), shape...]. It
+// copies the data; an empty list or differing shapes are errors.
+func Stack(ts []Tensor) (Tensor, error) {
+	if len(ts) == 0 {
+		return Tensor{}, fmt.Errorf("flextok/tensor: Stack of no tensors")
+	}
+	for i, t := range ts {
+		if !SameShape(t, ts[0]) || len(t.Data) != len(ts[0].Data) {
+			return Tensor{}, fmt.Errorf("flextok/tensor: Stack: tensor %d has shape %v, tensor 0 %v", i, t.Shape, ts[0].Shape)
+		}
+	}
+	out := Tensor{Shape: append([]int{len(ts)}, ts[0].Shape...), Data: make([]float32, 0, len(ts)*len(ts[0].Data))}
+	for _, t := range ts {
+		out.Data = append(out.Data, t.Data...)
+	}
+	return out, nil
+}
+
+// Unstack splits t along its leading axis into views (no copy) of shape t.Shape[1:].
+func Unstack(t Tensor) []Tensor {
+	if len(t.Shape) == 0 || t.Shape[0] == 0 {
+		return nil
+	}
+	n := len(t.Data) / t.Shape[0]
+	out := make([]Tensor, t.Shape[0])
+	for i := range out {
+		out[i] = Tensor{Shape: append([]int(nil), t.Shape[1:]...), Data: t.Data[i*n : (i+1)*n : (i+1)*n]}
+	}
+	return out
+}
+
 // MaxAbsDiff returns max_i |a[i] - b[i]| computed in float64. It returns +Inf when the lengths
 // differ and NaN when any difference is NaN (so that `MaxAbsDiff(a, b) <= tol` fails), and 0
 // for two empty slices.

@@ -101,3 +101,23 @@ func TestSHA256(t *testing.T) {
 		t.Fatal("SHA256 does not see the sign of zero")
 	}
 }
+
+func TestStackUnstack(t *testing.T) {
+	a, _ := FromData([]float32{1, 2, 3, 4}, 2, 2)
+	b, _ := FromData([]float32{5, 6, 7, 8}, 2, 2)
+	s, err := Stack([]Tensor{a, b})
+	if err != nil || len(s.Shape) != 3 || s.Shape[0] != 2 || s.Data[4] != 5 {
+		t.Fatalf("Stack: %v %v", s, err)
+	}
+	u := Unstack(s)
+	if len(u) != 2 || !SameShape(u[1], b) || u[1].Data[3] != 8 {
+		t.Fatalf("Unstack: %v", u)
+	}
+	c, _ := FromData([]float32{1, 2}, 2)
+	if _, err := Stack([]Tensor{a, c}); err == nil {
+		t.Error("Stack of differing shapes: no error")
+	}
+	if _, err := Stack(nil); err == nil {
+		t.Error("Stack of nothing: no error")
+	}
+}
