@@ -281,24 +281,11 @@ func (b *Backend) EncodeBatch(ctx context.Context, imgs []image.Image, o engine.
 // Decode turns a payload (or its first K tokens) into an image tensor [3, H, W], unclamped,
 // exactly as engine.Engine.Decode but with the networks in ONNX Runtime.
 func (b *Backend) Decode(ctx context.Context, p *payload.Payload, o engine.DecodeOptions) (tensor.Tensor, error) {
-	s := b.sizes
-	ids, fo, err := engine.PrepareDecode(p, b.id, o, []int{s.C, s.H, s.W})
+	imgs, err := b.DecodeBatch(ctx, []*payload.Payload{p}, o)
 	if err != nil {
 		return tensor.Tensor{}, err
 	}
-	den, err := b.Bind([][]uint32{ids}, nil)
-	if err != nil {
-		return tensor.Tensor{}, err
-	}
-	lat, err := flow.Sample(ctx, den, fo)
-	if err != nil {
-		return tensor.Tensor{}, err
-	}
-	img, err := b.DecodeLatents(ctx, tensor.Tensor{Shape: []int{1, s.C, s.H, s.W}, Data: lat[0].Data})
-	if err != nil {
-		return tensor.Tensor{}, err
-	}
-	return tensor.Tensor{Shape: []int{3, s.Height, s.Width}, Data: img.Data}, nil
+	return imgs[0], nil
 }
 
 // DecodeBatch decodes several payloads with the same options in one sampler run, as
@@ -308,7 +295,7 @@ func (b *Backend) Decode(ctx context.Context, p *payload.Payload, o engine.Decod
 // order sums differently for another batch size).
 func (b *Backend) DecodeBatch(ctx context.Context, ps []*payload.Payload, o engine.DecodeOptions) ([]tensor.Tensor, error) {
 	s := b.sizes
-	ids, fo, err := engine.PrepareDecodeBatch(ps, b.id, o, []int{s.C, s.H, s.W})
+	ids, fo, err := engine.PrepareDecode(ps, b.id, o, []int{s.C, s.H, s.W})
 	if err != nil {
 		return nil, err
 	}

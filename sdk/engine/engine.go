@@ -233,30 +233,16 @@ func DefaultDecodeOptions(p *payload.Payload) DecodeOptions {
 // [-1, 1], unclamped: the rectified-flow sampler from noise with the decoder conditioned on
 // the tokens, then the VAE decoder. It refuses payloads made by another model.
 func (e *Engine) Decode(ctx context.Context, p *payload.Payload, o DecodeOptions) (tensor.Tensor, error) {
-	ids, fo, err := PrepareDecode(p, e.id, o, e.latent)
+	imgs, err := e.DecodeBatch(ctx, []*payload.Payload{p}, o)
 	if err != nil {
 		return tensor.Tensor{}, err
 	}
-	cond, err := e.dec.Bind([][]uint32{ids}, nil)
-	if err != nil {
-		return tensor.Tensor{}, err
-	}
-	lat, err := flow.Sample(ctx, cond, fo)
-	if err != nil {
-		return tensor.Tensor{}, err
-	}
-	C, h, w := e.latent[0], e.latent[1], e.latent[2]
-	img, err := e.vae.Decode(ctx, tensor.Tensor{Shape: []int{1, C, h, w}, Data: lat[0].Data})
-	if err != nil {
-		return tensor.Tensor{}, err
-	}
-	return tensor.Tensor{Shape: []int{3, e.height, e.width}, Data: img.Data}, nil
+	return imgs[0], nil
 }
 
-// PrepareDecode checks a payload and decode options for a model with identity id and latent
-// shape [C, h, w] and returns the token prefix to decode and the sampler's options (the steps
-// Decode takes; other executors use it so they sample exactly as the engine does).
-func PrepareDecode(p *payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([]uint32, flow.Options, error) {
+// prepareOne checks one payload and the decode options for a model with identity id and
+// latent shape [C, h, w] and returns the token prefix to decode and the sampler's options.
+func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([]uint32, flow.Options, error) {
 	if err := p.Validate(); err != nil {
 		return nil, flow.Options{}, err
 	}
@@ -290,27 +276,38 @@ func PrepareDecode(p *payload.Payload, id payload.Model, o DecodeOptions, latent
 	return p.IDs[:k], fo, nil
 }
 
-// PrepareDecodeBatch is PrepareDecode for several payloads decoded together with the same
-// options: the token prefixes, and sampler options whose noise gives every image the noise
-// it would get decoded alone (so a batch decodes each payload exactly as Decode would, up to
-// an executor's batching). o.Noise must be nil; OnStep sees the steps of the whole batch.
-func PrepareDecodeBatch(ps []*payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([][]uint32, flow.Options, error) {
+// PrepareDecode checks payloads decoded together with the same options, for a model with
+// identity id and latent shape [C, h, w], and returns their token prefixes and the sampler's
+// options: the steps of Decode and DecodeBatch, which other executors (package native) take
+// so that they sample exactly as the engine does. Every image starts from the noise it would
+// get decoded alone (flow.Noise of o.Seed), so a batch decodes each payload as Decode would,
+// up to an executor's batching. o.Noise, the initial latent of one image, needs exactly one
+// payload. OnStep sees the steps of the whole batch.
+func PrepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([][]uint32, flow.Options, error) {
 	if len(ps) == 0 {
 		return nil, flow.Options{}, fmt.Errorf("%w: no payloads", ErrArgument)
 	}
-	if o.Noise != nil {
-		return nil, flow.Options{}, fmt.Errorf("%w: DecodeOptions.Noise applies to one payload (Decode), not a batch", ErrArgument)
+	if o.Noise != nil && len(ps) > 1 {
+		return nil, flow.Options{}, fmt.Errorf("%w: DecodeOptions.Noise is the initial latent of one payload, not of a batch of %d", ErrArgument, len(ps))
 	}
 	ids := make([][]uint32, len(ps))
 	var fo flow.Options
 	for i, p := range ps {
-		if p == nil {
-			return nil, flow.Options{}, fmt.Errorf("%w: payload %d is nil", ErrArgument, i)
-		}
 		var err error
-		if ids[i], fo, err = PrepareDecode(p, id, o, latent); err != nil {
-			return nil, flow.Options{}, fmt.Errorf("payload %d: %w", i, err)
+		if p == nil {
+			err = fmt.Errorf("%w: nil payload", ErrArgument)
+		} else {
+			ids[i], fo, err = prepareOne(p, id, o, latent)
 		}
+		if err != nil && len(ps) > 1 {
+			err = fmt.Errorf("payload %d: %w", i, err)
+		}
+		if err != nil {
+			return nil, flow.Options{}, err
+		}
+	}
+	if fo.Noise != nil {
+		return ids, fo, nil
 	}
 	noise, err := flow.Noise(o.Seed, fo.Stream, latent)
 	if err != nil {
@@ -328,7 +325,7 @@ func PrepareDecodeBatch(ps []*payload.Payload, id payload.Model, o DecodeOptions
 // Each image equals Decode's for its payload, bit for bit (items never mix). Images are
 // [3, H, W], unclamped.
 func (e *Engine) DecodeBatch(ctx context.Context, ps []*payload.Payload, o DecodeOptions) ([]tensor.Tensor, error) {
-	ids, fo, err := PrepareDecodeBatch(ps, e.id, o, e.latent)
+	ids, fo, err := PrepareDecode(ps, e.id, o, e.latent)
 	if err != nil {
 		return nil, err
 	}
