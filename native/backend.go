@@ -243,39 +243,10 @@ func (b *Backend) Encode(ctx context.Context, img image.Image, o engine.EncodeOp
 	return p[0], nil
 }
 
-// EncodeBatch encodes several images in one forward pass; the payloads are those Encode gives
-// one by one.
+// EncodeBatch encodes several images in one forward pass (engine.EncodeImages with this
+// backend's encoder); the payloads are those Encode gives one by one.
 func (b *Backend) EncodeBatch(ctx context.Context, imgs []image.Image, o engine.EncodeOptions) ([]*payload.Payload, error) {
-	if len(imgs) == 0 {
-		return nil, nil
-	}
-	if o.K < 0 || o.K > b.sizes.R {
-		return nil, fmt.Errorf("%w: k = %d, want 1..%d (0 for all)", engine.ErrArgument, o.K, b.sizes.R)
-	}
-	H, W := b.sizes.Height, b.sizes.Width
-	x := make([]float32, 0, len(imgs)*3*H*W)
-	recs := make([]payload.Image, len(imgs))
-	for i, img := range imgs {
-		t, rec, err := ftimage.ToTensor(img, ftimage.Preprocess{Height: H, Width: W, Filter: o.Filter})
-		if err != nil {
-			return nil, fmt.Errorf("image %d: %w", i, err)
-		}
-		x = append(x, t.Data...)
-		recs[i] = rec
-	}
-	ids, err := b.EncodeTensor(ctx, tensor.Tensor{Shape: []int{len(imgs), 3, H, W}, Data: x})
-	if err != nil {
-		return nil, err
-	}
-	k := o.K
-	if k == 0 {
-		k = b.sizes.R
-	}
-	out := make([]*payload.Payload, len(imgs))
-	for i := range out {
-		out[i] = &payload.Payload{Model: b.id, Image: recs[i], IDs: ids[i][:k:k], Hints: b.hints}
-	}
-	return out, nil
+	return engine.EncodeImages(ctx, imgs, o, b.id, b.hints, b.sizes.Height, b.sizes.Width, b.EncodeTensor)
 }
 
 // Decode turns a payload (or its first K tokens) into an image tensor [3, H, W], unclamped,

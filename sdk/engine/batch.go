@@ -21,8 +21,17 @@ import (
 // (0-based) and wrapping the cause; callers that want the others encoded anyway retry without
 // it. An empty batch returns no payloads and no error.
 func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOptions) ([]*payload.Payload, error) {
-	if o.K < 0 || o.K > e.id.MaxTokens {
-		return nil, fmt.Errorf("%w: k = %d, want 1..%d (0 for all)", ErrArgument, o.K, e.id.MaxTokens)
+	return EncodeImages(ctx, imgs, o, e.id, e.hints, e.height, e.width, e.EncodeTensor)
+}
+
+// EncodeImages is EncodeBatch for any executor of a model with identity id and native size
+// height×width: it preprocesses imgs (concurrently), tokenizes them with one call of tokenize
+// (images [B, 3, height, width] in [-1, 1] → MaxTokens ids each) and builds the payloads, with
+// hints. Package native's Backend uses it, so both executors make the same payloads.
+func EncodeImages(ctx context.Context, imgs []image.Image, o EncodeOptions, id payload.Model, hints *payload.Hints, height, width int,
+	tokenize func(context.Context, tensor.Tensor) ([][]uint32, error)) ([]*payload.Payload, error) {
+	if o.K < 0 || o.K > id.MaxTokens {
+		return nil, fmt.Errorf("%w: k = %d, want 1..%d (0 for all)", ErrArgument, o.K, id.MaxTokens)
 	}
 	B := len(imgs)
 	if B == 0 {
@@ -31,11 +40,11 @@ func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOp
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	n := 3 * e.height * e.width
-	x := tensor.Tensor{Shape: []int{B, 3, e.height, e.width}, Data: make([]float32, B*n)}
+	n := 3 * height * width
+	x := tensor.Tensor{Shape: []int{B, 3, height, width}, Data: make([]float32, B*n)}
 	recs := make([]payload.Image, B)
 	errs := make([]error, B)
-	pre := ftimage.Preprocess{Height: e.height, Width: e.width, Filter: o.Filter}
+	pre := ftimage.Preprocess{Height: height, Width: width, Filter: o.Filter}
 	one := func(i int) {
 		if imgs[i] == nil {
 			errs[i] = fmt.Errorf("%w: nil image", ErrArgument)
@@ -47,7 +56,7 @@ func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOp
 			return
 		}
 		if len(t.Data) != n {
-			errs[i] = fmt.Errorf("%w: preprocessed to %v, want [3 %d %d]", ErrUnsupported, t.Shape, e.height, e.width)
+			errs[i] = fmt.Errorf("%w: preprocessed to %v, want [3 %d %d]", ErrUnsupported, t.Shape, height, width)
 			return
 		}
 		copy(x.Data[i*n:(i+1)*n], t.Data)
@@ -83,11 +92,14 @@ func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOp
 		wg.Wait()
 	}
 	for i, err := range errs {
-		if err != nil {
+		if err != nil && B > 1 {
 			return nil, fmt.Errorf("flextok/engine: EncodeBatch: image %d of %d: %w", i, B, err)
 		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	ids, err := e.EncodeTensor(ctx, x)
+	ids, err := tokenize(ctx, x)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +112,7 @@ func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOp
 		if k == 0 {
 			k = len(seq)
 		}
-		out[i] = &payload.Payload{Model: e.Identity(), Image: recs[i], IDs: seq[:k:k], Hints: e.hints}
+		out[i] = &payload.Payload{Model: id, Image: recs[i], IDs: seq[:k:k], Hints: hints}
 	}
 	return out, nil
 }

@@ -168,22 +168,11 @@ type EncodeOptions struct {
 // official demo) and centre-crop, VAE encode (posterior mean), encoder, FSQ. The payload
 // records the preprocessing.
 func (e *Engine) Encode(ctx context.Context, img image.Image, o EncodeOptions) (*payload.Payload, error) {
-	if o.K < 0 || o.K > e.id.MaxTokens {
-		return nil, fmt.Errorf("%w: k = %d, want 1..%d (0 for all)", ErrArgument, o.K, e.id.MaxTokens)
-	}
-	x, rec, err := ftimage.ToTensor(img, ftimage.Preprocess{Height: e.height, Width: e.width, Filter: o.Filter})
+	ps, err := e.EncodeBatch(ctx, []image.Image{img}, o)
 	if err != nil {
 		return nil, err
 	}
-	ids, err := e.EncodeTensor(ctx, tensor.Tensor{Shape: []int{1, 3, e.height, e.width}, Data: x.Data})
-	if err != nil {
-		return nil, err
-	}
-	k := o.K
-	if k == 0 {
-		k = len(ids[0])
-	}
-	return &payload.Payload{Model: e.Identity(), Image: rec, IDs: ids[0][:k:k], Hints: e.hints}, nil
+	return ps[0], nil
 }
 
 // EncodeTensor tokenizes a batch of preprocessed images [B, 3, H, W] in [-1, 1] (the official
