@@ -267,18 +267,11 @@ func trunk(g *Graph, w *weights, x Value, prefix, mod string, t model.TrunkConfi
 
 // fsqIDs adds FSQ quantisation: z [N, R, D] → ids [N, R] int64, the computation of fsq.Encode
 // (tanh bound, round half to even, mixed-radix index).
-func fsqIDs(g *Graph, z Value, levels []int) Value {
-	q, _ := fsq.New(levels)
-	D := len(levels)
-	shift, halfL, offset, halfW, basis := make([]float32, D), make([]float32, D), make([]float32, D), make([]float32, D), make([]float32, D)
-	for d, l := range levels {
-		half := float32(float32(l-1)*float32(1+fsq.Eps)) / 2
-		off := float32(0)
-		if l%2 == 0 {
-			off = 0.5
-		}
-		halfL[d], offset[d] = half, off
-		shift[d] = float32(math.Atanh(float64(off / half)))
+func fsqIDs(g *Graph, z Value, q *fsq.Quantizer) Value {
+	D := q.Dim()
+	shift, halfL, offset := q.BoundParams()
+	halfW, basis := make([]float32, D), make([]float32, D)
+	for d, l := range q.Levels() {
 		halfW[d] = float32(l / 2)
 		basis[d] = float32(q.Basis()[d])
 	}
@@ -292,11 +285,10 @@ func fsqIDs(g *Graph, z Value, levels []int) Value {
 }
 
 // fsqCodes adds the inverse: ids [N, R] int64 → codes [N, R, D] (exact).
-func fsqCodes(g *Graph, ids Value, levels []int) Value {
-	q, _ := fsq.New(levels)
-	D := len(levels)
+func fsqCodes(g *Graph, ids Value, q *fsq.Quantizer) Value {
+	D := q.Dim()
 	basis, lv, hw, hwf := make([]int64, D), make([]int64, D), make([]int64, D), make([]float32, D)
-	for d, l := range levels {
+	for d, l := range q.Levels() {
 		basis[d], lv[d], hw[d], hwf[d] = int64(q.Basis()[d]), int64(l), int64(l/2), float32(l/2)
 	}
 	done := g.Scope("fsq_codes")
@@ -318,6 +310,10 @@ func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 		return nil, fmt.Errorf("flextok/onnx: %w", err)
 	}
 	if err := s.check(e.PatchSize, e.Posemb.MaxSizes); err != nil {
+		return nil, err
+	}
+	q, err := quantizer(cfg.FSQ.Levels, e.LatentDim)
+	if err != nil {
 		return nil, err
 	}
 	g := NewGraph("flextok_encoder")
@@ -349,7 +345,7 @@ func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	r := g.LayerNorm(g.Slice(x, 1, int64(P), int64(L)), W, float32(e.HeadNormEps))
 	z := w.linear(g, r, w.module(model.EncoderPrefix, e.Modules, "LinearHead")+".proj", D, W, true)
 	done()
-	ids := fsqIDs(g, z, cfg.FSQ.Levels)
+	ids := fsqIDs(g, z, q)
 	if err := w.err(); err != nil {
 		return nil, err
 	}
@@ -371,6 +367,10 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	if err := s.check(d.PatchSize, d.PatchPosemb.MaxSizes); err != nil {
 		return nil, err
 	}
+	q, err := quantizer(cfg.FSQ.Levels, d.LatentDim)
+	if err != nil {
+		return nil, err
+	}
 	g := NewGraph("flextok_decoder")
 	g.FP16 = s.FP16
 	xt := g.Input(InX, Float, "N", s.C, s.H, s.W)
@@ -385,7 +385,7 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	P := nh * nw
 	L := P + R
 	mod := func(class string) string { return w.module(model.DecoderPrefix, d.Modules, class) }
-	codes := fsqCodes(g, ids, cfg.FSQ.Levels)
+	codes := fsqCodes(g, ids, q)
 	done := g.Scope("decoder")
 
 	// Registers: Linear(D → W) of the codes plus the register table; positions >= k get the
@@ -490,6 +490,19 @@ func VAEDecoderGraph(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	}
 	g.Output(img, OutImage, Float, "N", 3, s.Height, s.Width)
 	return g.Model(fmt.Sprintf("FlexTok VAE decoder: latents [N, %d, %d, %d] -> image [N, 3, %d, %d]", s.C, s.H, s.W, s.Height, s.Width)), nil
+}
+
+// quantizer is the FSQ of levels, which must have dims dimensions (the encoder head's output,
+// the decoder's input), as the engine checks.
+func quantizer(levels []int, dims int) (*fsq.Quantizer, error) {
+	q, err := fsq.New(levels)
+	if err != nil {
+		return nil, fmt.Errorf("flextok/onnx: FSQ: %w", err)
+	}
+	if q.Dim() != dims {
+		return nil, fmt.Errorf("flextok/onnx: %d latent dims, FSQ has %d levels", dims, q.Dim())
+	}
+	return q, nil
 }
 
 func checkModel(m *model.Model) error {

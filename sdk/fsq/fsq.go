@@ -96,6 +96,13 @@ func Default() *Quantizer {
 	return q
 }
 
+// BoundParams returns copies of the per-dimension constants of the bound
+// tanh(z + shift)·halfL − offset, for executors that compute it elsewhere (the ONNX export):
+// the same float32 values Encode uses.
+func (q *Quantizer) BoundParams() (shift, halfL, offset []float32) {
+	return append([]float32(nil), q.shift...), append([]float32(nil), q.halfL...), append([]float32(nil), q.offset...)
+}
+
 // Levels returns a copy of the levels.
 func (q *Quantizer) Levels() []int { return append([]int(nil), q.levels...) }
 
