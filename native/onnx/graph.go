@@ -6,6 +6,7 @@ import (
 	"math"
 
 	pb "github.com/flextok-sdk/flextok/native/onnx/onnxpb"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
 // Opset is the ONNX operator set every exported graph imports (default domain). 17 is the
@@ -38,15 +39,16 @@ type Graph struct {
 	// attention products, residuals and biases stay float32.
 	FP16 bool
 
-	g     *pb.GraphProto
-	seq   int
-	scope string
-	names map[string]bool
+	g      *pb.GraphProto
+	seq    int
+	scope  string
+	names  map[string]bool
+	consts map[string]Value // Scalar and Ints constants by value, each added once
 }
 
 // NewGraph starts an empty graph.
 func NewGraph(name string) *Graph {
-	return &Graph{g: &pb.GraphProto{Name: ptr(name)}, names: map[string]bool{}}
+	return &Graph{g: &pb.GraphProto{Name: ptr(name)}, names: map[string]bool{}, consts: map[string]Value{}}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -119,7 +121,7 @@ func (g *Graph) claim(name string) {
 // Const adds a float32 initializer of the given shape (a weight); name is scoped.
 func (g *Graph) Const(name string, shape []int, data []float32) Value {
 	checkLen(name, shape, len(data))
-	return g.init(g.scoped(name), Float, shape, f32bytes(data))
+	return g.init(g.scoped(name), Float, shape, tensor.Bytes(data))
 }
 
 // ConstInt64 adds an int64 initializer.
@@ -132,18 +134,30 @@ func (g *Graph) ConstInt64(name string, shape []int, data []int64) Value {
 	return g.init(g.scoped(name), Int64, shape, raw)
 }
 
-// Scalar adds a float32 scalar constant.
+// Scalar returns a float32 scalar constant (one initializer per distinct value).
 func (g *Graph) Scalar(v float32) Value {
-	return g.init(g.fresh("c"), Float, nil, binary.LittleEndian.AppendUint32(nil, math.Float32bits(v)))
+	return g.constant(Float, nil, binary.LittleEndian.AppendUint32(nil, math.Float32bits(v)))
 }
 
-// Ints adds a 1-D int64 constant (shapes, axes, indices).
+// Ints returns a 1-D int64 constant (shapes, axes, indices; one initializer per distinct list).
 func (g *Graph) Ints(v ...int64) Value {
 	raw := make([]byte, 0, 8*len(v))
 	for _, x := range v {
 		raw = binary.LittleEndian.AppendUint64(raw, uint64(x))
 	}
-	return g.init(g.fresh("i"), Int64, []int{len(v)}, raw)
+	return g.constant(Int64, []int{len(v)}, raw)
+}
+
+// constant adds an unnamed constant once per type, shape and bytes, outside any scope.
+func (g *Graph) constant(t pb.TensorProto_DataType, shape []int, raw []byte) Value {
+	key := fmt.Sprint(t, shape, string(raw))
+	if v, ok := g.consts[key]; ok {
+		return v
+	}
+	g.seq++
+	v := g.init(fmt.Sprintf("const_%d", g.seq), t, shape, raw)
+	g.consts[key] = v
+	return v
 }
 
 func checkLen(name string, shape []int, n int) {
@@ -235,12 +249,5 @@ func (g *Graph) Model(doc string) *pb.ModelProto {
 }
 
 // ExporterVersion changes whenever the exported graphs change (it names cached exports).
-const ExporterVersion = "1"
-
-func f32bytes(data []float32) []byte {
-	raw := make([]byte, 4*len(data))
-	for i, x := range data {
-		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(x))
-	}
-	return raw
-}
+// 2: shared constants; FSQ constants taken from sdk/fsq.
+const ExporterVersion = "2"

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"math"
 
+	"github.com/flextok-sdk/flextok/sdk/tensor"
+
 	"github.com/x448/float16"
 )
 
@@ -61,7 +63,7 @@ func (g *Graph) LayerNorm(x Value, width int, eps float32) Value {
 	for i := range ones {
 		ones[i] = 1
 	}
-	return g.Op("LayerNormalization", []Value{x, g.init(g.fresh("ln_scale"), Float, []int{width}, f32bytes(ones))},
+	return g.Op("LayerNormalization", []Value{x, g.constant(Float, []int{width}, tensor.Bytes(ones))},
 		AInt("axis", -1), AFloat("epsilon", eps))
 }
 
