@@ -61,7 +61,7 @@ func ModelSizes(cfg *model.Config) (Sizes, error) {
 	if len(e.PosembMaxSizes) != 2 {
 		return Sizes{}, fmt.Errorf("flextok/onnx: encoder positional table of rank %d", len(e.PosembMaxSizes))
 	}
-	f := 1 << (len(cfg.VAE.BlockOutChannels) - 1)
+	f := cfg.VAE.DownsampleFactor()
 	h, w := e.PosembMaxSizes[0]*e.PatchSize[0], e.PosembMaxSizes[1]*e.PatchSize[1]
 	return Sizes{Height: h * f, Width: w * f, C: e.ChannelsIn, H: h, W: w, R: e.RegistersNMax, D: e.LatentDim}, nil
 }

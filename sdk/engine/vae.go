@@ -40,78 +40,8 @@ type VAE struct {
 	blocks    []int
 	sample    bool // sample_posterior in the config (Encode returns the posterior mean anyway)
 
-	// Encoder.
-	encIn   vaeConv      // (b[0], Cin, 3, 3)
-	down    []vaeDownBlk // n blocks
-	encMid  vaeMid       // at b[n-1] channels
-	encNorm vaeGroupNorm // (b[n-1])
-	encOut  vaeConv      // (2C, b[n-1], 3, 3)
-	quant   *vaeConv     // (2C, 2C, 1, 1), nil without use_quant_conv
-
-	// Decoder.
-	post    *vaeConv     // (C, C, 1, 1), nil without use_post_quant_conv
-	decIn   vaeConv      // (b[n-1], C, 3, 3)
-	decMid  vaeMid       // at b[n-1] channels
-	up      []vaeUpBlk   // n blocks, channels b[n-1] ... b[0]
-	decNorm vaeGroupNorm // (b[0])
-	decOut  vaeConv      // (Cout, b[0], 3, 3)
-}
-
-// vaeConv is a Conv2d with PyTorch weights w (out, in, k, k) and bias b (out), with the
-// padding and stride of its place in the network.
-type vaeConv struct {
-	w, b                   []float32 // (out, in·k·k), (out)
-	out, in, k             int
-	stride                 int
-	padT, padB, padL, padR int
-}
-
-// vaeGroupNorm holds the affine parameters of a GroupNorm over c channels.
-type vaeGroupNorm struct {
-	w, b []float32 // (c), (c)
-	c    int
-}
-
-// vaeResnet is a diffusers ResnetBlock2D from in to out channels.
-type vaeResnet struct {
-	in, out  int
-	norm1    vaeGroupNorm // (in)
-	conv1    vaeConv      // (out, in, 3, 3)
-	norm2    vaeGroupNorm // (out)
-	conv2    vaeConv      // (out, out, 3, 3)
-	shortcut *vaeConv     // (out, in, 1, 1) when in != out, else nil
-}
-
-// vaeLinear is a Linear with PyTorch weights (out, in) and bias (out).
-type vaeLinear struct {
-	w, b []float32 // (c, c), (c)
-}
-
-// vaeAttn is the mid block's single-head self-attention over the pixels (head dim = c).
-type vaeAttn struct {
-	c             int
-	norm          vaeGroupNorm // (c)
-	q, k, v, proj vaeLinear    // to_q, to_k, to_v, to_out.0: (c, c) each
-}
-
-// vaeMid is UNetMidBlock2D: resnet, attention (optional), resnet, all at c channels.
-type vaeMid struct {
-	res0, res1 vaeResnet
-	attn       *vaeAttn // nil without mid_block_add_attention
-}
-
-// vaeDownBlk is DownEncoderBlock2D: layers_per_block resnets, then a stride-2 conv except in
-// the last block.
-type vaeDownBlk struct {
-	resnets []vaeResnet
-	down    *vaeConv // (c, c, 3, 3), stride 2, pad (0,1,0,1); nil in the last block
-}
-
-// vaeUpBlk is UpDecoderBlock2D: layers_per_block+1 resnets, then nearest ×2 and a 3x3 conv
-// except in the last block.
-type vaeUpBlk struct {
-	resnets []vaeResnet
-	up      *vaeConv // (c, c, 3, 3); nil in the last block
+	enc *model.VAEEncoderWeights
+	dec *model.VAEDecoderWeights
 }
 
 // NewVAE reads every vae.vae.* weight of m once (as float32) and builds the VAE. It fails
@@ -135,12 +65,11 @@ func newVAE(cfg model.VAEConfig, get func(name string) ([]float32, error), o Opt
 		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
 	b := cfg.BlockOutChannels
-	n := len(b)
 	C := cfg.LatentChannels
 	v := &VAE{
 		opts:    o.kernels(),
 		groups:  cfg.NormGroups,
-		eps:     float32(cfg.NormEps),
+		eps:     cfg.GroupNormEps(),
 		scale:   float32(cfg.ScalingFactor),
 		inC:     cfg.InChannels,
 		outC:    cfg.OutChannels,
@@ -149,146 +78,13 @@ func newVAE(cfg model.VAEConfig, get func(name string) ([]float32, error), o Opt
 		blocks:  append([]int(nil), b...),
 		sample:  cfg.SamplePosterior,
 	}
-	if cfg.NormEps <= 0 {
-		v.eps = 1e-6 // diffusers' AutoencoderKL hard-codes 1e-6
-	}
-	l := &vaeLoader{get: get}
-	V := model.VAEPrefix
-
-	// Encoder, in diffusers' Encoder order.
-	v.encIn = l.conv3(V+"encoder.conv_in", b[0], v.inC)
-	ch := b[0]
-	for i := 0; i < n; i++ {
-		var blk vaeDownBlk
-		for j := 0; j < cfg.LayersPerBlock; j++ {
-			blk.resnets = append(blk.resnets, l.resnet(fmt.Sprintf("%sencoder.down_blocks.%d.resnets.%d", V, i, j), ch, b[i]))
-			ch = b[i]
-		}
-		if i < n-1 {
-			c := l.conv(fmt.Sprintf("%sencoder.down_blocks.%d.downsamplers.0.conv", V, i), ch, ch, 3, 2, 0, 1, 0, 1)
-			blk.down = &c
-		}
-		v.down = append(v.down, blk)
-	}
-	v.encMid = l.mid(V+"encoder.mid_block", b[n-1], cfg.MidBlockAttention)
-	v.encNorm = l.norm(V+"encoder.conv_norm_out", b[n-1])
-	v.encOut = l.conv3(V+"encoder.conv_out", 2*C, b[n-1])
-	if cfg.UseQuantConv {
-		c := l.conv(V+"quant_conv", 2*C, 2*C, 1, 1, 0, 0, 0, 0)
-		v.quant = &c
-	}
-
-	// Decoder.
-	if cfg.UsePostQuantConv {
-		c := l.conv(V+"post_quant_conv", C, C, 1, 1, 0, 0, 0, 0)
-		v.post = &c
-	}
-	v.decIn = l.conv3(V+"decoder.conv_in", b[n-1], C)
-	v.decMid = l.mid(V+"decoder.mid_block", b[n-1], cfg.MidBlockAttention)
-	ch = b[n-1]
-	for i := 0; i < n; i++ {
-		out := b[n-1-i] // up blocks run the channels in reverse
-		var blk vaeUpBlk
-		for j := 0; j <= cfg.LayersPerBlock; j++ {
-			blk.resnets = append(blk.resnets, l.resnet(fmt.Sprintf("%sdecoder.up_blocks.%d.resnets.%d", V, i, j), ch, out))
-			ch = out
-		}
-		if i < n-1 {
-			c := l.conv3(fmt.Sprintf("%sdecoder.up_blocks.%d.upsamplers.0.conv", V, i), ch, ch)
-			blk.up = &c
-		}
-		v.up = append(v.up, blk)
-	}
-	v.decNorm = l.norm(V+"decoder.conv_norm_out", b[0])
-	v.decOut = l.conv3(V+"decoder.conv_out", v.outC, b[0])
-	if l.err != nil {
-		return nil, l.err
+	var errs [2]error
+	v.enc, errs[0] = model.ReadVAEEncoder(cfg, get)
+	v.dec, errs[1] = model.ReadVAEDecoder(cfg, get)
+	if err := errors.Join(errs[0], errs[1]); err != nil {
+		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
 	return v, nil
-}
-
-// vaeLoader reads weights, remembering the first error (so the constructor reads as a list).
-type vaeLoader struct {
-	get func(name string) ([]float32, error)
-	err error
-}
-
-// tensor reads name and checks it has exactly prod(shape) finite values.
-func (l *vaeLoader) tensor(name string, shape ...int) []float32 {
-	if l.err != nil {
-		return nil
-	}
-	want := 1
-	for _, d := range shape {
-		want *= d
-	}
-	w, err := l.get(name)
-	if err != nil {
-		l.err = fmt.Errorf("flextok/engine: vae weight %s: %w", name, err)
-		return nil
-	}
-	if len(w) != want {
-		l.err = fmt.Errorf("flextok/engine: vae weight %s has %d values, want %d (shape %v)", name, len(w), want, shape)
-		return nil
-	}
-	for i, x := range w {
-		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
-			l.err = fmt.Errorf("flextok/engine: vae weight %s: value %d is %v", name, i, x)
-			return nil
-		}
-	}
-	return w
-}
-
-func (l *vaeLoader) conv(name string, out, in, k, stride, padT, padB, padL, padR int) vaeConv {
-	return vaeConv{
-		w: l.tensor(name+".weight", out, in, k, k), b: l.tensor(name+".bias", out),
-		out: out, in: in, k: k, stride: stride,
-		padT: padT, padB: padB, padL: padL, padR: padR,
-	}
-}
-
-// conv3 is a 3x3 stride-1 convolution with padding 1 (diffusers' default).
-func (l *vaeLoader) conv3(name string, out, in int) vaeConv {
-	return l.conv(name, out, in, 3, 1, 1, 1, 1, 1)
-}
-
-func (l *vaeLoader) norm(name string, c int) vaeGroupNorm {
-	return vaeGroupNorm{w: l.tensor(name+".weight", c), b: l.tensor(name+".bias", c), c: c}
-}
-
-func (l *vaeLoader) linear(name string, c int) vaeLinear {
-	return vaeLinear{w: l.tensor(name+".weight", c, c), b: l.tensor(name+".bias", c)}
-}
-
-func (l *vaeLoader) resnet(p string, in, out int) vaeResnet {
-	r := vaeResnet{
-		in: in, out: out,
-		norm1: l.norm(p+".norm1", in),
-		conv1: l.conv3(p+".conv1", out, in),
-		norm2: l.norm(p+".norm2", out),
-		conv2: l.conv3(p+".conv2", out, out),
-	}
-	if in != out {
-		c := l.conv(p+".conv_shortcut", out, in, 1, 1, 0, 0, 0, 0)
-		r.shortcut = &c
-	}
-	return r
-}
-
-func (l *vaeLoader) mid(p string, c int, attn bool) vaeMid {
-	m := vaeMid{res0: l.resnet(p+".resnets.0", c, c)}
-	if attn {
-		a := p + ".attentions.0."
-		m.attn = &vaeAttn{
-			c:    c,
-			norm: l.norm(a+"group_norm", c),
-			q:    l.linear(a+"to_q", c), k: l.linear(a+"to_k", c), v: l.linear(a+"to_v", c),
-			proj: l.linear(a+"to_out.0", c),
-		}
-	}
-	m.res1 = l.resnet(p+".resnets.1", c, c)
-	return m
 }
 
 // ScalingFactor is the factor Encode multiplies latents by and Decode divides them by.
@@ -404,54 +200,56 @@ func vaeCheckInput(op, what string, t tensor.Tensor, ch, mult int) error {
 
 // encode runs the encoder on the image in ws: (Cin, H, W) -> moments (2C, h, w).
 func (v *VAE) encode(ctx context.Context, ws *vaeWork) error {
-	ws.conv(&v.encIn) // (b[0], H, W)
-	for i := range v.down {
-		blk := &v.down[i]
-		for j := range blk.resnets {
+	e := v.enc
+	ws.conv(&e.In) // (b[0], H, W)
+	for i := range e.Down {
+		blk := &e.Down[i]
+		for j := range blk.Resnets {
 			if err := vaeCtx(ctx, "Encode"); err != nil {
 				return err
 			}
-			ws.resnet(&blk.resnets[j]) // (b[i], H/2^i, W/2^i)
+			ws.resnet(&blk.Resnets[j]) // (b[i], H/2^i, W/2^i)
 		}
-		if blk.down != nil {
-			ws.conv(blk.down) // (b[i], H/2^(i+1), W/2^(i+1))
+		if blk.Down != nil {
+			ws.conv(blk.Down) // (b[i], H/2^(i+1), W/2^(i+1))
 		}
 	}
-	if err := ws.mid(ctx, "Encode", &v.encMid); err != nil { // (b[n-1], h, w)
+	if err := ws.mid(ctx, "Encode", &e.Mid); err != nil { // (b[n-1], h, w)
 		return err
 	}
-	ws.normSiLU(&v.encNorm) // (b[n-1], h, w)
-	ws.conv(&v.encOut)      // (2C, h, w)
-	if v.quant != nil {
-		ws.conv(v.quant) // (2C, h, w)
+	ws.normSiLU(&e.Norm) // (b[n-1], h, w)
+	ws.conv(&e.Out)      // (2C, h, w)
+	if e.Quant != nil {
+		ws.conv(e.Quant) // (2C, h, w)
 	}
 	return nil
 }
 
 // decode runs post_quant_conv and the decoder on the latent in ws: (C, h, w) -> (Cout, H, W).
 func (v *VAE) decode(ctx context.Context, ws *vaeWork) error {
-	if v.post != nil {
-		ws.conv(v.post) // (C, h, w)
+	d := v.dec
+	if d.Post != nil {
+		ws.conv(d.Post) // (C, h, w)
 	}
-	ws.conv(&v.decIn)                                        // (b[n-1], h, w)
-	if err := ws.mid(ctx, "Decode", &v.decMid); err != nil { // (b[n-1], h, w)
+	ws.conv(&d.In)                                        // (b[n-1], h, w)
+	if err := ws.mid(ctx, "Decode", &d.Mid); err != nil { // (b[n-1], h, w)
 		return err
 	}
-	for i := range v.up {
-		blk := &v.up[i]
-		for j := range blk.resnets {
+	for i := range d.Up {
+		blk := &d.Up[i]
+		for j := range blk.Resnets {
 			if err := vaeCtx(ctx, "Decode"); err != nil {
 				return err
 			}
-			ws.resnet(&blk.resnets[j]) // (b[n-1-i], h·2^i, w·2^i)
+			ws.resnet(&blk.Resnets[j]) // (b[n-1-i], h·2^i, w·2^i)
 		}
-		if blk.up != nil {
+		if blk.Up != nil {
 			ws.upsample()   // (b[n-1-i], h·2^(i+1), w·2^(i+1))
-			ws.conv(blk.up) // same shape
+			ws.conv(blk.Up) // same shape
 		}
 	}
-	ws.normSiLU(&v.decNorm) // (b[0], H, W)
-	ws.conv(&v.decOut)      // (Cout, H, W)
+	ws.normSiLU(&d.Norm) // (b[0], H, W)
+	ws.conv(&d.Out)      // (Cout, H, W)
 	return nil
 }
 
@@ -496,30 +294,30 @@ func (ws *vaeWork) swap(c, h, w int) {
 	ws.c, ws.h, ws.w = c, h, w
 }
 
-// dims are the kernel dimensions of cv applied to a (c, h, w) input.
-func (cv *vaeConv) dims(c, h, w int) kernels.ConvDims {
-	if c != cv.in {
-		panic(fmt.Sprintf("flextok/engine: internal error: conv of %d channels on a %d-channel input", cv.in, c))
+// convDims are the kernel dimensions of cv applied to a (c, h, w) input.
+func convDims(cv *model.VAEConv, c, h, w int) kernels.ConvDims {
+	if c != cv.In {
+		panic(fmt.Sprintf("flextok/engine: internal error: conv of %d channels on a %d-channel input", cv.In, c))
 	}
 	return kernels.ConvDims{
-		InC: c, InH: h, InW: w, OutC: cv.out, KH: cv.k, KW: cv.k, Stride: cv.stride,
-		PadT: cv.padT, PadB: cv.padB, PadL: cv.padL, PadR: cv.padR,
+		InC: c, InH: h, InW: w, OutC: cv.Out, KH: cv.K, KW: cv.K, Stride: cv.Stride,
+		PadT: cv.PadT, PadB: cv.PadB, PadL: cv.PadL, PadR: cv.PadR,
 	}
 }
 
 // conv replaces x (in, h, w) with cv(x) (out, h', w').
-func (ws *vaeWork) conv(cv *vaeConv) {
-	d := cv.dims(ws.c, ws.h, ws.w)
+func (ws *vaeWork) conv(cv *model.VAEConv) {
+	d := convDims(cv, ws.c, ws.h, ws.w)
 	oh, ow := d.Out()
-	y := ws.grow(&ws.next, cv.out*oh*ow)
-	kernels.Conv2d(ws.o, y, ws.x[:ws.c*ws.h*ws.w], cv.w, cv.b, d)
-	ws.swap(cv.out, oh, ow)
+	y := ws.grow(&ws.next, cv.Out*oh*ow)
+	kernels.Conv2d(ws.o, y, ws.x[:ws.c*ws.h*ws.w], cv.W, cv.B, d)
+	ws.swap(cv.Out, oh, ow)
 }
 
 // normSiLU replaces x (c, h, w) with SiLU(GroupNorm(x)) in place (conv_norm_out, conv_act).
-func (ws *vaeWork) normSiLU(n *vaeGroupNorm) {
+func (ws *vaeWork) normSiLU(n *model.VAENorm) {
 	x := ws.x[:ws.c*ws.h*ws.w]
-	kernels.GroupNorm(ws.o, x, x, ws.c, ws.h*ws.w, ws.vae.groups, ws.vae.eps, n.w, n.b)
+	kernels.GroupNorm(ws.o, x, x, ws.c, ws.h*ws.w, ws.vae.groups, ws.vae.eps, n.W, n.B)
 	kernels.SiLU(ws.o, x, x)
 }
 
@@ -532,63 +330,63 @@ func (ws *vaeWork) upsample() {
 
 // resnet replaces x (in, h, w) with ResnetBlock2D(x) (out, h, w):
 // skip(x) + conv2(SiLU(norm2(conv1(SiLU(norm1(x)))))), skip = conv_shortcut or identity.
-func (ws *vaeWork) resnet(r *vaeResnet) {
+func (ws *vaeWork) resnet(r *model.VAEResnet) {
 	o, g, eps := ws.o, ws.vae.groups, ws.vae.eps
 	c, h, w := ws.c, ws.h, ws.w
 	hw := h * w
 	x := ws.x[:c*hw] // (in, h, w), kept for the skip
 
-	a := ws.grow(&ws.t1, max(c, r.out)*hw)[:c*hw] // (in, h, w)
-	kernels.GroupNorm(o, a, x, c, hw, g, eps, r.norm1.w, r.norm1.b)
+	a := ws.grow(&ws.t1, max(c, r.Out)*hw)[:c*hw] // (in, h, w)
+	kernels.GroupNorm(o, a, x, c, hw, g, eps, r.Norm1.W, r.Norm1.B)
 	kernels.SiLU(o, a, a)
-	d := r.conv1.dims(c, h, w)
-	t := ws.grow(&ws.t2, r.out*hw) // (out, h, w)
-	kernels.Conv2d(o, t, a, r.conv1.w, r.conv1.b, d)
-	kernels.GroupNorm(o, t, t, r.out, hw, g, eps, r.norm2.w, r.norm2.b)
+	d := convDims(&r.Conv1, c, h, w)
+	t := ws.grow(&ws.t2, r.Out*hw) // (out, h, w)
+	kernels.Conv2d(o, t, a, r.Conv1.W, r.Conv1.B, d)
+	kernels.GroupNorm(o, t, t, r.Out, hw, g, eps, r.Norm2.W, r.Norm2.B)
 	kernels.SiLU(o, t, t)
-	a = ws.t1[:r.out*hw] // (out, h, w)
-	kernels.Conv2d(o, a, t, r.conv2.w, r.conv2.b, r.conv2.dims(r.out, h, w))
+	a = ws.t1[:r.Out*hw] // (out, h, w)
+	kernels.Conv2d(o, a, t, r.Conv2.W, r.Conv2.B, convDims(&r.Conv2, r.Out, h, w))
 
-	if r.shortcut == nil {
+	if r.Shortcut == nil {
 		kernels.Add(o, x, x, a) // x + h, in place (in == out)
 		return
 	}
 	// t (out, h, w) = conv_shortcut(x); next = t + h
-	kernels.Conv2d(o, t, x, r.shortcut.w, r.shortcut.b, r.shortcut.dims(c, h, w))
-	y := ws.grow(&ws.next, r.out*hw)
+	kernels.Conv2d(o, t, x, r.Shortcut.W, r.Shortcut.B, convDims(r.Shortcut, c, h, w))
+	y := ws.grow(&ws.next, r.Out*hw)
 	kernels.Add(o, y, t, a)
-	ws.swap(r.out, h, w)
+	ws.swap(r.Out, h, w)
 }
 
 // mid runs UNetMidBlock2D on x (c, h, w): resnet, attention, resnet.
-func (ws *vaeWork) mid(ctx context.Context, op string, m *vaeMid) error {
+func (ws *vaeWork) mid(ctx context.Context, op string, m *model.VAEMid) error {
 	if err := vaeCtx(ctx, op); err != nil {
 		return err
 	}
-	ws.resnet(&m.res0)
-	if m.attn != nil {
+	ws.resnet(&m.Res0)
+	if m.Attn != nil {
 		if err := vaeCtx(ctx, op); err != nil {
 			return err
 		}
-		ws.attention(m.attn)
+		ws.attention(m.Attn)
 	}
 	if err := vaeCtx(ctx, op); err != nil {
 		return err
 	}
-	ws.resnet(&m.res1)
+	ws.resnet(&m.Res1)
 	return nil
 }
 
 // attention adds diffusers' single-head spatial self-attention to x (c, h, w) in place:
 // x += to_out(softmax(q kᵀ/√c) v), with q, k, v = to_q, to_k, to_v of the GroupNorm-ed pixels
 // as h·w tokens of c features (rescale_output_factor is 1).
-func (ws *vaeWork) attention(at *vaeAttn) {
+func (ws *vaeWork) attention(at *model.VAEAttn) {
 	o := ws.o
 	c, n := ws.c, ws.h*ws.w
 	x := ws.x[:c*n] // (c, n), the residual
 
 	normed := ws.grow(&ws.t1, c*n) // (c, n)
-	kernels.GroupNorm(o, normed, x, c, n, ws.vae.groups, ws.vae.eps, at.norm.w, at.norm.b)
+	kernels.GroupNorm(o, normed, x, c, n, ws.vae.groups, ws.vae.eps, at.Norm.W, at.Norm.B)
 	tok := ws.grow(&ws.tok, n*c) // (n, c)
 	for ch := 0; ch < c; ch++ {
 		row := normed[ch*n : ch*n+n]
@@ -597,11 +395,11 @@ func (ws *vaeWork) attention(at *vaeAttn) {
 		}
 	}
 	q, k, v := ws.grow(&ws.q, n*c), ws.grow(&ws.k, n*c), ws.grow(&ws.v, n*c) // (n, c) each
-	kernels.Linear(o, q, tok, at.q.w, at.q.b, n, c, c)
-	kernels.Linear(o, k, tok, at.k.w, at.k.b, n, c, c)
-	kernels.Linear(o, v, tok, at.v.w, at.v.b, n, c, c)
+	kernels.Linear(o, q, tok, at.Q.W, at.Q.B, n, c, c)
+	kernels.Linear(o, k, tok, at.K.W, at.K.B, n, c, c)
+	kernels.Linear(o, v, tok, at.V.W, at.V.B, n, c, c)
 	vaeAttend(o, tok, q, k, v, n, c)                         // tok (n, c) = softmax(q kᵀ/√c) v
-	kernels.Linear(o, q, tok, at.proj.w, at.proj.b, n, c, c) // q (n, c) = to_out.0(tok)
+	kernels.Linear(o, q, tok, at.Proj.W, at.Proj.B, n, c, c) // q (n, c) = to_out.0(tok)
 	for ch := 0; ch < c; ch++ {
 		row := x[ch*n : ch*n+n]
 		for p := range row {
