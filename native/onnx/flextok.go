@@ -3,7 +3,6 @@ package onnx
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strings"
 
 	pb "github.com/flextok-sdk/flextok/native/onnx/onnxpb"
@@ -66,83 +65,27 @@ func ModelSizes(cfg *model.Config) (Sizes, error) {
 	return Sizes{Height: h * f, Width: w * f, C: e.ChannelsIn, H: h, W: w, R: e.RegistersNMax, D: e.LatentDim}, nil
 }
 
-// weights reads tensors of one part by canonical name, checked against the config's table;
-// every problem is collected so one error names all of them.
-type weights struct {
-	m      *model.Model
-	part   string
-	shapes map[string][]int
-	errs   []string
-}
+// weights reads the tensors of one part through model.PartReader (the engine's checks).
+type weights struct{ *model.PartReader }
 
 func newWeights(m *model.Model, part string) *weights {
-	w := &weights{m: m, part: part, shapes: map[string][]int{}}
-	for _, t := range m.Config.ExpectedTensors() {
-		if t.Part == part {
-			w.shapes[t.Name] = t.Shape
-		}
-	}
-	return w
-}
-
-// get returns tensor name, which must hold n finite values (zeros after a recorded problem).
-func (w *weights) get(name string, n int) []float32 {
-	fail := func(format string, args ...any) []float32 {
-		w.errs = append(w.errs, name+" ("+fmt.Sprintf(format, args...)+")")
-		return make([]float32, n)
-	}
-	shape, ok := w.shapes[name]
-	if !ok {
-		return fail("not in the config's weight table")
-	}
-	size := 1
-	for _, s := range shape {
-		size *= s
-	}
-	if size != n {
-		return fail("shape %v, want %d values", shape, n)
-	}
-	v, err := w.m.Tensor(name)
-	if err != nil {
-		return fail("%v", err)
-	}
-	if len(v) != n {
-		return fail("%d values, want %d", len(v), n)
-	}
-	for i, x := range v {
-		if x-x != 0 { // NaN or ±Inf
-			return fail("value %d is %v: a corrupt checkpoint", i, x)
-		}
-	}
-	return v
+	return &weights{model.NewPartReader(m.Config, part, m)}
 }
 
 func (w *weights) err() error {
-	if len(w.errs) == 0 {
-		return nil
+	if err := w.Err(); err != nil {
+		return fmt.Errorf("flextok/onnx: %w", err)
 	}
-	sort.Strings(w.errs)
-	return fmt.Errorf("flextok/onnx: %s: missing or invalid tensors: %s", w.part, strings.Join(w.errs, ", "))
-}
-
-// module returns the canonical prefix of the part's module of the given class.
-func (w *weights) module(prefix string, mods []model.Module, class string) string {
-	for _, m := range mods {
-		if m.Class == class {
-			return prefix + m.Name
-		}
-	}
-	w.errs = append(w.errs, "no "+class+" module")
-	return prefix + "?"
+	return nil
 }
 
 // linear adds Linear name (weight [out, in], optional bias) applied to x.
 func (w *weights) linear(g *Graph, x Value, name string, out, in int, bias bool) Value {
 	var b []float32
 	if bias {
-		b = w.get(name+".bias", out)
+		b = w.Tensor(name+".bias", out)
 	}
-	return g.Linear(x, name, w.get(name+".weight", out*in), out, in, b)
+	return g.Linear(x, name, w.Tensor(name+".weight", out*in), out, in, b)
 }
 
 // patchify turns x [N, C, h, w] into patch rows [N, P, ph·pw·C] (channels last within a patch).
@@ -229,9 +172,9 @@ func trunk(g *Graph, w *weights, x Value, prefix, mod string, t model.TrunkConfi
 		qkvW := make([]float32, 0, 3*W*W)
 		var qkvB []float32
 		for _, f := range []string{model.BlockWQ, model.BlockWK, model.BlockWV} {
-			qkvW = append(qkvW, w.get(model.Block(f, prefix, mod, i), W*W)...)
+			qkvW = append(qkvW, w.Tensor(model.Block(f, prefix, mod, i), W*W)...)
 			if t.QKVBias {
-				qkvB = append(qkvB, w.get(bias(f, i)+".bias", W)...)
+				qkvB = append(qkvB, w.Tensor(bias(f, i)+".bias", W)...)
 			}
 		}
 		qkv := g.Linear(h, "qkv", qkvW, 3*W, W, qkvB)
@@ -329,10 +272,10 @@ func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	P := nh * nw
 	L := P + R
 	done := g.Scope("encoder")
-	x := w.linear(g, patchify(g, lat, C, s.H, s.W, ph, pw), w.module(model.EncoderPrefix, e.Modules, "PatchEmbedder")+".patch_proj", W, ph*pw*C, true)
-	table := w.get(model.EncoderPrefix+e.Posemb.Module+".posembs", W*e.Posemb.MaxSizes[0]*e.Posemb.MaxSizes[1])
+	x := w.linear(g, patchify(g, lat, C, s.H, s.W, ph, pw), w.Module(model.EncoderPrefix, e.Modules, "PatchEmbedder")+".patch_proj", W, ph*pw*C, true)
+	table := w.Tensor(model.EncoderPrefix+e.Posemb.Module+".posembs", W*e.Posemb.MaxSizes[0]*e.Posemb.MaxSizes[1])
 	x = g.Add(x, g.Const("posemb", []int{P, W}, sinCos(table, W, e.Posemb.MaxSizes[0], e.Posemb.MaxSizes[1], nh, nw)))
-	regs := g.Const("registers", []int{1, R, W}, w.get(w.module(model.EncoderPrefix, e.Modules, "Registers1D")+".registers", R*W))
+	regs := g.Const("registers", []int{1, R, W}, w.Tensor(w.Module(model.EncoderPrefix, e.Modules, "Registers1D")+".registers", R*W))
 	// Broadcast the registers over the batch: registers + 0·x[:, :1, :1] keeps N dynamic.
 	zero := g.Mul(g.Slice(g.Slice(x, 1, 0, 1), 2, 0, 1), g.Scalar(0))
 	x = g.Concat(1, x, g.Add(regs, zero))
@@ -340,10 +283,10 @@ func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	if e.MaskMode == "causal_last" {
 		mask = g.Const("mask", []int{L, L}, causalLast(P, L))
 	}
-	trunkMod := w.module(model.EncoderPrefix, e.Modules, "FlexTransformer")
+	trunkMod := w.Module(model.EncoderPrefix, e.Modules, "FlexTransformer")
 	x = trunk(g, w, x, model.EncoderPrefix, strings.TrimPrefix(trunkMod, model.EncoderPrefix), e.Trunk, L, mask, nil)
 	r := g.LayerNorm(g.Slice(x, 1, int64(P), int64(L)), W, float32(e.HeadNormEps))
-	z := w.linear(g, r, w.module(model.EncoderPrefix, e.Modules, "LinearHead")+".proj", D, W, true)
+	z := w.linear(g, r, w.Module(model.EncoderPrefix, e.Modules, "LinearHead")+".proj", D, W, true)
 	done()
 	ids := fsqIDs(g, z, q)
 	if err := w.err(); err != nil {
@@ -384,7 +327,7 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	nh, nw := s.H/ph, s.W/pw
 	P := nh * nw
 	L := P + R
-	mod := func(class string) string { return w.module(model.DecoderPrefix, d.Modules, class) }
+	mod := func(class string) string { return w.Module(model.DecoderPrefix, d.Modules, class) }
 	codes := fsqCodes(g, ids, q)
 	done := g.Scope("decoder")
 
@@ -392,7 +335,7 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	// mask token; k = 0 (unconditional) gets the null condition everywhere.
 	regs := w.linear(g, codes, mod("LinearLayer")+".proj", W, d.LatentDim, true)
 	Rmax := d.RegisterPosemb.MaxSizes[0]
-	rtab := w.get(model.DecoderPrefix+d.RegisterPosemb.Module+".posembs", W*Rmax)
+	rtab := w.Tensor(model.DecoderPrefix+d.RegisterPosemb.Module+".posembs", W*Rmax)
 	rpos := make([]float32, R*W)
 	for j := 0; j < R; j++ {
 		for c := 0; c < W; c++ {
@@ -406,18 +349,18 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	}
 	k2 := g.Reshape(kIn, -1, 1)
 	keep := g.Op("Less", []Value{g.ConstInt64("positions", []int{1, R}, pos), k2}) // [N, R]
-	maskTok := g.Const("mask_token", []int{W}, w.get(mod("MaskedNestedDropout")+".dropout_mask_token", W))
+	maskTok := g.Const("mask_token", []int{W}, w.Tensor(mod("MaskedNestedDropout")+".dropout_mask_token", W))
 	regs = g.Op("Where", []Value{g.Reshape(keep, 0, 0, 1), regs, maskTok})
 	null := make([]float32, W)
 	if d.NullCond == model.NullCondLearned {
-		null = w.get(mod("LearnedNullCond")+".nullcond", W)
+		null = w.Tensor(mod("LearnedNullCond")+".nullcond", W)
 	}
 	uncond := g.Op("Equal", []Value{k2, g.ConstInt64("zero", []int{1}, []int64{0})}) // [N, 1]
 	regs = g.Op("Where", []Value{g.Reshape(uncond, 0, 0, 1), g.Const("nullcond", []int{W}, null), regs})
 
 	// Patches of x_t: Linear(ph·pw·C → W) plus the sin-cos table.
 	x := w.linear(g, patchify(g, xt, C, s.H, s.W, ph, pw), mod("PatchEmbedder")+".patch_proj", W, ph*pw*C, true)
-	table := w.get(model.DecoderPrefix+d.PatchPosemb.Module+".posembs", W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
+	table := w.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+".posembs", W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
 	x = g.Add(x, g.Const("posemb", []int{P, W}, sinCos(table, W, d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1], nh, nw)))
 	x = g.Concat(1, x, regs) // [N, L, W]
 

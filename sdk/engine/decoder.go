@@ -78,7 +78,7 @@ func NewDecoder(m *model.Model, o Options) (*Decoder, error) {
 	return newDecoder(m.Config, m, o)
 }
 
-func newDecoder(cfg *model.Config, src weightSource, o Options) (*Decoder, error) {
+func newDecoder(cfg *model.Config, src model.TensorSource, o Options) (*Decoder, error) {
 	d := cfg.Decoder
 	W := d.Trunk.Width
 	R := cfg.Encoder.RegistersNMax
@@ -94,27 +94,18 @@ func newDecoder(cfg *model.Config, src weightSource, o Options) (*Decoder, error
 	}
 	ko := o.kernels()
 	r := newWeightReader(cfg, "decoder", src)
-	name := map[string]string{}
-	for _, m := range d.Modules {
-		name[m.Class] = model.DecoderPrefix + m.Name
-	}
-	mod := func(class string) string {
-		if n, ok := name[class]; ok {
-			return n
-		}
-		r.errs = append(r.errs, "no "+class+" module")
-		return model.DecoderPrefix + "?"
-	}
+	mod := func(class string) string { return r.Module(model.DecoderPrefix, d.Modules, class) }
+
 	ps := d.PatchSize[0] * d.PatchSize[1]
 	dec := &Decoder{cfg: d, opts: o, nReg: R, fsq: fq, cache: map[uint32]*timeCond{}}
 	dec.fromLatents = r.linear(ko, mod("LinearLayer")+sufProj, W, d.LatentDim, true)
-	dec.regPosemb = r.tensor(model.DecoderPrefix+d.RegisterPosemb.Module+sufPosembs, W*d.RegisterPosemb.MaxSizes[0])
-	dec.maskToken = r.tensor(mod("MaskedNestedDropout")+sufMaskToken, W)
+	dec.regPosemb = r.Tensor(model.DecoderPrefix+d.RegisterPosemb.Module+sufPosembs, W*d.RegisterPosemb.MaxSizes[0])
+	dec.maskToken = r.Tensor(mod("MaskedNestedDropout")+sufMaskToken, W)
 	if d.NullCond == model.NullCondLearned {
-		dec.nullcond = r.tensor(mod("LearnedNullCond")+sufNullCond, W)
+		dec.nullcond = r.Tensor(mod("LearnedNullCond")+sufNullCond, W)
 	}
 	dec.patch = r.linear(ko, mod("PatchEmbedder")+sufPatchProj, W, ps*d.ChannelsIn, true)
-	dec.posemb = r.tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
+	dec.posemb = r.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
 	te := mod("TimestepEmbedder")
 	dec.temb = timeEmbedder{
 		freqs: timestepFrequencies(d.FreqEmbSize, d.MaxTimestep),

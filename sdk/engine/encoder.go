@@ -40,7 +40,7 @@ func NewEncoder(m *model.Model, o Options) (*Encoder, error) {
 	return newEncoder(m.Config, m, o)
 }
 
-func newEncoder(cfg *model.Config, src weightSource, o Options) (*Encoder, error) {
+func newEncoder(cfg *model.Config, src model.TensorSource, o Options) (*Encoder, error) {
 	e := cfg.Encoder
 	if err := e.Supported(); err != nil {
 		return nil, fmt.Errorf("flextok/engine: %w", err)
@@ -54,21 +54,14 @@ func newEncoder(cfg *model.Config, src weightSource, o Options) (*Encoder, error
 	}
 	ko := o.kernels()
 	r := newWeightReader(cfg, "encoder", src)
-	mod := func(class string) string {
-		for _, m := range e.Modules {
-			if m.Class == class {
-				return model.EncoderPrefix + m.Name
-			}
-		}
-		r.errs = append(r.errs, "no "+class+" module")
-		return model.EncoderPrefix + "?"
-	}
+	mod := func(class string) string { return r.Module(model.EncoderPrefix, e.Modules, class) }
+
 	W, R := e.Trunk.Width, e.RegistersNMax
 	pd := e.PatchSize[0] * e.PatchSize[1] * e.ChannelsIn
 	enc := &Encoder{cfg: e, opts: o, fsq: fq}
 	enc.patch = r.linear(ko, mod("PatchEmbedder")+sufPatchProj, W, pd, true)
-	enc.posemb = r.tensor(model.EncoderPrefix+e.Posemb.Module+sufPosembs, W*e.Posemb.MaxSizes[0]*e.Posemb.MaxSizes[1])
-	enc.registers = r.tensor(mod("Registers1D")+sufRegisters, R*W)
+	enc.posemb = r.Tensor(model.EncoderPrefix+e.Posemb.Module+sufPosembs, W*e.Posemb.MaxSizes[0]*e.Posemb.MaxSizes[1])
+	enc.registers = r.Tensor(mod("Registers1D")+sufRegisters, R*W)
 	trunkMod := mod("FlexTransformer")
 	enc.trunk = readTrunk(r, ko, model.EncoderPrefix, trunkMod[len(model.EncoderPrefix):], e.Trunk)
 	enc.head = r.linear(ko, mod("LinearHead")+sufProj, e.LatentDim, W, true)

@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"math"
-	"sort"
 	"strings"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
@@ -38,48 +36,20 @@ const (
 	sufHeadAdaLN = ".adaLN_modulation.1" // ToPatchesLinearHead adaLN Linear(W, 2W)
 )
 
-// weightSource gives tensors by canonical name (a *model.Model, or getFunc in tests).
-type weightSource interface {
-	Tensor(name string) ([]float32, error)
-}
-
-// intoSource is a weightSource that can also read into a caller's buffer.
-type intoSource interface {
-	TensorInto(name string, dst []float32) error
-}
-
-// getFunc adapts a function to weightSource.
+// getFunc adapts a function to model.TensorSource (tests inject broken weights with it).
 type getFunc func(name string) ([]float32, error)
 
 func (f getFunc) Tensor(name string) ([]float32, error) { return f(name) }
 
-// weightReader reads the tensors of one part of a checkpoint by canonical name, checks each
-// name, length and value against the config's table and collects every problem, so one error
-// names all missing or corrupt tensors.
+// weightReader is model.PartReader (checked reads by canonical name, every problem collected)
+// plus a reusable buffer for weights that are packed at once.
 type weightReader struct {
-	part    string
-	shapes  map[string][]int
-	src     weightSource
-	errs    []string
-	scratch []float32 // reused for weights that are packed (copied) at once
+	*model.PartReader
+	scratch []float32
 }
 
-func newWeightReader(cfg *model.Config, part string, src weightSource) *weightReader {
-	r := &weightReader{part: part, shapes: map[string][]int{}, src: src}
-	for _, t := range cfg.ExpectedTensors() {
-		if t.Part == part {
-			r.shapes[t.Name] = t.Shape
-		}
-	}
-	return r
-}
-
-// tensor reads name, which must have the given number of finite elements, into a new slice;
-// on a problem it records it and returns zeros so the caller can go on collecting errors.
-func (r *weightReader) tensor(name string, n int) []float32 {
-	dst := make([]float32, n)
-	r.read(name, dst)
-	return dst
+func newWeightReader(cfg *model.Config, part string, src model.TensorSource) *weightReader {
+	return &weightReader{PartReader: model.NewPartReader(cfg, part, src)}
 }
 
 // scratchBuf returns the reader's reusable buffer of n elements. Its contents are valid until
@@ -92,60 +62,12 @@ func (r *weightReader) scratchBuf(n int) []float32 {
 	return r.scratch[:n]
 }
 
-// read fills dst with tensor name, checking it against the config's table.
-func (r *weightReader) read(name string, dst []float32) {
-	n := len(dst)
-	fail := func(format string, args ...any) {
-		r.errs = append(r.errs, name+" ("+fmt.Sprintf(format, args...)+")")
-		clear(dst)
-	}
-	shape, ok := r.shapes[name]
-	if !ok {
-		fail("not in the config's weight table")
-		return
-	}
-	size := 1
-	for _, s := range shape {
-		size *= s
-	}
-	if size != n {
-		fail("shape %v, want %d values", shape, n)
-		return
-	}
-	if into, ok := r.src.(intoSource); ok {
-		if err := into.TensorInto(name, dst); err != nil {
-			fail("%v", err)
-			return
-		}
-	} else {
-		v, err := r.src.Tensor(name)
-		if err == nil && len(v) != n {
-			err = fmt.Errorf("%d values, want %d", len(v), n)
-		}
-		if err != nil {
-			fail("%v", err)
-			return
-		}
-		copy(dst, v)
-	}
-	for i, x := range dst {
-		if f := float64(x); math.IsNaN(f) || math.IsInf(f, 0) {
-			fail("value %d is %v: a corrupt checkpoint", i, x)
-			return
-		}
-	}
-}
-
-// has reports whether the table lists name.
-func (r *weightReader) has(name string) bool { _, ok := r.shapes[name]; return ok }
-
-// err returns one error naming every tensor that could not be read.
+// err returns the reader's error with the engine's prefix.
 func (r *weightReader) err() error {
-	if len(r.errs) == 0 {
-		return nil
+	if err := r.Err(); err != nil {
+		return fmt.Errorf("flextok/engine: %w", err)
 	}
-	sort.Strings(r.errs)
-	return fmt.Errorf("flextok/engine: %s: missing or invalid tensors: %s", r.part, strings.Join(r.errs, ", "))
+	return nil
 }
 
 // linear is a Linear layer y = x Wᵀ + b with W packed once for the options' path.
@@ -162,10 +84,10 @@ func newLinear(o kernels.Opts, w, b []float32, out, in int) linear {
 // readLinear reads name.weight (out, in) and, if bias, name.bias (out).
 func (r *weightReader) linear(o kernels.Opts, name string, out, in int, bias bool) linear {
 	w := r.scratchBuf(out * in)
-	r.read(name+sufWeight, w)
+	r.Read(name+sufWeight, w)
 	var b []float32
 	if bias {
-		b = r.tensor(name+sufBias, out)
+		b = r.Tensor(name+sufBias, out)
 	}
 	return newLinear(o, w, b, out, in)
 }
@@ -201,14 +123,14 @@ func readTrunk(r *weightReader, o kernels.Opts, prefix, mod string, t model.Trun
 		if !has {
 			return nil
 		}
-		return r.tensor(strings.TrimSuffix(model.Block(format, prefix, mod, i), sufWeight)+sufBias, n)
+		return r.Tensor(strings.TrimSuffix(model.Block(format, prefix, mod, i), sufWeight)+sufBias, n)
 	}
 	for i := 0; i < t.Depth; i++ {
 		var b block
 		qkv := r.scratchBuf(3 * W * W) // wq, wk, wv stacked, read in place
 		var qkvb []float32
 		for j, f := range []string{model.BlockWQ, model.BlockWK, model.BlockWV} {
-			r.read(model.Block(f, prefix, mod, i), qkv[j*W*W:(j+1)*W*W])
+			r.Read(model.Block(f, prefix, mod, i), qkv[j*W*W:(j+1)*W*W])
 			if t.QKVBias {
 				qkvb = append(qkvb, bias(f, i, W, true)...)
 			}
@@ -216,7 +138,7 @@ func readTrunk(r *weightReader, o kernels.Opts, prefix, mod string, t model.Trun
 		b.qkv = newLinear(o, qkv, qkvb, 3*W, W)
 		packed := func(format string, out, in int, has bool) linear {
 			w := r.scratchBuf(out * in)
-			r.read(model.Block(format, prefix, mod, i), w)
+			r.Read(model.Block(format, prefix, mod, i), w)
 			return newLinear(o, w, bias(format, i, out, has), out, in)
 		}
 		b.proj = packed(model.BlockProj, W, W, t.ProjBias)
@@ -228,8 +150,8 @@ func readTrunk(r *weightReader, o kernels.Opts, prefix, mod string, t model.Trun
 		b.fc2 = packed(model.BlockFC2, W, Hd, t.MLPBias)
 		if E := t.AdaLNExpansion; E > 0 {
 			w := r.scratchBuf(E * 6 * W * W)
-			r.read(model.Block(model.BlockAdaLN, prefix, mod, i), w)
-			ada := newLinear(o, w, r.tensor(model.Block(model.BlockAdaLNBias, prefix, mod, i), E*6*W), E*6*W, W)
+			r.Read(model.Block(model.BlockAdaLN, prefix, mod, i), w)
+			ada := newLinear(o, w, r.Tensor(model.Block(model.BlockAdaLNBias, prefix, mod, i), E*6*W), E*6*W, W)
 			b.ada = &ada
 		}
 		tr.blocks = append(tr.blocks, b)

@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/models"
@@ -39,6 +40,39 @@ func TestSupported(t *testing.T) {
 	} {
 		if !errors.Is(err, model.ErrUnsupported) {
 			t.Errorf("%s: %v, want ErrUnsupported", what, err)
+		}
+	}
+}
+
+// TestPartReader: checked reads against the config's table; every problem lands in one error.
+func TestPartReader(t *testing.T) {
+	d := models.Default()
+	m, err := model.LoadBytes(d.Weights, d.Config, d.VAEConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := model.NewPartReader(m.Config, "decoder", m)
+	var name string
+	var n int
+	for _, tn := range m.Config.ExpectedTensors() {
+		if tn.Part == "decoder" {
+			name, n = tn.Name, 1
+			for _, s := range tn.Shape {
+				n *= s
+			}
+			break
+		}
+	}
+	if v := r.Tensor(name, n); len(v) != n || r.Err() != nil {
+		t.Fatalf("%s: %d values, %v", name, len(v), r.Err())
+	}
+	r.Tensor("decoder.no.such.weight", 3)
+	r.Tensor(name, n+1)
+	r.Module("decoder.", m.Config.Decoder.Modules, "NoSuchClass")
+	err = r.Err()
+	for _, want := range []string{"not in the config's weight table", "want", "no NoSuchClass module"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %q", err, want)
 		}
 	}
 }
