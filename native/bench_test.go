@@ -2,7 +2,6 @@ package native
 
 import (
 	"context"
-	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -111,7 +110,7 @@ func benchVersusEngine(b *testing.B, dir string, encode bool) {
 		}
 	}
 	for j := range first[0] {
-		b.Logf("step: ORT against Go, item %d: relative RMS difference %.2g", j, relRMS(first[1][j].V.Data, first[0][j].V.Data))
+		b.Logf("step: ORT against Go, item %d: relative RMS difference %.2g", j, tensor.RelErr(first[1][j].V.Data, first[0][j].V.Data))
 	}
 	for _, d := range dens {
 		b.Run("step/"+d.name, func(b *testing.B) {
@@ -186,15 +185,4 @@ func benchTensor(seed uint64, shape ...int) tensor.Tensor {
 		t.Data[i] = float32(r.NormFloat64())
 	}
 	return t
-}
-
-// relRMS is ‖got − want‖ / ‖want‖.
-func relRMS(got, want []float32) float64 {
-	var d, n float64
-	for i := range want {
-		e := float64(got[i]) - float64(want[i])
-		d += e * e
-		n += float64(want[i]) * float64(want[i])
-	}
-	return math.Sqrt(d / n)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
 // testModel is a checkpoint the graphs are checked on.
@@ -50,13 +51,9 @@ func testModels(t *testing.T) []testModel {
 // errStats returns the NMSE (error energy over signal energy) and the largest absolute error
 // relative to the largest reference magnitude.
 func errStats(got, want []float32) (nmse, maxRel float64) {
-	var e, s, maxErr, maxRef float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		e += d * d
-		s += float64(want[i]) * float64(want[i])
-		maxErr = math.Max(maxErr, math.Abs(d))
-		maxRef = math.Max(maxRef, math.Abs(float64(want[i])))
+	maxRef := 0.0
+	for _, w := range want {
+		maxRef = math.Max(maxRef, math.Abs(float64(w)))
 	}
-	return e / s, maxErr / maxRef
+	return tensor.NMSE(got, want), tensor.MaxAbsDiff(got, want) / maxRef
 }
