@@ -250,6 +250,7 @@ func readBatches(ctx context.Context, jobs []encodeJob, size int) <-chan decoded
 	return ch
 }
 
+// readImage decodes the image file at path (format sniffed, default limits).
 func readImage(path string) (image.Image, error) {
 	f, err := os.Open(path)
 	if err != nil {

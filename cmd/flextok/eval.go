@@ -249,12 +249,7 @@ type imageResult struct {
 // then the reconstruction at each k).
 func (ev evaluator) one(ctx context.Context, in string, tiles bool, b bar) (imageResult, []image.Image, error) {
 	res := imageResult{File: filepath.Base(in)}
-	f, err := os.Open(in)
-	if err != nil {
-		return res, nil, err
-	}
-	img, _, err := ftimage.Decode(f, ftimage.Limits{})
-	f.Close()
+	img, err := readImage(in)
 	if err != nil {
 		return res, nil, err
 	}

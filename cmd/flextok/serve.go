@@ -207,12 +207,7 @@ func encodeSamples(ctx context.Context, e executor, dir string) ([]sample, error
 }
 
 func encodeFile(ctx context.Context, e executor, p string) ([]byte, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	img, _, err := ftimage.Decode(f, ftimage.Limits{})
+	img, err := readImage(p)
 	if err != nil {
 		return nil, err
 	}
