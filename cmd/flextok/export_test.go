@@ -88,6 +88,9 @@ func TestDecodeORT(t *testing.T) {
 		maxDiff = max(maxDiff, d)
 	}
 	t.Logf("%d of %d 8-bit values differ, by at most %d", differ, len(a.Pix), maxDiff)
+	// Measured: 0 of 4096 values differ. The bound allows what float rounding can do to a
+	// 20-step decode (velocities agree to NMSE 1e-12; a value near a .5 boundary may round the
+	// other way) without hiding a real difference.
 	if maxDiff > 2 || differ > len(a.Pix)/20 {
 		t.Errorf("ort image differs from go's in %d of %d values, by up to %d (bounds: 5%%, 2 levels)", differ, len(a.Pix), maxDiff)
 	}
