@@ -286,3 +286,25 @@ func TestNonFiniteComplex(t *testing.T) {
 		t.Error("infj without AllowNonFinite: no error")
 	}
 }
+
+// An int whose decimal form exceeds the digit limit (legal as a hex literal,
+// as in Python) reprs in hexadecimal so that it still parses back.
+func TestHugeIntRepr(t *testing.T) {
+	for _, in := range []string{"0x" + strings.Repeat("f", 4000), "-0x" + strings.Repeat("a", 4000)} {
+		v, err := Parse(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := v.String()
+		if !strings.Contains(r[:3], "0x") {
+			t.Fatalf("repr starts %q, want hexadecimal", r[:10])
+		}
+		back, err := Parse(r)
+		if err != nil || !equal(back, v) {
+			t.Fatalf("repr does not round-trip: %v", err)
+		}
+	}
+	if v, _ := Parse(strings.Repeat("9", 4300)); strings.HasPrefix(v.String(), "0x") {
+		t.Fatal("ints within the limit stay decimal")
+	}
+}

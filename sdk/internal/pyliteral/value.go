@@ -107,7 +107,7 @@ func (v Value) repr(b *strings.Builder) {
 		}
 	case Int:
 		if v.Big != nil {
-			b.WriteString(v.Big.String())
+			b.WriteString(bigRepr(v.Big))
 		} else {
 			b.WriteString(strconv.FormatInt(v.Int, 10))
 		}
@@ -302,4 +302,19 @@ func leftPad(s string, n int) string {
 		s = "0" + s
 	}
 	return s
+}
+
+// bigRepr writes n in decimal, or in hexadecimal when its decimal form
+// would exceed the maxIntDigits that Parse (like CPython's int) accepts:
+// Python's repr raises on such an int, a diagnostic string should not, and
+// the hexadecimal form still parses back to n.
+func bigRepr(n *big.Int) string {
+	s := n.String()
+	if len(strings.TrimPrefix(s, "-")) <= maxIntDigits {
+		return s
+	}
+	if n.Sign() < 0 {
+		return "-0x" + new(big.Int).Neg(n).Text(16)
+	}
+	return "0x" + n.Text(16)
 }
