@@ -72,9 +72,12 @@ func (d *AttnDims) fill() {
 // once to float32 and divides each e by it; masked keys get probability exactly 0. A row with
 // no allowed key yields zeros (as flex_attention does). The output out_h = P v_h comes from
 // Gemm again (sum over keys in key order). Work is split across threads by (sequence, head)
-// pairs, each computed on one goroutine, so thread count never changes a bit.
+// pairs, each computed on one goroutine, so thread count never changes a bit; within a pair
+// the queries go in tiles of whole Gemm row panels, which changes no element's sum either.
 // With o.Fast the two products use the fast Gemm path (see Gemm's bound) and the
-// exponentials the vector one where the CPU has it (float32, relative error about 1e-7).
+// exponentials the vector one where the CPU has it (float32, relative error about 1e-7); rows
+// with every key allowed and a key count that is a multiple of 16 run the whole softmax in
+// vector code, which sums the exponentials in float64 in 16 lanes instead of in key order.
 func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask Mask) {
 	needDims("Attention", d.Batch, d.Heads, d.SeqQ, d.SeqK, d.HeadDim)
 	if mask.Kind == MaskFunc && mask.Allow == nil {
@@ -105,26 +108,38 @@ func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask M
 			}
 		}
 	}
-	inner := Opts{Threads: 1, Fast: o.Fast}
+	kn := kernelFor(o)
+	// Queries go in tiles of about 64 rows (whole micro-kernel panels), so that a tile's
+	// scores stay in L2 between the two products; K and V are packed once per head.
+	tile := kn.mr * ((64 + kn.mr - 1) / kn.mr)
 	parallel(o.threads(), d.Batch*d.Heads, func(lo, hi int) {
-		sbuf := getBuf(d.SeqQ * d.SeqK)
+		sbuf := getBuf(min(tile, d.SeqQ) * d.SeqK)
+		kbuf := getBuf(packedLen(kn, d.SeqK, d.HeadDim))
+		vbuf := getBuf(packedLen(kn, d.HeadDim, d.SeqK))
 		defer putBuf(sbuf)
-		s := *sbuf
+		defer putBuf(kbuf)
+		defer putBuf(vbuf)
+		s, kp, vp := *sbuf, *kbuf, *vbuf
 		for job := lo; job < hi; job++ {
 			b, h := job/d.Heads, job%d.Heads
 			qh := q[b*d.SeqQ*d.LdQ+h*d.HeadDim:]
 			kh := k[b*d.SeqK*d.LdK+h*d.HeadDim:]
 			vh := v[b*d.SeqK*d.LdV+h*d.HeadDim:]
 			oh := out[b*d.SeqQ*d.LdO+h*d.HeadDim:]
-			Gemm(inner, d.SeqQ, d.SeqK, d.HeadDim, qh, d.LdQ, kh, d.LdK, NK, s, d.SeqK)
-			for qi := 0; qi < d.SeqQ; qi++ {
-				var al []bool
-				if allowed != nil {
-					al = allowed[qi*d.SeqK : (qi+1)*d.SeqK]
+			packAllB(kn, 1, kp, kh, d.LdK, NK, d.SeqK, d.HeadDim)
+			packAllB(kn, 1, vp, vh, d.LdV, KN, d.HeadDim, d.SeqK)
+			for q0 := 0; q0 < d.SeqQ; q0 += tile {
+				mt := min(tile, d.SeqQ-q0)
+				gemmDriver(kn, 1, mt, d.SeqK, d.HeadDim, qh[q0*d.LdQ:], d.LdQ, kp, s, d.SeqK)
+				for qi := q0; qi < q0+mt; qi++ {
+					var al []bool
+					if allowed != nil {
+						al = allowed[qi*d.SeqK : (qi+1)*d.SeqK]
+					}
+					softmaxRow(s[(qi-q0)*d.SeqK:(qi-q0+1)*d.SeqK], al, scale, o.Fast)
 				}
-				softmaxRow(s[qi*d.SeqK:(qi+1)*d.SeqK], al, scale, o.Fast)
+				gemmDriver(kn, 1, mt, d.HeadDim, d.SeqK, s, d.SeqK, vp, oh[q0*d.LdO:], d.LdO)
 			}
-			Gemm(inner, d.SeqQ, d.HeadDim, d.SeqK, s, d.SeqK, vh, d.LdV, KN, oh, d.LdO)
 		}
 	})
 }
@@ -132,6 +147,9 @@ func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask M
 // softmaxRow turns raw scores into probabilities in place (see Attention); al == nil means all
 // keys are allowed; fast allows the vector exponential.
 func softmaxRow(row []float32, al []bool, scale float32, fast bool) {
+	if fast && al == nil && softmaxVec(row, scale) {
+		return
+	}
 	mx := float32(math.Inf(-1))
 	seen := false
 	for j, v := range row {

@@ -15,6 +15,20 @@ func siluAVX512(dst, src *float32, n int)
 //go:noescape
 func swigluAVX512(dst, a, b *float32, n int)
 
+//go:noescape
+func softmaxAVX512(row *float32, n int, scale float32)
+
+// softmaxVec turns a row of raw scores, all keys allowed, into probabilities in place (the
+// fast path of softmaxRow) and reports whether it did: only with AVX-512 and a row length
+// that is a multiple of 16.
+func softmaxVec(row []float32, scale float32) bool {
+	if !hasAVX512 || len(row) == 0 || len(row)%16 != 0 {
+		return false
+	}
+	softmaxAVX512(&row[0], len(row), scale)
+	return true
+}
+
 // expShiftVec writes dst[i] = e^(src[i] − shift) for a prefix of the elements and returns its
 // length (0 without AVX-512).
 func expShiftVec(dst, src []float32, shift float32) int {

@@ -130,3 +130,83 @@ swiloop:
 swidone:
 	VZEROUPPER
 	RET
+
+// func softmaxAVX512(row *float32, n int, scale float32)
+// row[i] = e^(s_i − max s) / Σ_j e^(s_j − max s) with s_i = row[i]·scale, in three passes:
+// scale and maximum; exponentials, summed in float64 in 16 lanes; division by the float32 sum.
+// n a multiple of 16, at least 16.
+TEXT ·softmaxAVX512(SB), NOSPLIT, $0-20
+	MOVQ row+0(FP), DI
+	MOVQ n+8(FP), CX
+	SHRQ $4, CX
+	JZ smdone
+	VBROADCASTSS scale+16(FP), Z18
+	LOADC
+
+	// Pass 1: s = row·scale, stored; running maximum in Z4.
+	MOVQ DI, SI
+	MOVQ CX, DX
+	VMULPS (SI), Z18, Z4
+	VMOVUPS Z4, (SI)
+	ADDQ $64, SI
+	DECQ DX
+	JZ smmaxdone
+smmaxloop:
+	VMULPS (SI), Z18, Z0
+	VMOVUPS Z0, (SI)
+	VMAXPS Z0, Z4, Z4
+	ADDQ $64, SI
+	DECQ DX
+	JNZ smmaxloop
+smmaxdone:
+	VEXTRACTF64X4 $1, Z4, Y5
+	VMAXPS Y5, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VMAXPS X5, X4, X4
+	VPERMILPS $0x4e, X4, X5
+	VMAXPS X5, X4, X4
+	VPERMILPS $0xb1, X4, X5
+	VMAXPS X5, X4, X4
+	VBROADCASTSS X4, Z16
+
+	// Pass 2: e = e^(s − max), stored; float64 sums of the low and high halves in Z6, Z7.
+	VXORPD Z6, Z6, Z6
+	VXORPD Z7, Z7, Z7
+	MOVQ DI, SI
+	MOVQ CX, DX
+smexploop:
+	VMOVUPS (SI), Z0
+	VSUBPS Z16, Z0, Z0
+	EXPF(Z0, Z1, Z2, Z3)
+	VMOVUPS Z1, (SI)
+	VCVTPS2PD Y1, Z2
+	VADDPD Z2, Z6, Z6
+	VEXTRACTF64X4 $1, Z1, Y3
+	VCVTPS2PD Y3, Z3
+	VADDPD Z3, Z7, Z7
+	ADDQ $64, SI
+	DECQ DX
+	JNZ smexploop
+	VADDPD Z7, Z6, Z6
+	VEXTRACTF64X4 $1, Z6, Y7
+	VADDPD Y7, Y6, Y6
+	VEXTRACTF128 $1, Y6, X7
+	VADDPD X7, X6, X6
+	VPERMILPD $1, X6, X7
+	VADDSD X7, X6, X6
+	VCVTSD2SS X6, X6, X6
+	VBROADCASTSS X6, Z6
+
+	// Pass 3: row = e / float32(sum).
+	MOVQ DI, SI
+	MOVQ CX, DX
+smdivloop:
+	VMOVUPS (SI), Z0
+	VDIVPS Z6, Z0, Z0
+	VMOVUPS Z0, (SI)
+	ADDQ $64, SI
+	DECQ DX
+	JNZ smdivloop
+smdone:
+	VZEROUPPER
+	RET

@@ -60,3 +60,44 @@ func TestVectorExp(t *testing.T) {
 	}
 	t.Logf("silu: max relative error %.2g", worst)
 }
+
+// TestVectorSoftmax: the fast path's row softmax against a float64 softmax of the same float32
+// differences s − max (as Attention defines them): each probability within 1e-6 relative (the
+// vector exponential's error plus the sum's and the division's roundings), over rows with
+// scores spread from 0 to ±80.
+func TestVectorSoftmax(t *testing.T) {
+	r := newRand(42)
+	for _, n := range []int{16, 48, 512, 1024} {
+		for _, spread := range []float32{0.01, 3, 80} {
+			row := randSlice(r, n, spread)
+			in := append([]float32(nil), row...)
+			const scale = 0.125
+			if !softmaxVec(row, scale) {
+				if hasAVX512Exp() {
+					t.Fatalf("softmaxVec refused n = %d", n)
+				}
+				t.Skip("no vector softmax on this build or CPU")
+			}
+			mx := float32(math.Inf(-1))
+			for _, v := range in {
+				mx = max(mx, v*scale)
+			}
+			var sum float64
+			for _, v := range in {
+				sum += math.Exp(float64(v*scale - mx))
+			}
+			for i, v := range in {
+				w := math.Exp(float64(v*scale-mx)) / sum
+				if w < 1e-37 {
+					continue
+				}
+				if e := math.Abs(float64(row[i])-w) / w; e > 1e-6 {
+					t.Fatalf("n=%d spread=%v: p[%d] = %v, want %v (rel. error %.2g)", n, spread, i, row[i], w, e)
+				}
+			}
+		}
+	}
+	if softmaxVec(make([]float32, 24), 1) || softmaxVec(nil, 1) {
+		t.Fatal("softmaxVec must refuse rows that are not a multiple of 16")
+	}
+}

@@ -228,6 +228,11 @@ func TestAttention(t *testing.T) {
 		{"prefix-causal", 2, 2, 24, 24, 64, true, Mask{Kind: MaskPrefixCausal, Prefix: 16}},
 		{"func-empty-rows", 1, 2, 9, 9, 8, false, Mask{Kind: MaskFunc, Allow: func(q, k int) bool { return q%3 != 0 && k >= q }}},
 		{"one", 1, 1, 1, 1, 1, false, Mask{}},
+		// Key counts that are multiples of 16 take the vector softmax on the fast path; more
+		// than 72 queries take several query tiles.
+		{"full-vector-softmax", 1, 2, 150, 80, 32, false, Mask{}},
+		{"fused-vector-softmax", 2, 2, 33, 48, 64, true, Mask{}},
+		{"prefix-causal-tiles", 1, 1, 160, 160, 16, false, Mask{Kind: MaskPrefixCausal, Prefix: 100}},
 	}
 	for _, c := range cases {
 		w := c.heads * c.d
