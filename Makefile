@@ -122,14 +122,17 @@ WASM_GOFLAGS := -trimpath
 wasm:
 	@mkdir -p dist
 	GOOS=js GOARCH=wasm $(GO) build $(WASM_GOFLAGS) -o dist/flextok.wasm ./wasm/js
+	GOOS=js GOARCH=wasm $(GO) build $(WASM_GOFLAGS) -tags noweights -o dist/flextok-lean.wasm ./wasm/js
 	GOOS=wasip1 GOARCH=wasm $(GO) build $(WASM_GOFLAGS) -buildmode=c-shared -o dist/flextok-wasip1.wasm ./wasm/wasip1
 	cp $(WASM_PATH)/wasm_exec.js dist/wasm_exec.js
-	@for f in dist/flextok.wasm dist/flextok-wasip1.wasm; do \
+	@for f in dist/flextok.wasm dist/flextok-lean.wasm dist/flextok-wasip1.wasm; do \
 		echo "$$f: $$(wc -c <$$f) bytes, $$(gzip -9c $$f | wc -c) gzipped"; done
 
-# The GOOS=js module under Node: open the c1 checkpoint from bytes, encode, decode.
+# The GOOS=js modules under Node: open the c1 checkpoint from bytes, encode, decode; the default
+# model opens without weights in flextok.wasm and is absent from flextok-lean.wasm.
 wasm-smoke: wasm
 	node wasm/js/smoke_test.mjs dist/flextok.wasm dist/wasm_exec.js conformance/testdata/official/c1_w32_zero_e2
+	node wasm/js/smoke_test.mjs dist/flextok-lean.wasm dist/wasm_exec.js conformance/testdata/official/c1_w32_zero_e2 lean
 
 # ---------------------------------------------------------------------------------------------
 # bindings/: the TypeScript package @flextok/sdk (see bindings/README.md). Appended block.
@@ -142,6 +145,7 @@ bindings:
 	cd bindings && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npx tsc -p tsconfig.json
 	@mkdir -p bindings/dist/src
 	GOOS=js GOARCH=wasm $(GO) build -trimpath -o bindings/dist/src/flextok.wasm ./wasm/js
+	GOOS=js GOARCH=wasm $(GO) build -trimpath -tags noweights -o bindings/dist/src/flextok-lean.wasm ./wasm/js
 	cp $(WASM_PATH)/wasm_exec.js bindings/dist/src/wasm_exec.js
 	@echo "bindings/dist/src: $$(cat bindings/dist/src/*.js | wc -c) bytes of JS ($$(cat bindings/dist/src/*.js | gzip -9 | wc -c) gzipped)," \
 		"flextok.wasm $$(wc -c <bindings/dist/src/flextok.wasm) bytes ($$(gzip -9c bindings/dist/src/flextok.wasm | wc -c) gzipped)"

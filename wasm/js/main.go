@@ -16,12 +16,12 @@ package main
 import (
 	"syscall/js"
 
-	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/service"
+	"github.com/flextok-sdk/flextok/wasm/internal/defaultmodel"
 )
 
 func main() {
-	svc := service.New(service.Options{Default: defaultModel()})
+	svc := service.New(service.Options{Default: defaultmodel.Checkpoint()})
 	uint8Array := js.Global().Get("Uint8Array")
 	handle := js.FuncOf(func(this js.Value, args []js.Value) any {
 		var resp []byte
@@ -41,10 +41,4 @@ func main() {
 		"version": "protocol 1",
 	}))
 	select {}
-}
-
-// defaultModel is the SDK's embedded default model, opened by "open" without weights.
-func defaultModel() *service.Checkpoint {
-	d := models.Default()
-	return &service.Checkpoint{Name: d.Name, Weights: d.Weights, Config: d.Config, VAEConfig: d.VAEConfig}
 }

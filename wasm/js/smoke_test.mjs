@@ -1,7 +1,10 @@
 // Smoke test of the GOOS=js module under Node: open the tiny c1 checkpoint from bytes, encode
 // an image, decode a prefix of its tokens, stream it, and check an error response.
 //
-//   node wasm/js/smoke_test.mjs <flextok.wasm> <wasm_exec.js> <checkpoint dir>
+//   node wasm/js/smoke_test.mjs <flextok.wasm> <wasm_exec.js> <checkpoint dir> [default|lean]
+//
+// The last argument says what an "open" without weights must do: open the embedded default
+// model (default, the standard module) or fail with bad_request (lean: built -tags noweights).
 //
 // Prints one JSON line (sha256 of the decoded RGBA, timings) and exits 0, or 1 on failure.
 // The small msgpack codec below covers what the service protocol uses (sdk/service docs).
@@ -76,9 +79,9 @@ function bmp(w, h) {
   return new Uint8Array(b);
 }
 
-const [wasmPath, execPath, dir] = process.argv.slice(2);
-if (!dir) {
-  console.error("usage: node smoke_test.mjs <flextok.wasm> <wasm_exec.js> <checkpoint dir>");
+const [wasmPath, execPath, dir, kind = "default"] = process.argv.slice(2);
+if (!dir || !["default", "lean"].includes(kind)) {
+  console.error("usage: node smoke_test.mjs <flextok.wasm> <wasm_exec.js> <checkpoint dir> [default|lean]");
   process.exit(2);
 }
 await import(pathToFileURL(execPath).href);
@@ -111,8 +114,12 @@ try {
   const junk = globalThis.flextok.handle("not bytes");
   if (decode(junk).error.code !== "bad_request") throw new Error("non-Uint8Array accepted");
   must({ op: "close", handle: h });
+  const def = call({ op: "open" });
+  if (kind === "lean" ? def.ok !== false || def.error.code !== "bad_request" : def.ok !== true) {
+    throw new Error(`open without weights on a ${kind} module: ${JSON.stringify(def.error ?? def.name)}`);
+  }
   console.log(JSON.stringify({
-    ok: true, width: dec.width, height: dec.height, tokens: enc.count,
+    ok: true, module: kind, width: dec.width, height: dec.height, tokens: enc.count,
     rgba_sha256: sha(dec.rgba), start_ms: Math.round(startMs), encode_ms: enc.encode_ms, decode_ms: dec.decode_ms,
   }));
   process.exit(0);

@@ -19,12 +19,12 @@ package main
 import (
 	"unsafe"
 
-	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/service"
+	"github.com/flextok-sdk/flextok/wasm/internal/defaultmodel"
 )
 
 var (
-	svc = service.New(service.Options{Default: defaultModel()})
+	svc = service.New(service.Options{Default: defaultmodel.Checkpoint()})
 	// live keeps every buffer handed to the host reachable (Go's collector does not move
 	// objects, so a pointer stays valid while its slice is here).
 	live = map[uint32][]byte{}
@@ -56,9 +56,3 @@ func handle(ptr, size uint32) uint64 {
 }
 
 func main() {}
-
-// defaultModel is the SDK's embedded default model, opened by "open" without weights.
-func defaultModel() *service.Checkpoint {
-	d := models.Default()
-	return &service.Checkpoint{Name: d.Name, Weights: d.Weights, Config: d.Config, VAEConfig: d.VAEConfig}
-}
