@@ -76,8 +76,9 @@ func (d *AttnDims) fill() {
 // the queries go in tiles of whole Gemm row panels, which changes no element's sum either.
 // With o.Fast the two products use the fast Gemm path (see Gemm's bound) and the
 // exponentials the vector one where the CPU has it (float32, relative error about 1e-7); rows
-// with every key allowed and a key count that is a multiple of 16 run the whole softmax in
-// vector code, which sums the exponentials in float64 in 16 lanes instead of in key order.
+// whose allowed keys are the first ones (every row of MaskFull and MaskPrefixCausal) run the
+// whole softmax in vector code when that prefix, rounded up to a multiple of 16, fits in the
+// row: it sums the exponentials in float64 in 16 lanes instead of in key order.
 func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask Mask) {
 	needDims("Attention", d.Batch, d.Heads, d.SeqQ, d.SeqK, d.HeadDim)
 	if mask.Kind == MaskFunc && mask.Allow == nil {
@@ -98,14 +99,29 @@ func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask M
 		}
 		return
 	}
-	// allowed[q*SeqK+k] caches the mask once for all sequences and heads.
+	// allowed[q*SeqK+k] caches the mask once for all sequences and heads; prefix[q] is the
+	// number of keys query q sees when they are the first ones, else -1.
 	var allowed []bool
+	var prefix []int
 	if mask.Kind != MaskFull {
 		allowed = make([]bool, d.SeqQ*d.SeqK)
+		prefix = make([]int, d.SeqQ)
 		for qi := 0; qi < d.SeqQ; qi++ {
-			for ki := 0; ki < d.SeqK; ki++ {
-				allowed[qi*d.SeqK+ki] = mask.Allowed(qi, ki)
+			row := allowed[qi*d.SeqK : (qi+1)*d.SeqK]
+			for ki := range row {
+				row[ki] = mask.Allowed(qi, ki)
 			}
+			n := 0
+			for n < len(row) && row[n] {
+				n++
+			}
+			for _, a := range row[n:] {
+				if a {
+					n = -1
+					break
+				}
+			}
+			prefix[qi] = n
 		}
 	}
 	kn := kernelFor(o)
@@ -133,10 +149,11 @@ func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask M
 				gemmDriver(kn, 1, mt, d.SeqK, d.HeadDim, qh[q0*d.LdQ:], d.LdQ, kp, s, d.SeqK)
 				for qi := q0; qi < q0+mt; qi++ {
 					var al []bool
+					n := d.SeqK
 					if allowed != nil {
-						al = allowed[qi*d.SeqK : (qi+1)*d.SeqK]
+						al, n = allowed[qi*d.SeqK:(qi+1)*d.SeqK], prefix[qi]
 					}
-					softmaxRow(s[(qi-q0)*d.SeqK:(qi-q0+1)*d.SeqK], al, scale, o.Fast)
+					softmaxRow(s[(qi-q0)*d.SeqK:(qi-q0+1)*d.SeqK], al, n, scale, o.Fast)
 				}
 				gemmDriver(kn, 1, mt, d.HeadDim, d.SeqK, s, d.SeqK, vp, oh[q0*d.LdO:], d.LdO)
 			}
@@ -145,9 +162,10 @@ func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask M
 }
 
 // softmaxRow turns raw scores into probabilities in place (see Attention); al == nil means all
-// keys are allowed; fast allows the vector exponential.
-func softmaxRow(row []float32, al []bool, scale float32, fast bool) {
-	if fast && al == nil && softmaxVec(row, scale) {
+// keys are allowed; n > 0 says that the allowed keys are the first n (-1: they are not a
+// prefix); fast allows the vector code.
+func softmaxRow(row []float32, al []bool, n int, scale float32, fast bool) {
+	if fast && n > 0 && softmaxVec(row, n, scale) {
 		return
 	}
 	mx := float32(math.Inf(-1))

@@ -2,6 +2,8 @@
 
 package kernels
 
+import "math"
+
 // The fast path's vector exponential (exp_amd64.s, AVX-512F). Each function takes n, a
 // multiple of 16; the Go wrappers below do the multiple-of-16 prefix and report how many
 // elements they did, and the callers finish the tail on the portable path.
@@ -18,14 +20,21 @@ func swigluAVX512(dst, a, b *float32, n int)
 //go:noescape
 func softmaxAVX512(row *float32, n int, scale float32)
 
-// softmaxVec turns a row of raw scores, all keys allowed, into probabilities in place (the
-// fast path of softmaxRow) and reports whether it did: only with AVX-512 and a row length
-// that is a multiple of 16.
-func softmaxVec(row []float32, scale float32) bool {
-	if !hasAVX512 || len(row) == 0 || len(row)%16 != 0 {
+// softmaxVec turns a row of raw scores whose first n keys are allowed (and the rest masked)
+// into probabilities in place, the fast path of softmaxRow, and reports whether it did: only
+// with AVX-512, 0 < n, and n rounded up to a multiple of 16 within the row. The scores from n
+// to that multiple are set to −inf, whose exponential (the clamp's 1.2e-38) cannot change a
+// float64 sum of at least 1; every masked key then gets exactly 0.
+func softmaxVec(row []float32, n int, scale float32) bool {
+	n16 := (n + 15) &^ 15
+	if !hasAVX512 || n <= 0 || n16 > len(row) {
 		return false
 	}
-	softmaxAVX512(&row[0], len(row), scale)
+	for j := n; j < n16; j++ {
+		row[j] = float32(math.Inf(-1))
+	}
+	softmaxAVX512(&row[0], n16, scale)
+	clear(row[n:])
 	return true
 }
 

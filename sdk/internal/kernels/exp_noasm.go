@@ -9,6 +9,6 @@ func expShiftVec(dst, src []float32, shift float32) int { return 0 }
 func siluVec(dst, src []float32) int                    { return 0 }
 func swigluVec(dst, a, b []float32) int                 { return 0 }
 
-func softmaxVec(row []float32, scale float32) bool { return false }
+func softmaxVec(row []float32, n int, scale float32) bool { return false }
 
 func hasAVX512Exp() bool { return false }

@@ -72,7 +72,7 @@ func TestVectorSoftmax(t *testing.T) {
 			row := randSlice(r, n, spread)
 			in := append([]float32(nil), row...)
 			const scale = 0.125
-			if !softmaxVec(row, scale) {
+			if !softmaxVec(row, n, scale) {
 				if hasAVX512Exp() {
 					t.Fatalf("softmaxVec refused n = %d", n)
 				}
@@ -97,7 +97,30 @@ func TestVectorSoftmax(t *testing.T) {
 			}
 		}
 	}
-	if softmaxVec(make([]float32, 24), 1) || softmaxVec(nil, 1) {
-		t.Fatal("softmaxVec must refuse rows that are not a multiple of 16")
+	// A prefix of allowed keys: the rest padded with −inf to the multiple of 16, then zeroed.
+	row := randSlice(r, 64, 5)
+	in := append([]float32(nil), row...)
+	if !softmaxVec(row, 37, 1) {
+		t.Fatal("softmaxVec refused a prefix of 37 of 64")
+	}
+	want := append([]float32(nil), in[:48]...)
+	softmaxVec(want, 48, 1) // reference: the same keys, then renormalised below
+	var sum float64
+	for j, p := range row {
+		if j >= 37 && p != 0 {
+			t.Fatalf("masked key %d has probability %v", j, p)
+		}
+		sum += float64(p)
+	}
+	if math.Abs(sum-1) > 1e-6 {
+		t.Fatalf("probabilities of a prefix sum to %v", sum)
+	}
+	for j := range 37 {
+		if r := float64(row[j]) / float64(want[j]); j > 0 && math.Abs(r-float64(row[0])/float64(want[0])) > 1e-6 {
+			t.Fatalf("prefix probabilities are not proportional to the full row's at %d", j)
+		}
+	}
+	if softmaxVec(make([]float32, 24), 24, 1) || softmaxVec(make([]float32, 24), 20, 1) || softmaxVec(nil, 0, 1) {
+		t.Fatal("softmaxVec must refuse prefixes whose multiple of 16 overruns the row")
 	}
 }
