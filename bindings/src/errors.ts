@@ -59,9 +59,10 @@ export class FlexTokError extends Error {
     this.op = opts.op;
   }
 
-  /** The error of a failed service response. */
+  /** The error of a failed service response. The service's message already carries the
+   * detail; the detail is added only to a message that lacks it. */
   static fromResponse(e: ErrorInfo, op?: Op): FlexTokError {
-    const msg = e.detail ? `${e.message}: ${e.detail}` : e.message;
+    const msg = !e.detail || e.message.includes(e.detail) ? e.message || e.detail : `${e.message}: ${e.detail}`;
     return new FlexTokError(e.code, msg, { field: e.field, detail: e.detail, op });
   }
 
