@@ -1,5 +1,8 @@
-// Command flextok works with FlexTok image tokens: inspect payloads today; encode, decode,
-// generate and serve as the SDK grows.
+// Command flextok works with FlexTok image tokens: encode images into token payloads (in Go
+// or ONNX Runtime, over a directory in shards), decode payloads or their first k tokens into
+// images, evaluate reconstruction quality by k, inspect payloads and checkpoints, export the
+// model as ONNX graphs, and serve the progressive-decoding browser demo. Without -m it uses the
+// SDK's embedded default model.
 //
 // Errors are one line on stderr and a non-zero exit code: 1 for bad input or a failed
 // operation, 2 for bad usage.
@@ -31,7 +34,7 @@ func main() {
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "flextok",
-		Short:         "FlexTok image tokens: inspect, encode, decode",
+		Short:         "FlexTok image tokens: encode, decode, eval, inspect, export-onnx, serve",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
