@@ -110,8 +110,14 @@ func convGemm(kn microKernel, threads int, d ConvDims, w, x, y []float32) {
 					kn.run(kb, ap[ip*mr*k+pc*mr:ip*mr*k+(pc+kb)*mr], bpan, cb[ip*mr*nr:(ip+1)*mr*nr], nr)
 				}
 			}
-			for i := 0; i < m; i++ {
-				copy(y[i*n+c0:i*n+c0+cols], cb[i*nr:i*nr+cols])
+			if cols == 32 && nr == 32 {
+				for i := 0; i < m; i++ {
+					*(*[32]float32)(y[i*n+c0:]) = *(*[32]float32)(cb[i*nr:])
+				}
+			} else {
+				for i := 0; i < m; i++ {
+					copy(y[i*n+c0:i*n+c0+cols], cb[i*nr:i*nr+cols])
+				}
 			}
 		}
 	})
@@ -146,6 +152,12 @@ func packRowSegment(dst, x []float32, d ConvDims, s, nr, j0, n, oy, ox int) {
 				}
 				clear(row[:lo])
 				in := plane[iy*d.InW:]
+				if s == 1 && lo == 0 && hi == 32 {
+					// The common case (output rows a multiple of 32 wide): a fixed-size
+					// copy, which the compiler inlines, instead of a call to memmove.
+					*(*[32]float32)(row) = *(*[32]float32)(in[ix:])
+					continue
+				}
 				if s == 1 {
 					copy(row[lo:hi], in[ix+lo:ix+hi])
 				} else {
