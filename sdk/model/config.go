@@ -254,10 +254,11 @@ func (c *Config) parseVAE(n node, vaeJSON []byte) error {
 	if err != nil {
 		return err
 	}
-	if v.LatentChannels, err = n.optInt("latent_channels", 16); err != nil {
+	if v.LatentChannels, err = n.optIntIn("latent_channels", 16, 1, maxDim); err != nil {
 		return err
 	}
-	if v.ScalingFactor, err = n.optFloat("scaling_factor", 0); err != nil {
+	// 0 (or absent): the VAE's own scaling factor.
+	if v.ScalingFactor, err = n.optFloatIn("scaling_factor", 0, 0, 1e6); err != nil {
 		return err
 	}
 	if v.SamplePosterior, err = n.optBool("sample_posterior", true); err != nil {
@@ -298,26 +299,34 @@ func (c *Config) parseVAE(n node, vaeJSON []byte) error {
 		}
 		return err
 	}
-	if v.InChannels, err = d.optInt("in_channels", 3); err != nil {
+	if v.InChannels, err = d.optIntIn("in_channels", 3, 1, 64); err != nil {
 		return err
 	}
-	if v.OutChannels, err = d.optInt("out_channels", 3); err != nil {
+	if v.OutChannels, err = d.optIntIn("out_channels", 3, 1, 64); err != nil {
 		return err
 	}
-	if v.LatentChannels, err = d.optInt("latent_channels", 4); err != nil {
+	if v.LatentChannels, err = d.optIntIn("latent_channels", 4, 1, maxDim); err != nil {
 		return err
 	}
 	if d.has("block_out_channels") {
 		if v.BlockOutChannels, err = d.ints("block_out_channels"); err != nil {
 			return err
 		}
+		if err = d.inRange("block_out_channels (count)", len(v.BlockOutChannels), 1, 8); err != nil {
+			return err
+		}
+		for _, ch := range v.BlockOutChannels {
+			if err = d.inRange("block_out_channels", ch, 1, maxDim); err != nil {
+				return err
+			}
+		}
 	} else {
 		v.BlockOutChannels = []int{64}
 	}
-	if v.LayersPerBlock, err = d.optInt("layers_per_block", 1); err != nil {
+	if v.LayersPerBlock, err = d.optIntIn("layers_per_block", 1, 1, maxVAEDepth); err != nil {
 		return err
 	}
-	if v.NormGroups, err = d.optInt("norm_num_groups", 32); err != nil {
+	if v.NormGroups, err = d.optIntIn("norm_num_groups", 32, 1, maxDim); err != nil {
 		return err
 	}
 	for _, f := range []struct {
@@ -332,7 +341,7 @@ func (c *Config) parseVAE(n node, vaeJSON []byte) error {
 		return fmt.Errorf("%w: %s.act_fn: %s (want silu)", ErrConfig, d.path, act)
 	}
 	if v.ScalingFactor == 0 {
-		if v.ScalingFactor, err = d.optFloat("scaling_factor", 0.18215); err != nil {
+		if v.ScalingFactor, err = d.optFloatIn("scaling_factor", 0.18215, 1e-12, 1e6); err != nil {
 			return err
 		}
 	}
@@ -437,16 +446,16 @@ func parseNormEps(n node, key string) (float64, error) {
 func parseTrunk(n node) (TrunkConfig, error) {
 	var t TrunkConfig
 	var err error
-	if t.Width, err = n.optInt("dim", 768); err != nil {
+	if t.Width, err = n.optIntIn("dim", 768, 1, maxDim); err != nil {
 		return t, err
 	}
-	if t.Depth, err = n.optInt("depth", 12); err != nil {
+	if t.Depth, err = n.optIntIn("depth", 12, 1, maxDepth); err != nil {
 		return t, err
 	}
-	if t.HeadDim, err = n.optInt("head_dim", 64); err != nil {
+	if t.HeadDim, err = n.optIntIn("head_dim", 64, 1, maxDim); err != nil {
 		return t, err
 	}
-	if t.MLPRatio, err = n.optFloat("mlp_ratio", 4); err != nil {
+	if t.MLPRatio, err = n.optFloatIn("mlp_ratio", 4, 0, 64); err != nil {
 		return t, err
 	}
 	flags := []struct {
@@ -641,7 +650,7 @@ func (c *Config) parseEncoder(n node) error {
 	if e.RegistersWriteKey, err = rg.str("registers_write_key"); err != nil {
 		return err
 	}
-	if e.RegistersNMax < 1 || e.RegistersNMin > e.RegistersNMax {
+	if e.RegistersNMin < 0 || e.RegistersNMax < 1 || e.RegistersNMin > e.RegistersNMax || e.RegistersNMax > maxDim {
 		return fmt.Errorf("%w: %s: n_min %d, n_max %d", ErrConfig, rg.path, e.RegistersNMin, e.RegistersNMax)
 	}
 	pk, err := findOne(mods, nodes, n.path, "BlockWiseSequencePacker")
@@ -654,7 +663,7 @@ func (c *Config) parseEncoder(n node) error {
 	if e.MaskMode != "causal_last" && e.MaskMode != "full" {
 		return fmt.Errorf("%w: %s.mask_mode: %q", ErrConfig, pk.path, e.MaskMode)
 	}
-	if e.PadToMultiple, err = pk.optInt("pad_to_multiple", 0); err != nil {
+	if e.PadToMultiple, err = pk.optIntIn("pad_to_multiple", 0, 0, maxDim); err != nil {
 		return err
 	}
 	hd, err := findOne(mods, nodes, n.path, "LinearHead")
@@ -836,14 +845,14 @@ func (c *Config) parseDecoder(n node) error {
 			if d.MaskMode, err = mn.optStr("mask_mode", "full"); err != nil {
 				return err
 			}
-			if d.PadToMultiple, err = mn.optInt("pad_to_multiple", 0); err != nil {
+			if d.PadToMultiple, err = mn.optIntIn("pad_to_multiple", 0, 0, maxDim); err != nil {
 				return err
 			}
 			if d.PerSubseqEmbs, err = mn.optBool("per_subseq_embs", false); err != nil {
 				return err
 			}
 		case "TimestepEmbedder":
-			if d.MaxTimestep, err = mn.optFloat("max_timestep", 1000); err != nil {
+			if d.MaxTimestep, err = mn.optFloatIn("max_timestep", 1000, 1e-6, 1e9); err != nil {
 				return err
 			}
 			if d.FreqEmbSize, err = mn.optInt("frequency_embedding_size", 256); err != nil {

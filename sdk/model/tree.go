@@ -254,3 +254,38 @@ func jsonValue(dec *json.Decoder, depth int) (pyliteral.Value, error) {
 	}
 	return pyliteral.Value{}, fmt.Errorf("unexpected %v", tok)
 }
+
+// Limits of the integers and floats a config may hold. They are far above any released
+// model's and only keep a corrupt or hostile config from asking for millions of layers or
+// impossible shapes before a weight is read.
+const (
+	maxDim      = 1 << 16 // widths, channels, register counts
+	maxDepth    = 1024    // transformer blocks
+	maxVAEDepth = 64      // VAE resnets per block
+)
+
+// inRange returns an error naming key k of n when v is outside [lo, hi].
+func (n node) inRange(k string, v, lo, hi int) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("%w: %s: %d outside [%d, %d]", ErrConfig, n.child(k), v, lo, hi)
+	}
+	return nil
+}
+
+// optIntIn is optInt limited to [lo, hi].
+func (n node) optIntIn(k string, def, lo, hi int) (int, error) {
+	v, err := n.optInt(k, def)
+	if err == nil {
+		err = n.inRange(k, v, lo, hi)
+	}
+	return v, err
+}
+
+// optFloatIn is optFloat limited to finite values in [lo, hi].
+func (n node) optFloatIn(k string, def, lo, hi float64) (float64, error) {
+	v, err := n.optFloat(k, def)
+	if err == nil && !(v >= lo && v <= hi) { // also false for NaN
+		err = fmt.Errorf("%w: %s: %v outside [%v, %v]", ErrConfig, n.child(k), v, lo, hi)
+	}
+	return v, err
+}
