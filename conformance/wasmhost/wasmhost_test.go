@@ -90,19 +90,24 @@ func TestHost(t *testing.T) {
 			t.Fatalf("junk %x: %v", in, m)
 		}
 	}
-	// Many calls do not leak guest memory beyond the first few allocations.
+	// Many calls do not leak guest memory. Linear memory never shrinks and the guest's GC
+	// paces its heap up to about twice what is live, so the first calls may grow it; after
+	// 30 calls of warm-up, 60 more 1 MiB requests may grow it by at most 16 MiB (a leak of
+	// each request would be 60 MiB).
 	big := req(t, map[string]any{"op": "version", "pad": make([]byte, 1<<20)})
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 30; i++ {
 		_, _ = b.Handle(big)
 	}
 	before := b.MemoryBytes()
-	for i := 0; i < 30; i++ {
+	for i := 0; i < 60; i++ {
 		if _, err := b.Handle(big); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if after := b.MemoryBytes(); after > before+8<<20 {
-		t.Fatalf("memory grew from %d to %d bytes over 30 calls", before, after)
+	after := b.MemoryBytes()
+	t.Logf("guest memory %d bytes after the warm-up, %d after 60 more calls", before, after)
+	if after > before+16<<20 {
+		t.Fatalf("memory grew from %d to %d bytes over 60 calls", before, after)
 	}
 	if err := b.Close(ctx); err != nil {
 		t.Fatal(err)
