@@ -128,7 +128,8 @@ func Attention(o Opts, out, q, k, v []float32, d AttnDims, scale float32, mask M
 	// Queries go in tiles of about 64 rows (whole micro-kernel panels), so that a tile's
 	// scores stay in L2 between the two products; K and V are packed once per head.
 	tile := kn.mr * ((64 + kn.mr - 1) / kn.mr)
-	parallel(o.threads(), d.Batch*d.Heads, func(lo, hi int) {
+	job := float64(d.SeqQ) * float64(d.SeqK) * (2*float64(d.HeadDim)*kn.macNs + nsExp)
+	parallelWork(o.threads(), d.Batch*d.Heads, job, func(lo, hi int) {
 		sbuf := getBuf(min(tile, d.SeqQ) * d.SeqK)
 		kbuf := getBuf(packedLen(kn, d.SeqK, d.HeadDim))
 		vbuf := getBuf(packedLen(kn, d.HeadDim, d.SeqK))

@@ -47,7 +47,7 @@ func Conv2d(o Opts, y, x, w, bias []float32, d ConvDims) {
 		convGemm(kernelFor(o), o.threads(), d, w, x, y)
 	}
 	if bias != nil {
-		parallel(o.threads(), d.OutC, func(lo, hi int) {
+		parallelWork(o.threads(), d.OutC, float64(np)*nsElem, func(lo, hi int) {
 			for oc := lo; oc < hi; oc++ {
 				b := bias[oc]
 				r := y[oc*np : oc*np+np]
@@ -74,13 +74,13 @@ func convGemm(kn microKernel, threads int, d ConvDims, w, x, y []float32) {
 	abuf := getBuf(mp * mr * k)
 	defer putBuf(abuf)
 	ap := *abuf
-	parallel(threads, mp, func(lo, hi int) {
+	parallelWork(threads, mp, float64(mr*k)*nsElem, func(lo, hi int) {
 		for ip := lo; ip < hi; ip++ {
 			packA(ap[ip*mr*k:(ip+1)*mr*k], w, k, ip*mr, min(mr, m-ip*mr), mr, k)
 		}
 	})
 	s := max(d.Stride, 1)
-	parallel(threads, np, func(lo, hi int) {
+	parallelWork(threads, np, float64(m)*float64(k)*float64(nr)*kn.macNs, func(lo, hi int) {
 		bbuf := getBuf(nr * k)
 		defer putBuf(bbuf)
 		bp := *bbuf
@@ -176,7 +176,7 @@ func Upsample2x(o Opts, y, x []float32, c, h, w int) {
 	needDims("Upsample2x", c, h, w)
 	need("Upsample2x", "x", x, c*h*w)
 	need("Upsample2x", "y", y, c*4*h*w)
-	parallel(o.threads(), c*h, func(lo, hi int) {
+	parallelWork(o.threads(), c*h, float64(4*w)*nsElem, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			src := x[r*w : r*w+w]
 			d0 := y[2*r*2*w : 2*r*2*w+2*w]

@@ -14,7 +14,7 @@ func Modulate(o Opts, y, x, shift, scale []float32, rows, n int) {
 	need("Modulate", "y", y, rows*n)
 	need("Modulate", "shift", shift, n)
 	need("Modulate", "scale", scale, n)
-	parallel(o.threads(), rows, func(lo, hi int) {
+	parallelWork(o.threads(), rows, float64(n)*nsElem, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xr, yr := x[i*n:i*n+n], y[i*n:i*n+n]
 			for j, v := range xr {
@@ -33,7 +33,7 @@ func GatedResidual(o Opts, x, y, gate []float32, rows, n int) {
 	need("GatedResidual", "x", x, rows*n)
 	need("GatedResidual", "y", y, rows*n)
 	need("GatedResidual", "gate", gate, n)
-	parallel(o.threads(), rows, func(lo, hi int) {
+	parallelWork(o.threads(), rows, float64(n)*nsElem, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xr, yr := x[i*n:i*n+n], y[i*n:i*n+n]
 			for j, v := range yr {
@@ -96,7 +96,7 @@ func SwiGLU(o Opts, y, a, b []float32) {
 func chunks(o Opts, n int, fn func(lo, hi int)) {
 	const chunk = 4096
 	nc := (n + chunk - 1) / chunk
-	parallel(o.threads(), nc, func(lo, hi int) {
+	parallelWork(o.threads(), nc, chunk*nsExp, func(lo, hi int) {
 		fn(lo*chunk, min(hi*chunk, n))
 	})
 }

@@ -66,7 +66,7 @@ func MatMulNaive(y, x, w, bias []float32, m, k, n int) {
 
 // addBiasCols adds bias[j] to column j of the rows x cols matrix c (row stride ldc).
 func addBiasCols(o Opts, c []float32, ldc int, bias []float32, rows, cols int) {
-	parallel(o.threads(), rows, func(lo, hi int) {
+	parallelWork(o.threads(), rows, float64(cols)*nsElem, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			r := c[i*ldc : i*ldc+cols]
 			for j, b := range bias[:cols] {
@@ -136,7 +136,7 @@ func packedLen(kn microKernel, n, k int) int { return (n + kn.nr - 1) / kn.nr * 
 // packAllB packs all of B into nr-wide panels of all K, panels split across threads.
 func packAllB(kn microKernel, threads int, bp, b []float32, ldb int, layout Layout, n, k int) {
 	nr := kn.nr
-	parallel(threads, (n+nr-1)/nr, func(lo, hi int) {
+	parallelWork(threads, (n+nr-1)/nr, float64(nr*k)*nsElem, func(lo, hi int) {
 		for jp := lo; jp < hi; jp++ {
 			packB(bp[jp*nr*k:(jp+1)*nr*k], b, ldb, layout, jp*nr, min(nr, n-jp*nr), nr, k)
 		}
@@ -190,6 +190,7 @@ func LinearPacked(o Opts, y, x []float32, w *Weights, bias []float32, m int) {
 // in p order; fast kernels may sum in any order.
 type microKernel struct {
 	mr, nr, kc int
+	macNs      float64 // estimated nanoseconds per multiply-add on one core, for parallelWork
 	name       string
 	run        func(kc int, a, b, c []float32, ldc int)
 }
@@ -212,6 +213,9 @@ func FastPath() string {
 func gemmDriver(kn microKernel, threads, m, n, k int, a []float32, lda int, bp []float32, c []float32, ldc int) {
 	mr, nr := kn.mr, kn.nr
 	mp, np := (m+mr-1)/mr, (n+nr-1)/nr
+	if w := float64(m) * float64(n) * float64(k) * kn.macNs / minWork; w < float64(threads) {
+		threads = max(1, int(w)) // too little work to share
+	}
 	tr := min(threads, mp)
 	tc := min(max(1, threads/tr), np)
 	parallel(tr*tc, tr*tc, func(lo, hi int) {
@@ -311,7 +315,7 @@ func packB(dst, b []float32, ldb int, layout Layout, c0, cols, nr, k int) {
 
 // portableKernel is the scalar 4x4 register-blocked kernel: sixteen independent sums, each
 // continued from c in p order with explicitly rounded products.
-var portableKernel = microKernel{mr: 4, nr: 4, kc: 512, name: "portable", run: kernel4x4}
+var portableKernel = microKernel{mr: 4, nr: 4, kc: 512, macNs: 0.4, name: "portable", run: kernel4x4}
 
 func kernel4x4(kc int, a, b, c []float32, ldc int) {
 	r0 := c[0:4:4]

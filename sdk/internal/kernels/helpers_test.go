@@ -3,6 +3,7 @@ package kernels
 import (
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -45,5 +46,36 @@ func sameBits(t *testing.T, what string, a, b []float32) {
 		if math.Float32bits(a[i]) != math.Float32bits(b[i]) {
 			t.Fatalf("%s: element %d differs: %v vs %v", what, i, a[i], b[i])
 		}
+	}
+}
+
+// The tests' shapes are small: without this they would all run on one goroutine and the
+// thread-count checks would check nothing. TestParallelWork restores the real value.
+func init() { minWork = 0 }
+
+// TestParallelWork: with the real threshold a job too small to share runs on the calling
+// goroutine alone, and a large one is split across the threads.
+func TestParallelWork(t *testing.T) {
+	saved := minWork
+	minWork = 25_000
+	defer func() { minWork = saved }()
+	count := func(n int, cost float64) int {
+		var mu sync.Mutex
+		calls := 0
+		parallelWork(4, n, cost, func(lo, hi int) {
+			mu.Lock()
+			calls++
+			mu.Unlock()
+		})
+		return calls
+	}
+	if c := count(64, 100); c != 1 { // 6.4 µs of work
+		t.Fatalf("a 6.4 µs job ran in %d parts", c)
+	}
+	if c := count(64, 1000); c != 2 { // 64 µs: two parts of at least 25 µs
+		t.Fatalf("a 64 µs job ran in %d parts, want 2", c)
+	}
+	if c := count(64, 1e6); c != 4 {
+		t.Fatalf("a 64 ms job ran in %d parts, want 4", c)
 	}
 }

@@ -50,7 +50,7 @@ func LayerNorm(o Opts, y, x []float32, rows, n int, eps float32) {
 	needDims("LayerNorm", rows, n)
 	need("LayerNorm", "x", x, rows*n)
 	need("LayerNorm", "y", y, rows*n)
-	parallel(o.threads(), rows, func(lo, hi int) {
+	parallelWork(o.threads(), rows, float64(n)*nsNorm, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			normRow(y[i*n:i*n+n], x[i*n:i*n+n], eps)
 		}
@@ -67,7 +67,7 @@ func LayerNormHeads(o Opts, x []float32, tokens, ld, heads, headDim int, eps flo
 		panic("flextok/kernels: LayerNormHeads: ld < heads*headDim")
 	}
 	need("LayerNormHeads", "x", x, strided(tokens, heads*headDim, ld))
-	parallel(o.threads(), tokens, func(lo, hi int) {
+	parallelWork(o.threads(), tokens, float64(heads*headDim)*nsNorm, func(lo, hi int) {
 		for t := lo; t < hi; t++ {
 			for h := 0; h < heads; h++ {
 				s := x[t*ld+h*headDim : t*ld+(h+1)*headDim]
@@ -98,7 +98,7 @@ func GroupNorm(o Opts, y, x []float32, c, hw, groups int, eps float32, gamma, be
 		need("GroupNorm", "beta", beta, c)
 	}
 	cg := c / groups
-	parallel(o.threads(), groups, func(lo, hi int) {
+	parallelWork(o.threads(), groups, float64(cg*hw)*nsNorm, func(lo, hi int) {
 		for g := lo; g < hi; g++ {
 			xs := x[g*cg*hw : (g+1)*cg*hw]
 			mean, rstd := normParams(xs, eps)

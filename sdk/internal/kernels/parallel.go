@@ -26,6 +26,32 @@ func (o Opts) threads() int {
 	return o.Threads
 }
 
+// Work estimates, in nanoseconds of one core, for parallelWork: one element of a simple
+// elementwise pass, one element of a normalisation (two passes and a sqrt per row), one
+// element of an exp-based activation.
+const (
+	nsElem = 1.0
+	nsNorm = 3.0
+	nsExp  = 4.0
+)
+
+// minWork is the least work, in nanoseconds of one core as the callers estimate it, worth a
+// goroutine of its own. Waking a parked thread for it can take tens of microseconds (on the
+// 2-vCPU VM of docs/benchmarks.md a split cost about 19 µs), so the default model's decode,
+// whose ops each take microseconds, ran 10% slower on two threads than on one until its ops
+// stopped being split.
+// The package's tests set it to 0, so that their small shapes still run split.
+var minWork = 100_000.0
+
+// parallelWork is parallel with no more goroutines than n·cost/minWork (at least one), cost
+// being one item's estimated work in nanoseconds. Like parallel, the split never changes a bit.
+func parallelWork(threads, n int, cost float64, fn func(lo, hi int)) {
+	if w := float64(n) * cost / minWork; w < float64(threads) {
+		threads = max(1, int(w))
+	}
+	parallel(threads, n, fn)
+}
+
 // parallel splits [0,n) into at most threads contiguous chunks and runs fn on each, the last
 // chunk on the calling goroutine. Chunk boundaries depend on threads, so fn must give results
 // that do not depend on where a chunk starts.
