@@ -57,7 +57,7 @@ func init() { minWork = 0 }
 // goroutine alone, and a large one is split across the threads.
 func TestParallelWork(t *testing.T) {
 	saved := minWork
-	minWork = 25_000
+	minWork = defaultMinWork
 	defer func() { minWork = saved }()
 	count := func(n int, cost float64) int {
 		var mu sync.Mutex
@@ -72,8 +72,8 @@ func TestParallelWork(t *testing.T) {
 	if c := count(64, 100); c != 1 { // 6.4 µs of work
 		t.Fatalf("a 6.4 µs job ran in %d parts", c)
 	}
-	if c := count(64, 1000); c != 2 { // 64 µs: two parts of at least 25 µs
-		t.Fatalf("a 64 µs job ran in %d parts, want 2", c)
+	if c := count(64, 4000); c != 2 { // 256 µs: two parts of at least 100 µs
+		t.Fatalf("a 256 µs job ran in %d parts, want 2", c)
 	}
 	if c := count(64, 1e6); c != 4 {
 		t.Fatalf("a 64 ms job ran in %d parts, want 4", c)

@@ -41,7 +41,9 @@ const (
 // whose ops each take microseconds, ran 10% slower on two threads than on one until its ops
 // stopped being split.
 // The package's tests set it to 0, so that their small shapes still run split.
-var minWork = 100_000.0
+var minWork = defaultMinWork
+
+const defaultMinWork = 100_000.0
 
 // parallelWork is parallel with no more goroutines than n·cost/minWork (at least one), cost
 // being one item's estimated work in nanoseconds. Like parallel, the split never changes a bit.
