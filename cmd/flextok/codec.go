@@ -177,7 +177,9 @@ func (e existsError) Error() string        { return string(e) + " exists (use --
 func (e existsError) Is(target error) bool { return target == fs.ErrExist }
 
 // writeNew writes data to path, refusing to replace an existing file unless force: nothing
-// the user has is overwritten by accident. The file appears whole or not at all.
+// the user has is overwritten by accident, not even by a file that appears while this one is
+// written (the new file is linked into place, which fails if the name is taken). The file
+// appears whole or not at all. Errors name path, not the temporary file.
 func writeNew(path string, data []byte, force bool) error {
 	if !force {
 		if _, err := os.Stat(path); err == nil {
@@ -186,17 +188,33 @@ func writeNew(path string, data []byte, force bool) error {
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".flextok-*")
 	if err != nil {
-		return err
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("write %s: the directory %s does not exist", path, filepath.Dir(path))
+		}
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return os.Rename(tmp.Name(), path)
+	if !force {
+		err := os.Link(tmp.Name(), path)
+		if errors.Is(err, fs.ErrExist) {
+			return existsError(path)
+		}
+		if err == nil {
+			return nil
+		}
+		// No hard links on this file system: the Stat above has to do.
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 func newDecode() *cobra.Command {

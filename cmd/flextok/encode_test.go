@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -289,5 +290,36 @@ func TestEncodeUsageErrors(t *testing.T) {
 	}
 	if _, err := os.Stat(out); err == nil {
 		t.Error("an output directory was made by a refused run")
+	}
+}
+
+// TestWriteNew: a new file appears whole; an existing one is kept (fs.ErrExist) unless
+// force; errors name the file the user asked for, never the temporary one.
+func TestWriteNew(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "a.msgpack")
+	if err := writeNew(p, []byte("one"), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeNew(p, []byte("two"), false); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("replaced without force: %v", err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "one" {
+		t.Fatalf("the existing file holds %q", b)
+	}
+	if err := writeNew(p, []byte("three"), true); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != "three" {
+		t.Fatalf("force did not replace: %q", b)
+	}
+	missing := filepath.Join(dir, "no", "such", "x.png")
+	err := writeNew(missing, []byte("x"), false)
+	if err == nil || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), ".flextok-") {
+		t.Fatalf("error %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 1 {
+		t.Fatalf("left behind: %v", ents)
 	}
 }
