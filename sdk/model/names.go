@@ -42,16 +42,6 @@ type Tensor struct {
 	Part  string // "vae", "encoder" or "decoder"
 }
 
-// moduleOf returns the module_dict key of the single module of class.
-func moduleOf(mods []Module, class string) string {
-	for _, m := range mods {
-		if m.Class == class {
-			return m.Name
-		}
-	}
-	return ""
-}
-
 type tensorList struct {
 	out  []Tensor
 	part string

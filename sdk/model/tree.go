@@ -148,24 +148,6 @@ func (n node) ints(k string) ([]int, error) {
 	return out, nil
 }
 
-func (n node) strs(k string) ([]string, error) {
-	c, err := n.get(k)
-	if err != nil {
-		return nil, err
-	}
-	if c.v.Kind != pyliteral.List && c.v.Kind != pyliteral.Tuple {
-		return nil, c.typeErr("a list of strings")
-	}
-	out := make([]string, len(c.v.Items))
-	for i, it := range c.v.Items {
-		if it.Kind != pyliteral.Str {
-			return nil, node{it, c.path + "[" + strconv.Itoa(i) + "]"}.typeErr("a string")
-		}
-		out[i] = it.Str
-	}
-	return out, nil
-}
-
 // target returns the class name (last dotted component) of n's _target_.
 func (n node) target() (string, error) {
 	t, err := n.str("_target_")

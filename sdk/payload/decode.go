@@ -17,11 +17,10 @@ const maxDepth = 32 // nesting accepted inside unknown fields
 // decoder reads msgpack values strictly, naming the field in every error. It reads the input
 // in place: binary fields are returned as sub-slices of it.
 type decoder struct {
-	data    []byte
-	r       bytes.Reader
-	d       *msgpack.Decoder
-	scratch []byte
-	lim     Limits
+	data []byte
+	r    bytes.Reader
+	d    *msgpack.Decoder
+	lim  Limits
 }
 
 var decoders = sync.Pool{New: func() any { return &decoder{d: msgpack.NewDecoder(nil)} }}
