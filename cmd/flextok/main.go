@@ -43,6 +43,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newEval())
 	root.AddCommand(newServe())
 	root.AddCommand(newExportONNX())
+	root.AddCommand(newBench())
 	return root
 }
 

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestBench: `flextok bench` measures both executors on the default model and reports
+// positive figures (JSON), prints the side-by-side table, and rejects bad flags as usage.
+func TestBench(t *testing.T) {
+	needORT(t)
+	out, err := run("bench", "--runs", "1", "--batch", "2", "--steps", "2", "--threads", "1", "--provider", "cpu", "--json")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if rep.Model != "flextok-sdk-shapes32" || rep.Steps != 2 || rep.Batch != 2 || len(rep.Results) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	for _, r := range rep.Results {
+		if r.Error != "" || r.LoadSeconds <= 0 || r.EncodePerSec <= 0 || r.DecodePerSec <= 0 || r.StepMillis <= 0 {
+			t.Fatalf("%s: %+v", r.Backend, r)
+		}
+	}
+	out, err = run("bench", "--runs", "1", "--batch", "1", "--steps", "2", "--backends", "go")
+	if err != nil || !strings.Contains(out, "decoder step") || !strings.Contains(out, "images/s") || strings.Contains(out, "go/ort") {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, bad := range [][]string{{"--backends", "tpu"}, {"--batch", "0"}, {"--provider", "rocm"}, {"extra"}} {
+		_, err := run(append([]string{"bench"}, bad...)...)
+		var ue usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("bench %v: %v, want a usage error", bad, err)
+		}
+	}
+}
+
+// TestBenchFailingBackend: a backend that cannot start (here ONNX Runtime asked for CUDA on a
+// CPU-only build) is reported and the others still run; with no backend able to run, bench
+// fails.
+func TestBenchFailingBackend(t *testing.T) {
+	needORT(t)
+	out, err := run("bench", "--runs", "1", "--batch", "1", "--steps", "1", "--provider", "cuda", "--json")
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Results) != 2 {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if rep.Results[1].Error == "" {
+		t.Skip("CUDA is available here")
+	}
+	if rep.Results[0].Error != "" || rep.Results[0].EncodePerSec <= 0 || !strings.Contains(rep.Results[1].Error, "CUDA") {
+		t.Fatalf("%+v", rep.Results)
+	}
+	out, err = run("bench", "--runs", "1", "--batch", "1", "--steps", "1", "--provider", "cuda")
+	if err != nil || !strings.Contains(out, "ort: not measured") {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if _, err := run("bench", "--runs", "1", "--backends", "ort", "--provider", "cuda"); err == nil {
+		t.Fatal("bench with no backend able to run succeeded")
+	}
+}
+
+func TestSig3(t *testing.T) {
+	for v, want := range map[float64]string{1063.7: "1064", 45.83: "45.8", 0.14712: "0.147", 5.55: "5.55", 0: "0"} {
+		if got := sig3(v); got != want {
+			t.Errorf("sig3(%v) = %s, want %s", v, got, want)
+		}
+	}
+}
