@@ -193,12 +193,16 @@ func detokenize(t *testing.T, c *refCase, o Options, apg bool) ([]float32, *Deco
 	return got, dec
 }
 
-// The portable path gives the same bits for any thread count, through a whole guided sample.
+// Each path gives the same bits for any thread count, through a whole guided sample.
 func TestDecoderThreadsBitIdentical(t *testing.T) {
 	for _, c := range refCases(t) {
 		a, _ := detokenize(t, c, Options{Threads: 1}, true)
 		b, dec := detokenize(t, c, Options{Threads: 2}, true)
 		sameBits(t, c.name+": Threads=1 vs 2", a, b)
+		// The fast path too: threads share items (small models) or rows, never a sum.
+		fa, _ := detokenize(t, c, Options{Threads: 1, Fast: true}, true)
+		fb, _ := detokenize(t, c, Options{Threads: 2, Fast: true}, true)
+		sameBits(t, c.name+": fast, Threads=1 vs 2", fa, fb)
 		// The sampler used 3 distinct times: 3 cache entries, each computed once.
 		if n := len(dec.cache); n != 3 {
 			t.Errorf("%s: %d cached times after a 3-step sample, want 3", c.name, n)
