@@ -219,3 +219,41 @@ func TestDecodeBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchThreadsBitIdentical: a batch of small images gives the same bits on one thread
+// and on several, on both paths, although several threads share its images (VAE, encoder)
+// and items (decoder) between goroutines instead of splitting kernels.
+func TestBatchThreadsBitIdentical(t *testing.T) {
+	d := models.Default()
+	imgs := batchImages(t)
+	ctx := context.Background()
+	for _, fast := range []bool{false, true} {
+		var wantP [][]byte
+		var wantX []string
+		for _, threads := range []int{1, 2, 3} {
+			e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, Options{Threads: threads, Fast: fast})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ps, err := e.EncodeBatch(ctx, imgs, EncodeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			xs, err := e.DecodeBatch(ctx, ps, DecodeOptions{Steps: 2, Guidance: 1.5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range ps {
+				b, _ := ps[i].MarshalBinary()
+				h := tensor.SHA256(xs[i].Data)
+				if threads == 1 {
+					wantP, wantX = append(wantP, b), append(wantX, h)
+					continue
+				}
+				if string(b) != string(wantP[i]) || h != wantX[i] {
+					t.Fatalf("fast=%v threads=%d: image %d differs from one thread", fast, threads, i)
+				}
+			}
+		}
+	}
+}

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -313,39 +312,15 @@ func (c *Conditioned) velocity(ctx context.Context, t float32, batch []flow.Item
 	return nil
 }
 
-// smallItem is the work (FLOPs of one item's forward pass) under which items, not kernels, are
-// shared between threads: a small model's kernel calls are too short to split (see
-// kernels.parallelWork), but its items are independent and each takes milliseconds.
-const smallItem = 2e9
-
-// itemParts is the number of goroutines among which n items of flops each are shared: 1 (the
-// kernels share the work instead) unless there are threads and items to spare and the items
-// are small.
-func itemParts(threads, n int, flops float64) int {
-	if threads < 2 || n < 2 || flops >= smallItem {
-		return 1
-	}
-	return min(threads, n)
-}
-
 // forwardParts runs the items idx in parts contiguous groups, each on its own goroutine with
 // one kernel thread. Every item's result is that of any other grouping, bit for bit: no
 // kernel mixes the rows of two items.
 func (c *Conditioned) forwardParts(ctx context.Context, tc *timeCond, batch []flow.Item, idx []int, h, w, parts int) error {
 	o := c.d.opts.kernels()
 	o.Threads = 1
-	errs := make([]error, parts)
-	var wg sync.WaitGroup
-	for p := range parts {
-		lo, hi := len(idx)*p/parts, len(idx)*(p+1)/parts
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[p] = c.forward(ctx, o, tc, batch, idx[lo:hi], h, w, nil)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return inParts(len(idx), parts, func(lo, hi int) error {
+		return c.forward(ctx, o, tc, batch, idx[lo:hi], h, w, nil)
+	})
 }
 
 // checkItem validates one item's image index and latent shape and returns h, w.

@@ -75,7 +75,32 @@ func newEncoder(cfg *model.Config, src model.TensorSource, o Options) (*Encoder,
 // VAE's scaling factor) and returns the register latents [B, R, D] before quantisation.
 // h and w must be multiples of the patch size and the patch grid must fit the sin-cos table.
 func (e *Encoder) Registers(ctx context.Context, latents tensor.Tensor) (tensor.Tensor, error) {
-	return e.registersTrace(ctx, latents, nil)
+	B, h, w, _, _, err := e.checkLatents(latents)
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	o := e.opts.kernels()
+	parts := itemParts(o.Threads, B, e.Flops(1, h, w))
+	if parts == 1 {
+		return e.registersTrace(ctx, o, latents, nil)
+	}
+	// Small images: each part of the batch on its own goroutine, one kernel thread each.
+	o.Threads = 1
+	img := len(latents.Data) / B
+	R, D := e.cfg.RegistersNMax, e.cfg.LatentDim
+	out := tensor.Tensor{Shape: []int{B, R, D}, Data: make([]float32, B*R*D)}
+	err = inParts(B, parts, func(lo, hi int) error {
+		part := tensor.Tensor{Shape: append([]int{hi - lo}, latents.Shape[1:]...), Data: latents.Data[lo*img : hi*img]}
+		z, err := e.registersTrace(ctx, o, part, nil)
+		if err == nil {
+			copy(out.Data[lo*R*D:hi*R*D], z.Data)
+		}
+		return err
+	})
+	if err != nil {
+		return tensor.Tensor{}, err
+	}
+	return out, nil
 }
 
 // Tokens runs Registers and quantises every register with FSQ (the config's levels): one
@@ -122,7 +147,7 @@ func (e *Encoder) checkLatents(x tensor.Tensor) (B, h, w, nh, nw int, err error)
 	return B, h, w, h / ph, w / pw, err
 }
 
-func (e *Encoder) registersTrace(ctx context.Context, latents tensor.Tensor, tr tracer) (tensor.Tensor, error) {
+func (e *Encoder) registersTrace(ctx context.Context, o kernels.Opts, latents tensor.Tensor, tr tracer) (tensor.Tensor, error) {
 	B, h, w, nh, nw, err := e.checkLatents(latents)
 	if err != nil {
 		return tensor.Tensor{}, err
@@ -130,7 +155,7 @@ func (e *Encoder) registersTrace(ctx context.Context, latents tensor.Tensor, tr 
 	if err := ctx.Err(); err != nil {
 		return tensor.Tensor{}, err
 	}
-	c, o := e.cfg, e.opts.kernels()
+	c := e.cfg
 	W, R, C, D := c.Trunk.Width, c.RegistersNMax, c.ChannelsIn, c.LatentDim
 	ph, pw := c.PatchSize[0], c.PatchSize[1]
 	P, L := nh*nw, nh*nw+R

@@ -29,7 +29,7 @@ func TestEncoderOfficial(t *testing.T) {
 				}
 				stages := map[string][]float32{}
 				lat := c.f32(t, "vae_latents")
-				z, err := enc.registersTrace(context.Background(), lat, func(s string, d []float32) { stages[s] = d })
+				z, err := enc.registersTrace(context.Background(), enc.opts.kernels(), lat, func(s string, d []float32) { stages[s] = d })
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -116,20 +116,48 @@ func (v *VAE) Encode(ctx context.Context, images tensor.Tensor) (tensor.Tensor, 
 	if err := v.checkSize("Encode", H, W); err != nil {
 		return tensor.Tensor{}, err
 	}
-	ws := &vaeWork{vae: v, o: v.opts}
 	img, lat := v.inC*H*W, v.latentC*h*w
-	for i := 0; i < B; i++ {
+	err = v.images(B, H, W, func(ws *vaeWork, i int) error {
 		ws.load(images.Data[i*img:(i+1)*img], v.inC, H, W)
 		if err := v.encode(ctx, ws); err != nil {
-			return tensor.Tensor{}, err
+			return err
 		}
 		// ws.x: moments (2C, h, w) = (mean | logvar); the mean is the first C channels.
 		mean, dst := ws.x[:lat], out.Data[i*lat:(i+1)*lat]
 		for j, m := range mean {
 			dst[j] = m * v.scale
 		}
+		return nil
+	})
+	if err != nil {
+		return tensor.Tensor{}, err
 	}
 	return out, nil
+}
+
+// images runs one(ws, i) for the B images of a batch of H×W images in order on one workspace;
+// or, when the images are small, in parts on their own goroutines and workspaces with one
+// kernel thread each (see itemParts; the results are the same bits).
+func (v *VAE) images(B, H, W int, one func(ws *vaeWork, i int) error) error {
+	run := func(o kernels.Opts, lo, hi int) error {
+		ws := &vaeWork{vae: v, o: o}
+		for i := lo; i < hi; i++ {
+			if err := one(ws, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// The widest full-resolution stage, four 3×3 convolutions per block, dominates the work.
+	c0 := float64(v.blocks[0])
+	flops := 2 * 9 * float64(H) * float64(W) * c0 * c0 * 4 * float64(len(v.blocks))
+	parts := itemParts(v.opts.Threads, B, flops)
+	if parts == 1 {
+		return run(v.opts, 0, B)
+	}
+	o := v.opts
+	o.Threads = 1
+	return inParts(B, parts, func(lo, hi int) error { return run(o, lo, hi) })
 }
 
 // Decode maps latents [B, C, h, w] (as Encode returns them, i.e. scaled) to images
@@ -151,9 +179,8 @@ func (v *VAE) Decode(ctx context.Context, latents tensor.Tensor) (tensor.Tensor,
 	if err := v.checkSize("Decode", H, W); err != nil {
 		return tensor.Tensor{}, err
 	}
-	ws := &vaeWork{vae: v, o: v.opts}
 	lat, img := v.latentC*h*w, v.outC*H*W
-	for i := 0; i < B; i++ {
+	err = v.images(B, H, W, func(ws *vaeWork, i int) error {
 		// z (C, h, w) = latents / scaling_factor
 		z := ws.grow(&ws.next, lat)
 		for j, x := range latents.Data[i*lat : (i+1)*lat] {
@@ -161,9 +188,13 @@ func (v *VAE) Decode(ctx context.Context, latents tensor.Tensor) (tensor.Tensor,
 		}
 		ws.load(z, v.latentC, h, w)
 		if err := v.decode(ctx, ws); err != nil {
-			return tensor.Tensor{}, err
+			return err
 		}
 		copy(out.Data[i*img:(i+1)*img], ws.x[:img]) // (Cout, H, W)
+		return nil
+	})
+	if err != nil {
+		return tensor.Tensor{}, err
 	}
 	return out, nil
 }

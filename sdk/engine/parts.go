@@ -1,0 +1,38 @@
+package engine
+
+import (
+	"errors"
+	"sync"
+)
+
+// smallItem is the work (FLOPs for one image or item) under which images, not kernels, are
+// shared between threads: a small model's kernel calls take microseconds, too short to split
+// (see kernels.parallelWork), while each of its images takes milliseconds. Results are the
+// same either way, bit for bit: no kernel mixes the rows or pixels of two images.
+const smallItem = 2e9
+
+// itemParts is the number of goroutines among which n items of flops each are shared: 1 (the
+// kernels share the work instead) unless there are threads and items to spare and the items
+// are small.
+func itemParts(threads, n int, flops float64) int {
+	if threads < 2 || n < 2 || flops >= smallItem {
+		return 1
+	}
+	return min(threads, n)
+}
+
+// inParts runs fn on parts contiguous ranges of [0, n), each on its own goroutine, and joins
+// their errors.
+func inParts(n, parts int, fn func(lo, hi int) error) error {
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[p] = fn(n*p/parts, n*(p+1)/parts)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
