@@ -10,8 +10,10 @@ import (
 // Options control how the pure-Go engine runs. The zero value is the deterministic reference:
 // portable kernels on one goroutine, bit-identical natively and in WebAssembly.
 type Options struct {
-	// Threads is the number of goroutines kernels may use (0 or 1: one). Work is split by
-	// rows, never along a reduction, so the result does not depend on it.
+	// Threads is the number of goroutines the engine may use (0 or 1: one). Large models split
+	// kernel calls by rows, heads or pixels; small ones (under 2 GFLOP per image) share whole
+	// images and velocity items. Nothing is split along a reduction, so the result does not
+	// depend on it.
 	Threads int
 	// Fast allows the platform's fast matrix-product path (amd64 AVX-512). It is not
 	// bit-identical to the portable path; see sdk/internal/kernels for its bound.
