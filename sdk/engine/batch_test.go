@@ -257,3 +257,22 @@ func TestBatchThreadsBitIdentical(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchThreadsCancel: a cancelled batch shared between threads fails once with the
+// context's error (not once per thread).
+func TestBatchThreadsCancel(t *testing.T) {
+	d := models.Default()
+	e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, Options{Threads: 2, Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	x := tensor.Tensor{Shape: []int{4, 3, 32, 32}, Data: make([]float32, 4*3*32*32)}
+	if _, err := e.EncodeTensor(ctx, x); !errors.Is(err, context.Canceled) || strings.Count(err.Error(), "canceled") != 1 {
+		t.Fatalf("EncodeTensor: %v", err)
+	}
+	if _, err := e.enc.Registers(ctx, tensor.Tensor{Shape: []int{4, e.latent[0], e.latent[1], e.latent[2]}, Data: make([]float32, 4*e.latent[0]*e.latent[1]*e.latent[2])}); err != context.Canceled {
+		t.Fatalf("Registers: %v", err)
+	}
+}

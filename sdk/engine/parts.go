@@ -1,9 +1,6 @@
 package engine
 
-import (
-	"errors"
-	"sync"
-)
+import "sync"
 
 // smallItem is the work (FLOPs for one image or item) under which images, not kernels, are
 // shared between threads: a small model's kernel calls take microseconds, too short to split
@@ -21,8 +18,9 @@ func itemParts(threads, n int, flops float64) int {
 	return min(threads, n)
 }
 
-// inParts runs fn on parts contiguous ranges of [0, n), each on its own goroutine, and joins
-// their errors.
+// inParts runs fn on parts contiguous ranges of [0, n), each on its own goroutine, and returns
+// the error of the first range that failed (as is, so that a caller can compare it with
+// context.Canceled).
 func inParts(n, parts int, fn func(lo, hi int) error) error {
 	errs := make([]error, parts)
 	var wg sync.WaitGroup
@@ -34,5 +32,10 @@ func inParts(n, parts int, fn func(lo, hi int) error) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
