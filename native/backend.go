@@ -98,14 +98,7 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, err
 		{"vae_decoder", onnx.VAEDecoderGraph, []string{onnx.InLatents}, []string{onnx.OutImage}, &b.vae},
 	}
 	for _, g := range graphs {
-		so := o
-		if g.name == "decoder" && o.IntraOpThreads == 0 && smallDecoder(m.Config) {
-			// ONNX Runtime's intra-op pool costs more than it saves on a graph of
-			// microsecond operators: one thread decoded the default model 1.8× faster than two
-			// on the 2-vCPU machine of docs/benchmarks.md.
-			so.IntraOpThreads = 1
-		}
-		sess, err := b.open(g.name, g.build, m, g.in, g.out, so)
+		sess, err := b.open(g.name, g.build, m, g.in, g.out, o)
 		if err != nil {
 			b.Close()
 			return nil, err
@@ -416,24 +409,4 @@ func (c *Conditioned) Velocity(ctx context.Context, t float32, batch []flow.Item
 		copy(it.V.Data, v[i*per:(i+1)*per])
 	}
 	return nil
-}
-
-// smallDecoder reports whether one decoder pass over one image (2 FLOPs per weight and token,
-// patches and registers) is under 2 GFLOP, the size under which the Go engine, too, stops
-// splitting operators between threads.
-func smallDecoder(c *model.Config) bool {
-	var params float64
-	for _, t := range c.ExpectedTensors() {
-		if t.Part != "decoder" {
-			continue
-		}
-		n := 1.0
-		for _, d := range t.Shape {
-			n *= float64(d)
-		}
-		params += n
-	}
-	grid := c.Encoder.PosembMaxSizes
-	tokens := float64(grid[0]*grid[1]) + float64(c.Encoder.RegistersNMax)
-	return 2*params*tokens < 2e9
 }

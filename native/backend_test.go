@@ -533,28 +533,3 @@ func TestBackendThroughFiles(t *testing.T) {
 		t.Errorf("the working directory gained %d entries", len(after)-len(before))
 	}
 }
-
-// TestSmallDecoder: the default model's decoder gets one ONNX Runtime thread by default, d12's
-// the runtime's default pool.
-func TestSmallDecoder(t *testing.T) {
-	d := models.Default()
-	small, err := model.ParseConfigJSON(d.Config, d.VAEConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := os.ReadFile("testdata/d12_config/config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vae, err := os.ReadFile("testdata/d12_config/vae/config.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d12, err := model.ParseConfigJSON(cfg, vae)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !smallDecoder(small) || smallDecoder(d12) {
-		t.Fatalf("smallDecoder: default model %v, d12 %v; want true, false", smallDecoder(small), smallDecoder(d12))
-	}
-}

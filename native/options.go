@@ -40,10 +40,8 @@ type Options struct {
 	// no limit.
 	CUDAMemLimit int64
 	// IntraOpThreads and InterOpThreads size the session's thread pools; 0 means ONNX
-	// Runtime's default (one thread per physical core for IntraOp), except for the decoder
-	// graph of a small model (under 2 GFLOP per pass), which a Backend runs on one thread:
-	// its operators are too short to share. InterOp threads only matter in parallel
-	// execution mode, which sessions here do not enable.
+	// Runtime's default (one thread per physical core for IntraOp). InterOp threads only
+	// matter in parallel execution mode, which sessions here do not enable.
 	IntraOpThreads, InterOpThreads int
 	// Logf receives the reason a provider was or was not used; nil means log.Printf.
 	Logf func(format string, args ...any)
