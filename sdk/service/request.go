@@ -3,6 +3,7 @@ package service
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 
@@ -94,10 +95,14 @@ func parse(data []byte) (*request, error) {
 	}
 	r := &request{seen: make(map[string]bool, n)}
 	for i := 0; i < n; i++ {
-		key, err := d.DecodeString()
-		if err != nil {
+		if err := expect(d, isStr, "a string key"); err != nil {
 			return r, wireErr("", errors.New("map keys must be strings"))
 		}
+		kb, err := sized(d)
+		if err != nil {
+			return r, wireErr("", err)
+		}
+		key := string(kb)
 		if r.seen[key] {
 			return r, errorf(CodeBadRequest, "duplicate field %q", key)
 		}
@@ -236,14 +241,36 @@ func str(d *msgpack.Decoder) (string, error) {
 	if err := expect(d, isStr, "a string"); err != nil {
 		return "", err
 	}
-	return d.DecodeString()
+	b, err := sized(d)
+	return string(b), err
 }
 
 func bin(d *msgpack.Decoder) ([]byte, error) {
 	if err := expect(d, isBin, "bytes (msgpack bin)"); err != nil {
 		return nil, err
 	}
-	return d.DecodeBytes()
+	return sized(d)
+}
+
+// sized reads a string or binary whose length has been checked against the bytes the request
+// has left: the msgpack library allocates the announced length before reading, so a 45-byte
+// request announcing 4 GB would otherwise allocate 4 GB.
+func sized(d *msgpack.Decoder) ([]byte, error) {
+	n, err := d.DecodeBytesLen()
+	if err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, nil // nil
+	}
+	if left, ok := d.Buffered().(interface{ Len() int }); ok && n > left.Len() {
+		return nil, fmt.Errorf("%d bytes announced, %d left: %w", n, left.Len(), io.ErrUnexpectedEOF)
+	}
+	b := make([]byte, n)
+	if err := d.ReadFull(b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func uintValue(d *msgpack.Decoder) (uint64, error) {

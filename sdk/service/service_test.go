@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"reflect"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -555,4 +556,31 @@ func TestOpenDefault(t *testing.T) {
 		t.Fatalf("open default: %v", r)
 	}
 	fail(t, s, M{"op": "open", "config": c.config}, CodeBadRequest)
+}
+
+// TestAnnouncedLengths: a string or binary announcing more bytes than the request holds is
+// refused as truncated before anything of that size is allocated (a 45-byte request once made
+// the service allocate 4 GB, found by FuzzHandle).
+func TestAnnouncedLengths(t *testing.T) {
+	s := New(Options{})
+	for name, req := range map[string][]byte{
+		"bin32 payload": append([]byte("\x82\xa2op\xa6decode\xa7payload\xc6\xfa\x86\xa6\x66"), "fo"...),
+		"str32 key":     []byte("\x81\xdb\xff\xff\xff\xf0op"),
+		"str32 value":   []byte("\x81\xa2op\xdb\xff\xff\xff\xf0decode"),
+	} {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		var r M
+		if err := msgpack.Unmarshal(s.Handle(req), &r); err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		e, _ := r["error"].(M)
+		if r["ok"] != false || e["code"] != CodeBadRequest {
+			t.Errorf("%s: %v", name, r)
+		}
+		if d := after.TotalAlloc - before.TotalAlloc; d > 1<<20 {
+			t.Errorf("%s: %d bytes allocated for a %d-byte request", name, d, len(req))
+		}
+	}
 }
