@@ -276,3 +276,19 @@ func TestBatchThreadsCancel(t *testing.T) {
 		t.Fatalf("Registers: %v", err)
 	}
 }
+
+// TestInPartsPanic: a panic in a part reaches the caller of inParts.
+func TestInPartsPanic(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "part" {
+			t.Fatalf("recovered %v", r)
+		}
+	}()
+	_ = inParts(4, 2, func(lo, hi int) error {
+		if lo == 2 {
+			panic("part")
+		}
+		return nil
+	})
+	t.Fatal("no panic reached the caller")
+}

@@ -23,15 +23,24 @@ func itemParts(threads, n int, flops float64) int {
 // context.Canceled).
 func inParts(n, parts int, fn func(lo, hi int) error) error {
 	errs := make([]error, parts)
+	panics := make([]any, parts)
 	var wg sync.WaitGroup
 	for p := range parts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// Carried back to the caller, whose recover (sdk/service's) cannot reach a
+			// goroutine of its own.
+			defer func() { panics[p] = recover() }()
 			errs[p] = fn(n*p/parts, n*(p+1)/parts)
 		}()
 	}
 	wg.Wait()
+	for _, r := range panics {
+		if r != nil {
+			panic(r)
+		}
+	}
 	for _, err := range errs {
 		if err != nil {
 			return err

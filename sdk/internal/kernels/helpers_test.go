@@ -79,3 +79,19 @@ func TestParallelWork(t *testing.T) {
 		t.Fatalf("a 64 ms job ran in %d parts, want 4", c)
 	}
 }
+
+// TestParallelPanic: a panic on a worker goroutine reaches the caller, where it can be
+// recovered, instead of ending the process.
+func TestParallelPanic(t *testing.T) {
+	defer func() {
+		if r := recover(); r != "chunk 0" {
+			t.Fatalf("recovered %v, want the worker's panic", r)
+		}
+	}()
+	parallel(4, 4, func(lo, hi int) {
+		if lo == 0 {
+			panic("chunk 0")
+		}
+	})
+	t.Fatal("no panic reached the caller")
+}

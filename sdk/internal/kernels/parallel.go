@@ -68,17 +68,31 @@ func parallel(threads, n int, fn func(lo, hi int)) {
 		fn(0, n)
 		return
 	}
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		once    sync.Once
+		panicky any
+	)
 	for t := 0; t < threads-1; t++ {
 		lo, hi := n*t/threads, n*(t+1)/threads
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// A panic on a worker would end the process, out of reach of the caller's
+			// recover (sdk/service turns panics into error responses): carry it back.
+			defer func() {
+				if r := recover(); r != nil {
+					once.Do(func() { panicky = r })
+				}
+			}()
 			fn(lo, hi)
 		}()
 	}
 	fn(n*(threads-1)/threads, n)
 	wg.Wait()
+	if panicky != nil {
+		panic(panicky)
+	}
 }
 
 // need panics with a clear message when a slice is shorter than a shape requires.
