@@ -440,8 +440,9 @@ func TestBackendDecodeBatch(t *testing.T) {
 	}
 }
 
-// BenchmarkDecodeBatch: 8 payloads of the default model (10 guided steps) decoded one by one
-// and as one batch, on the Go engine's fast path and in ONNX Runtime (CPU).
+// BenchmarkDecodeBatch: 8 payloads of the default model (10 guided steps) decoded one by one,
+// by 8 concurrent calls and as one batch, on the Go engine's fast path and in ONNX Runtime
+// (CPU).
 func BenchmarkDecodeBatch(b *testing.B) {
 	o := needORT(b)
 	o.IntraOpThreads = 0
@@ -480,6 +481,22 @@ func BenchmarkDecodeBatch(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+			}
+			b.ReportMetric(float64(b.N*len(ps))/b.Elapsed().Seconds(), "images/s")
+		})
+		b.Run(ex.name+"/concurrent", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				var wg sync.WaitGroup
+				for _, p := range ps {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if _, err := ex.d.Decode(ctx, p, do); err != nil {
+							b.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
 			}
 			b.ReportMetric(float64(b.N*len(ps))/b.Elapsed().Seconds(), "images/s")
 		})
