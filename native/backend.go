@@ -266,27 +266,8 @@ func (b *Backend) Decode(ctx context.Context, p *payload.Payload, o engine.Decod
 // order sums differently for another batch size).
 func (b *Backend) DecodeBatch(ctx context.Context, ps []*payload.Payload, o engine.DecodeOptions) ([]tensor.Tensor, error) {
 	s := b.sizes
-	ids, fo, err := engine.PrepareDecode(ps, b.id, o, []int{s.C, s.H, s.W})
-	if err != nil {
-		return nil, err
-	}
-	den, err := b.Bind(ids, nil)
-	if err != nil {
-		return nil, err
-	}
-	lat, err := flow.Sample(ctx, den, fo)
-	if err != nil {
-		return nil, err
-	}
-	all, err := tensor.Stack(lat)
-	if err != nil {
-		return nil, err
-	}
-	img, err := b.DecodeLatents(ctx, all)
-	if err != nil {
-		return nil, err
-	}
-	return tensor.Unstack(img), nil
+	return engine.DecodePayloads(ctx, ps, o, b.id, []int{s.C, s.H, s.W},
+		func(ids [][]uint32) (flow.Denoiser, error) { return b.Bind(ids, nil) }, b.DecodeLatents)
 }
 
 // DecodeImage is Decode followed by the conversion to 8-bit RGB.

@@ -265,14 +265,13 @@ func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent []
 	return p.IDs[:k], fo, nil
 }
 
-// PrepareDecode checks payloads decoded together with the same options, for a model with
+// prepareDecode checks payloads decoded together with the same options, for a model with
 // identity id and latent shape [C, h, w], and returns their token prefixes and the sampler's
-// options: the steps of Decode and DecodeBatch, which other executors (package native) take
-// so that they sample exactly as the engine does. Every image starts from the noise it would
-// get decoded alone (flow.Noise of o.Seed), so a batch decodes each payload as Decode would,
+// options (DecodePayloads' first step). Every image starts from the noise it would get decoded
+// alone (flow.Noise of o.Seed), so a batch decodes each payload as Decode would,
 // up to an executor's batching. o.Noise, the initial latent of one image, needs exactly one
 // payload. OnStep sees the steps of the whole batch.
-func PrepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([][]uint32, flow.Options, error) {
+func prepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([][]uint32, flow.Options, error) {
 	if len(ps) == 0 {
 		return nil, flow.Options{}, fmt.Errorf("%w: no payloads", ErrArgument)
 	}
@@ -314,15 +313,27 @@ func PrepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, lat
 // Each image equals Decode's for its payload, bit for bit (items never mix). Images are
 // [3, H, W], unclamped.
 func (e *Engine) DecodeBatch(ctx context.Context, ps []*payload.Payload, o DecodeOptions) ([]tensor.Tensor, error) {
-	ids, fo, err := PrepareDecode(ps, e.id, o, e.latent)
+	return DecodePayloads(ctx, ps, o, e.id, e.latent,
+		func(ids [][]uint32) (flow.Denoiser, error) { return e.dec.Bind(ids, nil) }, e.vae.Decode)
+}
+
+// DecodePayloads is DecodeBatch for any executor of a model with identity id and latent shape
+// [C, h, w]: it checks the payloads (see prepareDecode), binds their token prefixes with bind,
+// samples every latent in one sdk/flow run and decodes them with one call of vaeDecode
+// (scaled latents [B, C, h, w] → images [B, 3, H, W]). Package native's Backend uses it, so
+// both executors decode with the same steps.
+func DecodePayloads(ctx context.Context, ps []*payload.Payload, o DecodeOptions, id payload.Model, latent []int,
+	bind func(ids [][]uint32) (flow.Denoiser, error),
+	vaeDecode func(context.Context, tensor.Tensor) (tensor.Tensor, error)) ([]tensor.Tensor, error) {
+	ids, fo, err := prepareDecode(ps, id, o, latent)
 	if err != nil {
 		return nil, err
 	}
-	cond, err := e.dec.Bind(ids, nil)
+	den, err := bind(ids)
 	if err != nil {
 		return nil, err
 	}
-	lat, err := flow.Sample(ctx, cond, fo)
+	lat, err := flow.Sample(ctx, den, fo)
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +341,7 @@ func (e *Engine) DecodeBatch(ctx context.Context, ps []*payload.Payload, o Decod
 	if err != nil {
 		return nil, err
 	}
-	img, err := e.vae.Decode(ctx, all)
+	img, err := vaeDecode(ctx, all)
 	if err != nil {
 		return nil, err
 	}
