@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"image"
 	"runtime"
-	"sync"
 
 	ftimage "github.com/flextok-sdk/flextok/sdk/image"
 	"github.com/flextok-sdk/flextok/sdk/payload"
@@ -64,33 +63,7 @@ func EncodeImages(ctx context.Context, imgs []image.Image, o EncodeOptions, id p
 	}
 	// Preprocessing (decode to RGB, resize, crop) is independent per image: spread it over the
 	// CPUs, each worker taking the next index.
-	workers := min(runtime.GOMAXPROCS(0), B)
-	if workers <= 1 {
-		for i := range B {
-			one(i)
-		}
-	} else {
-		var (
-			wg   sync.WaitGroup
-			mu   sync.Mutex
-			next int
-		)
-		for range workers {
-			wg.Go(func() {
-				for {
-					mu.Lock()
-					i := next
-					next++
-					mu.Unlock()
-					if i >= B {
-						return
-					}
-					one(i)
-				}
-			})
-		}
-		wg.Wait()
-	}
+	forEach(runtime.GOMAXPROCS(0), B, one)
 	for i, err := range errs {
 		if err != nil && B > 1 {
 			return nil, fmt.Errorf("flextok/engine: EncodeBatch: image %d of %d: %w", i, B, err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/models"
@@ -275,6 +276,29 @@ func TestBatchThreadsCancel(t *testing.T) {
 	if _, err := e.enc.Registers(ctx, tensor.Tensor{Shape: []int{4, e.latent[0], e.latent[1], e.latent[2]}, Data: make([]float32, 4*e.latent[0]*e.latent[1]*e.latent[2])}); err != context.Canceled {
 		t.Fatalf("Registers: %v", err)
 	}
+}
+
+// TestForEach: every index once, and a panic reaches the caller.
+func TestForEach(t *testing.T) {
+	seen := make([]int, 50)
+	var mu sync.Mutex
+	forEach(3, len(seen), func(i int) { mu.Lock(); seen[i]++; mu.Unlock() })
+	for i, n := range seen {
+		if n != 1 {
+			t.Fatalf("index %d ran %d times", i, n)
+		}
+	}
+	defer func() {
+		if r := recover(); r != "index 7" {
+			t.Fatalf("recovered %v", r)
+		}
+	}()
+	forEach(3, 10, func(i int) {
+		if i == 7 {
+			panic("index 7")
+		}
+	})
+	t.Fatal("no panic reached the caller")
 }
 
 // TestInPartsPanic: a panic in a part reaches the caller of inParts.

@@ -48,3 +48,42 @@ func inParts(n, parts int, fn func(lo, hi int) error) error {
 	}
 	return nil
 }
+
+// forEach calls fn(i) for every i in [0, n), on up to workers goroutines that each take the
+// next index (for work of uneven size). A panic in fn reaches the caller, as in inParts.
+func forEach(workers, n int, fn func(i int)) {
+	workers = min(workers, n)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var (
+		mu     sync.Mutex
+		next   int
+		wg     sync.WaitGroup
+		panics = make([]any, workers)
+	)
+	for w := range workers {
+		wg.Go(func() {
+			defer func() { panics[w] = recover() }()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
+	for _, r := range panics {
+		if r != nil {
+			panic(r)
+		}
+	}
+}

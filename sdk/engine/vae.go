@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/model"
@@ -459,31 +458,5 @@ func vaeAttend(o kernels.Opts, out, q, k, v []float32, n, c int) {
 		d := kernels.AttnDims{Batch: 1, Heads: 1, SeqQ: m, SeqK: n, HeadDim: c}
 		kernels.Attention(inner, out[q0*c:(q0+m)*c], q[q0*c:(q0+m)*c], k, v, d, scale, kernels.Mask{})
 	}
-	if threads == 1 || chunks == 1 {
-		for i := 0; i < chunks; i++ {
-			run(i)
-		}
-		return
-	}
-	// Chunks are handed out in order to threads goroutines.
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	nextChunk := 0
-	for t := 0; t < min(threads, chunks); t++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i := nextChunk
-				nextChunk++
-				mu.Unlock()
-				if i >= chunks {
-					return
-				}
-				run(i)
-			}
-		}()
-	}
-	wg.Wait()
+	forEach(threads, chunks, run) // chunks are handed out in order
 }
