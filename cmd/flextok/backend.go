@@ -41,6 +41,15 @@ type executor interface {
 	MaxTokens() int
 }
 
+// checkProvider validates --provider.
+func checkProvider(provider string) error {
+	switch provider {
+	case "auto", "cuda", "cpu":
+		return nil
+	}
+	return usageError{fmt.Errorf("--provider %q: want auto, cuda or cpu", provider)}
+}
+
 // checkBackendFlags validates --backend and --provider before any work.
 func checkBackendFlags(cmd *cobra.Command, backend, provider string) error {
 	switch backend {
@@ -48,10 +57,8 @@ func checkBackendFlags(cmd *cobra.Command, backend, provider string) error {
 	default:
 		return usageError{fmt.Errorf("--backend %q: want go or ort", backend)}
 	}
-	switch provider {
-	case "auto", "cuda", "cpu":
-	default:
-		return usageError{fmt.Errorf("--provider %q: want auto, cuda or cpu", provider)}
+	if err := checkProvider(provider); err != nil {
+		return err
 	}
 	if backend != "ort" && cmd.Flags().Changed("provider") {
 		return usageError{errors.New("--provider applies to --backend ort only")}

@@ -79,7 +79,7 @@ func newBench() *cobra.Command {
 					names = append(names, b)
 				}
 			}
-			if err := checkBackendFlags(cmd, "ort", provider); err != nil {
+			if err := checkProvider(provider); err != nil {
 				return err
 			}
 			rep := benchReport{Batch: batch, Runs: runs, Threads: ef.threads}
