@@ -55,9 +55,6 @@ type VAEConfig struct {
 	SamplePosterior         bool
 	DTypeOverride           string
 	HFHubPath               string // "" when the VAE is built from the base config
-	// ArchFromWeights is true when the block layout was read from weight
-	// shapes because the diffusers config.json was not provided.
-	ArchFromWeights bool
 
 	ImagesReadKey, LatentsReadKey, LatentsWriteKey, ImagesReconstWriteKey string
 }
@@ -285,8 +282,15 @@ func (c *Config) parseVAE(n node, vaeJSON []byte) error {
 		return nil
 	}
 	if vaeJSON == nil {
-		v.ArchFromWeights = true
-		return nil
+		// The GroupNorm group count, among others, is not in the weights: a layout read from
+		// them would be a guess that decodes wrong without an error (RATIONALE).
+		where := "vae/config.json"
+		if v.HFHubPath != "vae" {
+			where = v.HFHubPath + "/config.json or " + where
+		}
+		return fmt.Errorf("%w: %s is %q, but that VAE's diffusers config.json was not given: put it "+
+			"(AutoencoderKL: block_out_channels, layers_per_block, norm_num_groups, latent_channels, "+
+			"scaling_factor) at %s beside model.safetensors", ErrConfig, n.child("hf_hub_path"), v.HFHubPath, where)
 	}
 	t, err := parseJSONTree(vaeJSON)
 	if err != nil {

@@ -26,8 +26,7 @@ type WeightReport struct {
 }
 
 // CheckWeights checks that every tensor the config implies is present with
-// its shape. When the VAE layout was not in the config (hf_hub_path without
-// its config.json) it is read from the weight shapes first.
+// its shape.
 func (c *Config) CheckWeights(tensors []safetensors.TensorInfo) (*WeightReport, error) {
 	r := &WeightReport{Key: map[string]string{}, Params: map[string]int64{}, DTypes: map[safetensors.DType]int{}}
 	byName := map[string]safetensors.TensorInfo{}
@@ -39,11 +38,6 @@ func (c *Config) CheckWeights(tensors []safetensors.TensorInfo) (*WeightReport, 
 		r.Key[cn] = t.Name
 		byName[cn] = t
 		r.DTypes[t.DType]++
-	}
-	if c.VAE.ArchFromWeights {
-		if err := c.VAE.inferFromWeights(byName); err != nil {
-			return nil, err
-		}
 	}
 	used := map[string]bool{}
 	for _, want := range c.ExpectedTensors() {
@@ -79,51 +73,6 @@ func equalShape(a, b []int) bool {
 		}
 	}
 	return true
-}
-
-// inferFromWeights reads the block layout from the VAE weight shapes. The
-// GroupNorm group count is not in the weights: it stays at the base
-// config's 32, clamped to a divisor of every channel count.
-func (v *VAEConfig) inferFromWeights(w map[string]safetensors.TensorInfo) error {
-	shape := func(k string) []int {
-		if t, ok := w[VAEPrefix+k]; ok {
-			return t.Shape
-		}
-		return nil
-	}
-	pq := shape("post_quant_conv.weight")
-	ci := shape("encoder.conv_in.weight")
-	if len(ci) != 4 {
-		return fmt.Errorf("%w: missing %sencoder.conv_in.weight; cannot read the VAE layout", ErrWeights, VAEPrefix)
-	}
-	v.InChannels = ci[1]
-	v.BlockOutChannels = nil
-	for i := 0; ; i++ {
-		s := shape(fmt.Sprintf("encoder.down_blocks.%d.resnets.0.conv1.weight", i))
-		if len(s) != 4 {
-			break
-		}
-		v.BlockOutChannels = append(v.BlockOutChannels, s[0])
-	}
-	v.LayersPerBlock = 0
-	for shape(fmt.Sprintf("encoder.down_blocks.0.resnets.%d.conv1.weight", v.LayersPerBlock)) != nil {
-		v.LayersPerBlock++
-	}
-	if len(v.BlockOutChannels) == 0 || v.LayersPerBlock == 0 {
-		return fmt.Errorf("%w: no %sencoder.down_blocks weights", ErrWeights, VAEPrefix)
-	}
-	if co := shape("decoder.conv_out.weight"); len(co) == 4 {
-		v.OutChannels = co[0]
-	}
-	v.UsePostQuantConv = pq != nil
-	v.UseQuantConv = shape("quant_conv.weight") != nil
-	v.MidBlockAttention = shape("encoder.mid_block.attentions.0.to_q.weight") != nil
-	for _, ch := range v.BlockOutChannels {
-		for ch%v.NormGroups != 0 {
-			v.NormGroups /= 2
-		}
-	}
-	return nil
 }
 
 // Model is a loaded checkpoint: the config and the lazily read weights.
@@ -197,8 +146,10 @@ func LoadBytes(weights, configJSON, vaeJSON []byte) (*Model, error) {
 }
 
 // LoadFile opens a checkpoint: a model.safetensors path, or a directory
-// holding model.safetensors and optionally config.json. The VAE's
-// config.json is read from <dir>/<hf_hub_path>/config.json when present.
+// holding model.safetensors and optionally config.json. When the config names
+// a VAE by hf_hub_path, its diffusers config.json must be at
+// <dir>/<hf_hub_path>/config.json or <dir>/vae/config.json; without it the
+// model is refused (its layout cannot be read from the weights).
 // Close the returned model's Weights when done.
 func LoadFile(path string) (*Model, error) {
 	dir, file := path, filepath.Join(path, "model.safetensors")
@@ -214,12 +165,22 @@ func LoadFile(path string) (*Model, error) {
 		f.Close()
 		return nil, err
 	}
-	// A first pass finds hf_hub_path; only a relative path inside dir is read.
+	// A first pass finds hf_hub_path. The VAE config is read from dir/<hf_hub_path>/config.json
+	// (a relative path inside dir only), else from dir/vae/config.json.
 	var vaeJSON []byte
-	if hub := hubPath(f, cfgJSON); hub != "" && !filepath.IsAbs(hub) && !strings.Contains(hub, "..") {
-		if vaeJSON, err = readOptional(filepath.Join(dir, hub, "config.json")); err != nil {
-			f.Close()
-			return nil, err
+	if hub := hubPath(f, cfgJSON); hub != "" {
+		places := []string{"vae"}
+		if !filepath.IsAbs(hub) && !strings.Contains(hub, "..") {
+			places = []string{hub, "vae"}
+		}
+		for _, p := range places {
+			if vaeJSON, err = readOptional(filepath.Join(dir, p, "config.json")); err != nil {
+				f.Close()
+				return nil, err
+			}
+			if vaeJSON != nil {
+				break
+			}
 		}
 	}
 	m, err := Load(f, cfgJSON, vaeJSON)

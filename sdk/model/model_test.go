@@ -93,13 +93,12 @@ func TestMetadataRoundTrip(t *testing.T) {
 		t.Fatal(s)
 	}
 
-	// Without the VAE config.json the layout comes from the weights.
-	m2, err := Load(f, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !m2.Config.VAE.ArchFromWeights || len(m2.Config.VAE.BlockOutChannels) != 2 {
-		t.Fatalf("%+v", m2.Config.VAE)
+	// Without the VAE config.json the model is refused, naming what is missing: the group
+	// count is not in the weights, and a guessed one decodes wrong silently.
+	_, err = Load(f, nil, nil)
+	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "hf_hub_path") ||
+		!strings.Contains(err.Error(), "norm_num_groups") || !strings.Contains(err.Error(), "config.json") {
+		t.Fatalf("want a refusal naming the missing VAE config.json, got %v", err)
 	}
 }
 

@@ -1,8 +1,10 @@
 package model
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -49,4 +51,41 @@ func TestOfficialTiny(t *testing.T) {
 	if n == 0 {
 		t.Skip("no official checkpoints")
 	}
+}
+
+// A checkpoint whose config names a VAE by hf_hub_path is refused when that VAE's config.json is
+// missing: its GroupNorm group count is not in the weights (a guessed one gives wrong latents
+// with no error). The error names the file and where to put it.
+func TestMissingVAEConfigRefused(t *testing.T) {
+	src := filepath.Join("..", "..", "conformance", "testdata", "official", "c1_w32_zero_e2")
+	dir := t.TempDir()
+	for _, f := range []string{"model.safetensors", "config.json"} {
+		b, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			t.Skip("no official testdata:", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := LoadFile(dir)
+	if !errors.Is(err, ErrConfig) {
+		t.Fatalf("LoadFile without vae/config.json: %v, want ErrConfig", err)
+	}
+	for _, want := range []string{`"vae"`, "vae/config.json", "norm_num_groups"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	// With the file in place it loads.
+	b, _ := os.ReadFile(filepath.Join(src, "vae", "config.json"))
+	os.Mkdir(filepath.Join(dir, "vae"), 0o755)
+	if err := os.WriteFile(filepath.Join(dir, "vae", "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Weights.Close()
 }

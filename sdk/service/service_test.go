@@ -12,6 +12,7 @@ import (
 	"os"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -171,8 +172,12 @@ func TestOpenInfoClose(t *testing.T) {
 		num(info["height"]) != 32 || num(info["width"]) != 32 || num(info["codebook"]) != 64000 {
 		t.Fatalf("info: %v", info)
 	}
-	// The config is optional: the safetensors header carries it. Default name "model".
-	r2 := call(t, s, M{"op": "open", "weights": c.weights})
+	// The config is optional: the safetensors header carries it. Default name "model". The VAE's
+	// config is not: its layout is not in the weights.
+	if e := fail(t, s, M{"op": "open", "weights": c.weights}, CodeBadModel); !strings.Contains(e["message"].(string), "vae/config.json") {
+		t.Fatalf("open without the VAE config: %v", e)
+	}
+	r2 := call(t, s, M{"op": "open", "weights": c.weights, "vae_config": c.vae})
 	if h2 := num(r2["handle"]); h2 != 2 || r2["model"].(M)["name"] != "model" {
 		t.Fatalf("second open: %v", r2)
 	}
@@ -433,8 +438,8 @@ func TestErrors(t *testing.T) {
 	}
 
 	// Model limit.
-	call(t, s, M{"op": "open", "weights": c.weights})
-	fail(t, s, M{"op": "open", "weights": c.weights}, CodeTooManyHandles)
+	call(t, s, M{"op": "open", "weights": c.weights, "vae_config": c.vae})
+	fail(t, s, M{"op": "open", "weights": c.weights, "vae_config": c.vae}, CodeTooManyHandles)
 
 	// Cancellation.
 	ctx, cancel := context.WithCancel(context.Background())
