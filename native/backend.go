@@ -30,16 +30,19 @@ import (
 // its payloads are interchangeable with the engine's: the same model identity, the same
 // preprocessing, the same options. A Backend is safe for concurrent use.
 type Backend struct {
-	id     payload.Model
-	hints  *payload.Hints
-	maxT   float64 // the decoder's max_timestep: Velocity's t must be in [0, maxT]
-	sizes  onnx.Sizes
-	fsq    *fsq.Quantizer
-	enc    *Session
-	dec    *Session
-	vae    *Session
-	dir    string // temporary export directory removed by Close ("" when none)
-	closed sync.Once
+	id    payload.Model
+	hints *payload.Hints
+	maxT  float64 // the decoder's max_timestep: Velocity's t must be in [0, maxT]
+	sizes onnx.Sizes
+	// sizeTag marks the export cache directory of graphs exported at another size than the
+	// model's own ("" at its own size).
+	sizeTag string
+	fsq     *fsq.Quantizer
+	enc     *Session
+	dec     *Session
+	vae     *Session
+	dir     string // temporary export directory removed by Close ("" when none)
+	closed  sync.Once
 }
 
 // Load opens a checkpoint (a model.safetensors file or a directory holding it, as
@@ -82,11 +85,14 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, err
 	if err != nil {
 		return nil, fmt.Errorf("flextok/native: %w", err)
 	}
-	s, err := onnx.ModelSizes(m.Config)
+	s, err := onnx.ModelSizes(m.Config, o.ImageSize)
 	if err != nil {
 		return nil, err
 	}
 	b := &Backend{id: engine.Identity(m.Config, name, digest), hints: o.Hints, sizes: s, fsq: q, maxT: m.Config.Decoder.MaxTimestep}
+	if d := m.Config.Geometry().Default; d != [2]int{s.Height, s.Width} {
+		b.sizeTag = fmt.Sprintf("-s%dx%d", s.Height, s.Width)
+	}
 	graphs := []struct {
 		name    string
 		build   func(*model.Model, onnx.Sizes) (*pb.ModelProto, error)
@@ -169,7 +175,7 @@ func (b *Backend) cacheDir(o Options) string {
 		}
 		return '_'
 	}, b.id.Name)
-	dir := fmt.Sprintf("%s-%x-e%s", name, b.id.Digest[:8], onnx.ExporterVersion)
+	dir := fmt.Sprintf("%s-%x-e%s%s", name, b.id.Digest[:8], onnx.ExporterVersion, b.sizeTag)
 	if o.FP16 {
 		dir += "-fp16"
 	}
@@ -199,8 +205,27 @@ func (b *Backend) Identity() payload.Model { return b.id }
 // Hints are the decode hints written into payloads (nil for none).
 func (b *Backend) Hints() *payload.Hints { return b.hints }
 
-// ImageSize is the model's native image size (height, width).
+// ImageSize is the image size (height, width) the graphs were exported for
+// (Options.ImageSize), the only size this Backend encodes and decodes at.
 func (b *Backend) ImageSize() (int, int) { return b.sizes.Height, b.sizes.Width }
+
+// size is the Backend's EncodeImages size function: only the exported size.
+func (b *Backend) size(side int) (int, int, error) {
+	h, w := b.ImageSize()
+	if side != 0 && (side != h || side != w) {
+		return 0, 0, fmt.Errorf("flextok/native: image size %d, but the ONNX graphs were exported for %dx%d (native.Options.ImageSize, --size)", side, h, w)
+	}
+	return h, w, nil
+}
+
+// latent is the Backend's engine.LatentFunc: only the exported size.
+func (b *Backend) latent(height, width int) ([]int, error) {
+	s := b.sizes
+	if height != s.Height || width != s.Width {
+		return nil, fmt.Errorf("flextok/native: image size %dx%d, but the ONNX graphs were exported for %dx%d (native.Options.ImageSize, --size)", height, width, s.Height, s.Width)
+	}
+	return []int{s.C, s.H, s.W}, nil
+}
 
 // MaxTokens is the number of tokens per image.
 func (b *Backend) MaxTokens() int { return b.sizes.R }
@@ -246,7 +271,7 @@ func (b *Backend) Encode(ctx context.Context, img image.Image, o engine.EncodeOp
 // EncodeBatch encodes several images in one forward pass (engine.EncodeImages with this
 // backend's encoder); the payloads are those Encode gives one by one.
 func (b *Backend) EncodeBatch(ctx context.Context, imgs []image.Image, o engine.EncodeOptions) ([]*payload.Payload, error) {
-	return engine.EncodeImages(ctx, imgs, o, b.id, b.hints, b.sizes.Height, b.sizes.Width, b.EncodeTensor)
+	return engine.EncodeImages(ctx, imgs, o, b.id, b.hints, b.size, b.EncodeTensor)
 }
 
 // Decode turns a payload (or its first K tokens) into an image tensor [3, H, W], unclamped,
@@ -265,8 +290,7 @@ func (b *Backend) Decode(ctx context.Context, p *payload.Payload, o engine.Decod
 // Each image is Decode's for its payload up to float rounding (ONNX Runtime's kernels may
 // order sums differently for another batch size).
 func (b *Backend) DecodeBatch(ctx context.Context, ps []*payload.Payload, o engine.DecodeOptions) ([]tensor.Tensor, error) {
-	s := b.sizes
-	return engine.DecodePayloads(ctx, ps, o, b.id, []int{s.C, s.H, s.W},
+	return engine.DecodePayloads(ctx, ps, o, b.id, b.latent,
 		func(ids [][]uint32) (flow.Denoiser, error) { return b.Bind(ids, nil) }, b.DecodeLatents)
 }
 

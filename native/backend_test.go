@@ -550,3 +550,70 @@ func TestBackendThroughFiles(t *testing.T) {
 		t.Errorf("the working directory gained %d entries", len(after)-len(before))
 	}
 }
+
+// TestBackendImageSize: graphs exported at a size smaller than the model's tables
+// (Options.ImageSize) encode to the engine's ids at that size and decode its payloads; payloads
+// and requests of another size are refused, naming the option.
+func TestBackendImageSize(t *testing.T) {
+	o := needORT(t)
+	o.ImageSize = 24
+	dir := filepath.Join("..", "conformance", "testdata", "official", "c1_w32_zero_e2")
+	m, name, digest, err := engine.Checkpoint(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Weights.Close()
+	b, err := New(m, name, digest, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	e, err := engine.New(m, name, digest, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, w := b.ImageSize(); h != 24 || w != 24 {
+		t.Fatalf("ImageSize %dx%d, want 24x24", h, w)
+	}
+	ctx := context.Background()
+	imgs := heldout(t, 2)
+	got, err := b.EncodeBatch(ctx, imgs, engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := e.EncodeBatch(ctx, imgs, engine.EncodeOptions{Size: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range got {
+		if got[i].Image != want[i].Image || countDiff(got[i].IDs, want[i].IDs) != 0 {
+			t.Fatalf("image %d: ORT payload %+v differs from the engine's at 24 px %+v", i, got[i].Image, want[i].Image)
+		}
+	}
+	dopt := engine.DecodeOptions{Steps: 3, Guidance: 3, APG: true, Seed: 1}
+	gi, err := b.Decode(ctx, want[0], dopt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wi, err := e.Decode(ctx, want[0], dopt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nmse, maxAbs := imageStats(gi.Data, wi.Data); nmse > 1e-10 || maxAbs > 1e-4 { // the bounds of TestBackendOfficialCases
+		t.Errorf("decode at 24 px: NMSE %.3g, max abs %.3g", nmse, maxAbs)
+	}
+	p32, err := e.Encode(ctx, imgs[0], engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Decode(ctx, p32, dopt); err == nil || !strings.Contains(err.Error(), "ImageSize") {
+		t.Errorf("a 32 px payload on 24 px graphs: %v", err)
+	}
+	if _, err := b.Encode(ctx, imgs[0], engine.EncodeOptions{Size: 32}); err == nil || !strings.Contains(err.Error(), "ImageSize") {
+		t.Errorf("encode at 32 px on 24 px graphs: %v", err)
+	}
+	o.ImageSize = 26
+	if _, err := New(m, name, digest, o); err == nil || !strings.Contains(err.Error(), "multiples of 4x4") {
+		t.Errorf("ImageSize 26: %v", err)
+	}
+}

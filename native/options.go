@@ -55,8 +55,13 @@ type Options struct {
 	// memory and runs on tensor cores. Velocities then differ from float32 by NMSE ~1e-7
 	// (native/onnx tests). The encoder and the VAE stay float32, so token ids do not change.
 	FP16 bool
+	// ImageSize is the side in pixels of the square images the graphs are exported for: 0 for
+	// the model's own size (engine.Engine.ImageSize), else any size the model runs at
+	// (model.Geometry). ONNX graphs have fixed spatial sizes, so the Backend encodes and
+	// decodes at this size only, and refuses payloads of another.
+	ImageSize int
 	// ExportDir, if set, caches the exported graphs: <ExportDir>/<name>-<digest>-e<exporter
-	// version>[-fp16]/{encoder,decoder,vae_decoder}.onnx (+ .onnx.data). A later Load of the
+	// version>[-s<size>][-fp16]/ (the size when it is not the model's own){encoder,decoder,vae_decoder}.onnx (+ .onnx.data). A later Load of the
 	// same weights with the same settings opens them without exporting again (a server's
 	// restart). "" means no cache: graphs under onnx.MaxInline bytes go to ONNX Runtime from
 	// memory, larger ones through a temporary directory that Close removes.
@@ -161,6 +166,8 @@ func (o Options) check() error {
 		return fmt.Errorf("flextok/native: CUDADevice %d is negative", o.CUDADevice)
 	case o.CUDAMemLimit < 0:
 		return fmt.Errorf("flextok/native: CUDAMemLimit %d is negative", o.CUDAMemLimit)
+	case o.ImageSize < 0:
+		return fmt.Errorf("flextok/native: ImageSize %d is negative", o.ImageSize)
 	case o.IntraOpThreads < 0 || o.InterOpThreads < 0:
 		return fmt.Errorf("flextok/native: thread counts must not be negative (IntraOp %d, InterOp %d)",
 			o.IntraOpThreads, o.InterOpThreads)

@@ -85,6 +85,7 @@ func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (executor,
 	o := native.Options{
 		Provider:       native.Provider(provider),
 		IntraOpThreads: ef.threads,
+		ImageSize:      ef.size,
 		ExportDir:      bf.cache,
 		LibraryPath:    bundledORT(),
 		Logf:           func(format string, a ...any) { fmt.Fprintf(stderr, "flextok: "+format+"\n", a...) },

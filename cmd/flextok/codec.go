@@ -27,12 +27,14 @@ type engineFlags struct {
 	model   string
 	threads int
 	exact   bool
+	size    int
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVarP(&f.model, "model", "m", "", "model directory or model.safetensors (default: the embedded default model)")
 	cmd.Flags().IntVar(&f.threads, "threads", 0, "worker goroutines (0: all CPUs)")
 	cmd.Flags().BoolVar(&f.exact, "exact", false, "portable kernels only: the bit-exact reference path (slower)")
+	cmd.Flags().IntVar(&f.size, "size", 0, "image side in pixels, any size the model runs at (0: encode at the model's size, decode at the payload's)")
 }
 
 func (f *engineFlags) load() (*engine.Engine, error) {
@@ -275,7 +277,7 @@ func newDecode() *cobra.Command {
 					return fmt.Errorf("decode %s: %w", in, err)
 				}
 				o := df.options(cmd, p)
-				o.K = k
+				o.K, o.Size = k, ef.size
 				if o.Steps < 1 {
 					return usageError{fmt.Errorf("--steps must be at least 1, got %d", o.Steps)}
 				}

@@ -99,7 +99,7 @@ func newEncode() *cobra.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			s := encodeSettings{opts: engine.EncodeOptions{K: k, Filter: filter}, batch: batch, shard: sh, force: force, single: single}
+			s := encodeSettings{opts: engine.EncodeOptions{K: k, Filter: filter, Size: ef.size}, batch: batch, shard: sh, force: force, single: single}
 			load := func() (batchEncoder, func() error, error) {
 				return openBackend(&bf, &ef, cmd.ErrOrStderr())
 			}

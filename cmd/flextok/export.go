@@ -17,6 +17,7 @@ func newExportONNX() *cobra.Command {
 	var (
 		modelPath, out string
 		force          bool
+		size           int
 	)
 	cmd := &cobra.Command{
 		Use:   "export-onnx [-m MODEL] -o DIR",
@@ -48,7 +49,7 @@ with ONNX Runtime (or another ONNX runtime) anywhere. See docs/native.md for the
 			if err != nil {
 				return err
 			}
-			man, err := onnx.ExportAll(m, name, digest, out, force)
+			man, err := onnx.ExportAll(m, name, digest, size, out, force)
 			if errors.Is(err, onnx.ErrExists) {
 				return fmt.Errorf("%w (use --force to replace)", err)
 			}
@@ -64,5 +65,6 @@ with ONNX Runtime (or another ONNX runtime) anywhere. See docs/native.md for the
 	cmd.Flags().StringVarP(&modelPath, "model", "m", "", "model directory or model.safetensors (default: the embedded default model)")
 	cmd.Flags().StringVarP(&out, "out", "o", "", "output directory (created)")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing files")
+	cmd.Flags().IntVar(&size, "size", 0, "image side in pixels the graphs are exported for (0: the model's size)")
 	return cmd
 }

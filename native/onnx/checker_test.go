@@ -36,7 +36,7 @@ func TestONNXChecker(t *testing.T) {
 	dir := t.TempDir()
 	var paths []string
 	for _, tm := range testModels(t) {
-		s, err := ModelSizes(tm.m.Config)
+		s, err := ModelSizes(tm.m.Config, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -31,13 +31,13 @@ type Manifest struct {
 var ErrExists = errors.New("flextok/onnx: output exists")
 
 // ExportAll writes the encoder, decoder and VAE decoder graphs of m into dir (each with its
-// external data file) and manifest.json. Existing files of those names are refused unless
-// overwrite is set.
-func ExportAll(m *model.Model, name string, digest [32]byte, dir string, overwrite bool) (*Manifest, error) {
+// external data file) and manifest.json, for square images of size pixels (0: the model's
+// own size). Existing files of those names are refused unless overwrite is set.
+func ExportAll(m *model.Model, name string, digest [32]byte, size int, dir string, overwrite bool) (*Manifest, error) {
 	if err := checkModel(m); err != nil {
 		return nil, err
 	}
-	s, err := ModelSizes(m.Config)
+	s, err := ModelSizes(m.Config, size)
 	if err != nil {
 		return nil, err
 	}

@@ -19,9 +19,11 @@ import (
 //	decoder:     x_t [N, C, h, w], t [N], ids [N, R] int64, k [N] int64 → v [N, C, h, w]
 //	vae_decoder: latents [N, C, h, w] → image [N, 3, H, W], unclamped
 //
-// N is dynamic; the spatial sizes are fixed at export (the model's image size by default).
+// N is dynamic; the spatial sizes are fixed at export (the model's image size by default,
+// ModelSizes).
 // In the decoder graph k[i] = 0 marks an unconditional item (the null condition replaces every
-// register); 1 <= k[i] <= R keeps the first k[i] tokens and masks the rest, so one call runs
+// register, or, for replace_with_single_token, the first register with the keys after it
+// masked out); 1 <= k[i] <= R keeps the first k[i] tokens and masks the rest, so one call runs
 // the conditional and unconditional passes of classifier-free guidance as one batch.
 
 // Graph input and output names.
@@ -53,16 +55,16 @@ type Sizes struct {
 	FP16 bool `json:"decoder_fp16"`
 }
 
-// ModelSizes returns the sizes of cfg's native resolution (the encoder's positional table
-// times the patch size times the VAE's downsampling factor).
-func ModelSizes(cfg *model.Config) (Sizes, error) {
-	e := cfg.Encoder
-	if len(e.PosembMaxSizes) != 2 {
-		return Sizes{}, fmt.Errorf("flextok/onnx: encoder positional table of rank %d", len(e.PosembMaxSizes))
+// ModelSizes returns the sizes of cfg's graphs for square images of size pixels (0: the
+// model's own size, model.Geometry's Default), refusing sizes the model does not run at.
+func ModelSizes(cfg *model.Config, size int) (Sizes, error) {
+	g := cfg.Geometry()
+	h, w, err := g.Resolve(size)
+	if err != nil {
+		return Sizes{}, fmt.Errorf("flextok/onnx: %w", err)
 	}
-	f := cfg.VAE.DownsampleFactor()
-	h, w := e.PosembMaxSizes[0]*e.PatchSize[0], e.PosembMaxSizes[1]*e.PatchSize[1]
-	return Sizes{Height: h * f, Width: w * f, C: e.ChannelsIn, H: h, W: w, R: e.RegistersNMax, D: e.LatentDim}, nil
+	l := g.Latent(h, w)
+	return Sizes{Height: h, Width: w, C: l[0], H: l[1], W: l[2], R: cfg.Encoder.RegistersNMax, D: cfg.Encoder.LatentDim}, nil
 }
 
 // weights reads the tensors of one part through model.PartReader (the engine's checks).
@@ -399,6 +401,21 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	var mask Value
 	if d.MaskMode == "causal_last" {
 		mask = g.Const("mask", []int{L, L}, causalLast(P, L))
+	}
+	if d.NullCondSingle {
+		// The official unconditional sequence is the patches and one null token (at P here):
+		// an unconditional item's keys after it are masked out, so every row sees what it
+		// would in the shorter sequence, and the batch keeps one length.
+		far := make([]float32, L)
+		for j := P + 1; j < L; j++ {
+			far[j] = float32(math.Inf(-1))
+		}
+		keys := g.Op("Where", []Value{uncond, g.Const("single_null_keys", []int{1, L}, far), g.Scalar(0)}) // [N, L]
+		keys = g.Reshape(keys, -1, 1, 1, int64(L))
+		if mask != "" {
+			keys = g.Add(keys, mask)
+		}
+		mask = keys
 	}
 	x = trunk(g, w, x, model.DecoderPrefix, strings.TrimPrefix(trunkMod, model.DecoderPrefix), d.Trunk, L, mask, mods)
 

@@ -35,7 +35,7 @@ var decoderBounds = map[bool][2]float64{false: {1e-11, 1e-5}, true: {1e-6, 2e-3}
 func testDecoderGraph(t *testing.T, tm testModel, half bool) {
 	{
 		{
-			s, err := ModelSizes(tm.m.Config)
+			s, err := ModelSizes(tm.m.Config, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -109,7 +109,7 @@ func TestEncoderGraph(t *testing.T) {
 	needORT(t)
 	for _, tm := range testModels(t) {
 		t.Run(tm.name, func(t *testing.T) {
-			s, err := ModelSizes(tm.m.Config)
+			s, err := ModelSizes(tm.m.Config, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

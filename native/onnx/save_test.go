@@ -15,7 +15,7 @@ import (
 func TestSaveExternalData(t *testing.T) {
 	needORT(t)
 	m := testModels(t)[0].m
-	s, _ := ModelSizes(m.Config)
+	s, _ := ModelSizes(m.Config, 0)
 	lat := make([]float32, s.C*s.H*s.W)
 	for i := range lat {
 		lat[i] = float32(i%7)*0.1 - 0.3

@@ -20,17 +20,23 @@ import (
 // (0-based) and wrapping the cause; callers that want the others encoded anyway retry without
 // it. An empty batch returns no payloads and no error.
 func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOptions) ([]*payload.Payload, error) {
-	return EncodeImages(ctx, imgs, o, e.id, e.hints, e.height, e.width, e.EncodeTensor)
+	return EncodeImages(ctx, imgs, o, e.id, e.hints, e.geo.Resolve, e.EncodeTensor)
 }
 
-// EncodeImages is EncodeBatch for any executor of a model with identity id and native size
-// height×width: it preprocesses imgs (concurrently), tokenizes them with one call of tokenize
+// EncodeImages is EncodeBatch for any executor of a model with identity id: size maps
+// EncodeOptions.Size to the image size to encode at (or refuses it); EncodeImages
+// preprocesses imgs to that size (concurrently), tokenizes them with one call of tokenize
 // (images [B, 3, height, width] in [-1, 1] → MaxTokens ids each) and builds the payloads, with
 // hints. Package native's Backend uses it, so both executors make the same payloads.
-func EncodeImages(ctx context.Context, imgs []image.Image, o EncodeOptions, id payload.Model, hints *payload.Hints, height, width int,
+func EncodeImages(ctx context.Context, imgs []image.Image, o EncodeOptions, id payload.Model, hints *payload.Hints,
+	size func(int) (height, width int, err error),
 	tokenize func(context.Context, tensor.Tensor) ([][]uint32, error)) ([]*payload.Payload, error) {
 	if o.K < 0 || o.K > id.MaxTokens {
 		return nil, fmt.Errorf("%w: k = %d, want 1..%d (0 for all)", ErrArgument, o.K, id.MaxTokens)
+	}
+	height, width, err := size(o.Size)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrArgument, err)
 	}
 	B := len(imgs)
 	if B == 0 {

@@ -273,7 +273,8 @@ func TestBatchThreadsCancel(t *testing.T) {
 	if _, err := e.EncodeTensor(ctx, x); !errors.Is(err, context.Canceled) || strings.Count(err.Error(), "canceled") != 1 {
 		t.Fatalf("EncodeTensor: %v", err)
 	}
-	if _, err := e.enc.Registers(ctx, tensor.Tensor{Shape: []int{4, e.latent[0], e.latent[1], e.latent[2]}, Data: make([]float32, 4*e.latent[0]*e.latent[1]*e.latent[2])}); err != context.Canceled {
+	lat := e.geo.Latent(e.ImageSize())
+	if _, err := e.enc.Registers(ctx, tensor.Tensor{Shape: []int{4, lat[0], lat[1], lat[2]}, Data: make([]float32, 4*lat[0]*lat[1]*lat[2])}); err != context.Canceled {
 		t.Fatalf("Registers: %v", err)
 	}
 }

@@ -256,7 +256,8 @@ func BenchmarkD12(b *testing.B) {
 	}
 	H, W := e.ImageSize()
 	vaeEnc, vaeDec := vaeFlops(e.cfg, H, W)
-	C, h, w := e.latent[0], e.latent[1], e.latent[2]
+	lat := e.geo.Latent(e.ImageSize())
+	C, h, w := lat[0], lat[1], lat[2]
 	b.Logf("FLOPs at %dx%d: VAE encode %.1f G, VAE decode %.1f G, encoder %.1f G, decoder step (2 passes) %.1f G",
 		H, W, vaeEnc/1e9, vaeDec/1e9, e.enc.Flops(1, h, w)/1e9, e.dec.Flops(2, h, w)/1e9)
 

@@ -130,6 +130,15 @@ func newDecoder(cfg *model.Config, src model.TensorSource, o Options) (*Decoder,
 // Registers is the number of register tokens per image (the maximum token sequence length).
 func (d *Decoder) Registers() int { return d.nReg }
 
+// uncondRegisters is the length of the unconditional register sequence: 1 for a
+// LearnedNullCond with replace_with_single_token, else the registers of an image.
+func (d *Decoder) uncondRegisters() int {
+	if d.cfg.NullCondSingle {
+		return 1
+	}
+	return d.nReg
+}
+
 // Flops is the number of floating-point operations (2 per multiply-add) of one velocity
 // evaluation of n items of h×w latents: matrix products and attention, without the per-t
 // work that is cached.
@@ -170,9 +179,12 @@ func (d *Decoder) timeCond(t float32) *timeCond {
 // Conditioned is a Decoder bound to the token sequences of a batch of images: a flow.Denoiser
 // whose Item.Image indexes those sequences. It is immutable and safe for concurrent use.
 type Conditioned struct {
-	d      *Decoder
-	cond   [][]float32 // per image (R, W): the conditional register sequence
-	uncond []float32   // (R, W): the null condition, the same for every image
+	d    *Decoder
+	cond [][]float32 // per image (R, W): the conditional register sequence
+	// uncond is the null condition, the same for every image: (R, W), or (1, W) for a
+	// LearnedNullCond with replace_with_single_token, whose unconditional sequence is the
+	// patches and that one token.
+	uncond []float32
 }
 
 var _ flow.Denoiser = (*Conditioned)(nil)
@@ -183,8 +195,8 @@ var _ flow.Denoiser = (*Conditioned)(nil)
 // positional embedding; every position >= k[i] is then replaced by the mask token. k nil means
 // k[i] = len(ids[i]); otherwise each k[i] must be in [1, R] (a k larger than len(ids[i]) keeps
 // padding ids visible, as the official decoder would). The unconditional sequence (flow.Item
-// with Uncond) is all zeros (ZeroNullCond) or the learned null vector at every position
-// (LearnedNullCond).
+// with Uncond) is all zeros (ZeroNullCond), the learned null vector at every position
+// (LearnedNullCond), or that vector as the one register token (replace_with_single_token).
 func (d *Decoder) Bind(ids [][]uint32, k []int) (*Conditioned, error) {
 	return d.bind(ids, k, nil)
 }
@@ -238,7 +250,7 @@ func (d *Decoder) bind(ids [][]uint32, k []int, tr tracer) (*Conditioned, error)
 		}
 	}
 	tr.emit("dec_registers_posemb", regs)
-	c := &Conditioned{d: d, cond: make([][]float32, B), uncond: make([]float32, R*W)}
+	c := &Conditioned{d: d, cond: make([][]float32, B), uncond: make([]float32, d.uncondRegisters()*W)}
 	for i := 0; i < B; i++ {
 		seq := regs[i*R*W : (i+1)*R*W]
 		for j := keep[i]; j < R; j++ {
@@ -248,7 +260,7 @@ func (d *Decoder) bind(ids [][]uint32, k []int, tr tracer) (*Conditioned, error)
 	}
 	tr.emit("dec_registers_in", regs)
 	if d.nullcond != nil {
-		for j := 0; j < R; j++ {
+		for j := 0; j < len(c.uncond)/W; j++ {
 			copy(c.uncond[j*W:(j+1)*W], d.nullcond)
 		}
 	}
@@ -273,7 +285,9 @@ func (c *Conditioned) velocity(ctx context.Context, t float32, batch []flow.Item
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	type grid struct{ h, w int }
+	// Items run in groups of one sequence layout: latent size and register count (the
+	// single-token null condition makes unconditional sequences shorter).
+	type grid struct{ h, w, regs int }
 	var order []grid
 	groups := map[grid][]int{}
 	for i := range batch {
@@ -288,7 +302,10 @@ func (c *Conditioned) velocity(ctx context.Context, t float32, batch []flow.Item
 		if it.V.Shape == nil {
 			it.V.Shape = append([]int(nil), it.X.Shape...)
 		}
-		g := grid{h, w}
+		g := grid{h, w, d.nReg}
+		if it.Uncond {
+			g.regs = d.uncondRegisters()
+		}
 		if _, ok := groups[g]; !ok {
 			order = append(order, g)
 		}
@@ -300,12 +317,12 @@ func (c *Conditioned) velocity(ctx context.Context, t float32, batch []flow.Item
 	for _, g := range order {
 		idx := groups[g]
 		if parts := itemParts(o.Threads, len(idx), d.Flops(1, g.h, g.w)); parts > 1 && tr == nil {
-			if err := c.forwardParts(ctx, tc, batch, idx, g.h, g.w, parts); err != nil {
+			if err := c.forwardParts(ctx, tc, batch, idx, g.h, g.w, g.regs, parts); err != nil {
 				return err
 			}
 			continue
 		}
-		if err := c.forward(ctx, o, tc, batch, idx, g.h, g.w, tr); err != nil {
+		if err := c.forward(ctx, o, tc, batch, idx, g.h, g.w, g.regs, tr); err != nil {
 			return err
 		}
 	}
@@ -315,11 +332,11 @@ func (c *Conditioned) velocity(ctx context.Context, t float32, batch []flow.Item
 // forwardParts runs the items idx in parts contiguous groups, each on its own goroutine with
 // one kernel thread. Every item's result is that of any other grouping, bit for bit: no
 // kernel mixes the rows of two items.
-func (c *Conditioned) forwardParts(ctx context.Context, tc *timeCond, batch []flow.Item, idx []int, h, w, parts int) error {
+func (c *Conditioned) forwardParts(ctx context.Context, tc *timeCond, batch []flow.Item, idx []int, h, w, regs, parts int) error {
 	o := c.d.opts.kernels()
 	o.Threads = 1
 	return inParts(len(idx), parts, func(lo, hi int) error {
-		return c.forward(ctx, o, tc, batch, idx[lo:hi], h, w, nil)
+		return c.forward(ctx, o, tc, batch, idx[lo:hi], h, w, regs, nil)
 	})
 }
 
@@ -347,11 +364,12 @@ func (d *Decoder) checkItem(it *flow.Item, images int) (h, w int, err error) {
 	return h, w, nil
 }
 
-// forward runs the items idx of batch, all of latent size h×w, as one batch.
-func (c *Conditioned) forward(ctx context.Context, o kernels.Opts, tc *timeCond, batch []flow.Item, idx []int, h, w int, tr tracer) error {
+// forward runs the items idx of batch, all of latent size h×w and with R register tokens, as
+// one batch.
+func (c *Conditioned) forward(ctx context.Context, o kernels.Opts, tc *timeCond, batch []flow.Item, idx []int, h, w, R int, tr tracer) error {
 	d := c.d
 	cfg := d.cfg
-	W, R, C := cfg.Trunk.Width, d.nReg, cfg.ChannelsIn
+	W, C := cfg.Trunk.Width, cfg.ChannelsIn
 	ph, pw := cfg.PatchSize[0], cfg.PatchSize[1]
 	nh, nw := h/ph, w/pw
 	P, L, n := nh*nw, nh*nw+R, len(idx)

@@ -258,11 +258,6 @@ func TestDecoderBatchingAndCache(t *testing.T) {
 func TestDecoderErrors(t *testing.T) {
 	c := refCases(t)[0]
 	ctx := context.Background()
-	cfg := *c.model.Config
-	cfg.Decoder.NullCondSingle = true
-	if _, err := newDecoder(&cfg, c.model, Options{}); err == nil || !strings.Contains(err.Error(), "replace_with_single_token") {
-		t.Errorf("NullCondSingle: got %v", err)
-	}
 	_, err := newDecoder(c.model.Config, getFunc(func(name string) ([]float32, error) {
 		if strings.HasSuffix(name, "adaLN_modulation.1.bias") || strings.HasSuffix(name, "dropout_mask_token") {
 			return nil, fmt.Errorf("not found")

@@ -45,7 +45,7 @@ func TestDefaultModelAgreesWithRecipe(t *testing.T) {
 	noise, decoded := read("noise"), read("decoded")
 	C := len(noise) / B
 	for i := 0; i < B; i++ {
-		n := tensor.Tensor{Shape: e.latent, Data: noise[i*C : (i+1)*C]}
+		n := tensor.Tensor{Shape: e.geo.Latent(e.ImageSize()), Data: noise[i*C : (i+1)*C]}
 		p := &payload.Payload{Model: e.Identity(), Image: payload.Image{Height: H, Width: W}, IDs: ids[i]}
 		out, err := e.Decode(context.Background(), p, DecodeOptions{K: int(ks[i]), Steps: 4, Guidance: 2, Noise: &n})
 		if err != nil {

@@ -30,16 +30,14 @@ var (
 // Engine is a loaded FlexTok model: it encodes images to token payloads and decodes payloads,
 // or any prefix of their tokens, back to images. It is safe for concurrent use.
 type Engine struct {
-	id     payload.Model
-	cfg    *model.Config
-	vae    *VAE
-	enc    *Encoder
-	dec    *Decoder
-	fsq    *fsq.Quantizer
-	height int // model input and output size in pixels
-	width  int
-	latent []int // (C, h, w)
-	hints  *payload.Hints
+	id    payload.Model
+	cfg   *model.Config
+	vae   *VAE
+	enc   *Encoder
+	dec   *Decoder
+	fsq   *fsq.Quantizer
+	geo   model.Geometry // image sizes the model runs at
+	hints *payload.Hints
 }
 
 // Load opens a checkpoint (a model.safetensors file or a directory holding it, as
@@ -118,13 +116,10 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Engine, erro
 	if e.dec, err = NewDecoder(m, o); err != nil {
 		return nil, err
 	}
-	ps, grid := cfg.Encoder.PatchSize, cfg.Encoder.PosembMaxSizes
-	if len(grid) != 2 {
-		return nil, fmt.Errorf("%w: encoder positional table of rank %d", ErrUnsupported, len(grid))
+	e.geo = cfg.Geometry()
+	if err := e.geo.Check(e.geo.Default[0], e.geo.Default[1]); err != nil {
+		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
-	f := e.vae.DownsampleFactor()
-	e.height, e.width = grid[0]*ps[0]*f, grid[1]*ps[1]*f
-	e.latent = []int{e.vae.LatentChannels(), grid[0] * ps[0], grid[1] * ps[1]}
 	e.id = Identity(cfg, name, digest)
 	// Loading allocated and dropped per-tensor buffers; hand that memory back to the OS now
 	// rather than whenever the runtime gets to it, so a server's RSS reflects the model.
@@ -149,8 +144,13 @@ func (e *Engine) Identity() payload.Model {
 // Hints are the decode hints Encode writes into payloads (Options.Hints; nil if none).
 func (e *Engine) Hints() *payload.Hints { return e.hints }
 
-// ImageSize is the model's input and output size in pixels (height, width).
-func (e *Engine) ImageSize() (int, int) { return e.height, e.width }
+// ImageSize is the size in pixels (height, width) the model encodes and decodes at unless
+// EncodeOptions.Size or DecodeOptions.Size say otherwise: the size its config states, else the
+// size of its positional tables (see model.Geometry).
+func (e *Engine) ImageSize() (int, int) { return e.geo.Default[0], e.geo.Default[1] }
+
+// Geometry says which image sizes the model runs at.
+func (e *Engine) Geometry() model.Geometry { return e.geo }
 
 // MaxTokens is the longest token sequence of the model (its number of registers).
 func (e *Engine) MaxTokens() int { return e.id.MaxTokens }
@@ -162,6 +162,10 @@ func (e *Engine) Config() *model.Config { return e.cfg }
 type EncodeOptions struct {
 	K      int    // keep the first K tokens (0: all of them, MaxTokens)
 	Filter string // resize filter, ftimage.FilterBilinear (default) or ftimage.FilterCatmullRom
+	// Size is the side in pixels of the square the image is resized and cropped to, and so
+	// the size the payload records and decodes at: 0 for the model's size (ImageSize), else
+	// any size the model runs at (Geometry().Check).
+	Size int
 }
 
 // Encode turns an image into a token payload: resize (shorter side to the model size, as the
@@ -187,7 +191,10 @@ func (e *Engine) EncodeTensor(ctx context.Context, images tensor.Tensor) ([][]ui
 
 // DecodeOptions control Decode. Use DefaultDecodeOptions for sensible values.
 type DecodeOptions struct {
-	K        int     // decode the first K tokens of the payload (0: all it has)
+	K int // decode the first K tokens of the payload (0: all it has)
+	// Size is the side in pixels of the square image to decode: 0 for the size the payload
+	// records (the size it was encoded at), else any size the model runs at.
+	Size     int
 	Steps    int     // Euler steps, >= 1
 	Guidance float64 // classifier-free guidance scale; 1 turns guidance off
 	APG      bool    // adaptive projected guidance instead of plain CFG
@@ -229,30 +236,45 @@ func (e *Engine) Decode(ctx context.Context, p *payload.Payload, o DecodeOptions
 	return imgs[0], nil
 }
 
-// prepareOne checks one payload and the decode options for a model with identity id and
-// latent shape [C, h, w] and returns the token prefix to decode and the sampler's options.
-func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([]uint32, flow.Options, error) {
+// prepareOne checks one payload and the decode options for a model with identity id, and
+// returns the token prefix to decode, the sampler's options and the latent shape [C, h, w] to
+// decode at (latent maps an image size to it, refusing sizes the model does not run at).
+func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent LatentFunc) ([]uint32, flow.Options, []int, error) {
+	fail := func(err error) ([]uint32, flow.Options, []int, error) { return nil, flow.Options{}, nil, err }
 	if err := p.Validate(); err != nil {
-		return nil, flow.Options{}, err
+		return fail(err)
 	}
 	if !p.Model.Equal(&id) {
-		return nil, flow.Options{}, fmt.Errorf("flextok/engine: payload of model %q (%x…), this engine is %q (%x…): %w",
-			p.Model.Name, p.Model.Digest[:4], id.Name, id.Digest[:4], ErrModelMismatch)
+		return fail(fmt.Errorf("flextok/engine: payload of model %q (%x…), this engine is %q (%x…): %w",
+			p.Model.Name, p.Model.Digest[:4], id.Name, id.Digest[:4], ErrModelMismatch))
 	}
 	if p.NumFrames() != 1 {
-		return nil, flow.Options{}, fmt.Errorf("%w: a payload of %d frames (video models)", ErrUnsupported, p.NumFrames())
+		return fail(fmt.Errorf("%w: a payload of %d frames (video models)", ErrUnsupported, p.NumFrames()))
 	}
 	k := o.K
 	if k == 0 {
 		k = len(p.IDs)
 	}
 	if k < 1 || k > len(p.IDs) {
-		return nil, flow.Options{}, fmt.Errorf("%w: k = %d, the payload has %d tokens", ErrArgument, k, len(p.IDs))
+		return fail(fmt.Errorf("%w: k = %d, the payload has %d tokens", ErrArgument, k, len(p.IDs)))
 	}
 	if o.Steps < 1 {
-		return nil, flow.Options{}, fmt.Errorf("%w: steps = %d, want >= 1", ErrArgument, o.Steps)
+		return fail(fmt.Errorf("%w: steps = %d, want >= 1", ErrArgument, o.Steps))
 	}
-	fo := flow.Options{Steps: o.Steps, APG: o.APG, Seed: o.Seed, OnStep: o.OnStep, Shapes: [][]int{latent}}
+	h, w := p.Image.Height, p.Image.Width
+	if o.Size < 0 {
+		return fail(fmt.Errorf("%w: size = %d", ErrArgument, o.Size))
+	} else if o.Size > 0 {
+		h, w = o.Size, o.Size
+	}
+	shape, err := latent(h, w)
+	if err != nil {
+		if o.Size == 0 {
+			err = fmt.Errorf("the payload's image size: %w", err)
+		}
+		return fail(err)
+	}
+	fo := flow.Options{Steps: o.Steps, APG: o.APG, Seed: o.Seed, OnStep: o.OnStep, Shapes: [][]int{shape}}
 	if o.Guidance != 1 {
 		fo.Guidance = o.Guidance
 		if o.Guidance == 0 {
@@ -262,16 +284,20 @@ func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent []
 	if o.Noise != nil {
 		fo.Noise = []tensor.Tensor{*o.Noise}
 	}
-	return p.IDs[:k], fo, nil
+	return p.IDs[:k], fo, shape, nil
 }
 
-// prepareDecode checks payloads decoded together with the same options, for a model with
-// identity id and latent shape [C, h, w], and returns their token prefixes and the sampler's
-// options (DecodePayloads' first step). Every image starts from the noise it would get decoded
-// alone (flow.Noise of o.Seed), so a batch decodes each payload as Decode would,
-// up to an executor's batching. o.Noise, the initial latent of one image, needs exactly one
-// payload. OnStep sees the steps of the whole batch.
-func prepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, latent []int) ([][]uint32, flow.Options, error) {
+// LatentFunc maps an image size in pixels to the latent shape [C, h, w] an executor decodes
+// it at, or refuses the size.
+type LatentFunc func(height, width int) ([]int, error)
+
+// prepareDecode checks payloads decoded together with the same options and returns their
+// token prefixes and the sampler's options (DecodePayloads' first step). Every image starts
+// from the noise it would get decoded alone (flow.Noise of o.Seed for its latent shape), so a
+// batch decodes each payload as Decode would, up to an executor's batching. o.Noise, the
+// initial latent of one image, needs exactly one payload. OnStep sees the steps of the whole
+// batch.
+func prepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, latent LatentFunc) ([][]uint32, flow.Options, error) {
 	if len(ps) == 0 {
 		return nil, flow.Options{}, fmt.Errorf("%w: no payloads", ErrArgument)
 	}
@@ -279,13 +305,14 @@ func prepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, lat
 		return nil, flow.Options{}, fmt.Errorf("%w: DecodeOptions.Noise is the initial latent of one payload, not of a batch of %d", ErrArgument, len(ps))
 	}
 	ids := make([][]uint32, len(ps))
+	shapes := make([][]int, len(ps))
 	var fo flow.Options
 	for i, p := range ps {
 		var err error
 		if p == nil {
 			err = fmt.Errorf("%w: nil payload", ErrArgument)
 		} else {
-			ids[i], fo, err = prepareOne(p, id, o, latent)
+			ids[i], fo, shapes[i], err = prepareOne(p, id, o, latent)
 		}
 		if err != nil && len(ps) > 1 {
 			err = fmt.Errorf("payload %d: %w", i, err)
@@ -297,13 +324,18 @@ func prepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, lat
 	if fo.Noise != nil {
 		return ids, fo, nil
 	}
-	noise, err := flow.Noise(o.Seed, fo.Stream, latent)
-	if err != nil {
-		return nil, flow.Options{}, err
-	}
 	fo.Shapes, fo.Noise = nil, make([]tensor.Tensor, len(ps))
-	for i := range fo.Noise {
-		fo.Noise[i] = noise[0] // the sampler copies it
+	noise := map[[3]int]tensor.Tensor{} // one draw per latent shape: the sampler copies it
+	for i, s := range shapes {
+		key := [3]int{s[0], s[1], s[2]}
+		if _, ok := noise[key]; !ok {
+			n, err := flow.Noise(o.Seed, fo.Stream, s)
+			if err != nil {
+				return nil, flow.Options{}, err
+			}
+			noise[key] = n[0]
+		}
+		fo.Noise[i] = noise[key]
 	}
 	return ids, fo, nil
 }
@@ -311,18 +343,26 @@ func prepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, lat
 // DecodeBatch decodes several payloads with the same options in one sampler run: every
 // velocity evaluation runs the conditional and unconditional items of all images as one batch.
 // Each image equals Decode's for its payload, bit for bit (items never mix). Images are
-// [3, H, W], unclamped.
+// [3, H, W], unclamped; payloads of different sizes may be mixed.
 func (e *Engine) DecodeBatch(ctx context.Context, ps []*payload.Payload, o DecodeOptions) ([]tensor.Tensor, error) {
 	return DecodePayloads(ctx, ps, o, e.id, e.latent,
 		func(ids [][]uint32) (flow.Denoiser, error) { return e.dec.Bind(ids, nil) }, e.vae.Decode)
 }
 
-// DecodePayloads is DecodeBatch for any executor of a model with identity id and latent shape
-// [C, h, w]: it checks the payloads (see prepareDecode), binds their token prefixes with bind,
-// samples every latent in one sdk/flow run and decodes them with one call of vaeDecode
-// (scaled latents [B, C, h, w] → images [B, 3, H, W]). Package native's Backend uses it, so
-// both executors decode with the same steps.
-func DecodePayloads(ctx context.Context, ps []*payload.Payload, o DecodeOptions, id payload.Model, latent []int,
+// latent is the engine's LatentFunc: any size the model runs at.
+func (e *Engine) latent(height, width int) ([]int, error) {
+	if err := e.geo.Check(height, width); err != nil {
+		return nil, err
+	}
+	return e.geo.Latent(height, width), nil
+}
+
+// DecodePayloads is DecodeBatch for any executor of a model with identity id whose latent
+// shapes latent gives: it checks the payloads (see prepareDecode), binds their token prefixes
+// with bind, samples every latent in one sdk/flow run and decodes them with one call of
+// vaeDecode (scaled latents [B, C, h, w] → images [B, 3, H, W]) per latent size. Package
+// native's Backend uses it, so both executors decode with the same steps.
+func DecodePayloads(ctx context.Context, ps []*payload.Payload, o DecodeOptions, id payload.Model, latent LatentFunc,
 	bind func(ids [][]uint32) (flow.Denoiser, error),
 	vaeDecode func(context.Context, tensor.Tensor) (tensor.Tensor, error)) ([]tensor.Tensor, error) {
 	ids, fo, err := prepareDecode(ps, id, o, latent)
@@ -337,15 +377,41 @@ func DecodePayloads(ctx context.Context, ps []*payload.Payload, o DecodeOptions,
 	if err != nil {
 		return nil, err
 	}
-	all, err := tensor.Stack(lat)
-	if err != nil {
-		return nil, err
+	out := make([]tensor.Tensor, len(lat))
+	for _, group := range sameShape(lat) {
+		part := make([]tensor.Tensor, len(group))
+		for j, i := range group {
+			part[j] = lat[i]
+		}
+		all, err := tensor.Stack(part)
+		if err != nil {
+			return nil, err
+		}
+		img, err := vaeDecode(ctx, all)
+		if err != nil {
+			return nil, err
+		}
+		for j, x := range tensor.Unstack(img) {
+			out[group[j]] = x
+		}
 	}
-	img, err := vaeDecode(ctx, all)
-	if err != nil {
-		return nil, err
+	return out, nil
+}
+
+// sameShape groups the indices of ts by shape, in order of first appearance.
+func sameShape(ts []tensor.Tensor) [][]int {
+	var groups [][]int
+next:
+	for i, t := range ts {
+		for g, idx := range groups {
+			if tensor.SameShape(ts[idx[0]], t) {
+				groups[g] = append(idx, i)
+				continue next
+			}
+		}
+		groups = append(groups, []int{i})
 	}
-	return tensor.Unstack(img), nil
+	return groups
 }
 
 // DecodeImage is Decode followed by the official demo's conversion to 8-bit RGB.

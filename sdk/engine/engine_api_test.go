@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/color"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/sdk/payload"
@@ -29,7 +30,8 @@ func TestEngineAgainstOfficial(t *testing.T) {
 			ks, _ := ref.ReadInt64("detok_k")
 			k := int(ks[0])
 			noise := c.f32(t, "detok_noise").Data
-			C, h, w := e.latent[0], e.latent[1], e.latent[2]
+			lat := e.geo.Latent(e.ImageSize())
+			C, h, w := lat[0], lat[1], lat[2]
 			n := tensor.Tensor{Shape: []int{C, h, w}, Data: noise[:C*h*w]}
 			g := c.f32(t, "detok_guidance_scale").Data
 			p := &payload.Payload{Model: e.Identity(), Image: payload.Image{Height: H, Width: W}, IDs: ids[0]}
@@ -110,5 +112,77 @@ func TestEngineBadInput(t *testing.T) {
 	cancel()
 	if _, err := e.Decode(cctx, p, o); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
+	}
+}
+
+// TestEngineSizes: a model runs at any size its tables cover (as the official code, which crops
+// them), chosen per call. A payload records the size it was encoded at and decodes at it; a
+// batch of payloads of several sizes decodes each as it would alone, bit for bit.
+func TestEngineSizes(t *testing.T) {
+	e, err := Load(filepath.Join(officialRoot, "c1_w32_zero_e2"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if h, w := e.ImageSize(); h != 32 || w != 32 {
+		t.Fatalf("default size %dx%d, want the table's 32x32 (the config states none)", h, w)
+	}
+	im := image.NewNRGBA(image.Rect(0, 0, 50, 40))
+	for i := range im.Pix {
+		im.Pix[i] = uint8(i * 7)
+	}
+	p24, err := e.Encode(ctx, im, EncodeOptions{Size: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p32, err := e.Encode(ctx, im, EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p24.Image.Height != 24 || p24.Image.Width != 24 || p32.Image.Height != 32 {
+		t.Fatalf("recorded sizes %+v, %+v", p24.Image, p32.Image)
+	}
+	o := DecodeOptions{Steps: 2, Guidance: 2, APG: true, Seed: 3}
+	alone := map[int]tensor.Tensor{}
+	for _, p := range []*payload.Payload{p24, p32} {
+		x, err := e.Decode(ctx, p, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []int{3, p.Image.Height, p.Image.Width}; !tensor.SameShape(x, tensor.Tensor{Shape: want}) {
+			t.Fatalf("decoded %v, want %v", x.Shape, want)
+		}
+		alone[p.Image.Height] = x
+	}
+	both, err := e.DecodeBatch(ctx, []*payload.Payload{p24, p32, p24}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []tensor.Tensor{alone[24], alone[32], alone[24]} {
+		if !tensor.SameShape(both[i], want) || tensor.MaxAbsDiff(both[i].Data, want.Data) != 0 {
+			t.Fatalf("batch item %d differs from its decode alone", i)
+		}
+	}
+	// Size overrides the payload's size on decode.
+	o16 := o
+	o16.Size = 16
+	if x, err := e.Decode(ctx, p32, o16); err != nil || x.Shape[1] != 16 || x.Shape[2] != 16 {
+		t.Fatalf("decode at 16: %v %v", x.Shape, err)
+	}
+	// Sizes the model does not run at are refused, naming what it runs at.
+	for _, size := range []int{-4, 30, 36, 40} {
+		if _, err := e.Encode(ctx, im, EncodeOptions{Size: size}); !errors.Is(err, ErrArgument) {
+			t.Errorf("encode at %d: %v, want ErrArgument", size, err)
+		}
+		oo := o
+		oo.Size = size
+		if _, err := e.Decode(ctx, p32, oo); err == nil {
+			t.Errorf("decode at %d: no error", size)
+		}
+	}
+	bad := *p32
+	bad.Image.Height = 30
+	if _, err := e.Decode(ctx, &bad, o); err == nil || !strings.Contains(err.Error(), "multiples of 4x4 pixels up to 32x32") {
+		t.Errorf("payload of 30 px: %v", err)
 	}
 }

@@ -143,6 +143,9 @@ type Config struct {
 	FSQ      FSQConfig
 	Decoder  DecoderConfig
 	Pipeline PipelineConfig
+	// ImageSize is the size the model states it runs at (the top-level "image_size", an SDK
+	// extension; height, width), zero if it states none. See Geometry.
+	ImageSize [2]int
 }
 
 // CodebookSize is the product of the FSQ levels.
@@ -213,6 +216,9 @@ func ParseTree(tree pyliteral.Value, vaeJSON []byte) (*Config, error) {
 		}
 	}
 	if err := c.checkKeys(); err != nil {
+		return nil, err
+	}
+	if err := c.parseImageSize(root); err != nil {
 		return nil, err
 	}
 	return c, nil

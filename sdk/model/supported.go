@@ -61,8 +61,6 @@ func (e EncoderConfig) Supported() error {
 // encoder's n_max).
 func (d DecoderConfig) Supported(registers int) error {
 	switch {
-	case d.NullCondSingle:
-		return fmt.Errorf("%w: LearnedNullCond with replace_with_single_token=True", ErrUnsupported)
 	case d.PatchPosemb.Type != "sincos" || len(d.PatchPosemb.MaxSizes) != 2:
 		return fmt.Errorf("%w: decoder patch posemb %q %v: only a 2-D sin-cos table is supported", ErrUnsupported, d.PatchPosemb.Type, d.PatchPosemb.MaxSizes)
 	case d.RegisterPosemb.Type != "learnable_sum" || len(d.RegisterPosemb.MaxSizes) != 1:
