@@ -37,12 +37,15 @@ type Backend struct {
 	// sizeTag marks the export cache directory of graphs exported at another size than the
 	// model's own ("" at its own size).
 	sizeTag string
-	fsq     *fsq.Quantizer
-	enc     *Session
-	dec     *Session
-	vae     *Session
-	dir     string // temporary export directory removed by Close ("" when none)
-	closed  sync.Once
+	// encErr and decErr say why this model cannot encode (decode); its graphs for that
+	// direction are then not exported.
+	encErr, decErr error
+	fsq            *fsq.Quantizer
+	enc            *Session
+	dec            *Session
+	vae            *Session
+	dir            string // temporary export directory removed by Close ("" when none)
+	closed         sync.Once
 }
 
 // Load opens a checkpoint (a model.safetensors file or a directory holding it, as
@@ -93,17 +96,31 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, err
 	if d := m.Config.Geometry().Default; d != [2]int{s.Height, s.Width} {
 		b.sizeTag = fmt.Sprintf("-s%dx%d", s.Height, s.Width)
 	}
+	// A layout the executors do not run refuses one direction only (as engine.New).
+	if err := m.Config.CanEncode(); err != nil {
+		b.encErr = fmt.Errorf("%w: this model cannot encode: %w", engine.ErrUnsupported, err)
+	}
+	if err := m.Config.CanDecode(); err != nil {
+		b.decErr = fmt.Errorf("%w: this model cannot decode: %w", engine.ErrUnsupported, err)
+	}
+	if b.encErr != nil && b.decErr != nil {
+		return nil, fmt.Errorf("flextok/native: %w; %w", b.encErr, b.decErr)
+	}
 	graphs := []struct {
 		name    string
 		build   func(*model.Model, onnx.Sizes) (*pb.ModelProto, error)
 		in, out []string
 		dst     **Session
+		skip    bool
 	}{
-		{"encoder", onnx.Encoder, []string{onnx.InImage}, []string{onnx.OutZ, onnx.OutIDs}, &b.enc},
-		{"decoder", onnx.Decoder, []string{onnx.InX, onnx.InT, onnx.InIDs, onnx.InK}, []string{onnx.OutV}, &b.dec},
-		{"vae_decoder", onnx.VAEDecoderGraph, []string{onnx.InLatents}, []string{onnx.OutImage}, &b.vae},
+		{"encoder", onnx.Encoder, []string{onnx.InImage}, []string{onnx.OutZ, onnx.OutIDs}, &b.enc, b.encErr != nil},
+		{"decoder", onnx.Decoder, []string{onnx.InX, onnx.InT, onnx.InIDs, onnx.InK}, []string{onnx.OutV}, &b.dec, b.decErr != nil},
+		{"vae_decoder", onnx.VAEDecoderGraph, []string{onnx.InLatents}, []string{onnx.OutImage}, &b.vae, b.decErr != nil},
 	}
 	for _, g := range graphs {
+		if g.skip {
+			continue
+		}
 		sess, err := b.open(g.name, g.build, m, g.in, g.out, o)
 		if err != nil {
 			b.Close()
@@ -231,10 +248,18 @@ func (b *Backend) latent(height, width int) ([]int, error) {
 func (b *Backend) MaxTokens() int { return b.sizes.R }
 
 // Provider is the execution provider the sessions run on.
-func (b *Backend) Provider() Provider { return b.dec.Provider() }
+func (b *Backend) Provider() Provider {
+	if b.dec == nil {
+		return b.enc.Provider()
+	}
+	return b.dec.Provider()
+}
 
 // EncodeTensor tokenizes preprocessed images [B, 3, H, W] in [-1, 1]: MaxTokens ids each.
 func (b *Backend) EncodeTensor(ctx context.Context, images tensor.Tensor) ([][]uint32, error) {
+	if b.encErr != nil {
+		return nil, b.encErr
+	}
 	s := b.sizes
 	if err := images.Check(); err != nil || len(images.Shape) != 4 || images.Shape[0] < 1 ||
 		images.Shape[1] != 3 || images.Shape[2] != s.Height || images.Shape[3] != s.Width {
@@ -271,6 +296,9 @@ func (b *Backend) Encode(ctx context.Context, img image.Image, o engine.EncodeOp
 // EncodeBatch encodes several images in one forward pass (engine.EncodeImages with this
 // backend's encoder); the payloads are those Encode gives one by one.
 func (b *Backend) EncodeBatch(ctx context.Context, imgs []image.Image, o engine.EncodeOptions) ([]*payload.Payload, error) {
+	if b.encErr != nil {
+		return nil, b.encErr
+	}
 	return engine.EncodeImages(ctx, imgs, o, b.id, b.hints, b.size, b.EncodeTensor)
 }
 
@@ -290,6 +318,9 @@ func (b *Backend) Decode(ctx context.Context, p *payload.Payload, o engine.Decod
 // Each image is Decode's for its payload up to float rounding (ONNX Runtime's kernels may
 // order sums differently for another batch size).
 func (b *Backend) DecodeBatch(ctx context.Context, ps []*payload.Payload, o engine.DecodeOptions) ([]tensor.Tensor, error) {
+	if b.decErr != nil {
+		return nil, b.decErr
+	}
 	return engine.DecodePayloads(ctx, ps, o, b.id, b.latent,
 		func(ids [][]uint32) (flow.Denoiser, error) { return b.Bind(ids, nil) }, b.DecodeLatents)
 }
@@ -305,6 +336,9 @@ func (b *Backend) DecodeImage(ctx context.Context, p *payload.Payload, o engine.
 
 // DecodeLatents runs the VAE decoder on scaled latents [B, C, h, w]: images [B, 3, H, W].
 func (b *Backend) DecodeLatents(ctx context.Context, latents tensor.Tensor) (tensor.Tensor, error) {
+	if b.decErr != nil {
+		return tensor.Tensor{}, b.decErr
+	}
 	s := b.sizes
 	if err := latents.Check(); err != nil || len(latents.Shape) != 4 || latents.Shape[0] < 1 ||
 		latents.Shape[1] != s.C || latents.Shape[2] != s.H || latents.Shape[3] != s.W {
@@ -332,6 +366,9 @@ var _ flow.Denoiser = (*Conditioned)(nil)
 // Bind prepares token sequences for sampling, with the rules of engine.Decoder.Bind: at most R
 // ids each, inside the codebook; k nil means every sequence's length, otherwise k[i] in [1, R].
 func (b *Backend) Bind(ids [][]uint32, k []int) (*Conditioned, error) {
+	if b.decErr != nil {
+		return nil, b.decErr
+	}
 	if len(ids) == 0 {
 		return nil, fmt.Errorf("flextok/native: Bind: no token sequences")
 	}

@@ -20,6 +20,9 @@ import (
 // (0-based) and wrapping the cause; callers that want the others encoded anyway retry without
 // it. An empty batch returns no payloads and no error.
 func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOptions) ([]*payload.Payload, error) {
+	if e.encErr != nil {
+		return nil, e.encErr
+	}
 	return EncodeImages(ctx, imgs, o, e.id, e.hints, e.geo.Resolve, e.EncodeTensor)
 }
 

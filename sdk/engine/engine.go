@@ -38,6 +38,9 @@ type Engine struct {
 	fsq   *fsq.Quantizer
 	geo   model.Geometry // image sizes the model runs at
 	hints *payload.Hints
+	// encErr and decErr say why the executors cannot encode (decode) with this model; the
+	// engine then has no encoder (decoder) and refuses that direction only.
+	encErr, decErr error
 }
 
 // Load opens a checkpoint (a model.safetensors file or a directory holding it, as
@@ -110,11 +113,20 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Engine, erro
 	if e.vae, err = NewVAE(m, o); err != nil {
 		return nil, err
 	}
-	if e.enc, err = NewEncoder(m, o); err != nil {
+	// A layout the executors do not run refuses one direction only: a model that cannot
+	// decode still encodes, and the other way round.
+	if e.enc, err = NewEncoder(m, o); errors.Is(err, model.ErrUnsupported) {
+		e.encErr = fmt.Errorf("%w: this model cannot encode: %w", ErrUnsupported, err)
+	} else if err != nil {
 		return nil, err
 	}
-	if e.dec, err = NewDecoder(m, o); err != nil {
+	if e.dec, err = NewDecoder(m, o); errors.Is(err, model.ErrUnsupported) {
+		e.decErr = fmt.Errorf("%w: this model cannot decode: %w", ErrUnsupported, err)
+	} else if err != nil {
 		return nil, err
+	}
+	if e.encErr != nil && e.decErr != nil {
+		return nil, fmt.Errorf("%w; %w", e.encErr, e.decErr)
 	}
 	e.geo = cfg.Geometry()
 	if err := e.geo.Check(e.geo.Default[0], e.geo.Default[1]); err != nil {
@@ -182,6 +194,9 @@ func (e *Engine) Encode(ctx context.Context, img image.Image, o EncodeOptions) (
 // EncodeTensor tokenizes a batch of preprocessed images [B, 3, H, W] in [-1, 1] (the official
 // tokenize): every image gets MaxTokens ids.
 func (e *Engine) EncodeTensor(ctx context.Context, images tensor.Tensor) ([][]uint32, error) {
+	if e.encErr != nil {
+		return nil, e.encErr
+	}
 	lat, err := e.vae.Encode(ctx, images)
 	if err != nil {
 		return nil, err
@@ -345,6 +360,9 @@ func prepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, lat
 // Each image equals Decode's for its payload, bit for bit (items never mix). Images are
 // [3, H, W], unclamped; payloads of different sizes may be mixed.
 func (e *Engine) DecodeBatch(ctx context.Context, ps []*payload.Payload, o DecodeOptions) ([]tensor.Tensor, error) {
+	if e.decErr != nil {
+		return nil, e.decErr
+	}
 	return DecodePayloads(ctx, ps, o, e.id, e.latent,
 		func(ids [][]uint32) (flow.Denoiser, error) { return e.dec.Bind(ids, nil) }, e.vae.Decode)
 }

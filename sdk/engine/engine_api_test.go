@@ -5,10 +5,12 @@ import (
 	"errors"
 	"image"
 	"image/color"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/flextok-sdk/flextok/sdk/model"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
@@ -185,4 +187,87 @@ func TestEngineSizes(t *testing.T) {
 	if _, err := e.Decode(ctx, &bad, o); err == nil || !strings.Contains(err.Error(), "multiples of 4x4 pixels up to 32x32") {
 		t.Errorf("payload of 30 px: %v", err)
 	}
+}
+
+// TestEngineOneDirection: a model whose decoder layout the executors do not run still encodes,
+// and one whose encoder they do not run still decodes; the refusal comes when the missing
+// direction is used, and names the reason.
+func TestEngineOneDirection(t *testing.T) {
+	dir := filepath.Join(officialRoot, "c1_w32_zero_e2")
+	cfgJSON, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vaeJSON, err := os.ReadFile(filepath.Join(dir, "vae", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	im := image.NewNRGBA(image.Rect(0, 0, 32, 32))
+	ref, err := Load(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ref.Encode(ctx, im, EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The n-th "posemb_type" of c1's config.json: 1 the encoder's patches (sincos), 2 the
+	// decoder's registers (learnable_sum); each replaced by a type the config accepts but
+	// the executors do not run.
+	mutate := func(n int, from, to string) *Engine {
+		t.Helper()
+		s := string(cfgJSON)
+		at := 0
+		for i := 0; i < n; i++ {
+			at += strings.Index(s[at:], `"posemb_type": `) + 1
+		}
+		at += len(`"posemb_type": `) - 1
+		if !strings.HasPrefix(s[at:], `"`+from+`"`) {
+			t.Fatalf("posemb_type %d of c1 is not %s", n, from)
+		}
+		s = s[:at] + `"` + to + `"` + s[at+len(from)+2:]
+		cfg, err := model.ParseConfigJSON([]byte(s), vaeJSON)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := model.LoadFile(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Weights.Close()
+		m.Config = cfg
+		e, err := New(m, ref.Identity().Name, ref.Identity().Digest, Options{})
+		if err != nil {
+			t.Fatalf("a model that runs one way was refused: %v", err)
+		}
+		return e
+	}
+	o := DecodeOptions{Steps: 1, Guidance: 1}
+
+	encOnly := mutate(2, "learnable_sum", "learnable_prod")
+	if q, err := encOnly.Encode(ctx, im, EncodeOptions{}); err != nil || countDiffIDs(q.IDs, p.IDs) != 0 {
+		t.Fatalf("encode without a decoder: %v", err)
+	}
+	if _, err := encOnly.Decode(ctx, p, o); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "cannot decode") || !strings.Contains(err.Error(), "learnable_prod") {
+		t.Errorf("decode: %v, want ErrUnsupported naming the register posemb", err)
+	}
+
+	decOnly := mutate(1, "sincos", "learnable_sum")
+	if _, err := decOnly.Decode(ctx, p, o); err != nil {
+		t.Fatalf("decode without an encoder: %v", err)
+	}
+	if _, err := decOnly.Encode(ctx, im, EncodeOptions{}); !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "cannot encode") {
+		t.Errorf("encode: %v, want ErrUnsupported", err)
+	}
+}
+
+func countDiffIDs(a, b []uint32) int {
+	n := 0
+	for i := range a {
+		if i >= len(b) || a[i] != b[i] {
+			n++
+		}
+	}
+	return n + max(0, len(b)-len(a))
 }

@@ -21,7 +21,11 @@ type Summary struct {
 	DTypes       map[string]int // tensors per dtype
 	Unexpected   []string
 	ConfigSource string
-	Licence      string
+	Sizes        string // the image size the model runs at by default, and the sizes it supports
+	// Encode and Decode are "" when the executors can encode (decode) with the model, else why
+	// not (CanEncode, CanDecode).
+	Encode, Decode string
+	Licence        string
 }
 
 // Summarize describes m.
@@ -33,12 +37,25 @@ func Summarize(m *Model) Summary {
 			c.VAE.LatentChannels, c.VAE.DownsampleFactor(), c.VAE.BlockOutChannels,
 			e.Depth, e.Width, e.Heads, c.Encoder.RegistersNMax, c.Encoder.MaskMode,
 			c.FSQ.Levels, c.CodebookSize(),
-			d.Depth, d.Width, d.Heads, d.AdaLNExpansion, c.Decoder.NullCond, c.Decoder.HeadAdaLN, c.Decoder.MaxTimestep),
+			d.Depth, d.Width, d.Heads, d.AdaLNExpansion, nullCond(c.Decoder), c.Decoder.HeadAdaLN, c.Decoder.MaxTimestep),
 		Params:       m.Report.Params,
 		DTypes:       map[string]int{},
 		Unexpected:   m.Report.Unexpected,
 		ConfigSource: m.ConfigSource,
 		Licence:      LicenceNotice,
+	}
+	g := c.Geometry()
+	from := "its tables' size"
+	if c.ImageSize != [2]int{} {
+		from = "its config's image_size"
+	}
+	st, mx := g.step(), g.Max()
+	s.Sizes = fmt.Sprintf("%dx%d (%s); any multiple of %dx%d up to %dx%d", g.Default[0], g.Default[1], from, st[0], st[1], mx[0], mx[1])
+	if err := c.CanEncode(); err != nil {
+		s.Encode = err.Error()
+	}
+	if err := c.CanDecode(); err != nil {
+		s.Decode = err.Error()
 	}
 	for _, p := range m.Report.Params {
 		s.TotalParams += p
@@ -52,7 +69,14 @@ func Summarize(m *Model) Summary {
 // String formats the summary as a few lines of text.
 func (s Summary) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\nconfig from %s\n", s.Architecture, s.ConfigSource)
+	fmt.Fprintf(&b, "%s\nconfig from %s\nimage size %s\n", s.Architecture, s.ConfigSource, s.Sizes)
+	for _, p := range []struct{ what, why string }{{"encode", s.Encode}, {"decode", s.Decode}} {
+		if p.why == "" {
+			fmt.Fprintf(&b, "%s: supported\n", p.what)
+		} else {
+			fmt.Fprintf(&b, "%s: NOT supported: %s\n", p.what, p.why)
+		}
+	}
 	for _, part := range []string{"vae", "encoder", "decoder"} {
 		fmt.Fprintf(&b, "params %-8s %d\n", part, s.Params[part])
 	}
@@ -68,4 +92,12 @@ func (s Summary) String() string {
 	}
 	b.WriteString(s.Licence)
 	return b.String()
+}
+
+// nullCond names the decoder's null condition.
+func nullCond(d DecoderConfig) string {
+	if d.NullCondSingle {
+		return d.NullCond.String() + " (single token)"
+	}
+	return d.NullCond.String()
 }

@@ -78,3 +78,21 @@ func (d DecoderConfig) Supported(registers int) error {
 	}
 	return nil
 }
+
+// CanEncode reports whether the executors can encode (tokenize) with this model: its VAE and
+// encoder layouts are supported. A model that cannot decode may still encode.
+func (c *Config) CanEncode() error {
+	if err := c.VAE.Supported(); err != nil {
+		return err
+	}
+	return c.Encoder.Supported()
+}
+
+// CanDecode reports whether the executors can decode (detokenize) with this model: its VAE and
+// decoder layouts are supported. A model that cannot encode may still decode.
+func (c *Config) CanDecode() error {
+	if err := c.VAE.Supported(); err != nil {
+		return err
+	}
+	return c.Decoder.Supported(c.Encoder.RegistersNMax)
+}
