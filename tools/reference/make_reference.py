@@ -180,6 +180,9 @@ def build_config(c):
             "eval_drop_flag_read_key": "eval_dropout_mask",
             "dropout_prob": 0.2,
         }
+        if c["nullcond"] == "learned_single":
+            # The dropped register sequence of an uncond item becomes ONE [1,1,W] token.
+            nullcond["replace_with_single_token"] = True
     E = c["adaLN_expansion"]
     dec_transformer = {
         "_target_": f"{P}.trunks.transformers.FlexTransformer",
@@ -335,6 +338,19 @@ def build_config(c):
     }
 
 
+def hub_config(config, c):
+    """The config.json content: the FlexTok config, plus (if the case asks for it) the SDK's
+    top-level extension key "image_size" (the model's own run size in pixels). FlexTokFromHub
+    reads only its six named keys, so it ignores the extra key. It is NOT written into the
+    safetensors __metadata__: load_model_from_safetensors instantiates the whole metadata dict
+    with _target_ FlexTok, whose __init__ rejects unknown keyword arguments (TypeError; checked
+    in verify_case)."""
+    cfg = dict(config)
+    if c.get("sdk_image_size_key"):
+        cfg["image_size"] = c["image_size"]
+    return cfg
+
+
 def vae_diffusers_config(c):
     n = len(c["vae_block_out_channels"])
     return dict(
@@ -386,11 +402,37 @@ CASES = {
         scaling_factor=0.5, vae_config_scaling_factor=0.18215,
         act_checkpoint=False, repa_layer=1, storage_dtype="bfloat16",
     ),
+    # LearnedNullCond(replace_with_single_token=True): in the uncond pass each image's register
+    # sequence becomes ONE token [1,1,W] (packed: 64 patches + 1 token), which with E=2
+    # (per_subseq_embs) gets the second (register) modulation. Head with adaLN, batch of 2.
+    "c4_w32_nulltok_e2": dict(
+        enc_dim=32, dec_dim=32, enc_depth=1, dec_depth=1, head_dim=16,
+        adaLN_expansion=2, nullcond="learned_single", head_adaLN=True, max_timestep=1000.0,
+        n_registers=32, latent_channels=4, image_size=32, batch=2,
+        vae_block_out_channels=[4, 8], vae_layers_per_block=1, vae_norm_num_groups=2,
+        scaling_factor=0.6, vae_config_scaling_factor=0.18215,
+        act_checkpoint=False, repa_layer=None, storage_dtype="float32",
+    ),
+    # Run below the size of the positional tables: the sin-cos patch tables of encoder and
+    # decoder are 16x16 (64 px at f2, patch 2) but the model runs at 48 px (latent 24, patch
+    # grid 12x12), so both tables are cropped. config.json carries the SDK key "image_size": 48,
+    # vae/config.json sample_size 48. VAE with 8 GroupNorm groups (channels [8,16]). Batch of 1
+    # (keeps the files small: every tensor is 2.25x the size of the 32 px cases).
+    "c5_w32_img48_tab64_g8": dict(
+        enc_dim=32, dec_dim=32, enc_depth=1, dec_depth=1, head_dim=16,
+        adaLN_expansion=2, nullcond="learned", head_adaLN=True, max_timestep=1000.0,
+        n_registers=16, latent_channels=4, image_size=48, batch=1,
+        vae_block_out_channels=[8, 16], vae_layers_per_block=1, vae_norm_num_groups=8,
+        scaling_factor=0.75, vae_config_scaling_factor=0.18215,
+        act_checkpoint=False, repa_layer=None, storage_dtype="float32",
+        posemb_size=16, sdk_image_size_key=True,
+    ),
 }
 for _c in CASES.values():
     _f = 2 ** (len(_c["vae_block_out_channels"]) - 1)
     _c["latent_size"] = _c["image_size"] // _f
-    _c["posemb_size"] = _c["latent_size"] // 2
+    # Side of the sin-cos patch tables; by default exactly the patch grid of image_size.
+    _c["posemb_size"] = _c.pop("posemb_size", _c["latent_size"] // 2)
 
 DETOK_STEPS = 4
 GUIDANCE = {"none": (1.0, False), "cfg": (3.0, False), "apg": (3.0, True)}
@@ -570,6 +612,40 @@ def compute_reference(model, c, case_seed):
     ref["dec_x_t"] = x_t.contiguous()
     ref["velocity_cond"] = torch.stack(v_cond).contiguous()
     ref["velocity_uncond"] = torch.stack(v_uncond).contiguous()
+    info = {}
+
+    # ---- single-token null condition: make sure the uncond pass really took that path ----
+    nullcond = model.decoder.module_dict["dec_latent_dropout"]
+    if getattr(nullcond, "replace_with_single_token", False):
+        W_d = c["dec_dim"]
+        assert tuple(ref["dec0_uncond_registers_in"].shape) == (B, 1, W_d)
+        assert torch.equal(ref["dec0_uncond_registers_in"], nullcond.nullcond.view(1, 1, W_d).expand(B, 1, W_d))
+        # The same uncond calls with the flag switched off (nullcond written to all R slots).
+        nullcond.replace_with_single_token = False
+        try:
+            v_alt = []
+            for j, (t, k) in enumerate(zip(ts, ks)):
+                d = {
+                    model.quants_write_key: [q.clone() for q in quant_list],
+                    "eval_keep_k": list(k),
+                    "timesteps": t * torch.ones(B),
+                    "vae_latents_noised": list(x_t[j].split(1)),
+                    "eval_dropout_mask": [True] * B,
+                }
+                v_alt.append(stack(model.decoder(d)["vae_latents_reconst"]))
+        finally:
+            nullcond.replace_with_single_token = True
+        v_alt = torch.stack(v_alt)
+        diff = (v_alt - ref["velocity_uncond"]).double()
+        vu = ref["velocity_uncond"].double()
+        per_call = [float(diff[j].norm() / vu[j].norm()) for j in range(len(ts))]
+        info["nulltok_flag_off_uncond_velocity"] = {
+            "rel_l2": float(diff.norm() / vu.norm()),
+            "rel_l2_per_call": per_call,
+            "max_abs_diff": float(diff.abs().max()),
+            "velocity_uncond_max_abs": float(vu.abs().max()),
+        }
+        assert min(per_call) > 0.01, f"single-token null cond hardly matters: {per_call}"
 
     # ---- full detokenize with injected noise ----
     detok_k = [R // 2] if B == 1 else [R // 2, R]
@@ -607,7 +683,8 @@ def compute_reference(model, c, case_seed):
         if v_.is_floating_point():
             assert v_.dtype == torch.float32, k_
             assert torch.isfinite(v_).all(), k_
-    return ref, fsq_margin
+    info = {"fsq_min_margin": fsq_margin, **info}
+    return ref, info
 
 
 # ----------------------------------------------------------------------------------------
@@ -672,11 +749,11 @@ def make_case(name, c, seed):
         sd = {k: v.to(torch.bfloat16) for k, v in sd.items()}
     save_safetensors(sd, str(case_dir / "model.safetensors"), metadata_dict=config)
     # The HF-mixin style config (order preserved: see NOTES.md about sort_keys).
-    (case_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (case_dir / "config.json").write_text(json.dumps(hub_config(config, c), indent=2) + "\n")
 
-    ref, fsq_margin = compute_reference(model, c, seed)
+    ref, info = compute_reference(model, c, seed)
     save_file(ref, str(case_dir / "reference.safetensors"), metadata={"case": name})
-    return model, ref, fsq_margin
+    return model, ref, info
 
 
 def verify_case(name, c, seed):
@@ -705,6 +782,27 @@ def verify_case(name, c, seed):
     hub = cpu_runtime_patch(hub.eval())
     ids = torch.cat(hub.tokenize(ref_saved["image"]), dim=0)
     assert torch.equal(ids, ref_saved["token_ids"]), f"{name}: FlexTokFromHub tokenize differs"
+    if c.get("sdk_image_size_key"):
+        assert cfg.get("image_size") == c["image_size"], f"{name}: config.json lacks image_size"
+        # The same key in __metadata__ would break load_model_from_safetensors (hub_config).
+        from safetensors.torch import safe_open
+
+        with safe_open(str(case_dir / "model.safetensors"), "pt") as f:
+            md = dict(f.metadata())
+        assert "image_size" not in md
+        with tempfile.TemporaryDirectory() as tmp:
+            probe = Path(tmp) / "probe.safetensors"
+            save_file(load_file(str(case_dir / "model.safetensors")), str(probe),
+                      metadata={**md, "image_size": str(c["image_size"])})
+            os.chdir(vae_workdir(case_dir, Path(tmp)))
+            try:
+                load_model_from_safetensors(str(probe), device="cpu")
+            except Exception as e:  # hydra InstantiationException wrapping a TypeError
+                assert "unexpected keyword argument 'image_size'" in str(e), e
+            else:
+                raise AssertionError("load_model_from_safetensors accepted image_size in __metadata__")
+            finally:
+                os.chdir(cwd)
     print(f"{name}: verified bitwise ({len(ref_saved)} tensors)")
 
 
@@ -721,7 +819,7 @@ def model_content_sha256(path):
     return hashlib.sha256(canon.encode() + b[8 + n :]).hexdigest()
 
 
-def summarise(name, c, ref, fsq_margin):
+def summarise(name, c, ref, info):
     case_dir = OUT_ROOT / name
     st = load_file(str(case_dir / "model.safetensors"))
     files = {}
@@ -734,7 +832,7 @@ def summarise(name, c, ref, fsq_margin):
         "model_tensors": len(st),
         "model_params": int(sum(v.numel() for v in st.values())),
         "storage_dtype": c["storage_dtype"],
-        "fsq_min_margin": fsq_margin,
+        **info,
         "detok_steps": DETOK_STEPS,
         "detok_guidance": {g: {"guidance_scale": s, "perform_norm_guidance": a}
                            for g, (s, a) in GUIDANCE.items()},
@@ -745,10 +843,14 @@ def summarise(name, c, ref, fsq_margin):
 
 
 def main():
+    global OUT_ROOT
     ap = argparse.ArgumentParser()
     ap.add_argument("--verify-only", action="store_true")
-    ap.add_argument("--cases", nargs="*", default=list(CASES))
+    ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--out-root", type=Path, default=OUT_ROOT,
+                    help="write/verify under this directory instead (e.g. to compare a full rerun)")
     args = ap.parse_args()
+    OUT_ROOT = args.out_root.resolve()
     import diffusers
     import safetensors
 
@@ -768,11 +870,24 @@ def main():
             "BlockWiseSequencePacker.return_materialized_mask=True",
             "cases": {},
         }
+        # With --cases, the entries of the other cases are kept from the existing MANIFEST.json
+        # (their files are not rewritten); that needs the same official code and versions.
+        old_path = OUT_ROOT / "MANIFEST.json"
+        old = json.loads(old_path.read_text()) if old_path.exists() else {"cases": {}}
+        kept = [n for n in CASES if n not in args.cases and n in old["cases"]]
+        if kept:
+            for key in ("official_commit", "versions", "cpu_runtime_patch"):
+                if old.get(key) != manifest[key]:
+                    raise SystemExit(f"MANIFEST.json {key} differs from this run: regenerate all cases")
+        new = {}
         for name in args.cases:
             c = CASES[name]
-            _, ref, margin = make_case(name, c, seeds[name])
-            manifest["cases"][name] = summarise(name, c, ref, margin)
+            _, ref, info = make_case(name, c, seeds[name])
+            new[name] = summarise(name, c, ref, info)
             print(f"{name}: written")
+        manifest["cases"] = {n: new[n] if n in new else old["cases"][n]
+                             for n in CASES if n in new or n in kept}
+        OUT_ROOT.mkdir(parents=True, exist_ok=True)
         (OUT_ROOT / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
     for name in args.cases:
         verify_case(name, CASES[name], seeds[name])
