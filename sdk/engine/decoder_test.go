@@ -70,7 +70,9 @@ func TestDecoderOfficial(t *testing.T) {
 					stages := map[string][]float32{}
 					var tr tracer
 					if j == 0 {
-						tr = func(s string, d []float32) { stages[s] = d }
+						// Appended: items of several sequence layouts (the single-token null
+						// condition) emit a stage once per group, conditional items first.
+						tr = func(s string, d []float32) { stages[s] = append(stages[s], d...) }
 					}
 					k := make([]int, B)
 					for i := range k {

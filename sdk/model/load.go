@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
 	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
 )
 
@@ -119,6 +120,18 @@ func Load(f *safetensors.File, configJSON, vaeJSON []byte) (*Model, error) {
 		m.Config, err = ParseConfigJSON(configJSON, vaeJSON)
 	} else {
 		err = fmt.Errorf("%w: the checkpoint has no config in its metadata and no config.json was given", ErrConfig)
+	}
+	if err == nil && m.ConfigSource == "metadata" && configJSON != nil && m.Config.ImageSize == [2]int{} {
+		// The SDK's own top-level keys may be in config.json only: the official
+		// load_model_from_safetensors passes every metadata key to FlexTok and refuses
+		// unknown ones, so a checkpoint that the official code loads cannot have them there.
+		var t pyliteral.Value
+		if t, err = parseJSONTree(configJSON); err == nil {
+			err = m.Config.parseImageSize(node{v: t})
+		}
+		if err != nil {
+			err = fmt.Errorf("config.json: %w", err)
+		}
 	}
 	if err != nil {
 		return nil, err
