@@ -238,6 +238,9 @@ func (b *Backend) size(side int) (int, int, error) {
 // latent is the Backend's engine.LatentFunc: only the exported size.
 func (b *Backend) latent(height, width int) ([]int, error) {
 	s := b.sizes
+	if height == 0 && width == 0 {
+		height, width = s.Height, s.Width
+	}
 	if height != s.Height || width != s.Width {
 		return nil, fmt.Errorf("flextok/native: image size %dx%d, but the ONNX graphs were exported for %dx%d (native.Options.ImageSize, --size)", height, width, s.Height, s.Width)
 	}

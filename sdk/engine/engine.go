@@ -303,7 +303,8 @@ func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent La
 }
 
 // LatentFunc maps an image size in pixels to the latent shape [C, h, w] an executor decodes
-// it at, or refuses the size.
+// it at, or refuses the size. 0×0 (a payload made in memory without a size) means the
+// executor's own size.
 type LatentFunc func(height, width int) ([]int, error)
 
 // prepareDecode checks payloads decoded together with the same options and returns their
@@ -369,6 +370,9 @@ func (e *Engine) DecodeBatch(ctx context.Context, ps []*payload.Payload, o Decod
 
 // latent is the engine's LatentFunc: any size the model runs at.
 func (e *Engine) latent(height, width int) ([]int, error) {
+	if height == 0 && width == 0 {
+		height, width = e.ImageSize()
+	}
 	if err := e.geo.Check(height, width); err != nil {
 		return nil, err
 	}
