@@ -544,6 +544,9 @@ func parseTrunk(n node) (TrunkConfig, error) {
 	if n.has("rope_forward_read_key") {
 		return t, fmt.Errorf("%w: %s: RoPE is not supported", ErrConfig, n.child("rope_forward_read_key"))
 	}
+	if n.has("score_mod_read_key") { // no FlexTok module writes one: the official trunk fails
+		return t, fmt.Errorf("%w: %s: attention score modifiers are not supported", ErrConfig, n.child("score_mod_read_key"))
+	}
 	if t.NormEps, err = parseNormEps(n, "norm_layer", false); err != nil {
 		return t, err
 	}

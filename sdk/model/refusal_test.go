@@ -239,6 +239,8 @@ func TestRefuseModuleWiring(t *testing.T) {
 		{"decoder head adaLN packing", []edit{set(dec+"dec_to_patches.adaLN_emb_read_key", "'dec_temb'"),
 			set(dec+"dec_to_patches.adaLN_packing_fn_read_key", "'dec_emb_packing_fn'")}, dec + "dec_to_patches.adaLN_packing_fn_read_key", nil},
 		{"decoder head adaLN", []edit{set(dec+"dec_to_patches.adaLN_emb_read_key", "'dec_temb'")}, "", nil},
+		{"encoder score mod", []edit{set(enc+"enc_transformer.score_mod_read_key", "'enc_score_mod'")}, enc + "enc_transformer.score_mod_read_key", nil},
+		{"decoder score mod None", []edit{set(dec+"dec_transformer.score_mod_read_key", "None")}, "", nil},
 	})
 }
 
