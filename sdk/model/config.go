@@ -215,6 +215,11 @@ func ParseTree(tree pyliteral.Value, vaeJSON []byte) (*Config, error) {
 			return nil, err
 		}
 	}
+	// Training only, but a required argument of FlexTok (flextok_wrapper.py:37); None is allowed.
+	if _, ok := tree.Get("flow_matching_noise_module"); !ok {
+		return nil, fmt.Errorf("%w: flow_matching_noise_module: missing (a required argument of the official FlexTok; "+
+			"the SDK ignores its value, None included)", ErrConfig)
+	}
 	if err := c.checkKeys(); err != nil {
 		return nil, err
 	}
@@ -268,6 +273,9 @@ func (c *Config) parseVAE(n node, vaeJSON []byte) error {
 		return err
 	}
 	if v.DTypeOverride, err = n.optStr("dtype_override", "fp32"); err != nil {
+		return err
+	}
+	if err = fp32Only(n); err != nil {
 		return err
 	}
 	if v.HFHubPath, err = n.optStr("hf_hub_path", ""); err != nil {
@@ -333,6 +341,9 @@ func (c *Config) parseVAE(n node, vaeJSON []byte) error {
 	} else {
 		v.BlockOutChannels = []int{64}
 	}
+	if err = plainVAEBlocks(d, len(v.BlockOutChannels)); err != nil {
+		return err
+	}
 	if v.LayersPerBlock, err = d.optIntIn("layers_per_block", 1, 1, maxVAEDepth); err != nil {
 		return err
 	}
@@ -361,6 +372,44 @@ func (c *Config) parseVAE(n node, vaeJSON []byte) error {
 	for _, ch := range v.BlockOutChannels {
 		if ch < 1 || ch%v.NormGroups != 0 {
 			return fmt.Errorf("%w: %s.block_out_channels: %d not a multiple of norm_num_groups %d", ErrConfig, d.path, ch, v.NormGroups)
+		}
+	}
+	return nil
+}
+
+// fp32Only refuses a dtype_override other than fp32 (or None, which is fp32 for the VAE wrapper and
+// no autocast for the other modules): the official modules then autocast to bf16 or fp16, and the
+// executors compute in float32 only.
+func fp32Only(n node) error {
+	dt, err := n.optStr("dtype_override", "fp32")
+	if err != nil || dt == "fp32" || dt == "float32" {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %q: only fp32 (or None) is supported; the official module autocasts to bf16 or fp16, "+
+		"and rejects other names", ErrConfig, n.child("dtype_override"), dt)
+}
+
+// plainVAEBlocks checks a diffusers VAE config's down_block_types and up_block_types: diffusers
+// builds one block per entry (default: one), taking its width from block_out_channels, and the
+// executors run only the plain blocks, one per block_out_channels entry.
+func plainVAEBlocks(d node, blocks int) error {
+	for _, b := range []struct{ key, want string }{{"down_block_types", "DownEncoderBlock2D"}, {"up_block_types", "UpDecoderBlock2D"}} {
+		types, absent := []string{b.want}, " (absent: diffusers' default, 1)"
+		if d.has(b.key) {
+			absent = ""
+			var err error
+			if types, err = d.strs(b.key); err != nil {
+				return err
+			}
+		}
+		if len(types) != blocks {
+			return fmt.Errorf("%w: %s: %d blocks%s, but block_out_channels has %d; want one %s per entry",
+				ErrConfig, d.child(b.key), len(types), absent, blocks, b.want)
+		}
+		for i, t := range types {
+			if t != b.want {
+				return fmt.Errorf("%w: %s[%d]: %s (only %s is supported)", ErrConfig, d.child(b.key), i, t, b.want)
+			}
 		}
 	}
 	return nil
@@ -434,7 +483,21 @@ func findAll(mods []Module, nodes map[string]node, class string) []node {
 	return out
 }
 
-func parseNormEps(n node, key string) (float64, error) {
+// parseNormEps reads the norm_layer partial at key of n and returns its eps. The official
+// default (key absent) is a non-affine Fp32LayerNorm with eps 1e-5. A norm_layer that is given
+// builds Fp32LayerNorm = nn.LayerNorm with that dict's arguments, whose elementwise_affine
+// defaults to True: only an explicit elementwise_affine=False is the non-affine norm the executors
+// run (bias is then unused: nn.LayerNorm only makes a bias when it is affine). head is true for
+// the heads, where None means no norm at all; a trunk cannot be built with None.
+func parseNormEps(n node, key string, head bool) (float64, error) {
+	if n.isNone(key) {
+		if head {
+			return 0, fmt.Errorf("%w: %s: None (the head then applies no LayerNorm) is not supported; "+
+				"leave it out or give a Fp32LayerNorm with elementwise_affine=False", ErrConfig, n.child(key))
+		}
+		return 0, fmt.Errorf("%w: %s: None (the official blocks cannot be built without a norm layer); "+
+			"leave it out or give a Fp32LayerNorm with elementwise_affine=False", ErrConfig, n.child(key))
+	}
 	if !n.has(key) {
 		return 1e-5, nil
 	}
@@ -442,13 +505,16 @@ func parseNormEps(n node, key string) (float64, error) {
 	if _, err := expectTarget(nl, "Fp32LayerNorm"); err != nil {
 		return 0, err
 	}
-	for _, k := range []string{"elementwise_affine", "bias"} {
-		if b, err := nl.optBool(k, false); err != nil || b {
-			if err == nil {
-				err = fmt.Errorf("%w: %s: affine LayerNorms are not supported", ErrConfig, nl.child(k))
-			}
-			return 0, err
+	if v, ok := nl.v.Get("elementwise_affine"); !ok || v.Kind != pyliteral.Bool || v.Bool {
+		got := "absent (nn.LayerNorm's default: True)"
+		if ok {
+			got = trunc(v.String())
 		}
+		return 0, fmt.Errorf("%w: %s: %s: affine LayerNorms are not supported; want elementwise_affine=False",
+			ErrConfig, nl.child("elementwise_affine"), got)
+	}
+	if _, err := nl.optBool("bias", true); err != nil { // unused without elementwise_affine
+		return 0, err
 	}
 	return nl.optFloat("eps", 1e-5)
 }
@@ -484,7 +550,10 @@ func parseTrunk(n node) (TrunkConfig, error) {
 	if n.has("rope_forward_read_key") {
 		return t, fmt.Errorf("%w: %s: RoPE is not supported", ErrConfig, n.child("rope_forward_read_key"))
 	}
-	if t.NormEps, err = parseNormEps(n, "norm_layer"); err != nil {
+	if n.has("score_mod_read_key") { // no FlexTok module writes one: the official trunk fails
+		return t, fmt.Errorf("%w: %s: attention score modifiers are not supported", ErrConfig, n.child("score_mod_read_key"))
+	}
+	if t.NormEps, err = parseNormEps(n, "norm_layer", false); err != nil {
 		return t, err
 	}
 	if t.Width < 1 || t.Depth < 1 || t.HeadDim < 1 || t.Width%t.HeadDim != 0 {
@@ -617,6 +686,13 @@ func (c *Config) parseEncoder(n node) error {
 	if e.InputReadKey, err = pe.str("input_tensor_list_read_key"); err != nil {
 		return err
 	}
+	if err := unflattened(pe); err != nil {
+		return err
+	}
+	patches, err := pe.str("patches_list_write_key")
+	if err != nil {
+		return err
+	}
 	if ops := findAll(mods, nodes, "PerSampleOp"); len(ops) > 0 {
 		if e.InputReadKey, err = ops[0].str("read_key"); err != nil {
 			return err
@@ -636,6 +712,9 @@ func (c *Config) parseEncoder(n node) error {
 		return err
 	}
 	e.PosembMaxSizes, e.PosembType = pcfg.MaxSizes, pcfg.Type
+	if patches, err = posembKeys(pm, patches, "the patch embedder's patches_list_write_key"); err != nil {
+		return err
+	}
 	e.Posemb = pcfg
 	e.Posemb.Module = pm.path[strings.LastIndexByte(pm.path, '.')+1:]
 	rg, err := findOne(mods, nodes, n.path, "Registers1D")
@@ -663,6 +742,23 @@ func (c *Config) parseEncoder(n node) error {
 	if e.RegistersNMin < 0 || e.RegistersNMax < 1 || e.RegistersNMin > e.RegistersNMax || e.RegistersNMax > maxDim {
 		return fmt.Errorf("%w: %s: n_min %d, n_max %d", ErrConfig, rg.path, e.RegistersNMin, e.RegistersNMax)
 	}
+	// At eval the official encoder emits registers[:n_eval or n_max] (registers.py:69, :120): 0
+	// and None mean n_max, and a Python slice stops at n_max and counts a negative end from it.
+	ne, err := rg.optInt("n_eval", 0)
+	if err != nil {
+		return err
+	}
+	emitted := ne
+	switch {
+	case ne == 0, ne > e.RegistersNMax:
+		emitted = e.RegistersNMax
+	case ne < 0:
+		emitted = max(e.RegistersNMax+ne, 0)
+	}
+	if emitted != e.RegistersNMax {
+		return fmt.Errorf("%w: %s.n_eval: %d (the official encoder then emits %d tokens per image); only n_eval "+
+			"that emits all n_max = %d (absent, None, 0 or >= n_max) is supported", ErrConfig, rg.path, ne, emitted, e.RegistersNMax)
+	}
 	pk, err := findOne(mods, nodes, n.path, "BlockWiseSequencePacker")
 	if err != nil {
 		return err
@@ -676,8 +772,22 @@ func (c *Config) parseEncoder(n node) error {
 	if e.PadToMultiple, err = pk.optIntIn("pad_to_multiple", 0, 0, maxDim); err != nil {
 		return err
 	}
+	// The patches, then the registers: causal_last makes the registers causal.
+	out, err := checkPacking(mods, nodes, pk, tr, []string{patches, e.RegistersWriteKey}, "the position-embedded patches, then the registers")
+	if err != nil {
+		return err
+	}
 	hd, err := findOne(mods, nodes, n.path, "LinearHead")
 	if err != nil {
+		return err
+	}
+	if r, err := hd.str("read_key"); err != nil || r != out[1] {
+		if err == nil {
+			err = fmt.Errorf("%w: %s.read_key: %q; want %q, the registers as the unpacker gives them back from the trunk", ErrConfig, hd.path, r, out[1])
+		}
+		return err
+	}
+	if err := fp32Only(hd); err != nil {
 		return err
 	}
 	if e.LatentDim, err = hd.int("dim_out"); err != nil {
@@ -692,7 +802,7 @@ func (c *Config) parseEncoder(n node) error {
 	if hd.has("adaLN_emb_read_key") {
 		return fmt.Errorf("%w: %s.adaLN_emb_read_key: the encoder head has no adaLN", ErrConfig, hd.path)
 	}
-	if e.HeadNormEps, err = parseNormEps(hd, "norm_layer"); err != nil {
+	if e.HeadNormEps, err = parseNormEps(hd, "norm_layer", true); err != nil {
 		return err
 	}
 	if e.OutputWriteKey, err = hd.str("write_key"); err != nil {
@@ -701,7 +811,117 @@ func (c *Config) parseEncoder(n node) error {
 	return nil
 }
 
+// unflattened refuses a PatchEmbedder that flattens its patch grid. flatten_patches defaults to
+// True officially (patching.py:175); a flattened (B, n1*n2, D) list cannot take the 2-D sin-cos
+// position embedding the executors add (posembs.py crops and broadcasts it to a different shape
+// or fails) nor be unpatchified by ToPatchesLinearHead, so only an explicit False matches.
+func unflattened(pe node) error {
+	v, ok := pe.v.Get("flatten_patches")
+	if ok && v.Kind == pyliteral.Bool && !v.Bool {
+		return nil
+	}
+	got := "absent (the official default: True)"
+	if ok {
+		got = trunc(v.String())
+	}
+	return fmt.Errorf("%w: %s: %s: only flatten_patches=False (patches kept as a 2-D grid) is supported", ErrConfig, pe.child("flatten_patches"), got)
+}
+
+// posembKeys checks that the position embedding pm reads key (what its part is written to
+// before it) and returns the key it writes: the key that part goes on under.
+func posembKeys(pm node, key, what string) (string, error) {
+	r, err := pm.str("read_key")
+	if err != nil {
+		return "", err
+	}
+	if r != key {
+		return "", fmt.Errorf("%w: %s.read_key: %q; want %q, %s", ErrConfig, pm.path, r, key, what)
+	}
+	return pm.str("write_key")
+}
+
+// checkPacking checks the wiring of the packer pk and the trunk tr that the executors assume: the
+// packer packs exactly parts, in this order (mask_mode causal_last makes the last part causal, and
+// a per-part adaLN gives its first chunk to the first part); the trunk reads the packed sequence
+// and the packer's attention mask (without block_mask_read_key the official trunk attends
+// unmasked: across the images of a batch and onto the padding); one SequenceUnpacker reads the
+// trunk's output back into two lists. It returns that unpacker's keys, in the packed order.
+func checkPacking(mods []Module, nodes map[string]node, pk, tr node, parts []string, what string) ([]string, error) {
+	in, err := pk.strs("input_list_read_keys")
+	if err != nil {
+		return nil, err
+	}
+	if !sameKeys(in, parts) {
+		return nil, fmt.Errorf("%w: %s.input_list_read_keys: %q; want %q (%s)", ErrConfig, pk.path, in, parts, what)
+	}
+	seq, err := pk.str("packed_seq_write_key")
+	if err != nil {
+		return nil, err
+	}
+	if r, err := tr.str("input_seq_read_key"); err != nil || r != seq {
+		if err == nil {
+			err = fmt.Errorf("%w: %s.input_seq_read_key: %q; want %q, the packer's packed_seq_write_key", ErrConfig, tr.path, r, seq)
+		}
+		return nil, err
+	}
+	mask, err := pk.str("block_mask_write_key")
+	if err != nil {
+		return nil, err
+	}
+	if !tr.has("block_mask_read_key") {
+		return nil, fmt.Errorf("%w: %s.block_mask_read_key: absent (the official trunk then attends without a mask, across "+
+			"images and onto padding); only the packer's mask is supported: want %q", ErrConfig, tr.path, mask)
+	}
+	if r, err := tr.str("block_mask_read_key"); err != nil || r != mask {
+		if err == nil {
+			err = fmt.Errorf("%w: %s.block_mask_read_key: %q; want %q, the packer's block_mask_write_key", ErrConfig, tr.path, r, mask)
+		}
+		return nil, err
+	}
+	seqOut, err := tr.str("output_seq_write_key")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, u := range findAll(mods, nodes, "SequenceUnpacker") {
+		if r, err := u.str("packed_seq_read_key"); err != nil || r != seqOut {
+			if err != nil {
+				return nil, err
+			}
+			continue // e.g. an unpacker of intermediate layers (REPA)
+		}
+		if out != nil {
+			return nil, fmt.Errorf("%w: %s: a second SequenceUnpacker of the trunk's output %q", ErrConfig, u.path, seqOut)
+		}
+		if out, err = u.strs("inner_seq_write_keys"); err != nil {
+			return nil, err
+		}
+		if len(out) != len(parts) {
+			return nil, fmt.Errorf("%w: %s.inner_seq_write_keys: %q; want %d lists, as packed", ErrConfig, u.path, out, len(parts))
+		}
+	}
+	if out == nil {
+		return nil, fmt.Errorf("%w: %s: no SequenceUnpacker reads the trunk's output %q", ErrConfig, pk.path[:strings.LastIndexByte(pk.path, '.')], seqOut)
+	}
+	return out, nil
+}
+
+func sameKeys(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
 func noMup(n node) error {
+	if _, ok := n.v.Get("use_mup_readout"); !ok {
+		return fmt.Errorf("%w: %s.use_mup_readout: missing (the official head requires it); want False", ErrConfig, n.path)
+	}
 	if b, err := n.optBool("use_mup_readout", false); err != nil || b {
 		if err == nil {
 			err = fmt.Errorf("%w: %s.use_mup_readout: True needs mup base shapes; not supported", ErrConfig, n.path)
@@ -774,6 +994,11 @@ func (c *Config) parseDecoder(n node) error {
 	}
 	W := d.Trunk.Width
 	var opRead, opWrite string
+	// The data_dict keys of the two parts: the registers (quants) and the patches, the nodes whose
+	// keys are compared after the loop, and the time embedding.
+	var quants, patches, temb string
+	var regPosemb, patchPosemb, pk, hd node
+	var regUsers []node // read_write_key must be the registers' key
 	for _, m := range mods {
 		mn := nodes[m.Name]
 		switch m.Class {
@@ -793,6 +1018,12 @@ func (c *Config) parseDecoder(n node) error {
 			if d.QuantsReadKey, err = mn.str("read_key"); err != nil {
 				return err
 			}
+			if quants, err = mn.str("write_key"); err != nil {
+				return err
+			}
+			if err := fp32Only(mn); err != nil {
+				return err
+			}
 		case "PositionalEmbeddingAdder":
 			p, err := parsePosemb(mn, W)
 			if err != nil {
@@ -800,17 +1031,22 @@ func (c *Config) parseDecoder(n node) error {
 			}
 			p.Module = m.Name
 			if p.Type == "sincos" {
-				d.PatchPosemb = p
+				d.PatchPosemb, patchPosemb = p, mn
 			} else {
-				d.RegisterPosemb = p
+				d.RegisterPosemb, regPosemb = p, mn
 			}
 		case "MaskedNestedDropout":
 			if w, err := mn.int("dim"); err != nil || w != W {
 				return dimErr(mn, w, W, err)
 			}
+			if mn.isNone("eval_keep_k_read_key") {
+				return fmt.Errorf("%w: %s.eval_keep_k_read_key: None (the official module then does nothing at eval: "+
+					"no truncation to the given tokens) is not supported; leave it out or name a key", ErrConfig, mn.path)
+			}
 			if d.EvalKeepKReadKey, err = mn.optStr("eval_keep_k_read_key", "eval_keep_k"); err != nil {
 				return err
 			}
+			regUsers = append(regUsers, mn)
 		case "ZeroNullCond", "LearnedNullCond":
 			d.NullCond = NullCondZero
 			if m.Class == "LearnedNullCond" {
@@ -822,9 +1058,20 @@ func (c *Config) parseDecoder(n node) error {
 					return err
 				}
 			}
+			// The official pipeline marks the unconditional pass under this one key
+			// (pipelines.py:132): under any other key, or None, the null condition is never applied.
+			if mn.isNone("eval_drop_flag_read_key") {
+				return fmt.Errorf("%w: %s.eval_drop_flag_read_key: None (the official module then does nothing at eval: "+
+					"guidance without a null condition) is not supported; want \"eval_dropout_mask\"", ErrConfig, mn.path)
+			}
 			if d.EvalDropFlagReadKey, err = mn.optStr("eval_drop_flag_read_key", "eval_dropout_mask"); err != nil {
 				return err
 			}
+			if d.EvalDropFlagReadKey != "eval_dropout_mask" {
+				return fmt.Errorf("%w: %s.eval_drop_flag_read_key: %q (the official pipeline sets only \"eval_dropout_mask\", so the "+
+					"null condition is never applied); want \"eval_dropout_mask\"", ErrConfig, mn.path, d.EvalDropFlagReadKey)
+			}
+			regUsers = append(regUsers, mn)
 		case "PerSampleOp":
 			op, err := perSampleOp(mn)
 			if err != nil {
@@ -851,6 +1098,12 @@ func (c *Config) parseDecoder(n node) error {
 			if d.NoiseReadKey, err = mn.str("input_tensor_list_read_key"); err != nil {
 				return err
 			}
+			if err := unflattened(mn); err != nil {
+				return err
+			}
+			if patches, err = mn.str("patches_list_write_key"); err != nil {
+				return err
+			}
 		case "BlockWiseSequencePacker":
 			if d.MaskMode, err = mn.optStr("mask_mode", "full"); err != nil {
 				return err
@@ -861,6 +1114,7 @@ func (c *Config) parseDecoder(n node) error {
 			if d.PerSubseqEmbs, err = mn.optBool("per_subseq_embs", false); err != nil {
 				return err
 			}
+			pk = mn
 		case "TimestepEmbedder":
 			if d.MaxTimestep, err = mn.optFloatIn("max_timestep", 1000, 1e-6, 1e9); err != nil {
 				return err
@@ -872,6 +1126,9 @@ func (c *Config) parseDecoder(n node) error {
 				return dimErr(mn, w, W, err)
 			}
 			if d.TimestepsReadKey, err = mn.str("timesteps_read_key"); err != nil {
+				return err
+			}
+			if temb, err = mn.str("time_embedding_write_key"); err != nil {
 				return err
 			}
 			if b, _ := mn.optBool("temb_as_tokens", false); b {
@@ -888,7 +1145,16 @@ func (c *Config) parseDecoder(n node) error {
 				return err
 			}
 			d.HeadAdaLN = mn.has("adaLN_emb_read_key")
-			if d.HeadNormEps, err = parseNormEps(mn, "norm_layer"); err != nil {
+			if mn.has("adaLN_packing_fn_read_key") {
+				// The packer's function spreads over patches and registers; the head reads the patches only.
+				return fmt.Errorf("%w: %s.adaLN_packing_fn_read_key: not supported (the packer's function spans the registers too); "+
+					"leave it out: the head then spreads the embedding over its own tokens", ErrConfig, mn.path)
+			}
+			if err := fp32Only(mn); err != nil {
+				return err
+			}
+			hd = mn
+			if d.HeadNormEps, err = parseNormEps(mn, "norm_layer", true); err != nil {
 				return err
 			}
 			if ps, err := patchSizes(mn); err != nil || ps != d.PatchSize {
@@ -916,6 +1182,15 @@ func (c *Config) parseDecoder(n node) error {
 	if d.Trunk.AdaLNExpansion == 2 && !d.PerSubseqEmbs {
 		return fmt.Errorf("%w: %s: adaLN_expansion 2 needs per_subseq_embs=True in the packer", ErrConfig, tr.path)
 	}
+	if d.Trunk.AdaLNExpansion == 1 && d.PerSubseqEmbs {
+		// expand_emb_per_subseq splits each embedding into one chunk per packed part: with an
+		// expansion of 1 the official blocks get chunks of the wrong width and fail.
+		return fmt.Errorf("%w: %s: adaLN_expansion 1 with per_subseq_embs=True in the packer is not supported; "+
+			"want adaLN_expansion 2, or per_subseq_embs=False", ErrConfig, tr.path)
+	}
+	if err := c.decoderWiring(mods, nodes, tr, pk, hd, regPosemb, patchPosemb, regUsers, quants, patches, temb); err != nil {
+		return err
+	}
 	if d.MaskMode != "full" && d.MaskMode != "causal_last" {
 		return fmt.Errorf("%w: %s: decoder mask_mode %q", ErrConfig, n.path, d.MaskMode)
 	}
@@ -925,6 +1200,69 @@ func (c *Config) parseDecoder(n node) error {
 	// The decoder's last write is what the pipeline reads back.
 	last := nodes[mods[len(mods)-1].Name]
 	if d.OutputWriteKey, err = last.str("write_key"); err != nil {
+		return err
+	}
+	return nil
+}
+
+// decoderWiring checks the data_dict keys between the decoder's modules against the layout the
+// executors run: the quants get the learnable position embedding, the nested dropout and the null
+// condition; the patches get the sin-cos one; the packer packs the patches, then the registers;
+// the trunk's adaLN reads the time embedding, spread by the packer's emb_packing_fn; the head
+// reads the patches back from the unpacker.
+func (c *Config) decoderWiring(mods []Module, nodes map[string]node, tr, pk, hd, regPosemb, patchPosemb node, regUsers []node, quants, patches, temb string) error {
+	regs, err := posembKeys(regPosemb, quants, "dec_from_latents' write_key")
+	if err != nil {
+		return err
+	}
+	for _, u := range regUsers {
+		if r, err := u.str("read_write_key"); err != nil || r != regs {
+			if err == nil {
+				err = fmt.Errorf("%w: %s.read_write_key: %q; want %q, the position-embedded registers", ErrConfig, u.path, r, regs)
+			}
+			return err
+		}
+	}
+	if patches, err = posembKeys(patchPosemb, patches, "the patch embedder's patches_list_write_key"); err != nil {
+		return err
+	}
+	out, err := checkPacking(mods, nodes, pk, tr, []string{patches, regs}, "the position-embedded patches, then the registers")
+	if err != nil {
+		return err
+	}
+	if r, err := hd.str("read_key"); err != nil || r != out[0] {
+		if err == nil {
+			err = fmt.Errorf("%w: %s.read_key: %q; want %q, the patches as the unpacker gives them back from the trunk", ErrConfig, hd.path, r, out[0])
+		}
+		return err
+	}
+	for _, h := range []node{tr, hd} {
+		if !h.has("adaLN_emb_read_key") {
+			continue
+		}
+		if r, err := h.str("adaLN_emb_read_key"); err != nil || r != temb {
+			if err == nil {
+				err = fmt.Errorf("%w: %s.adaLN_emb_read_key: %q; want %q, the time embedder's time_embedding_write_key", ErrConfig, h.path, r, temb)
+			}
+			return err
+		}
+	}
+	// Without a packing function the official adaLN blocks cannot run (they call it).
+	fn, err := pk.optStr("emb_packing_fn_write_key", "")
+	if err != nil {
+		return err
+	}
+	if fn == "" {
+		return fmt.Errorf("%w: %s.emb_packing_fn_write_key: absent; the decoder trunk's adaLN needs the packer's packing function", ErrConfig, pk.path)
+	}
+	if r, err := tr.optStr("adaLN_packing_fn_read_key", ""); err != nil || r != fn {
+		if err == nil {
+			got := fmt.Sprintf("%q", r)
+			if r == "" {
+				got = "absent (the official adaLN blocks then fail)"
+			}
+			err = fmt.Errorf("%w: %s.adaLN_packing_fn_read_key: %s; want %q, the packer's emb_packing_fn_write_key", ErrConfig, tr.path, got, fn)
+		}
 		return err
 	}
 	return nil

@@ -30,6 +30,32 @@ func (n node) has(k string) bool {
 	return ok && v.Kind != pyliteral.None
 }
 
+// isNone reports whether the dict n has key k set to None. Where None means something other
+// than the default (a module turned off rather than left at its default), the caller must look.
+func (n node) isNone(k string) bool {
+	v, ok := n.v.Get(k)
+	return ok && v.Kind == pyliteral.None
+}
+
+// strs returns the list of strings at key k.
+func (n node) strs(k string) ([]string, error) {
+	c, err := n.get(k)
+	if err != nil {
+		return nil, err
+	}
+	if c.v.Kind != pyliteral.List && c.v.Kind != pyliteral.Tuple {
+		return nil, c.typeErr("a list of strings")
+	}
+	out := make([]string, len(c.v.Items))
+	for i, it := range c.v.Items {
+		if it.Kind != pyliteral.Str {
+			return nil, node{it, c.path + "[" + strconv.Itoa(i) + "]"}.typeErr("a string")
+		}
+		out[i] = it.Str
+	}
+	return out, nil
+}
+
 func (n node) get(k string) (node, error) {
 	if n.v.Kind != pyliteral.Dict {
 		return node{}, fmt.Errorf("%w: %s: expected a dict, got %s", ErrConfig, pathOr(n.path), n.v.Kind)
