@@ -23,7 +23,9 @@ func TestBench(t *testing.T) {
 		t.Fatalf("report %+v", rep)
 	}
 	for _, r := range rep.Results {
-		if r.Error != "" || r.LoadSeconds <= 0 || r.EncodePerSec <= 0 || r.DecodePerSec <= 0 || r.StepMillis <= 0 {
+		// The step time is the difference of two timed decodes (clamped at 0): on a loaded
+		// machine it can be 0, so only its sign is checked.
+		if r.Error != "" || r.LoadSeconds <= 0 || r.EncodePerSec <= 0 || r.DecodePerSec <= 0 || r.StepMillis < 0 {
 			t.Fatalf("%s: %+v", r.Backend, r)
 		}
 	}
