@@ -308,7 +308,7 @@ export class FlexTok {
 
 /** Options of Model.encode. */
 export interface EncodeOptions extends CallOptions {
-  /** Tokens to keep (default all). */
+  /** Tokens to keep (0 or absent: all, as the CLI's `-k 0`). */
   k?: number;
   /** Resampling filter, e.g. "catmull-rom". */
   filter?: string;
