@@ -50,17 +50,17 @@ describe("initialize() in Node: the module in a worker thread", () => {
   test("the event loop keeps ticking during a long decode", async () => {
     const w = watchLoop();
     const t0 = performance.now();
-    const img = await model.decode(pb, { steps: 100 });
+    const img = await model.decode(pb, { steps: 300 });
     const ms = performance.now() - t0;
     const { ticks, maxGapMs } = w.stop();
-    assert.equal(img.steps, 100);
+    assert.equal(img.steps, 300);
     // On the calling thread the loop stood still for the whole decode (the gap was ms). Alone
     // the largest gap is about 20 ms; with the other test files decoding on the same 2 cores it
     // reached 100 ms, hence the margin.
-    assert.ok(ms > 500, `a 100-step decode took only ${ms.toFixed(0)} ms: too short to tell`);
+    assert.ok(ms > 300, `a 300-step decode took only ${ms.toFixed(0)} ms: too short to tell`);
     assert.ok(maxGapMs < Math.min(250, ms / 4), `the event loop stalled ${maxGapMs.toFixed(0)} ms during a ${ms.toFixed(0)} ms decode`);
     assert.ok(ticks > ms / 20, `${ticks} ticks in ${ms.toFixed(0)} ms`);
-    console.log(`# 100-step decode: ${ms.toFixed(0)} ms, ${ticks} ticks, largest gap ${maxGapMs.toFixed(1)} ms`);
+    console.log(`# 300-step decode: ${ms.toFixed(0)} ms, ${ticks} ticks, largest gap ${maxGapMs.toFixed(1)} ms`);
   });
 
   test("AbortSignal.timeout(50) rejects a 1000-step decode within 100 ms of firing; the worker restarts", async () => {
