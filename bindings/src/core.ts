@@ -670,10 +670,10 @@ interface Pending {
 
 /**
  * The module in a worker (browser.ts: a Web Worker; node.ts: a worker_threads Worker), the
- * same code and messages in both. Requests queue here and go to the worker one at a time. Aborting a
- * queued request drops it; aborting the running one terminates the worker and starts a new
- * one (from the compiled module: no download), whose handles are new: models and streams
- * opened before are closed. A worker that dies (error, messageerror, the Go program exits)
+ * same code and messages in both. Requests queue here and go to the worker one at a time.
+ * Aborting a queued request drops it; aborting the running one terminates the worker and
+ * starts a new one (from the compiled module: no download), whose handles are new: models and
+ * streams opened before are closed. A worker that dies (error, messageerror, the Go program exits)
  * fails every pending call with "worker_died" and is replaced the same way.
  */
 export class WorkerTransport implements Transport {
