@@ -1,9 +1,9 @@
 // The browser entry point: initialize() loads the wasm module in a Web Worker (default) or on
 // the main thread and returns a FlexTok.
 
-import { FlexTok, DirectTransport, abortedError, type FlexTokOptions, type Progress, type Transport } from "./core.js";
+import { FlexTok, DirectTransport, WorkerTransport, abortedError, type FlexTokOptions, type Progress, type WorkerLike } from "./core.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
-import { runGo, type FromWorker, type GoGlobals, type ToWorker } from "./protocol.js";
+import { runGo, type GoGlobals } from "./protocol.js";
 
 export * from "./core.js";
 export * from "./errors.js";
@@ -33,9 +33,6 @@ export interface InitializeOptions {
   /** Progress of every call. */
   onProgress?: (p: Progress) => void;
 }
-
-/** Where initialize stands, as in onnxruntime-web: initializing, initialized or aborted/failed. */
-export type InitState = "initializing" | "initialized" | "failed";
 
 function here(file: string): URL {
   return new URL(file, import.meta.url);
@@ -102,10 +99,11 @@ export async function initialize(opts: InitializeOptions = {}): Promise<FlexTok>
     const handle = await raceAbort(startHere(module, wasmExecURL), opts.signal);
     return new FlexTok(new DirectTransport(handle), fopts);
   }
-  const spawn = (): Worker =>
-    opts.workerURL !== undefined
+  // A Web Worker has what WorkerLike names; its handlers' DOM types are only wider.
+  const spawn = (): WorkerLike =>
+    (opts.workerURL !== undefined
       ? new Worker(opts.workerURL, { type: "module", name: "flextok" })
-      : new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "flextok" });
+      : new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "flextok" })) as unknown as WorkerLike;
   const t = new WorkerTransport(spawn, module, wasmExecURL);
   await raceAbort(t.ready, opts.signal, () => t.close());
   return new FlexTok(t, fopts);
@@ -122,182 +120,5 @@ async function startHere(module: WebAssembly.Module, wasmExecURL: string): Promi
     return runGo(g, go, instance).handle;
   } catch (e) {
     throw asFlexTokError(e, "load_failed", "flextok: failed to start the wasm module");
-  }
-}
-
-interface Pending {
-  seq: number;
-  request: Uint8Array;
-  gen: number | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: () => void;
-  resolve: (b: Uint8Array) => void;
-  reject: (e: FlexTokError) => void;
-}
-
-/**
- * The module in a Worker. Requests queue here and go to the worker one at a time. Aborting a
- * queued request drops it; aborting the running one terminates the worker and starts a new
- * one (from the compiled module: no download), whose handles are new: models and streams
- * opened before are closed. A worker that dies (error, messageerror, the Go program exits)
- * fails every pending call with "worker_died" and is replaced the same way.
- */
-export class WorkerTransport implements Transport {
-  generation = 0;
-  state: InitState = "initializing";
-  /** Resolves when the current worker is ready (rejects with "load_failed"). */
-  ready: Promise<void>;
-  private worker: Worker | null = null;
-  private queue: Pending[] = [];
-  private running: Pending | null = null;
-  private seq = 0;
-  private closed = false;
-  private isReady = false;
-  private broken: FlexTokError | null = null;
-
-  constructor(
-    private readonly spawn: () => Worker,
-    private readonly module: WebAssembly.Module,
-    private readonly wasmExecURL: string,
-  ) {
-    this.ready = this.start();
-  }
-
-  private start(): Promise<void> {
-    this.isReady = false;
-    let w: Worker;
-    try {
-      w = this.spawn();
-    } catch (e) {
-      this.state = "failed";
-      return Promise.reject(asFlexTokError(e, "load_failed", "flextok: failed to start the worker"));
-    }
-    this.worker = w;
-    const p = new Promise<void>((resolve, reject) => {
-      w.onmessage = (e: MessageEvent<FromWorker>): void => {
-        if (w !== this.worker) return;
-        const m = e.data;
-        switch (m.type) {
-          case "ready":
-            this.isReady = true;
-            this.state = "initialized";
-            resolve();
-            this.pump();
-            break;
-          case "init_failed":
-            this.state = "failed";
-            reject(new FlexTokError("load_failed", `flextok: failed to start the wasm module: ${m.message}`));
-            this.die(new FlexTokError("load_failed", `flextok: failed to start the wasm module: ${m.message}`), false);
-            break;
-          case "result":
-            this.settle(m.seq, m.response);
-            break;
-          case "exited":
-            reject(new FlexTokError("load_failed", m.message));
-            this.die(new FlexTokError("worker_died", m.message), true);
-            break;
-        }
-      };
-      w.onerror = (e: ErrorEvent): void => {
-        if (w !== this.worker) return;
-        e.preventDefault();
-        const err = `flextok: the worker failed: ${e.message || "error event"}`;
-        reject(new FlexTokError("load_failed", err));
-        this.die(new FlexTokError("worker_died", err), this.isReady);
-      };
-      w.onmessageerror = (): void => {
-        if (w !== this.worker) return;
-        this.die(new FlexTokError("worker_died", "flextok: a worker message could not be deserialized"), true);
-      };
-    });
-    const msg: ToWorker = { type: "init", module: this.module, wasmExecURL: this.wasmExecURL };
-    w.postMessage(msg);
-    p.catch(() => {}); // observed by ready's users
-    return p;
-  }
-
-  /** Terminates the worker, fails the running call with err and every queued one, restarts if asked. */
-  private die(err: FlexTokError, restart: boolean): void {
-    this.worker?.terminate();
-    this.worker = null;
-    this.isReady = false;
-    this.generation++;
-    const all = this.running ? [this.running, ...this.queue] : [...this.queue];
-    this.running = null;
-    this.queue = [];
-    for (const p of all) this.fail(p, err);
-    if (restart && !this.closed) this.ready = this.start();
-    else if (!this.closed) this.broken = err;
-  }
-
-  private fail(p: Pending, err: FlexTokError): void {
-    p.signal?.removeEventListener("abort", p.onAbort);
-    p.reject(err);
-  }
-
-  private settle(seq: number, response: Uint8Array): void {
-    const p = this.running;
-    if (!p || p.seq !== seq) return;
-    this.running = null;
-    p.signal?.removeEventListener("abort", p.onAbort);
-    p.resolve(response);
-    this.pump();
-  }
-
-  private pump(): void {
-    while (!this.running && this.isReady && this.worker && this.queue.length > 0) {
-      const p = this.queue.shift()!;
-      if (p.gen !== undefined && p.gen !== this.generation) {
-        this.fail(p, new FlexTokError("closed", "flextok: the model or stream was lost when the worker restarted"));
-        continue;
-      }
-      this.running = p;
-      const msg: ToWorker = { type: "call", seq: p.seq, request: p.request };
-      this.worker.postMessage(msg, [p.request.buffer as ArrayBuffer]);
-    }
-  }
-
-  call(request: Uint8Array, opts: { signal?: AbortSignal; gen?: number }): Promise<Uint8Array> {
-    if (this.closed) return Promise.reject(new FlexTokError("closed", "flextok: the module is closed"));
-    if (this.broken) return Promise.reject(this.broken);
-    const { signal } = opts;
-    if (signal?.aborted) return Promise.reject(abortedError(signal));
-    if (opts.gen !== undefined && opts.gen !== this.generation) {
-      return Promise.reject(new FlexTokError("closed", "flextok: the model or stream was lost when the worker restarted"));
-    }
-    // Transfer only a buffer the request owns entirely.
-    const own = request.byteOffset === 0 && request.byteLength === request.buffer.byteLength ? request : request.slice();
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const p: Pending = {
-        seq: ++this.seq,
-        request: own,
-        gen: opts.gen,
-        signal,
-        resolve,
-        reject,
-        onAbort: () => {
-          const err = abortedError(signal!);
-          if (this.running === p) {
-            // The module runs synchronously in the worker: only terminating it stops the call.
-            this.running = null;
-            p.reject(err);
-            this.die(new FlexTokError("aborted", "flextok: another call was aborted; the worker restarted"), true);
-            return;
-          }
-          const i = this.queue.indexOf(p);
-          if (i >= 0) this.queue.splice(i, 1);
-          p.reject(err);
-        },
-      };
-      signal?.addEventListener("abort", p.onAbort, { once: true });
-      this.queue.push(p);
-      this.pump();
-    });
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.die(new FlexTokError("closed", "flextok: the module is closed"), false);
   }
 }

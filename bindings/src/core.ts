@@ -4,6 +4,7 @@
 
 import { decodeResponse, decodeStreamHeader, encodeRequest, unwrap, type StreamHeaderView } from "./codec.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
+import type { FromWorker, ToWorker } from "./protocol.js";
 import type {
   CloseResult,
   DecodeOptions,
@@ -308,7 +309,7 @@ export class FlexTok {
 
 /** Options of Model.encode. */
 export interface EncodeOptions extends CallOptions {
-  /** Tokens to keep (default all). */
+  /** Tokens to keep (0 or absent: all, as the CLI's `-k 0`). */
   k?: number;
   /** Resampling filter, e.g. "catmull-rom". */
   filter?: string;
@@ -633,4 +634,226 @@ export async function clearModelCache(url?: string | URL, cacheName: string = MO
   if (url === undefined) return caches.delete(cacheName);
   const c = await caches.open(cacheName);
   return c.delete(absolute(url));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The module in a worker: a Web Worker (browser.ts) or a worker_threads Worker behind
+// NodeWorker (node.ts). Both run worker.ts and speak protocol.ts; only the spawning differs.
+
+/** Where initialize stands, as in onnxruntime-web: initializing, initialized or aborted/failed. */
+export type InitState = "initializing" | "initialized" | "failed";
+
+/**
+ * The part of the Web Worker API that WorkerTransport uses. A browser Worker has it; node.ts's
+ * NodeWorker gives it to a worker_threads Worker. ref/unref (Node only): the transport holds
+ * the process open while the worker starts or a call is pending, and lets it exit when idle.
+ */
+export interface WorkerLike {
+  onmessage: ((e: { data: FromWorker }) => void) | null;
+  onerror: ((e: { message: string; preventDefault(): void }) => void) | null;
+  onmessageerror: (() => void) | null;
+  postMessage(message: ToWorker, transfer: Transferable[]): void;
+  terminate(): void;
+  ref?(): void;
+  unref?(): void;
+}
+
+interface Pending {
+  seq: number;
+  request: Uint8Array;
+  gen: number | undefined;
+  signal: AbortSignal | undefined;
+  onAbort: () => void;
+  resolve: (b: Uint8Array) => void;
+  reject: (e: FlexTokError) => void;
+}
+
+/**
+ * The module in a worker (browser.ts: a Web Worker; node.ts: a worker_threads Worker), the
+ * same code and messages in both. Requests queue here and go to the worker one at a time.
+ * Aborting a queued request drops it; aborting the running one terminates the worker and
+ * starts a new one (from the compiled module: no download), whose handles are new: models and
+ * streams opened before are closed. A worker that dies (error, messageerror, the Go program exits)
+ * fails every pending call with "worker_died" and is replaced the same way.
+ */
+export class WorkerTransport implements Transport {
+  generation = 0;
+  state: InitState = "initializing";
+  /** Resolves when the current worker is ready (rejects with "load_failed"). */
+  ready: Promise<void>;
+  private worker: WorkerLike | null = null;
+  private held: boolean | null = null;
+  private queue: Pending[] = [];
+  private running: Pending | null = null;
+  private seq = 0;
+  private closed = false;
+  private isReady = false;
+  private broken: FlexTokError | null = null;
+
+  constructor(
+    private readonly spawn: () => WorkerLike,
+    private readonly module: WebAssembly.Module,
+    private readonly wasmExecURL: string,
+  ) {
+    this.ready = this.start();
+  }
+
+  private start(): Promise<void> {
+    this.isReady = false;
+    let w: WorkerLike;
+    try {
+      w = this.spawn();
+    } catch (e) {
+      this.state = "failed";
+      return Promise.reject(asFlexTokError(e, "load_failed", "flextok: failed to start the worker"));
+    }
+    this.worker = w;
+    const p = new Promise<void>((resolve, reject) => {
+      w.onmessage = (e: { data: FromWorker }): void => {
+        if (w !== this.worker) return;
+        const m = e.data;
+        switch (m.type) {
+          case "ready":
+            this.isReady = true;
+            this.state = "initialized";
+            resolve();
+            this.pump();
+            this.hold();
+            break;
+          case "init_failed":
+            this.state = "failed";
+            reject(new FlexTokError("load_failed", `flextok: failed to start the wasm module: ${m.message}`));
+            this.die(new FlexTokError("load_failed", `flextok: failed to start the wasm module: ${m.message}`), false);
+            break;
+          case "result":
+            this.settle(m.seq, m.response);
+            break;
+          case "exited":
+            reject(new FlexTokError("load_failed", m.message));
+            this.die(new FlexTokError("worker_died", m.message), true);
+            break;
+        }
+      };
+      w.onerror = (e: { message: string; preventDefault(): void }): void => {
+        if (w !== this.worker) return;
+        e.preventDefault();
+        const err = `flextok: the worker failed: ${e.message || "error event"}`;
+        reject(new FlexTokError("load_failed", err));
+        this.die(new FlexTokError("worker_died", err), this.isReady);
+      };
+      w.onmessageerror = (): void => {
+        if (w !== this.worker) return;
+        this.die(new FlexTokError("worker_died", "flextok: a worker message could not be deserialized"), true);
+      };
+    });
+    const msg: ToWorker = { type: "init", module: this.module, wasmExecURL: this.wasmExecURL };
+    w.postMessage(msg, []);
+    this.hold();
+    p.catch(() => {}); // observed by ready's users
+    return p;
+  }
+
+  /** Terminates the worker, fails the running call with err and every queued one, restarts if asked. */
+  private die(err: FlexTokError, restart: boolean): void {
+    this.worker?.terminate();
+    this.worker = null;
+    this.held = null;
+    this.isReady = false;
+    this.generation++;
+    const all = this.running ? [this.running, ...this.queue] : [...this.queue];
+    this.running = null;
+    this.queue = [];
+    for (const p of all) this.fail(p, err);
+    if (restart && !this.closed) this.ready = this.start();
+    else if (!this.closed) this.broken = err;
+  }
+
+  private fail(p: Pending, err: FlexTokError): void {
+    p.signal?.removeEventListener("abort", p.onAbort);
+    p.reject(err);
+  }
+
+  private settle(seq: number, response: Uint8Array): void {
+    const p = this.running;
+    if (!p || p.seq !== seq) return;
+    this.running = null;
+    p.signal?.removeEventListener("abort", p.onAbort);
+    p.resolve(response);
+    this.pump();
+    this.hold();
+  }
+
+  /**
+   * Node: keeps the process alive (ref) while the worker starts or a call is queued or
+   * running, and not (unref) while it idles, so an open FlexTok never keeps Node from
+   * exiting but an awaited call is never cut short.
+   */
+  private hold(): void {
+    const w = this.worker;
+    if (!w) return;
+    const busy = !this.isReady || this.running !== null || this.queue.length > 0;
+    if (busy === this.held) return;
+    this.held = busy;
+    if (busy) w.ref?.();
+    else w.unref?.();
+  }
+
+  private pump(): void {
+    while (!this.running && this.isReady && this.worker && this.queue.length > 0) {
+      const p = this.queue.shift()!;
+      if (p.gen !== undefined && p.gen !== this.generation) {
+        this.fail(p, new FlexTokError("closed", "flextok: the model or stream was lost when the worker restarted"));
+        continue;
+      }
+      this.running = p;
+      const msg: ToWorker = { type: "call", seq: p.seq, request: p.request };
+      this.worker.postMessage(msg, [p.request.buffer as ArrayBuffer]);
+    }
+  }
+
+  call(request: Uint8Array, opts: { signal?: AbortSignal; gen?: number }): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new FlexTokError("closed", "flextok: the module is closed"));
+    if (this.broken) return Promise.reject(this.broken);
+    const { signal } = opts;
+    if (signal?.aborted) return Promise.reject(abortedError(signal));
+    if (opts.gen !== undefined && opts.gen !== this.generation) {
+      return Promise.reject(new FlexTokError("closed", "flextok: the model or stream was lost when the worker restarted"));
+    }
+    // Transfer only a buffer the request owns entirely.
+    const own = request.byteOffset === 0 && request.byteLength === request.buffer.byteLength ? request : request.slice();
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const p: Pending = {
+        seq: ++this.seq,
+        request: own,
+        gen: opts.gen,
+        signal,
+        resolve,
+        reject,
+        onAbort: () => {
+          const err = abortedError(signal!);
+          if (this.running === p) {
+            // The module runs synchronously in the worker: only terminating it stops the call.
+            this.running = null;
+            p.reject(err);
+            this.die(new FlexTokError("aborted", "flextok: another call was aborted; the worker restarted"), true);
+            return;
+          }
+          const i = this.queue.indexOf(p);
+          if (i >= 0) this.queue.splice(i, 1);
+          p.reject(err);
+          this.hold();
+        },
+      };
+      signal?.addEventListener("abort", p.onAbort, { once: true });
+      this.queue.push(p);
+      this.pump();
+      this.hold();
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.die(new FlexTokError("closed", "flextok: the module is closed"), false);
+  }
 }

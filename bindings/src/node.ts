@@ -1,11 +1,23 @@
-// The Node entry point: the module on this thread (no worker), from files. Node has no Cache
-// API, so loadModel downloads every time; openModel takes bytes read with fs.
+// The Node entry point: the module in a worker_threads Worker (default), as browser.ts runs it
+// in a Web Worker: the same worker.ts (behind node-worker.ts), the same messages, the same
+// WorkerTransport, so a call never blocks the event loop and aborting the running call stops
+// it at once. worker: false runs it on the calling thread. Files come from paths. Node has no
+// Cache API, so loadModel downloads every time; openModel takes bytes read with fs.
 
 import { readFile } from "node:fs/promises";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { DirectTransport, FlexTok, type FlexTokOptions, type HandleFunction, type Progress } from "./core.js";
+import { Worker as ThreadWorker, type TransferListItem, type WorkerOptions } from "node:worker_threads";
+import {
+  DirectTransport,
+  FlexTok,
+  WorkerTransport,
+  type FlexTokOptions,
+  type HandleFunction,
+  type Progress,
+  type WorkerLike,
+} from "./core.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
-import { runGo, type GoGlobals } from "./protocol.js";
+import { runGo, type FromWorker, type GoGlobals, type ToWorker } from "./protocol.js";
 
 export * from "./core.js";
 export * from "./errors.js";
@@ -20,6 +32,16 @@ export interface NodeInitializeOptions {
   wasmModule?: WebAssembly.Module;
   /** Path of the wasm_exec.js of the Go release that built the module. Default: next to this file. */
   wasmExecPath?: string;
+  /**
+   * Run the module in a worker_threads Worker (default). false: on the calling thread, where
+   * every call blocks the event loop while it runs and an abort cannot stop a running call.
+   */
+  worker?: boolean;
+  /**
+   * Path (or file: URL) of node-worker.js, for a bundle that moves it. Default: next to this
+   * file (new URL("./node-worker.js", import.meta.url)).
+   */
+  workerPath?: string | URL;
   onProgress?: (p: Progress) => void;
 }
 
@@ -58,10 +80,84 @@ export async function startModule(opts: Omit<NodeInitializeOptions, "onProgress"
   }
 }
 
-/** Loads the module on this thread and returns a FlexTok ("load_failed" if it cannot). */
+/**
+ * A worker_threads Worker with the part of the Web Worker API that WorkerTransport uses
+ * (WorkerLike), plus ref/unref. A thread that exits unasked (process.exit in it, out of
+ * memory) is reported through onerror, as a Web Worker's failure is. @internal
+ */
+export class NodeWorker implements WorkerLike {
+  onmessage: ((e: { data: FromWorker }) => void) | null = null;
+  onerror: ((e: { message: string; preventDefault(): void }) => void) | null = null;
+  onmessageerror: (() => void) | null = null;
+  readonly thread: ThreadWorker;
+  /** Resolves with the thread's exit code once it has stopped. */
+  readonly exited: Promise<number>;
+  private terminated = false;
+
+  constructor(script: string | URL, opts: WorkerOptions = {}) {
+    this.thread = new ThreadWorker(script, opts);
+    this.thread.on("message", (data: FromWorker) => this.onmessage?.({ data }));
+    this.thread.on("error", (err: Error) => this.onerror?.({ message: err.message, preventDefault() {} }));
+    this.thread.on("messageerror", () => this.onmessageerror?.());
+    this.exited = new Promise<number>((resolve) => {
+      this.thread.once("exit", (code: number) => {
+        if (!this.terminated) this.onerror?.({ message: `the worker thread exited (code ${code})`, preventDefault() {} });
+        resolve(code);
+      });
+    });
+  }
+
+  postMessage(message: ToWorker, transfer: Transferable[]): void {
+    this.thread.postMessage(message, transfer as unknown as TransferListItem[]);
+  }
+
+  terminate(): void {
+    this.terminated = true;
+    void this.thread.terminate();
+  }
+
+  ref(): void {
+    this.thread.ref();
+  }
+
+  unref(): void {
+    this.thread.unref();
+  }
+}
+
+/**
+ * Loads the module and returns a FlexTok ("load_failed" if it cannot). By default the module
+ * runs in a worker_threads Worker: calls do not block the event loop, and aborting the running
+ * call terminates the worker at once and starts another (models opened before are then
+ * closed), as in the browser. The worker holds the process open only while it starts or a
+ * call is pending: an idle FlexTok left open does not keep Node from exiting. close()
+ * terminates it.
+ */
 export async function initialize(opts: NodeInitializeOptions = {}): Promise<FlexTok> {
-  const m = await startModule(opts);
   const fopts: FlexTokOptions = {};
   if (opts.onProgress) fopts.onProgress = opts.onProgress;
-  return new FlexTok(new DirectTransport(m.handle, m.stop), fopts);
+  if (opts.worker === false) {
+    const m = await startModule(opts);
+    return new FlexTok(new DirectTransport(m.handle, m.stop), fopts);
+  }
+  let module = opts.wasmModule;
+  if (!module) {
+    const wasmPath = opts.wasmPath ?? here("./flextok.wasm");
+    try {
+      module = await WebAssembly.compile(await readFile(wasmPath));
+    } catch (e) {
+      throw asFlexTokError(e, "load_failed", `flextok: failed to load ${JSON.stringify(wasmPath)}`);
+    }
+  }
+  const wasmExecURL = pathToFileURL(opts.wasmExecPath ?? here("./wasm_exec.js")).href;
+  // A literal new URL(..., import.meta.url): bundlers that follow workers see the file.
+  const script = opts.workerPath ?? new URL("./node-worker.js", import.meta.url);
+  const t = new WorkerTransport(() => new NodeWorker(script), module, wasmExecURL);
+  try {
+    await t.ready;
+  } catch (e) {
+    t.close();
+    throw asFlexTokError(e, "load_failed", "flextok: failed to start the worker");
+  }
+  return new FlexTok(t, fopts);
 }

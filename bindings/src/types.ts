@@ -26,7 +26,7 @@ export type Uint64 = number | bigint;
  * hints, else from the official defaults (20 steps, guidance 7.5 with APG, seed 0).
  */
 export interface DecodeOptions {
-  /** Decode the first k tokens (1..count; default all). */
+  /** Decode the first k tokens (0..count; 0 or absent: all, as the CLI's `-k 0`). */
   k?: number;
   /** Euler steps (1..the service's MaxSteps, 1000 by default). */
   steps?: number;
@@ -81,7 +81,7 @@ export interface EncodeRequest extends RequestBase {
   handle: number;
   /** PNG, JPEG, GIF, WebP, BMP or TIFF bytes. */
   image: Uint8Array;
-  /** Tokens to keep (default all). */
+  /** Tokens to keep (0..the model's maximum; 0 or absent: all). */
   k?: number;
   /** Resampling filter, e.g. "catmull-rom". */
   filter?: string;

@@ -123,7 +123,7 @@ describe("failures", () => {
   });
 
   test("WorkerTransport.close fails what is pending with closed", async () => {
-    const t = new WorkerTransport(() => new ShimWorker(workerURL) as unknown as Worker, module, wasmExecURL);
+    const t = new WorkerTransport(() => new ShimWorker(workerURL), module, wasmExecURL);
     await t.ready;
     const p = t.call(new Uint8Array([0x81, 0xa2, 0x6f, 0x70, 0xa7, 0x76, 0x65, 0x72, 0x73, 0x69, 0x6f, 0x6e]), {});
     t.close();

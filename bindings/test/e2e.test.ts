@@ -95,6 +95,15 @@ describe("the conformance script, through the TS API, equals golden.json", () =>
     for (const f of all) assert.equal(sha256(un[f]), want("decode_k32_unguided", f), f);
   });
 
+  test("k: 0 means all tokens, as the CLI's -k 0 (decode and encode)", async () => {
+    const img = await model.decode(pb, { k: 0, steps: 2, seed: 7, output: [...all] });
+    assert.equal(img.k, 32);
+    for (const f of all) assert.equal(sha256(img[f]), want("decode_k32", f), f);
+    const enc = await model.encode(scriptBMP(), { k: 0 });
+    assert.equal(enc.count, 32);
+    assert.equal(sha256(enc.payload), want("encode", "payload"));
+  });
+
   test("decode with the payload's hints (payload made by encodePayload)", async () => {
     const hinted = encodePayload({ ...decodePayload(pb), hints: { steps: 2, guidance: 2, seed: 99 } });
     const img = await model.decode(hinted);

@@ -39,7 +39,8 @@
 //	close         handle
 //	info          handle
 //	decode        handle, payload bin (a whole token payload, docs/payload.md), options
-//	encode        handle, image bin (PNG, JPEG, GIF, WebP, BMP or TIFF), k uint?, filter str?
+//	encode        handle, image bin (PNG, JPEG, GIF, WebP, BMP or TIFF), k uint? (tokens to
+//	              keep, 0..max; 0 or absent: all), filter str?
 //	stream_open   handle, header bin (a stream header, docs/payload.md), options except k
 //	stream_chunk  stream, chunk bin? (one stream chunk), decode bool? (default true),
 //	              options except k
@@ -53,7 +54,7 @@
 // hints, else from the official defaults (engine.DefaultDecodeOptions: 20 steps, guidance 7.5
 // with APG, seed 0):
 //
-//	k         uint        decode the first k tokens (1..count; default all)
+//	k         uint        decode the first k tokens (0..count; 0 or absent: all)
 //	steps     uint        Euler steps, 1..Options.MaxSteps (default limit 1000)
 //	guidance  float       classifier-free guidance scale (finite; 1 turns guidance off)
 //	apg       bool        adaptive projected guidance instead of plain CFG

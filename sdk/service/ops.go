@@ -111,9 +111,6 @@ func (s *Service) checkParams(p decodeParams) (outputs, error) {
 	if p.Steps != nil && (*p.Steps < 1 || *p.Steps > int64(s.o.MaxSteps)) {
 		return out, errorf(CodeBadRequest, "steps = %d, want 1..%d", *p.Steps, s.o.MaxSteps)
 	}
-	if p.K != nil && *p.K < 1 {
-		return out, errorf(CodeBadRequest, "k = %d, want >= 1 (omit k for all tokens)", *p.K)
-	}
 	if p.Output != nil && len(p.Output) == 0 {
 		return out, errorf(CodeBadRequest, `"output" is empty; omit it for ["rgba"]`)
 	}
@@ -151,6 +148,7 @@ func (s *Service) options(p *payload.Payload, layers ...decodeParams) (engine.De
 			out = lo
 		}
 		if l.K != nil {
+			// k is a uint (request.go): 0 means all tokens, as engine.DecodeOptions.K and the CLI's -k.
 			if *l.K > int64(len(p.IDs)) {
 				return o, out, errorf(CodeBadRequest, "k = %d, the payload has %d tokens", *l.K, len(p.IDs))
 			}
@@ -255,8 +253,9 @@ func (s *Service) encodeImage(ctx context.Context, h header, r *request) (any, e
 	}
 	eo := engine.EncodeOptions{Filter: r.Filter}
 	if r.K != nil {
-		if *r.K < 1 || *r.K > int64(m.id.MaxTokens) {
-			return nil, errorf(CodeBadRequest, "k = %d, want 1..%d (omit k for all tokens)", *r.K, m.id.MaxTokens)
+		// k is a uint (request.go): 0 means all tokens, as engine.EncodeOptions.K and the CLI's -k.
+		if *r.K > int64(m.id.MaxTokens) {
+			return nil, errorf(CodeBadRequest, "k = %d, want 0..%d (0 or absent: all tokens)", *r.K, m.id.MaxTokens)
 		}
 		eo.K = int(*r.K)
 	}

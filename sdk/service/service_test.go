@@ -272,6 +272,15 @@ func TestEncodeDecode(t *testing.T) {
 	if _, ok := d["decode_ms"].(float64); !ok {
 		t.Fatalf("no decode_ms: %v", d)
 	}
+	// k = 0 means all tokens, as engine's K and the CLI's -k 0: the same as no k.
+	d0 := call(t, s, M{"op": "decode", "handle": h, "payload": pb2, "k": 0})
+	if num(d0["k"]) != 32 || !bytes.Equal(d0["rgba"].([]byte), d["rgba"].([]byte)) {
+		t.Fatalf("decode k=0: k %v, rgba equal to no k: %v", d0["k"], bytes.Equal(d0["rgba"].([]byte), d["rgba"].([]byte)))
+	}
+	e0 := call(t, s, M{"op": "encode", "handle": h, "image": testImage(40, 36), "k": 0})
+	if num(e0["count"]) != 32 || !bytes.Equal(e0["payload"].([]byte), pb) {
+		t.Fatalf("encode k=0: count %v, payload equal to no k: %v", e0["count"], bytes.Equal(e0["payload"].([]byte), pb))
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -391,7 +400,6 @@ func TestErrors(t *testing.T) {
 		{"decode truncated", M{"op": "decode", "handle": h, "payload": pb[:len(pb)-3]}, "truncated"},
 		{"decode other model", M{"op": "decode", "handle": h, "payload": other}, "model_mismatch"},
 		{"decode stream header", M{"op": "decode", "handle": h, "payload": hb}, "format"},
-		{"k zero", M{"op": "decode", "handle": h, "payload": pb, "k": 0}, CodeBadRequest},
 		{"k too large", M{"op": "decode", "handle": h, "payload": pb, "k": 33}, CodeBadRequest},
 		{"steps zero", M{"op": "decode", "handle": h, "payload": pb, "steps": 0}, CodeBadRequest},
 		{"steps over the limit", M{"op": "decode", "handle": h, "payload": pb, "steps": 6}, CodeBadRequest},
