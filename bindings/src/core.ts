@@ -311,6 +311,11 @@ export class FlexTok {
 export interface EncodeOptions extends CallOptions {
   /** Tokens to keep (0 or absent: all, as the CLI's `-k 0`). */
   k?: number;
+  /**
+   * Side in pixels of the square the image is encoded at, any size the model runs at (0 or
+   * absent: the model's size, as the CLI's `--size`); the payload records it and decodes at it.
+   */
+  size?: number;
   /** Resampling filter, e.g. "catmull-rom". */
   filter?: string;
 }
@@ -328,6 +333,7 @@ export interface PushResult {
 function decodeFields<T extends DecodeOptions>(o: T, withK: boolean): DecodeOptions {
   const out: DecodeOptions = {};
   if (withK && o.k !== undefined) out.k = o.k;
+  if (o.size !== undefined) out.size = o.size;
   if (o.steps !== undefined) out.steps = o.steps;
   if (o.guidance !== undefined) out.guidance = o.guidance;
   if (o.apg !== undefined) out.apg = o.apg;
@@ -419,6 +425,7 @@ export class Model {
     const gen = this.check();
     const req: Request = { op: "encode", handle: this.handle, image: await bytesOf(image) };
     if (opts.k !== undefined) req.k = opts.k;
+    if (opts.size !== undefined) req.size = opts.size;
     if (opts.filter !== undefined) req.filter = opts.filter;
     const r = await this.flextok.request(req, { ...opts, gen });
     return { payload: r.payload, count: r.count, encode_ms: r.encode_ms };

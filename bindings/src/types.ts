@@ -28,6 +28,11 @@ export type Uint64 = number | bigint;
 export interface DecodeOptions {
   /** Decode the first k tokens (0..count; 0 or absent: all, as the CLI's `-k 0`). */
   k?: number;
+  /**
+   * Side in pixels of the square image to decode: any size the model runs at (0 or absent: the
+   * size the payload was encoded at, as the CLI's `--size`).
+   */
+  size?: number;
   /** Euler steps (1..the service's MaxSteps, 1000 by default). */
   steps?: number;
   /** Classifier-free guidance scale, finite; 1 turns guidance off. */
@@ -83,6 +88,8 @@ export interface EncodeRequest extends RequestBase {
   image: Uint8Array;
   /** Tokens to keep (0..the model's maximum; 0 or absent: all). */
   k?: number;
+  /** Side in pixels of the square the image is encoded at (0 or absent: the model's size). */
+  size?: number;
   /** Resampling filter, e.g. "catmull-rom". */
   filter?: string;
 }

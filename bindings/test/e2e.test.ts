@@ -104,6 +104,16 @@ describe("the conformance script, through the TS API, equals golden.json", () =>
     assert.equal(sha256(enc.payload), want("encode", "payload"));
   });
 
+  test("size: encode at 24 px, the payload decodes at 24 px, or at the size asked", async () => {
+    const enc = await model.encode(scriptBMP(), { size: 24 });
+    assert.equal(decodePayload(enc.payload).image.height, 24);
+    const img = await model.decode(enc.payload, { steps: 1 });
+    assert.deepEqual([img.width, img.height], [24, 24]);
+    const small = await model.decode(enc.payload, { steps: 1, size: 16 });
+    assert.deepEqual([small.width, small.height], [16, 16]);
+    await assert.rejects(model.encode(scriptBMP(), { size: 30 }), { code: "bad_request" });
+  });
+
   test("decode with the payload's hints (payload made by encodePayload)", async () => {
     const hinted = encodePayload({ ...decodePayload(pb), hints: { steps: 2, guidance: 2, seed: 99 } });
     const img = await model.decode(hinted);

@@ -283,11 +283,10 @@ func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent La
 		h, w = o.Size, o.Size
 	}
 	shape, err := latent(h, w)
-	if err != nil {
-		if o.Size == 0 {
-			err = fmt.Errorf("the payload's image size: %w", err)
-		}
-		return fail(err)
+	if err != nil && o.Size == 0 {
+		return fail(fmt.Errorf("%w: the payload's image size: %w", ErrUnsupported, err))
+	} else if err != nil {
+		return fail(fmt.Errorf("%w: %w", ErrArgument, err))
 	}
 	fo := flow.Options{Steps: o.Steps, APG: o.APG, Seed: o.Seed, OnStep: o.OnStep, Shapes: [][]int{shape}}
 	if o.Guidance != 1 {

@@ -154,6 +154,9 @@ func (s *Service) options(p *payload.Payload, layers ...decodeParams) (engine.De
 			}
 			o.K = int(*l.K)
 		}
+		if l.Size != nil {
+			o.Size = int(*l.Size)
+		}
 		if l.Steps != nil {
 			o.Steps = int(*l.Steps)
 		}
@@ -252,6 +255,9 @@ func (s *Service) encodeImage(ctx context.Context, h header, r *request) (any, e
 		return nil, errorf(CodeBadRequest, `"encode" needs "image"`)
 	}
 	eo := engine.EncodeOptions{Filter: r.Filter}
+	if r.Size != nil {
+		eo.Size = int(*r.Size)
+	}
 	if r.K != nil {
 		// k is a uint (request.go): 0 means all tokens, as engine.EncodeOptions.K and the CLI's -k.
 		if *r.K > int64(m.id.MaxTokens) {

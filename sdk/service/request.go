@@ -38,6 +38,7 @@ type request struct {
 // decodeParams are the decode options of a request; nil means "not given".
 type decodeParams struct {
 	K        *int64
+	Size     *int64 // image side in pixels (0 or absent: the payload's size)
 	Steps    *int64
 	Guidance *float64
 	APG      *bool
@@ -51,10 +52,10 @@ var fields = map[string][]string{
 	"open":         {"name", "weights", "config", "vae_config"},
 	"close":        {"handle"},
 	"info":         {"handle"},
-	"decode":       {"handle", "payload", "k", "steps", "guidance", "apg", "seed", "output"},
-	"encode":       {"handle", "image", "k", "filter"},
-	"stream_open":  {"handle", "header", "steps", "guidance", "apg", "seed", "output"},
-	"stream_chunk": {"stream", "chunk", "steps", "guidance", "apg", "seed", "output", "decode"},
+	"decode":       {"handle", "payload", "k", "size", "steps", "guidance", "apg", "seed", "output"},
+	"encode":       {"handle", "image", "k", "size", "filter"},
+	"stream_open":  {"handle", "header", "size", "steps", "guidance", "apg", "seed", "output"},
+	"stream_chunk": {"stream", "chunk", "size", "steps", "guidance", "apg", "seed", "output", "decode"},
 	"stream_close": {"stream"},
 }
 
@@ -179,6 +180,11 @@ func (r *request) field(d *msgpack.Decoder, key string) error {
 		v, err = uintValue(d)
 		k := int64(min(v, math.MaxInt32))
 		r.K = &k
+	case "size":
+		var v uint64
+		v, err = uintValue(d)
+		sz := int64(min(v, math.MaxInt32))
+		r.Size = &sz
 	case "steps":
 		var v uint64
 		v, err = uintValue(d)

@@ -597,3 +597,27 @@ func TestAnnouncedLengths(t *testing.T) {
 		}
 	}
 }
+
+// TestSizes: "size" on encode and decode has the Go API's meaning (EncodeOptions.Size,
+// DecodeOptions.Size): the payload records the size it was encoded at and decodes at it; sizes
+// the model does not run at are bad requests.
+func TestSizes(t *testing.T) {
+	s := New(Options{})
+	c := loadC1(t)
+	h := num(call(t, s, M{"op": "open", "weights": c.weights, "config": c.config, "vae_config": c.vae})["handle"])
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewNRGBA(image.Rect(0, 0, 40, 40))); err != nil {
+		t.Fatal(err)
+	}
+	p := call(t, s, M{"op": "encode", "handle": h, "image": buf.Bytes(), "size": 24})["payload"].([]byte)
+	r := call(t, s, M{"op": "decode", "handle": h, "payload": p, "steps": 1})
+	if num(r["width"]) != 24 || num(r["height"]) != 24 || len(r["rgba"].([]byte)) != 24*24*4 {
+		t.Fatalf("decode of a 24 px payload: %v x %v", r["width"], r["height"])
+	}
+	r = call(t, s, M{"op": "decode", "handle": h, "payload": p, "steps": 1, "size": 16})
+	if num(r["width"]) != 16 {
+		t.Fatalf("decode at size 16: width %v", r["width"])
+	}
+	fail(t, s, M{"op": "encode", "handle": h, "image": buf.Bytes(), "size": 30}, CodeBadRequest)
+	fail(t, s, M{"op": "decode", "handle": h, "payload": p, "steps": 1, "size": 64}, CodeBadRequest)
+}
