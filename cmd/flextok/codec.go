@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -144,34 +146,6 @@ func (f *decodeFlags) options(cmd *cobra.Command, p *payload.Payload) engine.Dec
 	return o
 }
 
-// prepareBatch lists the inputs and, for several, makes the output directory; single reports
-// one input, whose output is out itself unless out is a directory.
-func prepareBatch(args []string, exts map[string]bool, out string) (inputs []string, single bool, err error) {
-	if out == "" {
-		return nil, false, usageError{errors.New("--out is required")}
-	}
-	if inputs, err = expandInputs(args, exts); err != nil {
-		return nil, false, err
-	}
-	single = len(inputs) == 1
-	if !single {
-		err = os.MkdirAll(out, 0o755)
-	}
-	return inputs, single, err
-}
-
-// outputPath returns where the output for in goes: out itself for a single input that does not
-// name a directory, else out/<base name><ext>.
-func outputPath(in, out, ext string, single bool) string {
-	if single {
-		if st, err := os.Stat(out); err != nil || !st.IsDir() {
-			return out
-		}
-	}
-	base := strings.TrimSuffix(filepath.Base(in), filepath.Ext(in))
-	return filepath.Join(out, base+ext)
-}
-
 // existsError is writeNew's refusal to replace path; it matches fs.ErrExist.
 type existsError string
 
@@ -181,17 +155,23 @@ func (e existsError) Is(target error) bool { return target == fs.ErrExist }
 // writeNew writes data to path, refusing to replace an existing file unless force: nothing
 // the user has is overwritten by accident, not even by a file that appears while this one is
 // written (the new file is linked into place, which fails if the name is taken). The file
-// appears whole or not at all. Errors name path, not the temporary file.
+// appears whole or not at all, with the mode os.WriteFile would give it (0666 less the umask:
+// 0644 by default, readable by the other users of a shared volume). Errors name path, not the
+// temporary file.
 func writeNew(path string, data []byte, force bool) error {
 	if !force {
 		if _, err := os.Stat(path); err == nil {
 			return existsError(path)
 		}
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".flextok-*")
+	tmp, err := createTemp(filepath.Dir(path))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("write %s: the directory %s does not exist", path, filepath.Dir(path))
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the temporary file's name would only confuse
 		}
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -219,6 +199,20 @@ func writeNew(path string, data []byte, force bool) error {
 	return nil
 }
 
+// createTemp creates a new file .flextok-<random> in dir for writing, as os.CreateTemp does but
+// with mode 0666 less the umask (os.CreateTemp's files are 0600 whatever the umask).
+func createTemp(dir string) (*os.File, error) {
+	for range 100 {
+		name := filepath.Join(dir, fmt.Sprintf(".flextok-%016x", rand.Uint64()))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("no unused temporary file name in %s", dir)
+}
+
 func newDecode() *cobra.Command {
 	var (
 		ef    engineFlags
@@ -230,11 +224,16 @@ func newDecode() *cobra.Command {
 		force bool
 	)
 	cmd := &cobra.Command{
-		Use:   "decode PAYLOAD|DIR... -m MODEL -o OUT.png",
+		Use:   "decode PAYLOAD|DIR... -o OUT [-m MODEL] [-k K]",
 		Short: "Decode token payloads (or their first K tokens) into PNG images",
-		Long: "Decode each payload (.msgpack; directories contribute their .msgpack files) with the\n" +
-			"rectified-flow decoder. Unset flags take the payload's hints, else the official\n" +
-			"README's settings: 20 steps, guidance 7.5 with APG, seed 0.",
+		Long: "Decode each payload (.msgpack; directories are walked recursively for .msgpack files)\n" +
+			"with the rectified-flow decoder. -o OUT as for encode: with one file argument, OUT is the\n" +
+			"PNG file (or, ending in / or an existing directory, the directory it goes into);\n" +
+			"otherwise OUT is a directory that mirrors the inputs: DIR/a/b.msgpack becomes\n" +
+			"OUT/a/b.png, so `flextok decode toks -o pngs` undoes `flextok encode imgs -o toks`.\n" +
+			"In a directory, PNGs that exist are skipped (--force rewrites them); a single OUT that\n" +
+			"exists is an error. Unset --steps, --guidance, --apg and --seed take each payload's\n" +
+			"hints, else the official README's settings: 20 steps, guidance 7.5 with APG, seed 0.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{errors.New("decode needs at least one payload")}
@@ -242,70 +241,109 @@ func newDecode() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
-				return err
+			if out == "" {
+				return usageError{errors.New("--out is required")}
 			}
-			inputs, single, err := prepareBatch(args, map[string]bool{".msgpack": true}, out)
-			if err != nil {
-				return err
-			}
-			e, closeExec, err := openBackend(&bf, &ef, cmd.ErrOrStderr())
-			if err != nil {
-				return err
-			}
-			defer closeExec()
-			ctx, stop := signalContext()
-			defer stop()
 			if batch < 1 {
 				return usageError{fmt.Errorf("--batch must be at least 1, got %d", batch)}
 			}
-			// Consecutive payloads with the same settings (the flags, else each payload's
-			// hints) are decoded together, up to --batch at a time.
-			var pending []decodeJob
-			flush := func() error {
-				err := decodeJobs(ctx, e, pending, out, single, force)
-				pending = pending[:0]
+			if k < 0 {
+				return usageError{fmt.Errorf("--tokens must be at least 0, got %d", k)}
+			}
+			if cmd.Flags().Changed("steps") && df.steps < 1 {
+				return usageError{fmt.Errorf("--steps must be at least 1, got %d", df.steps)}
+			}
+			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
 				return err
 			}
-			for _, in := range inputs {
-				data, err := readLimited(in, int64(payload.DefaultLimits.MaxBytes))
+			jobs, single, err := planTree(args, out, map[string]bool{".msgpack": true}, ".png", "payloads")
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			var todo []fileJob
+			skipped := 0
+			for _, j := range jobs {
+				if !force {
+					if _, err := os.Stat(j.out); err == nil {
+						if single {
+							return existsError(j.out)
+						}
+						skipped++
+						continue
+					}
+				}
+				todo = append(todo, j)
+			}
+			st := decodeStats{skipped: skipped}
+			if len(todo) > 0 {
+				e, closeExec, err := openBackend(&bf, &ef, cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
-				p := new(payload.Payload)
-				if err := payload.Decode(data, p, payload.Options{}); err != nil {
-					return fmt.Errorf("decode %s: %w", in, err)
+				defer closeExec()
+				ctx, stop := signalContext()
+				defer stop()
+				if err := runDecode(ctx, e, cmd, &df, todo, k, ef.size, batch, single, force, &st); err != nil {
+					return err
 				}
-				o := df.options(cmd, p)
-				o.K, o.Size = k, ef.size
-				if o.Steps < 1 {
-					return usageError{fmt.Errorf("--steps must be at least 1, got %d", o.Steps)}
-				}
-				if len(pending) > 0 && (len(pending) == batch || !sameDecode(pending[0].o, o)) {
-					if err := flush(); err != nil {
-						return err
-					}
-				}
-				pending = append(pending, decodeJob{in: in, p: p, o: o})
 			}
-			return flush()
+			if !single {
+				el := time.Since(start)
+				fmt.Fprintf(cmd.ErrOrStderr(), "decoded %d, skipped %d in %s (%.1f images/s)\n",
+					st.decoded, st.skipped, el.Round(time.Millisecond), float64(st.decoded)/max(el.Seconds(), 1e-9))
+			}
+			return nil
 		},
 	}
 	ef.register(cmd)
 	bf.register(cmd)
-	cmd.Flags().StringVarP(&out, "out", "o", "", "output PNG file or directory (required)")
+	cmd.Flags().StringVarP(&out, "out", "o", "", "output PNG file, or directory (ending in /, existing, or for a directory or several arguments) (required)")
 	cmd.Flags().IntVarP(&k, "tokens", "k", 0, "decode only the first K tokens (0: all in the payload)")
 	cmd.Flags().IntVar(&batch, "batch", 8, "payloads decoded together (consecutive ones with the same settings)")
-	df.register(cmd, "noise seed")
-	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files")
+	df.register(cmd, "noise seed (default: the payload's hint, else 0)")
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files (default: skip them in a directory, refuse a single OUT)")
 	return cmd
+}
+
+// decodeStats count what decode did.
+type decodeStats struct{ decoded, skipped int }
+
+// runDecode reads the payloads of todo and decodes them: consecutive payloads with the same
+// settings (the flags, else each payload's hints) together, up to batch at a time.
+func runDecode(ctx context.Context, e executor, cmd *cobra.Command, df *decodeFlags, todo []fileJob, k, size, batch int, single, force bool, st *decodeStats) error {
+	var pending []decodeJob
+	flush := func() error {
+		err := decodeJobs(ctx, e, pending, single, force, st)
+		pending = pending[:0]
+		return err
+	}
+	for _, j := range todo {
+		data, err := readLimited(j.in, int64(payload.DefaultLimits.MaxBytes))
+		if err != nil {
+			return err
+		}
+		p := new(payload.Payload)
+		if err := payload.Decode(data, p, payload.Options{}); err != nil {
+			return fmt.Errorf("decode %s: %w", j.in, err)
+		}
+		o := df.options(cmd, p)
+		o.K, o.Size = k, size
+		if len(pending) > 0 && (len(pending) == batch || !sameDecode(pending[0].o, o)) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		pending = append(pending, decodeJob{fileJob: j, p: p, o: o})
+	}
+	return flush()
 }
 
 // decodeJob is one payload of decode with its resolved settings.
 type decodeJob struct {
-	in string
-	p  *payload.Payload
-	o  engine.DecodeOptions
+	fileJob
+	p *payload.Payload
+	o engine.DecodeOptions
 }
 
 // sameDecode reports whether two payloads can be decoded in one batch.
@@ -313,9 +351,10 @@ func sameDecode(a, b engine.DecodeOptions) bool {
 	return a.K == b.K && a.Steps == b.Steps && a.Guidance == b.Guidance && a.APG == b.APG && a.Seed == b.Seed
 }
 
-// decodeJobs decodes jobs (same settings) in one batch and writes their PNGs. When the batch
-// fails, the payloads are decoded one by one so that the error names the file.
-func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, out string, single, force bool) error {
+// decodeJobs decodes jobs (same settings) in one batch and writes their PNGs, making the
+// directories they go into. When the batch fails, the payloads are decoded one by one so that
+// the error names the file.
+func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, single, force bool, st *decodeStats) error {
 	if len(jobs) == 0 {
 		return nil
 	}
@@ -337,7 +376,7 @@ func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, out string, s
 			return fmt.Errorf("decode %s: %w", jobs[0].in, err)
 		}
 		for _, j := range jobs {
-			if err := decodeJobs(ctx, e, []decodeJob{j}, out, single, force); err != nil {
+			if err := decodeJobs(ctx, e, []decodeJob{j}, single, force, st); err != nil {
 				return err
 			}
 		}
@@ -352,9 +391,19 @@ func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, out string, s
 		if err := ftimage.EncodePNG(&buf, img); err != nil {
 			return err
 		}
-		if err := writeNew(outputPath(j.in, out, ".png", single), buf.Bytes(), force); err != nil {
+		if !single {
+			if err := os.MkdirAll(filepath.Dir(j.out), 0o777); err != nil {
+				return fmt.Errorf("decode %s: %w", j.in, err)
+			}
+		}
+		if err := writeNew(j.out, buf.Bytes(), force); err != nil {
+			if errors.Is(err, fs.ErrExist) && !single {
+				st.skipped++ // another run wrote it meanwhile
+				continue
+			}
 			return fmt.Errorf("decode %s: %w", j.in, err)
 		}
+		st.decoded++
 	}
 	return nil
 }

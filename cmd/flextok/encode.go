@@ -28,8 +28,8 @@ type batchEncoder interface {
 	EncodeBatch(ctx context.Context, imgs []image.Image, o engine.EncodeOptions) ([]*payload.Payload, error)
 }
 
-// encodeJob is one input image and the payload file it makes.
-type encodeJob struct{ in, out string }
+// fileJob is one input file (an image, a payload) and the output file it makes.
+type fileJob struct{ in, out string }
 
 // encodeSettings are encode's flags after validation.
 type encodeSettings struct {
@@ -118,17 +118,35 @@ func newEncode() *cobra.Command {
 	return cmd
 }
 
-// planEncode lists the inputs and their outputs. A file argument is taken whatever its name; a
-// directory contributes the files under it, at any depth, with an image extension (imageExts).
-// A file reached twice counts once. The list is sorted by input path, so every worker of a
-// sharded job sees the same list; two inputs with the same output are an error before any work
-// (so no two shards ever write one file). single is one file argument with OUT not a
-// directory (nor ends with a slash): OUT is then that payload's file.
-func planEncode(args []string, out string) (jobs []encodeJob, single bool, err error) {
-	outIsDir := strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator))
-	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		outIsDir = true
+// planEncode lists the images of args and their payload files (planTree).
+func planEncode(args []string, out string) (jobs []fileJob, single bool, err error) {
+	return planTree(args, out, imageExts, ".msgpack", "images")
+}
+
+// outNamesDir reports whether -o OUT names a directory by itself: it ends with a slash or is an
+// existing directory.
+func outNamesDir(out string) bool {
+	if strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator)) {
+		return true
 	}
+	st, err := os.Stat(out)
+	return err == nil && st.IsDir()
+}
+
+// planTree lists the inputs of encode or decode and their outputs. A file argument is taken
+// whatever its name; a directory contributes the files under it, at any depth, with one of
+// exts. A file reached twice counts once. The list is sorted by input path, so every worker of
+// a sharded job sees the same list; two inputs with the same output are an error before any
+// work (so no two shards ever write one file).
+//
+// What OUT means depends on the arguments, never on how many files a directory holds: with one
+// file argument, OUT is that input's output file (single), unless OUT ends with a slash or is an
+// existing directory, which then receives it; otherwise (a directory argument, or several
+// arguments) OUT is a directory that mirrors the inputs: DIR/a/b.x becomes OUT/a/b<outExt>, a
+// file argument x.y becomes OUT/x<outExt>. OUT is then refused if it is an existing file, or if
+// it does not exist and ends in outExt (`-o result.png` for 64 inputs is a mistake, not a
+// directory to make).
+func planTree(args []string, out string, exts map[string]bool, outExt, what string) (jobs []fileJob, single bool, err error) {
 	// A file reached twice (a directory and a file in it, or nested directories) keeps the
 	// mapping that mirrors the most structure, whatever the order of the arguments.
 	seen := map[string]int{}
@@ -139,14 +157,15 @@ func planEncode(args []string, out string) (jobs []encodeJob, single bool, err e
 		}
 		if i, ok := seen[abs]; ok {
 			if better(rel, jobs[i].out) {
-				jobs[i] = encodeJob{in: in, out: rel}
+				jobs[i] = fileJob{in: in, out: rel}
 			}
 			return nil
 		}
 		seen[abs] = len(jobs)
-		jobs = append(jobs, encodeJob{in: in, out: rel})
+		jobs = append(jobs, fileJob{in: in, out: rel})
 		return nil
 	}
+	dirArg := false
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
@@ -158,12 +177,13 @@ func planEncode(args []string, out string) (jobs []encodeJob, single bool, err e
 			}
 			continue
 		}
+		dirArg = true
 		root := filepath.Clean(a)
 		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
-			if d.IsDir() || !imageExts[strings.ToLower(filepath.Ext(path))] {
+			if d.IsDir() || !exts[strings.ToLower(filepath.Ext(path))] {
 				return nil
 			}
 			rel, err := filepath.Rel(root, path)
@@ -177,12 +197,17 @@ func planEncode(args []string, out string) (jobs []encodeJob, single bool, err e
 		}
 	}
 	if len(jobs) == 0 {
-		return nil, false, usageError{errors.New("no input images")}
+		return nil, false, usageError{fmt.Errorf("no input %s (a directory contributes its files ending in %s, at any depth)", what, extList(exts))}
 	}
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].in < jobs[j].in })
-	if len(args) == 1 && len(jobs) == 1 && jobs[0].out == "" && !outIsDir {
+	if len(args) == 1 && !dirArg && !outNamesDir(out) {
 		jobs[0].out = out
 		return jobs, true, nil
+	}
+	if st, err := os.Stat(out); err == nil && !st.IsDir() {
+		return nil, false, usageError{fmt.Errorf("-o %s is a file, but these inputs need an output directory", out)}
+	} else if err != nil && !outNamesDir(out) && strings.EqualFold(filepath.Ext(out), outExt) {
+		return nil, false, usageError{fmt.Errorf("-o %s names a %s file, but these inputs need an output directory (a directory argument or several arguments mirror into one); name a directory, e.g. %s/", out, outExt, strings.TrimSuffix(out, filepath.Ext(out)))}
 	}
 	owner := make(map[string]string, len(jobs))
 	for i := range jobs {
@@ -190,13 +215,23 @@ func planEncode(args []string, out string) (jobs []encodeJob, single bool, err e
 		if rel == "" {
 			rel = filepath.Base(jobs[i].in)
 		}
-		jobs[i].out = filepath.Join(out, strings.TrimSuffix(rel, filepath.Ext(rel))+".msgpack")
+		jobs[i].out = filepath.Join(out, strings.TrimSuffix(rel, filepath.Ext(rel))+outExt)
 		if prev, ok := owner[jobs[i].out]; ok {
-			return nil, false, usageError{fmt.Errorf("%s and %s would both be encoded to %s; rename one or encode them in separate runs", prev, jobs[i].in, jobs[i].out)}
+			return nil, false, usageError{fmt.Errorf("%s and %s would both be written to %s; rename one or give them separate runs", prev, jobs[i].in, jobs[i].out)}
 		}
 		owner[jobs[i].out] = jobs[i].in
 	}
 	return jobs, false, nil
+}
+
+// extList is exts sorted and joined for messages: ".jpeg, .jpg, .png".
+func extList(exts map[string]bool) string {
+	var l []string
+	for e := range exts {
+		l = append(l, e)
+	}
+	sort.Strings(l)
+	return strings.Join(l, ", ")
 }
 
 // better reports whether the output path rel (relative to OUT, "" for a file argument) is
@@ -215,14 +250,14 @@ func better(rel, old string) bool {
 // decodedBatch is a batch of jobs with their images read from disk; errs[i] is set where the
 // file could not be read or decoded.
 type decodedBatch struct {
-	jobs []encodeJob
+	jobs []fileJob
 	imgs []image.Image
 	errs []error
 }
 
 // readBatches decodes the jobs batch by batch (the files of a batch concurrently) into the
 // returned channel, one batch ahead of the consumer, until done or ctx ends.
-func readBatches(ctx context.Context, jobs []encodeJob, size int) <-chan decodedBatch {
+func readBatches(ctx context.Context, jobs []fileJob, size int) <-chan decodedBatch {
 	ch := make(chan decodedBatch, 1)
 	go func() {
 		defer close(ch)
@@ -266,10 +301,10 @@ func readImage(path string) (image.Image, error) {
 // each, and the run goes on; the summary line ends it. load opens the encoder, only if there is
 // something to encode; if it fails, that error is returned without a summary. The error is
 // non-nil if any input failed or the run was interrupted.
-func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder, func() error, error), jobs []encodeJob, s encodeSettings) (encodeStats, error) {
+func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder, func() error, error), jobs []fileJob, s encodeSettings) (encodeStats, error) {
 	start := time.Now()
 	var st encodeStats
-	var mine []encodeJob
+	var mine []fileJob
 	for pos, j := range jobs {
 		if s.shard.take(pos) {
 			mine = append(mine, j)
@@ -287,7 +322,7 @@ func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder,
 		st.failed++
 		bar.add(1)
 	}
-	var todo []encodeJob
+	var todo []fileJob
 	for _, j := range mine {
 		if !s.force {
 			if _, err := os.Stat(j.out); err == nil {
@@ -308,7 +343,7 @@ func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder,
 			bar.finish()
 			return st, err
 		}
-		runErr = encodeJobs(ctx, enc, todo, s, &st, &bar, fail)
+		runErr = fileJobs(ctx, enc, todo, s, &st, &bar, fail)
 		if err := closeEnc(); err != nil && runErr == nil {
 			runErr = err
 		}
@@ -329,20 +364,20 @@ func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder,
 	return st, nil
 }
 
-// encodeJobs runs todo through enc; st and the bar record each image.
-func encodeJobs(ctx context.Context, enc batchEncoder, todo []encodeJob, s encodeSettings,
+// fileJobs runs todo through enc; st and the bar record each image.
+func fileJobs(ctx context.Context, enc batchEncoder, todo []fileJob, s encodeSettings,
 	st *encodeStats, bar *bar, fail func(string, error)) error {
 	if m, ok := enc.(interface{ MaxTokens() int }); ok && s.opts.K > m.MaxTokens() {
 		return usageError{fmt.Errorf("--tokens %d: the model has %d tokens", s.opts.K, m.MaxTokens())}
 	}
 	made := map[string]bool{}
-	write := func(j encodeJob, p *payload.Payload) error {
+	write := func(j fileJob, p *payload.Payload) error {
 		b, err := p.MarshalBinary()
 		if err != nil {
 			return err
 		}
 		if dir := filepath.Dir(j.out); !made[dir] {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
+			if err := os.MkdirAll(dir, 0o777); err != nil {
 				return err
 			}
 			made[dir] = true
@@ -352,7 +387,7 @@ func encodeJobs(ctx context.Context, enc batchEncoder, todo []encodeJob, s encod
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	for b := range readBatches(ctx, todo, s.batch) {
-		var jobs []encodeJob
+		var jobs []fileJob
 		var imgs []image.Image
 		for i, j := range b.jobs {
 			if b.errs[i] != nil {

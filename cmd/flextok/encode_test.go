@@ -285,7 +285,7 @@ func TestEncodeUsageErrors(t *testing.T) {
 	}
 	// Two inputs with one output name: refused before any work.
 	_ = os.WriteFile(filepath.Join(data, "000_cross.jpg"), []byte("x"), 0o644)
-	if _, _, err := runErr("encode", data, "-o", out); err == nil || !strings.Contains(err.Error(), "both be encoded to") {
+	if _, _, err := runErr("encode", data, "-o", out); err == nil || !strings.Contains(err.Error(), "both be written to") {
 		t.Errorf("colliding outputs: %v", err)
 	}
 	if _, err := os.Stat(out); err == nil {
