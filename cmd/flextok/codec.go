@@ -120,10 +120,13 @@ type decodeFlags struct {
 	seed  uint64
 }
 
+// register adds the flags. Their zero values are never used (options applies only the flags
+// set), so that --help shows no default that a payload's hints would contradict; each usage
+// says the real default.
 func (f *decodeFlags) register(cmd *cobra.Command, seedHelp string) {
-	cmd.Flags().IntVar(&f.steps, "steps", 20, "Euler steps")
-	cmd.Flags().Float64Var(&f.guid, "guidance", 7.5, "classifier-free guidance scale (1: off)")
-	cmd.Flags().BoolVar(&f.apg, "apg", true, "adaptive projected guidance instead of plain CFG")
+	cmd.Flags().IntVar(&f.steps, "steps", 0, "Euler steps (default: the payload's hint, else 20)")
+	cmd.Flags().Float64Var(&f.guid, "guidance", 0, "classifier-free guidance scale, 1: off (default: the payload's hint, else 7.5)")
+	cmd.Flags().BoolVar(&f.apg, "apg", false, "adaptive projected guidance instead of plain CFG; --apg=false: CFG (default: the payload's hint, else APG)")
 	cmd.Flags().Uint64Var(&f.seed, "seed", 0, seedHelp)
 }
 

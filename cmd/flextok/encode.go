@@ -34,6 +34,7 @@ type fileJob struct{ in, out string }
 // encodeSettings are encode's flags after validation.
 type encodeSettings struct {
 	opts   engine.EncodeOptions
+	read   ftimage.DecodeOptions // how image files are read (limits, EXIF orientation)
 	batch  int
 	shard  shard
 	force  bool
@@ -56,14 +57,19 @@ func newEncode() *cobra.Command {
 		batch    int
 		shardArg string
 		bf       backendFlags
+		rf       readFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "encode IMAGE|DIR... -o OUT [--shard i/N] [--batch N]",
 		Short: "Encode images into token payloads (.msgpack)",
 		Long: "Encode each image (png, jpeg, gif, webp, bmp, tiff; directories are walked recursively\n" +
 			"for image files) into a FlexTok token payload. With one file argument, OUT is the\n" +
-			"payload file (or a directory); otherwise OUT is a directory that mirrors the inputs:\n" +
-			"DIR/a/b.png becomes OUT/a/b.msgpack, a file argument x.png becomes OUT/x.msgpack.\n\n" +
+			"payload file (or, ending in / or an existing directory, the directory it goes into);\n" +
+			"otherwise (a directory argument, or several) OUT is a directory that mirrors the\n" +
+			"inputs: DIR/a/b.png becomes OUT/a/b.msgpack, a file argument x.png becomes\n" +
+			"OUT/x.msgpack; an OUT ending in .msgpack is then refused. Images are turned upright by\n" +
+			"their EXIF orientation first, as browsers show them (the official demo does not:\n" +
+			"--exif-orientation=false). Files get mode 0666 less the umask, as with os.WriteFile.\n\n" +
 			"Made for big datasets: --batch images go through the model per forward pass;\n" +
 			"--shard i/N takes every N-th input of the sorted list (from the i-th, 0-based), so N\n" +
 			"workers split a job without overlap (auto/N reads i from JOB_COMPLETION_INDEX, a\n" +
@@ -99,7 +105,11 @@ func newEncode() *cobra.Command {
 			}
 			ctx, stop := signalContext()
 			defer stop()
-			s := encodeSettings{opts: engine.EncodeOptions{K: k, Filter: filter, Size: ef.size}, batch: batch, shard: sh, force: force, single: single}
+			read, err := rf.options()
+			if err != nil {
+				return err
+			}
+			s := encodeSettings{opts: engine.EncodeOptions{K: k, Filter: filter, Size: ef.size}, read: read, batch: batch, shard: sh, force: force, single: single}
 			load := func() (batchEncoder, func() error, error) {
 				return openBackend(&bf, &ef, cmd.ErrOrStderr())
 			}
@@ -108,14 +118,34 @@ func newEncode() *cobra.Command {
 		},
 	}
 	ef.register(cmd)
-	cmd.Flags().StringVarP(&out, "out", "o", "", "output payload file or directory (required)")
+	cmd.Flags().StringVarP(&out, "out", "o", "", "output payload file, or directory (ending in /, existing, or for a directory or several arguments) (required)")
 	cmd.Flags().IntVarP(&k, "tokens", "k", 0, "keep the first K tokens (0: all)")
 	cmd.Flags().StringVar(&filter, "filter", ftimage.FilterBilinear, "resize filter: bilinear (as the official demo) or catmull-rom")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files (default: skip them)")
 	cmd.Flags().IntVar(&batch, "batch", 8, "images per forward pass")
 	cmd.Flags().StringVar(&shardArg, "shard", "", "take shard i of N (0-based) of the sorted inputs: i/N, or auto/N for i from $JOB_COMPLETION_INDEX or $SLURM_ARRAY_TASK_ID")
 	bf.register(cmd)
+	rf.register(cmd)
 	return cmd
+}
+
+// readFlags say how image files are read: encode's and eval's --exif-orientation and
+// --max-pixels.
+type readFlags struct {
+	orient    bool
+	maxPixels int64
+}
+
+func (f *readFlags) register(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&f.orient, "exif-orientation", true, "turn images upright by their EXIF orientation, as browsers show them; =false: pixels as stored, as the official demo reads them")
+	cmd.Flags().Int64Var(&f.maxPixels, "max-pixels", ftimage.DefaultMaxPixels, "largest image (width×height) read; decoding takes up to 8 bytes a pixel")
+}
+
+func (f *readFlags) options() (ftimage.DecodeOptions, error) {
+	if f.maxPixels < 1 {
+		return ftimage.DecodeOptions{}, usageError{fmt.Errorf("--max-pixels must be at least 1, got %d", f.maxPixels)}
+	}
+	return ftimage.DecodeOptions{MaxPixels: f.maxPixels, IgnoreOrientation: !f.orient}, nil
 }
 
 // planEncode lists the images of args and their payload files (planTree).
@@ -257,7 +287,7 @@ type decodedBatch struct {
 
 // readBatches decodes the jobs batch by batch (the files of a batch concurrently) into the
 // returned channel, one batch ahead of the consumer, until done or ctx ends.
-func readBatches(ctx context.Context, jobs []fileJob, size int) <-chan decodedBatch {
+func readBatches(ctx context.Context, jobs []fileJob, size int, read ftimage.DecodeOptions) <-chan decodedBatch {
 	ch := make(chan decodedBatch, 1)
 	go func() {
 		defer close(ch)
@@ -271,7 +301,7 @@ func readBatches(ctx context.Context, jobs []fileJob, size int) <-chan decodedBa
 				wg.Go(func() {
 					sem <- struct{}{}
 					defer func() { <-sem }()
-					b.imgs[i], b.errs[i] = readImage(j.in)
+					b.imgs[i], b.errs[i] = readImage(j.in, read)
 				})
 			}
 			wg.Wait()
@@ -285,14 +315,17 @@ func readBatches(ctx context.Context, jobs []fileJob, size int) <-chan decodedBa
 	return ch
 }
 
-// readImage decodes the image file at path (format sniffed, default limits).
-func readImage(path string) (image.Image, error) {
+// readImage decodes the image file at path (format sniffed) as o says.
+func readImage(path string, o ftimage.DecodeOptions) (image.Image, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	img, _, err := ftimage.Decode(f, ftimage.Limits{})
+	img, _, err := ftimage.Decode(f, o)
+	if o.MaxPixels != 0 && errors.Is(err, ftimage.ErrTooLarge) && strings.HasSuffix(err.Error(), " pixels") {
+		err = fmt.Errorf("%w (--max-pixels raises the limit)", err)
+	}
 	return img, err
 }
 
@@ -386,7 +419,7 @@ func fileJobs(ctx context.Context, enc batchEncoder, todo []fileJob, s encodeSet
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for b := range readBatches(ctx, todo, s.batch) {
+	for b := range readBatches(ctx, todo, s.batch, s.read) {
 		var jobs []fileJob
 		var imgs []image.Image
 		for i, j := range b.jobs {

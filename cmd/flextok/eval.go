@@ -40,6 +40,7 @@ func newEval() *cobra.Command {
 		gridRows int
 		jsonOut  string
 		force    bool
+		rf       readFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "eval -m MODEL --images DIR [--ks 1,2,4,...] [--grid OUT.png] [--json OUT.json]",
@@ -52,7 +53,8 @@ func newEval() *cobra.Command {
 			"  SSIM = Wang et al. 2004 (11×11 Gaussian window, σ 1.5, K1 0.01, K2 0.03, L 255) per\n" +
 			"         RGB channel, averaged over the channels (see sdk/metrics).\n" +
 			"Every decode uses the same seed, so the columns differ only in k. Unset decode flags\n" +
-			"take the official README's settings: 20 steps, guidance 7.5 with APG, seed 0.\n" +
+			"take the model's decode hints where it has them (the embedded default model does),\n" +
+			"else the official README's settings: 20 steps, guidance 7.5 with APG, seed 0.\n" +
 			"Stdout: '#' comment lines and a table, one row per k: k, images, then mean, std\n" +
 			"(population), min and max of PSNR and of SSIM. --json adds the per-image values (null\n" +
 			"for an infinite PSNR: a perfect reconstruction); --grid writes a PNG with one row per\n" +
@@ -69,6 +71,10 @@ func newEval() *cobra.Command {
 			}
 			if filter != ftimage.FilterBilinear && filter != ftimage.FilterCatmullRom {
 				return usageError{fmt.Errorf("--filter %q, want %s or %s", filter, ftimage.FilterBilinear, ftimage.FilterCatmullRom)}
+			}
+			read, err := rf.options()
+			if err != nil {
+				return err
 			}
 			if limit < 0 {
 				return usageError{fmt.Errorf("--limit must be at least 0, got %d", limit)}
@@ -112,7 +118,7 @@ func newEval() *cobra.Command {
 				}
 			}
 			decodeOpts := func(p *payload.Payload) engine.DecodeOptions { return df.options(cmd, p) }
-			ev := evaluator{e: e, ks: ks, filter: filter, opts: decodeOpts}
+			ev := evaluator{e: e, ks: ks, filter: filter, read: read, opts: decodeOpts}
 			ctx, stop := signalContext()
 			defer stop()
 			start := time.Now()
@@ -189,6 +195,7 @@ func newEval() *cobra.Command {
 	cmd.Flags().IntVar(&gridRows, "grid-rows", 8, "images in the grid (the first N)")
 	cmd.Flags().StringVar(&jsonOut, "json", "", "write the summary and per-image values as JSON")
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "replace existing output files")
+	rf.register(cmd)
 	return cmd
 }
 
@@ -235,6 +242,7 @@ type evaluator struct {
 	e      *engine.Engine
 	ks     []int
 	filter string
+	read   ftimage.DecodeOptions
 	opts   func(*payload.Payload) engine.DecodeOptions
 }
 
@@ -249,7 +257,7 @@ type imageResult struct {
 // then the reconstruction at each k).
 func (ev evaluator) one(ctx context.Context, in string, tiles bool, b bar) (imageResult, []image.Image, error) {
 	res := imageResult{File: filepath.Base(in)}
-	img, err := readImage(in)
+	img, err := readImage(in, ev.read)
 	if err != nil {
 		return res, nil, err
 	}

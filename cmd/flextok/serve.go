@@ -207,7 +207,7 @@ func encodeSamples(ctx context.Context, e executor, dir string) ([]sample, error
 }
 
 func encodeFile(ctx context.Context, e executor, p string) ([]byte, error) {
-	img, err := readImage(p)
+	img, err := readImage(p, ftimage.DecodeOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -411,7 +411,7 @@ func (s *server) encode(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "reading the image: %v", err)
 		return
 	}
-	img, _, err := ftimage.Decode(bytes.NewReader(body), ftimage.Limits{MaxBytes: s.cfg.maxUpload})
+	img, _, err := ftimage.Decode(bytes.NewReader(body), ftimage.DecodeOptions{MaxBytes: s.cfg.maxUpload})
 	if err != nil {
 		httpError(w, http.StatusUnprocessableEntity, "%v", err)
 		return

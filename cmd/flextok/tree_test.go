@@ -116,3 +116,24 @@ func TestOutSemantics(t *testing.T) {
 	}
 	_ = file
 }
+
+// TestDecodeHelpDefaults: decode's help gives the real defaults (the payload's hints first), not
+// numbers a payload with hints would contradict.
+func TestDecodeHelpDefaults(t *testing.T) {
+	for _, c := range []string{"decode", "eval"} {
+		out, err := run(c, "--help")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			for _, flag := range []string{"--steps", "--guidance", "--apg"} {
+				if strings.Contains(line, flag+" ") && strings.Contains(line, "(default ") && !strings.Contains(line, "(default: the payload's hint") {
+					t.Errorf("%s --help: %s", c, line)
+				}
+			}
+		}
+		if !strings.Contains(out, "the payload's hint, else 20") || !strings.Contains(out, "the payload's hint, else 7.5") {
+			t.Errorf("%s --help does not say where the defaults come from:\n%s", c, out)
+		}
+	}
+}

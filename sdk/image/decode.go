@@ -8,6 +8,7 @@ import (
 	"image/jpeg"
 	"image/png"
 	"io"
+	"strings"
 
 	"golang.org/x/image/bmp"
 	"golang.org/x/image/tiff"
@@ -23,13 +24,22 @@ const (
 	DefaultMaxBytes = 128 << 20
 )
 
-// Limits bound what Decode accepts. A zero field takes its default.
-type Limits struct {
+// DecodeOptions bound what Decode accepts and say how it reads. The zero value is the default.
+type DecodeOptions struct {
 	MaxPixels int64 // largest width×height; 0 = DefaultMaxPixels
 	MaxBytes  int64 // largest encoded size read from the reader; 0 = DefaultMaxBytes
+	// IgnoreOrientation keeps the pixels as stored. By default Decode turns the image upright
+	// by its EXIF orientation tag (JPEG, PNG, WebP, TIFF), as browsers and image viewers show
+	// it; the official demo's PIL path does not, so for a photo with orientation 2..8 only
+	// IgnoreOrientation gives the official tokens.
+	IgnoreOrientation bool
 }
 
-func (l Limits) withDefaults() Limits {
+// Limits is DecodeOptions under its first name, from when it held only the limits; code
+// written with it keeps compiling and means the same.
+type Limits = DecodeOptions
+
+func (l DecodeOptions) withDefaults() DecodeOptions {
 	if l.MaxPixels <= 0 {
 		l.MaxPixels = DefaultMaxPixels
 	}
@@ -42,8 +52,13 @@ func (l Limits) withDefaults() Limits {
 // Info describes a decoded image as its header declared it.
 type Info struct {
 	Format        string // "png", "jpeg", "gif", "webp", "bmp" or "tiff"
-	Width, Height int    // size from the header
+	Width, Height int    // size from the header, as stored (before any orientation)
 	Bytes         int64  // encoded size read
+	// Orientation is the EXIF orientation tag, 1..8 (0: none or unreadable). Unless
+	// DecodeOptions.IgnoreOrientation, the image returned is already turned upright (for 5..8
+	// its width and height are the header's swapped), and Oriented is true where that changed it.
+	Orientation int
+	Oriented    bool
 }
 
 // format is one supported image format. The table is explicit (not image.RegisterFormat's global
@@ -96,7 +111,10 @@ func sniff(b []byte) *format {
 // declares a huge image (a decompression bomb) costs nothing. Corrupt or truncated data gives
 // ErrCorrupt; a decoder that panics on hostile input is recovered and also reported as
 // ErrCorrupt. Decode never panics.
-func Decode(r io.Reader, lim Limits) (img image.Image, info Info, err error) {
+//
+// Unless lim.IgnoreOrientation, an EXIF orientation tag (Info.Orientation) is applied: the image
+// comes back upright, as a browser shows it.
+func Decode(r io.Reader, lim DecodeOptions) (img image.Image, info Info, err error) {
 	lim = lim.withDefaults()
 	data, err := io.ReadAll(io.LimitReader(r, lim.MaxBytes+1))
 	if err != nil {
@@ -112,7 +130,7 @@ func Decode(r io.Reader, lim Limits) (img image.Image, info Info, err error) {
 }
 
 // DecodeBytes is Decode for an image already in memory; lim.MaxBytes still applies.
-func DecodeBytes(data []byte, lim Limits) (img image.Image, info Info, err error) {
+func DecodeBytes(data []byte, lim DecodeOptions) (img image.Image, info Info, err error) {
 	lim = lim.withDefaults()
 	if int64(len(data)) > lim.MaxBytes {
 		return nil, Info{}, errf(ErrTooLarge, "input is %d bytes, limit %d", len(data), lim.MaxBytes)
@@ -142,7 +160,7 @@ func DecodeBytes(data []byte, lim Limits) (img image.Image, info Info, err error
 	}()
 	cfg, err := f.config(bytes.NewReader(data))
 	if err != nil {
-		return nil, info, errf(ErrCorrupt, "%s header: %v", f.name, err)
+		return nil, info, errf(ErrCorrupt, "%s header: %s", f.name, detail(f.name, err))
 	}
 	info.Width, info.Height = cfg.Width, cfg.Height
 	if cfg.Width <= 0 || cfg.Height <= 0 {
@@ -154,7 +172,7 @@ func DecodeBytes(data []byte, lim Limits) (img image.Image, info Info, err error
 	}
 	img, err = f.decode(bytes.NewReader(data))
 	if err != nil {
-		return nil, info, errf(ErrCorrupt, "%s: %v", f.name, err)
+		return nil, info, errf(ErrCorrupt, "%s: %s", f.name, detail(f.name, err))
 	}
 	b := img.Bounds()
 	if b.Empty() {
@@ -163,5 +181,15 @@ func DecodeBytes(data []byte, lim Limits) (img image.Image, info Info, err error
 	if int64(b.Dx())*int64(b.Dy()) > lim.MaxPixels {
 		return nil, info, errf(ErrTooLarge, "%s decoded to %dx%d, more than %d pixels", f.name, b.Dx(), b.Dy(), lim.MaxPixels)
 	}
+	info.Orientation = exifOrientation(data, f.name)
+	if !lim.IgnoreOrientation && info.Orientation > 1 {
+		img, info.Oriented = orient(img, info.Orientation), true
+	}
 	return img, info, nil
+}
+
+// detail is a format decoder's error without the format name it starts with ("png: invalid
+// format" → "invalid format"), which the message around it already gives.
+func detail(name string, err error) string {
+	return strings.TrimPrefix(err.Error(), name+": ")
 }

@@ -8,15 +8,18 @@
 //
 // # Overview
 //
-//	img, info, err := ftimage.Decode(r, ftimage.Limits{})   // png, jpeg, gif, webp, bmp, tiff
+//	img, info, err := ftimage.Decode(r, ftimage.DecodeOptions{}) // png, jpeg, gif, webp, bmp, tiff
 //	x, rec, err := ftimage.ToTensor(img, ftimage.Preprocess{}) // [3,256,256] float32 in [-1,1]
 //	// ... tokenize x, store rec in the payload's Image field, detokenize to y ...
 //	out, err := ftimage.FromTensor(y)                          // *image.NRGBA
 //	err = ftimage.EncodePNG(w, out)
 //
-// Decode reads at most Limits.MaxBytes, checks the header (image.DecodeConfig) before decoding
-// and refuses a zero side (ErrEmpty) or more than Limits.MaxPixels pixels (ErrTooLarge), so a
-// decompression bomb costs nothing. The formats are dispatched from this package's own table,
+// Decode reads at most DecodeOptions.MaxBytes, checks the header (image.DecodeConfig) before
+// decoding and refuses a zero side (ErrEmpty) or more than DecodeOptions.MaxPixels pixels
+// (ErrTooLarge), so a decompression bomb costs nothing. It then turns the image upright by its
+// EXIF orientation tag (JPEG APP1, PNG eXIf, WebP EXIF, TIFF), as browsers and image viewers
+// show it, unless DecodeOptions.IgnoreOrientation: the official demo's PIL path ignores the tag,
+// so a sideways-stored photo gives the official tokens only with IgnoreOrientation. The formats are dispatched from this package's own table,
 // not image.RegisterFormat's global registry. Every error starts with "flextok/image: " and
 // wraps ErrFormat, ErrTooLarge, ErrEmpty, ErrCorrupt or ErrArgument; Decode never panics.
 //

@@ -15,6 +15,7 @@ import (
 	"image/png"
 	"math"
 	"os"
+	"strings"
 	"testing"
 
 	"golang.org/x/image/bmp"
@@ -527,6 +528,9 @@ func TestDecodeBadInput(t *testing.T) {
 			if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrFormat) {
 				t.Errorf("%s truncated to %d: %v", name, n, err)
 			}
+			if msg := err.Error(); strings.Contains(msg, name+": "+name+":") || strings.Contains(msg, name+" header: "+name+":") {
+				t.Errorf("%s truncated to %d: the format repeats in %q", name, n, msg)
+			}
 		}
 	}
 	// Header fine, pixel data garbage.
@@ -557,6 +561,9 @@ func FuzzDecode(f *testing.F) {
 		f.Add(d)
 	}
 	f.Add(webpLossy)
+	for _, d := range orientedSeeds(f) {
+		f.Add(d)
+	}
 	f.Add(pngHeader(100000, 1))
 	f.Add([]byte("BM"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -11,10 +11,10 @@ import (
 // Resampling filters and crops a Preprocess accepts; the names are what the payload records.
 const (
 	// FilterCatmullRom is the Catmull-Rom cubic (Pillow's BICUBIC, a = -0.5), antialiased when
-	// shrinking. It is the default.
+	// shrinking: sharper than FilterBilinear, but not the official demo's filter.
 	FilterCatmullRom = "catmull-rom"
 	// FilterBilinear is Pillow's BILINEAR (antialiased when shrinking): the filter torchvision's
-	// Resize uses on PIL images, and so the official demo's.
+	// Resize uses on PIL images, and so the official demo's. It is the default.
 	FilterBilinear = "bilinear"
 	// CropCenter crops the middle of the resized image, with torchvision's rounding.
 	CropCenter = "center"
@@ -27,7 +27,7 @@ const DefaultSize = 256
 const maxSide = 1 << 16
 
 // Preprocess says how ToTensor prepares an image. The zero value is the default: 256×256,
-// Catmull-Rom, center crop.
+// bilinear, center crop.
 type Preprocess struct {
 	Size          int    // side of a square model input; 0 = DefaultSize
 	Height, Width int    // a non-square model input; both 0 = Size×Size

@@ -40,7 +40,9 @@
 //	info          handle
 //	decode        handle, payload bin (a whole token payload, docs/payload.md), options
 //	encode        handle, image bin (PNG, JPEG, GIF, WebP, BMP or TIFF), k uint? (tokens to
-//	              keep, 0..max; 0 or absent: all), filter str?
+//	              keep, 0..max; 0 or absent: all), filter str?, exif_orientation bool? (default
+//	              true: the image is turned upright by its EXIF orientation, as browsers show it;
+//	              false: pixels as stored, as the official demo reads them)
 //	stream_open   handle, header bin (a stream header, docs/payload.md), options except k
 //	stream_chunk  stream, chunk bin? (one stream chunk), decode bool? (default true),
 //	              options except k

@@ -270,7 +270,7 @@ func (s *Service) encodeImage(ctx context.Context, h header, r *request) (any, e
 	default:
 		return nil, errorf(CodeBadRequest, "filter %q, want %q or %q", r.Filter, ftimage.FilterBilinear, ftimage.FilterCatmullRom)
 	}
-	img, _, err := ftimage.DecodeBytes(r.Image, ftimage.Limits{MaxPixels: s.o.MaxImagePixels})
+	img, _, err := ftimage.DecodeBytes(r.Image, ftimage.DecodeOptions{MaxPixels: s.o.MaxImagePixels, IgnoreOrientation: r.Orient != nil && !*r.Orient})
 	if err != nil {
 		return nil, classify(err, CodeBadImage)
 	}

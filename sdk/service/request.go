@@ -30,6 +30,7 @@ type request struct {
 	Chunk     []byte
 	Image     []byte
 	Filter    string
+	Orient    *bool // encode: apply the image's EXIF orientation (default true)
 
 	decodeParams
 	Decode *bool // stream_chunk: decode after adding the chunk (default true)
@@ -53,7 +54,7 @@ var fields = map[string][]string{
 	"close":        {"handle"},
 	"info":         {"handle"},
 	"decode":       {"handle", "payload", "k", "size", "steps", "guidance", "apg", "seed", "output"},
-	"encode":       {"handle", "image", "k", "size", "filter"},
+	"encode":       {"handle", "image", "k", "size", "filter", "exif_orientation"},
 	"stream_open":  {"handle", "header", "size", "steps", "guidance", "apg", "seed", "output"},
 	"stream_chunk": {"stream", "chunk", "size", "steps", "guidance", "apg", "seed", "output", "decode"},
 	"stream_close": {"stream"},
@@ -208,6 +209,10 @@ func (r *request) field(d *msgpack.Decoder, key string) error {
 		var v bool
 		v, err = boolValue(d)
 		r.Decode = &v
+	case "exif_orientation":
+		var v bool
+		v, err = boolValue(d)
+		r.Orient = &v
 	case "output":
 		r.Output, err = strs(d)
 	default:
