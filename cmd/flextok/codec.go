@@ -60,7 +60,7 @@ func (f *engineFlags) load() (*engine.Engine, error) {
 	}
 	e, err := engine.Load(f.model, o)
 	if err != nil {
-		return nil, fmt.Errorf("load model %s: %w", f.model, err)
+		return nil, about("load model", f.model, err)
 	}
 	return e, nil
 }
@@ -328,7 +328,7 @@ func runDecode(ctx context.Context, e executor, cmd *cobra.Command, df *decodeFl
 		}
 		p := new(payload.Payload)
 		if err := payload.Decode(data, p, payload.Options{}); err != nil {
-			return fmt.Errorf("decode %s: %w", j.in, err)
+			return about("decode", j.in, err)
 		}
 		o := df.options(cmd, p)
 		o.K, o.Size = k, size
@@ -376,7 +376,7 @@ func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, single, force
 	bar.finish()
 	if err != nil {
 		if ctx.Err() != nil || len(jobs) == 1 {
-			return fmt.Errorf("decode %s: %w", jobs[0].in, err)
+			return about("decode", jobs[0].in, err)
 		}
 		for _, j := range jobs {
 			if err := decodeJobs(ctx, e, []decodeJob{j}, single, force, st); err != nil {
@@ -388,7 +388,7 @@ func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, single, force
 	for i, j := range jobs {
 		img, err := ftimage.FromTensor(imgs[i])
 		if err != nil {
-			return fmt.Errorf("decode %s: %w", j.in, err)
+			return about("decode", j.in, err)
 		}
 		var buf bytes.Buffer
 		if err := ftimage.EncodePNG(&buf, img); err != nil {
@@ -396,7 +396,7 @@ func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, single, force
 		}
 		if !single {
 			if err := os.MkdirAll(filepath.Dir(j.out), 0o777); err != nil {
-				return fmt.Errorf("decode %s: %w", j.in, err)
+				return about("decode", j.in, err)
 			}
 		}
 		if err := writeNew(j.out, buf.Bytes(), force); err != nil {
@@ -404,7 +404,7 @@ func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, single, force
 				st.skipped++ // another run wrote it meanwhile
 				continue
 			}
-			return fmt.Errorf("decode %s: %w", j.in, err)
+			return about("decode", j.in, err)
 		}
 		st.decoded++
 	}

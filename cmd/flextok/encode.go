@@ -348,9 +348,15 @@ func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder,
 		if bar.pb != nil {
 			_ = bar.pb.Clear()
 		}
-		fmt.Fprintf(stderr, "flextok: encode %s: %v\n", in, err)
+		line := in + ": " + err.Error()
+		if mentions(err.Error(), in) { // said once is enough
+			line = err.Error()
+		}
+		if len(mine) > 1 { // a single input's error is the run's error, said once below
+			fmt.Fprintf(stderr, "flextok: encode %s\n", line)
+		}
 		if st.failed == 0 {
-			st.firstFail = fmt.Sprintf("%s: %v", in, err)
+			st.firstFail = line
 		}
 		st.failed++
 		bar.add(1)

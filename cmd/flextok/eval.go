@@ -99,7 +99,7 @@ func newEval() *cobra.Command {
 			}
 			inputs, err := expandInputs([]string{dir}, imageExts)
 			if err != nil {
-				return fmt.Errorf("--images %s: %w", dir, err)
+				return about("--images", dir, err)
 			}
 			if limit > 0 && len(inputs) > limit {
 				inputs = inputs[:limit]
@@ -130,7 +130,7 @@ func newEval() *cobra.Command {
 				r, tiles, err := ev.one(ctx, in, gridOut != "" && i < gridRows, bar)
 				if err != nil {
 					bar.finish()
-					return fmt.Errorf("eval %s: %w", in, err)
+					return about("eval", in, err)
 				}
 				res = append(res, r)
 				if tiles != nil {

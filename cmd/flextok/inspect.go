@@ -23,7 +23,7 @@ func newInspect() *cobra.Command {
 			}
 			view, err := inspect(data)
 			if err != nil {
-				return fmt.Errorf("inspect %s: %w", args[0], err)
+				return about("inspect", args[0], err)
 			}
 			_, err = cmd.OutOrStdout().Write(view)
 			return err

@@ -18,7 +18,7 @@ func newInspectModel() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := model.LoadFile(args[0])
 			if err != nil {
-				return fmt.Errorf("inspect-model %s: %w", args[0], err)
+				return about("inspect-model", args[0], err)
 			}
 			defer m.Weights.Close()
 			fmt.Fprintln(cmd.OutOrStdout(), model.Summarize(m).String())

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -54,5 +55,34 @@ func exactArgs(n int) cobra.PositionalArgs {
 			return usageError{err}
 		}
 		return nil
+	}
+}
+
+// about prefixes err with what a command did and the file or directory it did it to, leaving
+// the name out when err already gives it: "inspect-model X: X: flextok/model: …" says X twice.
+func about(what, name string, err error) error {
+	if mentions(err.Error(), name) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return fmt.Errorf("%s %s: %w", what, name, err)
+}
+
+// mentions reports whether msg names the path p as a word of its own: p follows the start or a
+// space and is followed by the end, ':', '/' or a space ("m" is not named by "flextok/model:").
+func mentions(msg, p string) bool {
+	if p == "" {
+		return false
+	}
+	for i := 0; ; {
+		j := strings.Index(msg[i:], p)
+		if j < 0 {
+			return false
+		}
+		j += i
+		end := j + len(p)
+		if (j == 0 || msg[j-1] == ' ') && (end == len(msg) || strings.ContainsRune(": /", rune(msg[end]))) {
+			return true
+		}
+		i = j + 1
 	}
 }

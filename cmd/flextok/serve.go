@@ -197,7 +197,7 @@ func encodeSamples(ctx context.Context, e executor, dir string) ([]sample, error
 		p := filepath.Join(dir, ent.Name())
 		b, err := encodeFile(ctx, e, p)
 		if err != nil {
-			return nil, fmt.Errorf("sample %s: %w", p, err)
+			return nil, about("sample", p, err)
 		}
 		name := strings.TrimSuffix(ent.Name(), filepath.Ext(ent.Name()))
 		out = append(out, sample{Name: name, URL: "/samples/" + name + ".msgpack", Bytes: len(b), Count: e.MaxTokens(), payload: b})

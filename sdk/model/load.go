@@ -26,6 +26,17 @@ type WeightReport struct {
 	DTypes map[safetensors.DType]int
 }
 
+// baseVAEHint explains a VAE weight that does not fit: without hf_hub_path the config asks
+// for the official base VAE layout, which other VAEs do not have.
+func (c *Config) baseVAEHint(part string) string {
+	if part != "vae" || c.VAE.HFHubPath != "" {
+		return ""
+	}
+	return " (the config's vae has no hf_hub_path, so the official base VAE layout is expected: " +
+		"block_out_channels [128, 256, 512, 512], 2 layers per block, 32 norm groups; for another VAE " +
+		"set hf_hub_path and put its diffusers config.json there, beside model.safetensors)"
+}
+
 // CheckWeights checks that every tensor the config implies is present with
 // its shape.
 func (c *Config) CheckWeights(tensors []safetensors.TensorInfo) (*WeightReport, error) {
@@ -44,13 +55,13 @@ func (c *Config) CheckWeights(tensors []safetensors.TensorInfo) (*WeightReport, 
 	for _, want := range c.ExpectedTensors() {
 		t, ok := byName[want.Name]
 		if !ok {
-			return nil, fmt.Errorf("%w: missing %s, expected shape %v", ErrWeights, want.Name, want.Shape)
+			return nil, fmt.Errorf("%w: missing %s, expected shape %v%s", ErrWeights, want.Name, want.Shape, c.baseVAEHint(want.Part))
 		}
 		if !t.DType.IsFloat() {
 			return nil, fmt.Errorf("%w: %s has dtype %s, want F32, F16 or BF16", ErrWeights, t.Name, t.DType)
 		}
 		if !equalShape(t.Shape, want.Shape) {
-			return nil, fmt.Errorf("%w: %s has shape %v, expected %v", ErrWeights, t.Name, t.Shape, want.Shape)
+			return nil, fmt.Errorf("%w: %s has shape %v, expected %v%s", ErrWeights, t.Name, t.Shape, want.Shape, c.baseVAEHint(want.Part))
 		}
 		used[want.Name] = true
 		r.Params[want.Part] += t.NumElements()

@@ -185,3 +185,30 @@ func TestExpectedTensorsEmptyVAE(t *testing.T) {
 		}
 	}
 }
+
+// TestBaseVAEHint: a config whose vae has no hf_hub_path (None) expects the official base VAE
+// layout; weights of another VAE are refused saying so.
+func TestBaseVAEHint(t *testing.T) {
+	cfgJSON, vae := readTestdata(t)
+	tree, _ := parseJSONTree(cfgJSON)
+	f, err := safetensors.OpenBytes(synth(t, tree, vae, nil, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := parseJSONTree([]byte(strings.Replace(string(cfgJSON), `"hf_hub_path": "vae"`, `"hf_hub_path": null`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ParseTree(none, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.CheckWeights(f.Tensors())
+	if !errors.Is(err, ErrWeights) || !strings.Contains(err.Error(), "no hf_hub_path, so the official base VAE layout is expected") {
+		t.Fatalf("want the base-layout hint, got %v", err)
+	}
+	// With hf_hub_path and its config the same weights load, and no error carries the hint.
+	if _, err := Load(f, nil, vae); err != nil {
+		t.Fatal(err)
+	}
+}
