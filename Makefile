@@ -172,7 +172,8 @@ demo-assets: bindings
 
 demo: demo-assets
 	$(GO) build -o bin/flextok ./cmd/flextok
-	@echo "run: ./bin/flextok serve -m $(DEMO_MODEL)   (then open http://127.0.0.1:8080/)"
+	@echo "run: ./bin/flextok serve   (the embedded default model; then open http://127.0.0.1:8080/)"
+	@echo "     -m DIR serves another model; $(REF_MODEL) (the browser test's) has random weights and decodes to noise"
 
 test-browser: demo
 	bash scripts/setup-chromium.sh

@@ -8,6 +8,9 @@ import (
 //go:embed static
 var files embed.FS
 
+//go:embed samples
+var samples embed.FS
+
 // Static returns the demo's files, rooted at static/ (index.html at the top).
 func Static() fs.FS {
 	sub, err := fs.Sub(files, "static")
@@ -30,4 +33,15 @@ func Missing() []string {
 		}
 	}
 	return out
+}
+
+// Samples returns the demo's sample images: eight held-out images of the default model's
+// shapes (copies of testdata/heldout's, which the model never trained on), so that
+// `flextok serve` has samples wherever it runs.
+func Samples() fs.FS {
+	sub, err := fs.Sub(samples, "samples")
+	if err != nil {
+		panic(err) // "samples" is a valid path
+	}
+	return sub
 }

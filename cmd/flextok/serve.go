@@ -68,11 +68,14 @@ type serveConfig struct {
 }
 
 type sample struct {
-	Name    string `json:"name"`
-	URL     string `json:"url"`
-	Bytes   int    `json:"bytes"`
-	Count   int    `json:"count"`
-	payload []byte
+	Name      string `json:"name"`
+	URL       string `json:"url"`   // the payload
+	Image     string `json:"image"` // the image it was encoded from, as the file holds it
+	Bytes     int    `json:"bytes"`
+	Count     int    `json:"count"`
+	payload   []byte
+	image     []byte
+	imageType string
 }
 
 // demoInfo is GET /demo.json: what the page needs to start.
@@ -106,10 +109,12 @@ func newServe() *cobra.Command {
 		Use:   "serve [--addr HOST:PORT] [-m MODEL]",
 		Short: "Serve the progressive-decoding demo page (and sample payloads)",
 		Long: "Serve the demo page, the @flextok/sdk browser modules and flextok.wasm (embedded by\n" +
-			"`make demo`), the -m model's files under /model/ for the page to load, the images of\n" +
-			"--samples encoded with the model at start-up under /samples/, POST /encode (an image\n" +
-			"body → payload) and /healthz. Without -m the page opens the module's default model.\n" +
-			"Stops gracefully on SIGINT or SIGTERM.",
+			"`make demo`), the -m model's files under /model/ for the page to load, sample images\n" +
+			"encoded with the model at start-up under /samples/ (the page shows each beside its\n" +
+			"reconstructions), POST /encode (an image body → payload) and /healthz. Without -m the\n" +
+			"page opens the module's default model. The samples are eight held-out shapes embedded\n" +
+			"in the binary, so serve runs from any directory; --samples DIR encodes DIR's images\n" +
+			"instead, --samples none serves none. Stops gracefully on SIGINT or SIGTERM.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 0 {
 				return usageError{errors.New("serve takes no arguments")}
@@ -143,7 +148,20 @@ func newServe() *cobra.Command {
 			if ef.model != "" {
 				cfg.files = modelFilePaths(ef.model)
 			}
-			if cfg.samples, err = encodeSamples(ctx, e, samples); err != nil {
+			var sampleFS fs.FS
+			switch samples {
+			case "":
+				sampleFS = web.Samples()
+			case "none":
+			default:
+				if st, err := os.Stat(samples); err != nil {
+					return usageError{fmt.Errorf("--samples: %w", err)}
+				} else if !st.IsDir() {
+					return usageError{fmt.Errorf("--samples %s is not a directory", samples)}
+				}
+				sampleFS = os.DirFS(samples)
+			}
+			if cfg.samples, err = encodeSamples(ctx, e, sampleFS); err != nil {
 				return err
 			}
 			log.Info("model", "name", cfg.modelName, "samples", len(cfg.samples), "files", len(cfg.files))
@@ -154,7 +172,7 @@ func newServe() *cobra.Command {
 	bf.register(cmd)
 	cmd.Flags().Lookup("model").Usage = "model directory or model.safetensors (default: the module's embedded model, in the page)"
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (port 0: any free port; the URL is printed)")
-	cmd.Flags().StringVar(&samples, "samples", "testdata/heldout", "directory of images to encode as sample payloads (\"\": none)")
+	cmd.Flags().StringVar(&samples, "samples", "", "directory of images to encode as sample payloads (default: eight held-out shapes embedded in the binary; none: no samples)")
 	cmd.Flags().Int64Var(&maxUpload, "max-upload", 8<<20, "largest POST /encode body in bytes")
 	return cmd
 }
@@ -180,42 +198,52 @@ func modelFilePaths(m string) map[string]string {
 	return out
 }
 
-// encodeSamples encodes the images of dir (in name order) into payloads, in memory.
-func encodeSamples(ctx context.Context, e executor, dir string) ([]sample, error) {
-	if dir == "" {
+// encodeSamples encodes the images at the top of fsys (in name order) into payloads, in
+// memory; nil fsys: no samples.
+func encodeSamples(ctx context.Context, e executor, fsys fs.FS) ([]sample, error) {
+	if fsys == nil {
 		return nil, nil
 	}
-	entries, err := os.ReadDir(dir)
+	entries, err := fs.ReadDir(fsys, ".")
 	if err != nil {
 		return nil, fmt.Errorf("samples: %w", err)
 	}
 	var out []sample
 	for _, ent := range entries {
-		if ent.IsDir() || !imageExts[strings.ToLower(filepath.Ext(ent.Name()))] {
+		if ent.IsDir() || !imageExts[strings.ToLower(path.Ext(ent.Name()))] {
 			continue
 		}
-		p := filepath.Join(dir, ent.Name())
-		b, err := encodeFile(ctx, e, p)
+		sm, err := encodeSample(ctx, e, fsys, ent.Name())
 		if err != nil {
-			return nil, about("sample", p, err)
+			return nil, about("sample", ent.Name(), err)
 		}
-		name := strings.TrimSuffix(ent.Name(), filepath.Ext(ent.Name()))
-		out = append(out, sample{Name: name, URL: "/samples/" + name + ".msgpack", Bytes: len(b), Count: e.MaxTokens(), payload: b})
+		out = append(out, sm)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 
-func encodeFile(ctx context.Context, e executor, p string) ([]byte, error) {
-	img, err := readImage(p, ftimage.DecodeOptions{})
+func encodeSample(ctx context.Context, e executor, fsys fs.FS, file string) (sample, error) {
+	data, err := fs.ReadFile(fsys, file)
 	if err != nil {
-		return nil, err
+		return sample{}, err
+	}
+	img, info, err := ftimage.DecodeBytes(data, ftimage.DecodeOptions{})
+	if err != nil {
+		return sample{}, err
 	}
 	pl, err := e.Encode(ctx, img, engine.EncodeOptions{})
 	if err != nil {
-		return nil, err
+		return sample{}, err
 	}
-	return pl.MarshalBinary()
+	b, err := pl.MarshalBinary()
+	if err != nil {
+		return sample{}, err
+	}
+	ext := strings.ToLower(path.Ext(file))
+	name := strings.TrimSuffix(file, path.Ext(file))
+	return sample{Name: name, URL: "/samples/" + name + ".msgpack", Image: "/samples/" + name + ext,
+		Bytes: len(b), Count: e.MaxTokens(), payload: b, image: data, imageType: "image/" + info.Format}, nil
 }
 
 // runServer listens on addr, prints the URL, and serves h until SIGINT or SIGTERM, then
@@ -372,8 +400,23 @@ func (s *server) sampleList(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) sample(w http.ResponseWriter, r *http.Request) {
-	name := strings.TrimSuffix(r.PathValue("name"), ".msgpack")
+	name := r.PathValue("name")
+	ext := path.Ext(name)
+	if ext != ".msgpack" && !imageExts[strings.ToLower(ext)] {
+		ext = "" // a bare name is the payload
+	}
+	name = strings.TrimSuffix(name, ext)
 	sm, ok := s.bySample[name]
+	if ok && ext != "" && ext != ".msgpack" {
+		if "/samples/"+name+strings.ToLower(ext) != sm.Image {
+			httpError(w, http.StatusNotFound, "sample %q is %s", name, sm.Image)
+			return
+		}
+		w.Header().Set("Content-Type", sm.imageType)
+		w.Header().Set("Cache-Control", "no-cache")
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(sm.image))
+		return
+	}
 	if !ok {
 		if s.cfg.engine == nil {
 			httpError(w, http.StatusNotFound, "no samples: start `flextok serve -m MODEL` to encode them")

@@ -51,7 +51,7 @@ func newTestServer(t *testing.T) (*httptest.Server, *engine.Engine) {
 		}
 	}
 	os.WriteFile(dir+"/notes.txt", []byte("not an image"), 0o644)
-	samples, err := encodeSamples(context.Background(), e, dir)
+	samples, err := encodeSamples(context.Background(), e, os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,6 +163,18 @@ func TestServeSamples(t *testing.T) {
 	id := e.Identity()
 	if !p.Model.Equal(&id) || len(p.IDs) != 32 {
 		t.Errorf("sample payload: model %+v, %d ids", p.Model, len(p.IDs))
+	}
+	// The page shows each sample's image beside its reconstructions: the file as it was.
+	if list[0].Image != "/samples/000_cross.png" {
+		t.Fatalf("image URL %q", list[0].Image)
+	}
+	resp, img := get(t, srv.URL+list[0].Image)
+	want, _ := os.ReadFile("../../testdata/heldout/000_cross.png")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" || !bytes.Equal(img, want) {
+		t.Errorf("GET %s: %d %s, %d bytes", list[0].Image, resp.StatusCode, resp.Header.Get("Content-Type"), len(img))
+	}
+	if resp, _ := get(t, srv.URL+"/samples/000_cross.jpg"); resp.StatusCode != 404 {
+		t.Errorf("GET /samples/000_cross.jpg: %d, want 404", resp.StatusCode)
 	}
 }
 

@@ -144,6 +144,32 @@ try {
   check(slow.ok, "slow run with simulated arrival finished");
   await page.screenshot({ path: join(outDir, "demo-progressive.png") });
   check(consoleErrors.length === 0, "no console errors or CSP violations so far", consoleErrors.join(" | "));
+  const inputImg = page.locator('figure[data-role="input"] img');
+  check((await inputImg.count()) === 1 && (await inputImg.evaluate((i) => i.complete && i.naturalWidth > 0)),
+    "the sample's input image is shown beside its reconstructions");
+
+  // Decode decodes what was chosen last: after a file that fails, Decode shows its error again
+  // (not the sample); after a sample is picked again, the sample.
+  await page.setInputFiles("#file", { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not an image") });
+  await page.locator("#error:not([hidden])").waitFor({ timeout: 30_000 });
+  await page.click("#go");
+  await page.waitForFunction(() => !document.getElementById("go").disabled);
+  await page.waitForTimeout(500);
+  check(await page.locator("#error:not([hidden])").count() === 1 && await page.locator("figure[data-k]").count() === 0,
+    "Decode after a bad file shows the file's error again, not a sample");
+  await page.selectOption("#sample", shot);
+  await page.click("#go");
+  await page.locator(`figure[data-k="${slow.stages.at(-1).k}"][data-state="done"]`).waitFor({ timeout: 60_000 });
+  check(await page.locator("#error:not([hidden])").count() === 0, "Decode after picking a sample again decodes the sample");
+  // An image file: encoded by the server, shown as the input beside its reconstructions.
+  await page.setInputFiles("#file", join(root, "testdata/heldout/000_cross.png"));
+  await page.locator('figure[data-role="input"] img[alt="input: 000_cross.png"]').waitFor({ timeout: 30_000 });
+  await page.locator(`figure[data-k="${slow.stages.at(-1).k}"][data-state="done"]`).waitFor({ timeout: 60_000 });
+  check(await page.locator("#error:not([hidden])").count() === 0, "an image file is encoded and decoded, its image shown as the input");
+  // Chromium logs the two refused POST /encode of the text file; nothing else may appear.
+  const unexpected = consoleErrors.filter((m) => !m.includes("status of 422"));
+  check(unexpected.length === 0 && consoleErrors.length === 2, "no console errors or CSP violations besides the two 422s", consoleErrors.join(" | "));
+  consoleErrors.length = 0;
 
   // Bad inputs: typed errors on the page, nothing hangs.
   const sampleBytes = readFileSync(join(tmp, `${shot}.msgpack`));

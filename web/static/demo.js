@@ -7,6 +7,10 @@
 // chunks one by one after a small delay (standing in for the network): after each chunk the
 // module decodes every id received so far, k = 1, 2, 4, ...
 //
+// The input image is shown first, beside its reconstructions: a sample's image as the server
+// has it, or the image file chosen (a payload file has none). The Decode button decodes what was
+// chosen last: the file, until another sample is picked.
+//
 // Test hook: window.flextokDemo (see conformance/browser/test.mjs):
 //   ready                        Promise<{ok, model?, error?}>
 //   run(sampleName, opts?)       decode a sample from /samples/
@@ -20,7 +24,7 @@ const $ = (id) => document.getElementById(id);
 /** Milliseconds a single module call may take before the page gives up on it. */
 const CALL_TIMEOUT_MS = 120_000;
 
-const state = { sdk: null, flextok: null, model: null, info: null, busy: false };
+const state = { sdk: null, flextok: null, model: null, info: null, busy: false, samples: new Map(), source: "sample" };
 
 function hex(buf) {
   return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -122,6 +126,7 @@ async function start() {
     const list = await getJSON(state.info.samples);
     const sel = $("sample");
     for (const s of list) {
+      state.samples.set(s.name, s);
       const o = document.createElement("option");
       o.value = s.name;
       o.textContent = `${s.name} (${s.bytes} B)`;
@@ -165,6 +170,23 @@ function stageFigure(k) {
   return fig;
 }
 
+/** The input image's figure: an <img> (same-origin or data: URL, as the CSP allows). */
+function inputFigure(input) {
+  const fig = document.createElement("figure");
+  fig.dataset.role = "input";
+  const img = document.createElement("img");
+  img.src = input.url;
+  img.alt = `input: ${input.label}`;
+  const cap = document.createElement("figcaption");
+  const b = document.createElement("b");
+  b.textContent = "input";
+  const t = document.createElement("span");
+  t.textContent = input.label;
+  cap.append(b, document.createElement("br"), t);
+  fig.append(img, cap);
+  return fig;
+}
+
 function draw(fig, img, text) {
   const c = fig.querySelector("canvas");
   c.width = img.width;
@@ -175,8 +197,11 @@ function draw(fig, img, text) {
   fig.dataset.state = "done";
 }
 
-/** Decodes payload bytes progressively; resolves to the result object (never rejects). */
-async function decodeProgressive(bytes, opts = {}) {
+/**
+ * Decodes payload bytes progressively, after the input image if one is given ({url, label});
+ * resolves to the result object (never rejects).
+ */
+async function decodeProgressive(bytes, opts = {}, input = null) {
   const steps = Number(opts.steps ?? $("steps").value) || undefined;
   const delay = Math.max(0, Number(opts.delay ?? $("delay").value) || 0);
   const out = { ok: false, stages: [], chunks_sha256: [] };
@@ -201,7 +226,7 @@ async function decodeProgressive(bytes, opts = {}) {
       k += n;
       figs.push(stageFigure(k));
     }
-    $("stages").replaceChildren(...figs);
+    $("stages").replaceChildren(...(input ? [inputFigure(input)] : []), ...figs);
     const so = { signal: AbortSignal.timeout(CALL_TIMEOUT_MS) };
     if (steps !== undefined) so.steps = steps;
     stream = await model.openStream(header, so);
@@ -246,30 +271,51 @@ function fromBase64(s) {
   return out;
 }
 
+/** Shows an error that comes before any decoding, in place of the last run's images. */
+function failBefore(err) {
+  $("stages").replaceChildren();
+  $("summary").textContent = "";
+  showError(err);
+  return { ok: false, stages: [], error: err };
+}
+
 async function runSample(name, opts) {
   let bytes;
   try {
     bytes = await getBytes(`/samples/${encodeURIComponent(name)}.msgpack`);
   } catch (e) {
-    const err = typed(e);
-    showError(err);
-    return { ok: false, stages: [], error: err };
+    return failBefore(typed(e));
   }
-  return decodeProgressive(bytes, opts);
+  const s = state.samples.get(name);
+  return decodeProgressive(bytes, opts, s?.image ? { url: s.image, label: name } : null);
+}
+
+function dataURL(file) {
+  return new Promise((resolve, reject) => {
+    const r = new FileReader();
+    r.onload = () => resolve(r.result);
+    r.onerror = () => reject(r.error);
+    r.readAsDataURL(file);
+  });
 }
 
 /** A file from the picker: a .msgpack payload, or an image the server encodes (POST /encode). */
 async function runFile(file) {
+  if (state.busy) return;
   let bytes = new Uint8Array(await file.arrayBuffer());
-  if (!file.name.endsWith(".msgpack") && state.info?.encode) {
+  let input = null;
+  if (!file.name.toLowerCase().endsWith(".msgpack")) {
+    if (!state.info?.encode) {
+      return failBefore({ code: "bad_request", message: `${file.name}: this server does not encode images; choose a .msgpack payload` });
+    }
     const resp = await fetch("/encode", { method: "POST", body: bytes });
     if (!resp.ok) {
-      showError({ code: "bad_image", message: (await resp.text()).trim() });
-      return;
+      return failBefore({ code: "bad_image", message: `${file.name}: ${(await resp.text()).trim()}` });
     }
     bytes = new Uint8Array(await resp.arrayBuffer());
+    input = { url: await dataURL(file), label: file.name };
   }
-  await decodeProgressive(bytes);
+  return decodeProgressive(bytes, {}, input);
 }
 
 const ready = start().catch((e) => {
@@ -285,11 +331,23 @@ window.flextokDemo = {
   runBytes: (b64, opts) => decodeProgressive(fromBase64(b64), opts),
 };
 
+// Decode decodes what was chosen last: the file, until a sample is picked again.
 $("go").addEventListener("click", () => {
+  const f = $("file").files?.[0];
+  if (state.source === "file" && f) {
+    runFile(f);
+    return;
+  }
   const name = $("sample").value;
   if (name) runSample(name);
 });
+$("sample").addEventListener("change", () => {
+  state.source = "sample";
+  $("file").value = "";
+});
 $("file").addEventListener("change", (e) => {
   const f = e.target.files?.[0];
-  if (f) runFile(f);
+  if (!f) return;
+  state.source = "file";
+  runFile(f);
 });

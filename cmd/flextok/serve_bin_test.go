@@ -1,0 +1,85 @@
+//go:build unix
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestServeFromEmptyDir builds flextok and runs `flextok serve` as a user would, from an empty
+// directory: it starts (no repo-relative default), serves the embedded samples and their
+// images on 127.0.0.1, writes nothing there, and exits 0 on SIGTERM. Bounded to 2 minutes.
+func TestServeFromEmptyDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "flextok")
+	if out, err := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	empty := t.TempDir()
+	cmd := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0")
+	cmd.Dir = empty
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "serving http://127.0.0.1:") {
+		_ = cmd.Wait()
+		t.Fatalf("first line %q (%v); stderr:\n%s", line, err, stderr.String())
+	}
+	base := strings.TrimSuffix(strings.TrimPrefix(line, "serving "), "\n")
+	client := &http.Client{Timeout: 30 * time.Second}
+	resp, err := client.Get(base + "samples/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []sample
+	err = json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if err != nil || len(list) != 8 || list[0].Name != "000_cross" {
+		t.Fatalf("samples: %v %+v", err, list)
+	}
+	for _, u := range []string{list[0].URL, list[0].Image} {
+		resp, err := client.Get(strings.TrimSuffix(base, "/") + u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %d", u, resp.StatusCode)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("serve after SIGTERM: %v; stderr:\n%s", err, stderr.String())
+	}
+	if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+		t.Errorf("serve wrote into its working directory: %v", ents)
+	}
+}
