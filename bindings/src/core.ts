@@ -318,6 +318,11 @@ export interface EncodeOptions extends CallOptions {
   size?: number;
   /** Resampling filter, e.g. "catmull-rom". */
   filter?: string;
+  /**
+   * Turn the image upright by its EXIF orientation first, as browsers show it (default true;
+   * false encodes the pixels as stored, as the official demo's PIL path does).
+   */
+  exifOrientation?: boolean;
 }
 
 /** What Stream.push returns. */
@@ -427,6 +432,7 @@ export class Model {
     if (opts.k !== undefined) req.k = opts.k;
     if (opts.size !== undefined) req.size = opts.size;
     if (opts.filter !== undefined) req.filter = opts.filter;
+    if (opts.exifOrientation !== undefined) req.exif_orientation = opts.exifOrientation;
     const r = await this.flextok.request(req, { ...opts, gen });
     return { payload: r.payload, count: r.count, encode_ms: r.encode_ms };
   }

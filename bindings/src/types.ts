@@ -92,6 +92,8 @@ export interface EncodeRequest extends RequestBase {
   size?: number;
   /** Resampling filter, e.g. "catmull-rom". */
   filter?: string;
+  /** Turn the image upright by its EXIF orientation first (default true). */
+  exif_orientation?: boolean;
 }
 export interface StreamOpenRequest extends RequestBase, StreamDecodeOptions {
   op: "stream_open";
