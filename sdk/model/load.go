@@ -3,13 +3,17 @@ package model
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
+	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
 	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
 // WeightReport is the result of [Config.CheckWeights].
@@ -133,7 +137,21 @@ type Model struct {
 	Report  *WeightReport
 	// ConfigSource is "metadata" or "config.json".
 	ConfigSource string
+	// Name and Hints are the config's top-level "name" and "decode_hints" (NameKey, HintsKey;
+	// "" and nil when absent), read from the config the architecture came from or else from a
+	// config.json given beside it. Identity gives the name payloads carry.
+	Name  string
+	Hints *payload.Hints
+
+	tree    pyliteral.Value  // the config tree the architecture was read from
+	vaeTree *pyliteral.Value // the VAE's config.json when the architecture used it
+	idMu    sync.Mutex
+	id      *Identity
 }
+
+// Close releases the weights' file (a no-op for a checkpoint in memory). Everything built from
+// the model (an engine) keeps working.
+func (m *Model) Close() error { return m.Weights.Close() }
 
 // Tensor reads the canonical weight name as float32.
 func (m *Model) Tensor(name string) ([]float32, error) {
@@ -155,23 +173,50 @@ func (m *Model) TensorInto(name string, dst []float32) error {
 	return m.Weights.ReadFloat32Into(key, dst)
 }
 
-// Load reads the config from the file's metadata, or from configJSON when
+// load reads the config from the file's metadata, or from configJSON when
 // the metadata holds none (Hugging Face repositories), and checks the
 // weights. vaeJSON is the VAE's diffusers config.json if the config names
 // one (may be nil).
-func Load(f *safetensors.File, configJSON, vaeJSON []byte) (*Model, error) {
+func load(f *safetensors.File, configJSON, vaeJSON []byte) (*Model, error) {
 	m := &Model{Weights: f}
 	var err error
-	if len(f.Metadata()) > 0 && hasConfigKeys(f) {
-		m.ConfigSource = "metadata"
-		m.Config, err = ParseTree(TreeFromMetadata(f.Metadata()), vaeJSON)
-	} else if configJSON != nil {
-		m.ConfigSource = "config.json"
-		m.Config, err = ParseConfigJSON(configJSON, vaeJSON)
-	} else {
-		err = fmt.Errorf("%w: the checkpoint has no config in its metadata and no config.json was given", ErrConfig)
+	var jsonTree *pyliteral.Value
+	if configJSON != nil {
+		t, err := parseJSONTree(configJSON)
+		if err != nil {
+			return nil, err
+		}
+		jsonTree = &t
 	}
-	if err != nil {
+	switch {
+	case len(f.Metadata()) > 0 && hasConfigKeys(f):
+		m.ConfigSource = "metadata"
+		m.tree = TreeFromMetadata(f.Metadata())
+	case jsonTree != nil:
+		m.ConfigSource = "config.json"
+		m.tree = *jsonTree
+	default:
+		return nil, fmt.Errorf("%w: the checkpoint has no config in its metadata and no config.json was given", ErrConfig)
+	}
+	if m.Config, err = ParseTree(m.tree, vaeJSON); err != nil {
+		return nil, err
+	}
+	if m.Config.VAE.HFHubPath != "" && !m.Config.VAE.ArchFromWeights && vaeJSON != nil {
+		t, err := parseJSONTree(vaeJSON)
+		if err != nil {
+			return nil, err
+		}
+		m.vaeTree = &t
+	}
+	// The card keys come from the config the architecture came from, or else from a
+	// config.json beside a checkpoint whose metadata holds the config.
+	card := m.tree
+	if _, has := card.Get(NameKey); !has && jsonTree != nil {
+		if _, hints := card.Get(HintsKey); !hints {
+			card = *jsonTree
+		}
+	}
+	if m.Name, m.Hints, err = readCard(card); err != nil {
 		return nil, err
 	}
 	if m.Report, err = m.Config.CheckWeights(f.Tensors()); err != nil {
@@ -187,19 +232,32 @@ func hasConfigKeys(f *safetensors.File) bool {
 }
 
 // LoadBytes opens a checkpoint held in memory: model.safetensors bytes (kept, not copied: do
-// not modify them) with optional config.json and VAE config.json contents, as Load.
+// not modify them) with optional config.json and VAE config.json contents. The config is read
+// from the file's metadata, or from config.json when the metadata holds none (Hugging Face
+// repositories); vaeJSON is the VAE's diffusers config.json when the config names one.
 func LoadBytes(weights, configJSON, vaeJSON []byte) (*Model, error) {
 	f, err := safetensors.OpenBytes(weights)
 	if err != nil {
 		return nil, err
 	}
-	return Load(f, configJSON, vaeJSON)
+	return load(f, configJSON, vaeJSON)
+}
+
+// LoadReaderAt opens a checkpoint whose model.safetensors of the given size r reads (read
+// lazily: r must stay readable while the model is used), with optional config.json and VAE
+// config.json contents, as LoadBytes.
+func LoadReaderAt(r io.ReaderAt, size int64, configJSON, vaeJSON []byte) (*Model, error) {
+	f, err := safetensors.Open(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return load(f, configJSON, vaeJSON)
 }
 
 // LoadFile opens a checkpoint: a model.safetensors path, or a directory
 // holding model.safetensors and optionally config.json. The VAE's
 // config.json is read from <dir>/<hf_hub_path>/config.json when present.
-// Close the returned model's Weights when done.
+// Close the model when done.
 func LoadFile(path string) (*Model, error) {
 	dir, file := path, filepath.Join(path, "model.safetensors")
 	if st, err := os.Stat(path); err == nil && !st.IsDir() {
@@ -222,7 +280,7 @@ func LoadFile(path string) (*Model, error) {
 			return nil, err
 		}
 	}
-	m, err := Load(f, cfgJSON, vaeJSON)
+	m, err := load(f, cfgJSON, vaeJSON)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)

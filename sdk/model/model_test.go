@@ -71,7 +71,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := Load(f, nil, vae)
+	m, err := load(f, nil, vae)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 	}
 
 	// Without the VAE config.json the layout comes from the weights.
-	m2, err := Load(f, nil, nil)
+	m2, err := load(f, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestWeightNames(t *testing.T) {
 		return strings.Replace(s, "attentions.0.to_q.", "attentions.0.query.", 1)
 	}, nil)
 	f, _ := safetensors.OpenBytes(data)
-	m, err := Load(f, nil, vae)
+	m, err := load(f, nil, vae)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,14 +128,14 @@ func TestWeightNames(t *testing.T) {
 	bad := Block(BlockAdaLN, DecoderPrefix, "dec_transformer", 0)
 	data = synth(t, tree, vae, nil, map[string][]int{bad: {192, 32}})
 	f, _ = safetensors.OpenBytes(data)
-	_, err = Load(f, nil, vae)
+	_, err = load(f, nil, vae)
 	if !errors.Is(err, ErrWeights) || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "[384 32]") {
 		t.Fatal(err)
 	}
 	// A missing tensor too.
 	data = synth(t, tree, vae, func(s string) string { return strings.Replace(s, "dropout_mask_token", "x", 1) }, nil)
 	f, _ = safetensors.OpenBytes(data)
-	if _, err = Load(f, nil, vae); !errors.Is(err, ErrWeights) || !strings.Contains(err.Error(), "dropout_mask_token") {
+	if _, err = load(f, nil, vae); !errors.Is(err, ErrWeights) || !strings.Contains(err.Error(), "dropout_mask_token") {
 		t.Fatal(err)
 	}
 }
