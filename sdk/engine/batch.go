@@ -20,7 +20,7 @@ import (
 // (0-based) and wrapping the cause; callers that want the others encoded anyway retry without
 // it. An empty batch returns no payloads and no error.
 func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOptions) ([]*payload.Payload, error) {
-	return EncodeImages(ctx, imgs, o, e.id, e.hints, e.height, e.width, e.EncodeTensor)
+	return EncodeImages(ctx, imgs, o, e.id.Model, e.hints, e.height, e.width, e.EncodeTensor)
 }
 
 // EncodeImages is EncodeBatch for any executor of a model with identity id and native size

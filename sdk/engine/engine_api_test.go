@@ -90,7 +90,7 @@ func TestEngineBadInput(t *testing.T) {
 		want error
 	}{
 		"k over payload": {func(p *payload.Payload, o *DecodeOptions) { o.K = 5 }, ErrArgument},
-		"steps 0":        {func(p *payload.Payload, o *DecodeOptions) { o.Steps = 0 }, ErrArgument},
+		"steps -1":       {func(p *payload.Payload, o *DecodeOptions) { o.Steps = -1 }, ErrArgument},
 		"other model":    {func(p *payload.Payload, o *DecodeOptions) { p.Model.Digest[0] ^= 1 }, ErrModelMismatch},
 		"id over":        {func(p *payload.Payload, o *DecodeOptions) { p.IDs[0] = 64000 }, payload.ErrRange},
 	} {

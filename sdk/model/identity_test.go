@@ -12,7 +12,10 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
 )
 
-const c1Dir = "../../conformance/testdata/official/c1_w32_zero_e2"
+const (
+	c1Dir    = "../../conformance/testdata/official/c1_w32_zero_e2"
+	c1Digest = "7fadc08edeee59facde495ef7bfdf19c42d3145f7a9f7363ef1f267ea8ff4a8a"
+)
 
 // c1Files returns the c1 checkpoint's model.safetensors, config.json and vae/config.json.
 func c1Files(t *testing.T) (weights, config, vae []byte) {
@@ -116,6 +119,10 @@ func TestIdentityIgnoresThePath(t *testing.T) {
 	}
 	if want := identity(t, weights, config, vae); want != ids[0] {
 		t.Fatalf("LoadBytes identity %+v, LoadFile %+v", want, ids[0])
+	}
+	// Pins the definition (docs/payload.md): the TypeScript tests expect the same value.
+	if got := hex.EncodeToString(ids[0].Digest[:]); got != c1Digest {
+		t.Errorf("c1 content digest %s, want %s", got, c1Digest)
 	}
 	if !strings.HasPrefix(ids[0].Name, "flextok-") || ids[0].Name != "flextok-"+hex.EncodeToString(ids[0].Digest[:6]) {
 		t.Errorf("a model without a name is named %q, want flextok- and its digest", ids[0].Name)
