@@ -228,7 +228,7 @@ func TestNameAndHintsFromConfig(t *testing.T) {
 	}
 	for _, bad := range []string{
 		`"name": 3,`, `"name": "",`, `"decode_hints": {"stepz": 3},`, `"decode_hints": {"steps": 0},`,
-		`"decode_hints": {"guidance": "high"},`, `"decode_hints": {},`, `"decode_hints": [10],`,
+		`"decode_hints": {"guidance": "high"},`, `"decode_hints": {"guidance": 0},`, `"decode_hints": {"guidance": -1},`, `"decode_hints": {},`, `"decode_hints": [10],`,
 	} {
 		c := bytes.Replace(config, []byte("{"), []byte("{"+bad), 1)
 		_, err := LoadBytes(rewrite(t, weights, nil, nil), c, vae)

@@ -3,13 +3,13 @@ package safetensors
 import (
 	"crypto/sha256"
 	"fmt"
-	"io"
 	"sort"
+	"sync"
 )
 
 // Digests reads the whole file once, in order, and returns the SHA-256 of its bytes and of each
 // tensor's data (indexed as Tensors()). Tensors are contiguous (Open checks it), so one
-// sequential pass feeds both.
+// sequential pass feeds both; the two hashes of each chunk run on two goroutines.
 func (f *File) Digests() (file [32]byte, tensors [][32]byte, err error) {
 	whole := sha256.New()
 	head := make([]byte, 8+f.headerSize)
@@ -29,27 +29,28 @@ func (f *File) Digests() (file [32]byte, tensors [][32]byte, err error) {
 	for _, i := range order {
 		t := f.tensors[i]
 		one.Reset()
-		if err := f.feed(io.MultiWriter(whole, one), buf, base+t.Begin, base+t.End); err != nil {
-			return file, nil, fmt.Errorf("%w: tensor %q: %v", ErrTruncated, t.Name, err)
+		for from, to := base+t.Begin, base+t.End; from < to; {
+			n := min(int64(len(buf)), to-from)
+			if err := readFull(f.r, buf[:n], from); err != nil {
+				return file, nil, fmt.Errorf("%w: tensor %q: %v", ErrTruncated, t.Name, err)
+			}
+			chunk := buf[:n]
+			if n < 64<<10 {
+				whole.Write(chunk)
+			} else {
+				var wg sync.WaitGroup
+				wg.Add(1)
+				go func() { whole.Write(chunk); wg.Done() }()
+				one.Write(chunk)
+				wg.Wait()
+				from += n
+				continue
+			}
+			one.Write(chunk)
+			from += n
 		}
 		copy(tensors[i][:], one.Sum(nil))
 	}
 	copy(file[:], whole.Sum(nil))
 	return file, tensors, nil
-}
-
-// feed writes bytes [from, to) of the file to h.
-func (f *File) feed(h io.Writer, buf []byte, from, to int64) error {
-	for from < to {
-		n := int64(len(buf))
-		if to-from < n {
-			n = to - from
-		}
-		if err := readFull(f.r, buf[:n], from); err != nil {
-			return err
-		}
-		h.Write(buf[:n])
-		from += n
-	}
-	return nil
 }
