@@ -268,6 +268,9 @@ func newDecode() *cobra.Command {
 				if o.Steps < 1 {
 					return usageError{fmt.Errorf("--steps must be at least 1, got %d", o.Steps)}
 				}
+				if o.Guidance == 0 {
+					return usageError{errors.New("--guidance 0 is not a setting (1 turns guidance off)")}
+				}
 				if len(pending) > 0 && (len(pending) == batch || !sameDecode(pending[0].o, o)) {
 					if err := flush(); err != nil {
 						return err

@@ -57,7 +57,7 @@
 //
 //	k         uint        decode the first k tokens (1..count; default all)
 //	steps     uint        Euler steps, 1..Options.MaxSteps (default limit 1000)
-//	guidance  float       classifier-free guidance scale (finite; 1 turns guidance off)
+//	guidance  float       classifier-free guidance scale (finite, not 0; 1 turns guidance off)
 //	apg       bool        adaptive projected guidance instead of plain CFG
 //	seed      uint        noise seed (64 bits)
 //	output    [str]       image forms to return, each at most once, from "rgba", "png",

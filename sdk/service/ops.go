@@ -114,6 +114,10 @@ func (s *Service) checkParams(p decodeParams) (outputs, error) {
 	if p.K != nil && *p.K < 1 {
 		return out, errorf(CodeBadRequest, "k = %d, want >= 1 (omit k for all tokens)", *p.K)
 	}
+	if p.Guidance != nil && *p.Guidance == 0 {
+		// engine.DecodeOptions reads 0 as "the hinted guidance": an explicit 0 would be ignored.
+		return out, errorf(CodeBadRequest, "guidance = 0: omit it for the hinted guidance; 1 turns guidance off")
+	}
 	if p.Output != nil && len(p.Output) == 0 {
 		return out, errorf(CodeBadRequest, `"output" is empty; omit it for ["rgba"]`)
 	}

@@ -399,6 +399,7 @@ func TestErrors(t *testing.T) {
 		{"k zero", M{"op": "decode", "handle": h, "payload": pb, "k": 0}, CodeBadRequest},
 		{"k too large", M{"op": "decode", "handle": h, "payload": pb, "k": 33}, CodeBadRequest},
 		{"steps zero", M{"op": "decode", "handle": h, "payload": pb, "steps": 0}, CodeBadRequest},
+		{"guidance zero", M{"op": "decode", "handle": h, "payload": pb, "guidance": 0.0}, CodeBadRequest},
 		{"steps over the limit", M{"op": "decode", "handle": h, "payload": pb, "steps": 6}, CodeBadRequest},
 		{"steps from hints", M{"op": "decode", "handle": h, "payload": pb}, CodeBadRequest}, // default 20 > 5
 		{"guidance NaN", M{"op": "decode", "handle": h, "payload": pb, "guidance": math.NaN()}, CodeBadRequest},
