@@ -12,8 +12,9 @@
 // Every payload an Engine makes carries the model's identity (model.Model.Identity: a content
 // digest, never a path) and its decode hints (the config's decode_hints). Decode accepts
 // payloads of the same digest (or, from earlier SDK versions, of the same file digest),
-// whatever their name. Zero DecodeOptions fields take the payload's hints, else the model's,
-// else the official 20 steps of APG 7.5; models.LoadDefault builds the default model's engine.
+// whatever their name. Zero DecodeOptions Steps and Guidance take the payload's hints, else
+// the model's, else the official 20 steps of APG 7.5; models.LoadDefault builds the default
+// model's engine.
 //
 // # Determinism
 //

@@ -149,16 +149,17 @@ func (e *Engine) EncodeTensor(ctx context.Context, images tensor.Tensor) ([][]ui
 	return e.enc.Tokens(ctx, lat)
 }
 
-// DecodeOptions control Decode. Zero fields take the hinted values: those of the payload's
+// DecodeOptions control Decode. Zero Steps and Guidance take the hinted values: the payload's
 // hints, else the model's (its config's decode_hints), else the official README's (20 steps,
-// guidance 7.5 with APG, seed 0), so DecodeOptions{} and DecodeOptions{K: 8} decode as the
-// model suggests. Payloads decoded together (DecodeBatch) must then hint the same values.
+// guidance 7.5 with APG), so DecodeOptions{} and DecodeOptions{K: 8} decode as the model
+// suggests. Payloads decoded together (DecodeBatch) must then hint the same values. A zero Seed
+// is seed 0; DefaultDecodeOptions also takes a payload's seed hint.
 type DecodeOptions struct {
 	K        int     // decode the first K tokens of the payload (0: all it has)
 	Steps    int     // Euler steps (0: hinted), >= 0
 	Guidance float64 // classifier-free guidance scale (0: hinted, with the hinted APG); 1 turns guidance off
 	APG      bool    // adaptive projected guidance instead of plain CFG
-	Seed     uint64  // noise seed (0: the payload's seed hint if it has one, else 0)
+	Seed     uint64  // noise seed
 	// Noise, if set, is the initial latent [C, h, w] (for conformance with other executors);
 	// Seed is then unused.
 	Noise *tensor.Tensor
@@ -209,35 +210,36 @@ func HintedDecodeOptions(p *payload.Payload, model *payload.Hints) DecodeOptions
 	return o
 }
 
-// withHints fills the zero fields of o from the hints of the payloads (which must agree on
-// them) and of the model.
+// withHints fills the zero Steps and Guidance of o from the hints of the payloads (which must
+// agree on them) and of the model. A zero Seed stays seed 0: an explicit value is never
+// replaced (DefaultDecodeOptions is the way to take a payload's seed hint).
 func withHints(ps []*payload.Payload, o DecodeOptions, model *payload.Hints) (DecodeOptions, error) {
-	if o.Steps != 0 && o.Guidance != 0 && o.Seed != 0 {
+	if o.Steps != 0 && o.Guidance != 0 {
 		return o, nil
 	}
 	var first DecodeOptions
+	firstAt := -1
 	for i, p := range ps {
 		if p == nil {
 			continue // prepareDecode reports it
 		}
 		d := HintedDecodeOptions(p, model)
-		if i == 0 {
-			first = d
+		if firstAt < 0 {
+			first, firstAt = d, i
 			continue
 		}
-		if (o.Steps == 0 && d.Steps != first.Steps) || (o.Guidance == 0 && (d.Guidance != first.Guidance || d.APG != first.APG)) ||
-			(o.Seed == 0 && d.Seed != first.Seed) {
-			return o, fmt.Errorf("%w: payloads 0 and %d hint different steps, guidance or seed: set DecodeOptions.Steps, Guidance and Seed", ErrArgument, i)
+		if (o.Steps == 0 && d.Steps != first.Steps) || (o.Guidance == 0 && (d.Guidance != first.Guidance || d.APG != first.APG)) {
+			return o, fmt.Errorf("%w: payloads %d and %d hint different steps or guidance: set DecodeOptions.Steps and Guidance", ErrArgument, firstAt, i)
 		}
+	}
+	if firstAt < 0 {
+		return o, nil
 	}
 	if o.Steps == 0 {
 		o.Steps = first.Steps
 	}
 	if o.Guidance == 0 {
 		o.Guidance, o.APG = first.Guidance, o.APG || first.APG
-	}
-	if o.Seed == 0 {
-		o.Seed = first.Seed
 	}
 	return o, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/sdk/payload"
@@ -127,9 +128,9 @@ func equalBits(a, b []float32) bool {
 	return true
 }
 
-// Zero DecodeOptions fields take the hinted values: the payload's hints, else the model's,
-// else the official 20 steps of APG 7.5. DecodeOptions{K: 8} decodes as
-// DefaultDecodeOptions(p) with K 8 does.
+// Zero DecodeOptions Steps and Guidance take the hinted values: the payload's hints, else the
+// model's, else the official 20 steps of APG 7.5. DecodeOptions{K: 8} decodes as
+// DefaultDecodeOptions(p) with K 8 and seed 0 does.
 func TestZeroDecodeOptionsAreHinted(t *testing.T) {
 	ctx := context.Background()
 	g := float32(1.5)
@@ -162,7 +163,7 @@ func TestZeroDecodeOptionsAreHinted(t *testing.T) {
 			t.Errorf("%s: DefaultDecodeOptions %+v, want %+v", c.name, d, c.want)
 		}
 		want := c.want
-		want.K = 8
+		want.K, want.Seed = 8, 0 // a zero Seed is seed 0, whatever the payload hints
 		a, err := e.Decode(ctx, c.p, DecodeOptions{K: 8})
 		if err != nil {
 			t.Fatalf("%s: DecodeOptions{K: 8}: %v", c.name, err)
@@ -183,8 +184,11 @@ func TestZeroDecodeOptionsAreHinted(t *testing.T) {
 	if _, err := e.DecodeBatch(ctx, []*payload.Payload{p, &seeded}, DecodeOptions{}); !errors.Is(err, ErrArgument) {
 		t.Errorf("payloads hinting different steps: err = %v, want ErrArgument", err)
 	}
-	if _, err := e.DecodeBatch(ctx, []*payload.Payload{p, &seeded}, DecodeOptions{Steps: 1, Guidance: 2, Seed: 1}); err != nil {
+	if _, err := e.DecodeBatch(ctx, []*payload.Payload{p, &seeded}, DecodeOptions{Steps: 1, Guidance: 2}); err != nil {
 		t.Errorf("explicit options: %v", err)
+	}
+	if _, err := e.DecodeBatch(ctx, []*payload.Payload{nil, p}, DecodeOptions{}); !errors.Is(err, ErrArgument) || !strings.Contains(err.Error(), "nil payload") {
+		t.Errorf("a nil payload: err = %v", err)
 	}
 }
 
