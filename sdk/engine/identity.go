@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/flextok-sdk/flextok/sdk/model"
 	"github.com/flextok-sdk/flextok/sdk/payload"
@@ -28,6 +29,8 @@ func NewIdentity(m *model.Model, name string) (Identity, error) {
 	}
 	if name == "" {
 		name = mid.Name
+	} else if len(name) > payload.DefaultLimits.MaxString || !utf8.ValidString(name) {
+		return Identity{}, fmt.Errorf("%w: name of %d bytes: want at most %d bytes of UTF-8", ErrArgument, len(name), payload.DefaultLimits.MaxString)
 	}
 	return Identity{
 		Model:  payload.Model{Name: name, Digest: mid.Digest, Levels: append([]int(nil), m.Config.FSQ.Levels...), MaxTokens: m.Config.Encoder.RegistersNMax},

@@ -72,6 +72,20 @@ func TestRenamedCheckpointDecodes(t *testing.T) {
 	if _, err := b.Decode(ctx, &q, DecodeOptions{K: 4, Steps: 2}); err != nil {
 		t.Fatalf("the renamed checkpoint refuses the payload: %v", err)
 	}
+	// A caller's name changes what payloads say, not what decodes.
+	c, err := Load(copyCheckpoint(t, "c"), Options{Name: "mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := c.Identity(); id.Name != "mine" || id.Digest != a.Identity().Digest {
+		t.Errorf("Options.Name: identity %+v", id)
+	}
+	if _, err := c.Decode(ctx, &q, DecodeOptions{K: 4, Steps: 2}); err != nil {
+		t.Errorf("a differently named engine refuses the payload: %v", err)
+	}
+	if _, err := Load(copyCheckpoint(t, "d"), Options{Name: string(make([]byte, 300))}); !errors.Is(err, ErrArgument) {
+		t.Errorf("a 300-byte name: err = %v, want ErrArgument", err)
+	}
 }
 
 // Payloads of earlier SDK versions carry the SHA-256 of the safetensors file and the directory
