@@ -2,7 +2,6 @@ package native
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"image"
@@ -30,7 +29,7 @@ import (
 // its payloads are interchangeable with the engine's: the same model identity, the same
 // preprocessing, the same options. A Backend is safe for concurrent use.
 type Backend struct {
-	id    payload.Model
+	id    engine.Identity
 	hints *payload.Hints
 	maxT  float64 // the decoder's max_timestep: Velocity's t must be in [0, maxT]
 	sizes onnx.Sizes
@@ -52,29 +51,29 @@ type Backend struct {
 // engine.Load; its identity is the engine's), exports its three graphs and opens one ONNX
 // Runtime session for each.
 func Load(path string, o Options) (*Backend, error) {
-	m, name, digest, err := engine.Checkpoint(path)
+	m, err := model.LoadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer m.Weights.Close()
-	return New(m, name, digest, o)
+	defer m.Close()
+	return New(m, o)
 }
 
 // LoadBytes is Load for a checkpoint in memory (as engine.LoadBytes, e.g. the embedded default
 // model: models.Default()).
-func LoadBytes(name string, weights, configJSON, vaeJSON []byte, o Options) (*Backend, error) {
+func LoadBytes(weights, configJSON, vaeJSON []byte, o Options) (*Backend, error) {
 	m, err := model.LoadBytes(weights, configJSON, vaeJSON)
 	if err != nil {
 		return nil, err
 	}
-	return New(m, name, sha256.Sum256(weights), o)
+	return New(m, o)
 }
 
-// New builds the backend from a loaded model; name and digest form its identity (as
-// engine.New). The graphs are exported from m, or opened from o.ExportDir's cache; without a
+// New builds the backend from a loaded model; its identity and hints are the engine's
+// (engine.NewIdentity with o.Name; o.Hints, else the model's decode_hints). The graphs are exported from m, or opened from o.ExportDir's cache; without a
 // cache, graphs up to 256 MiB go to ONNX Runtime from memory and larger ones through a
 // temporary directory removed by Close.
-func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, error) {
+func New(m *model.Model, o Options) (*Backend, error) {
 	if m == nil || m.Config == nil {
 		return nil, errors.New("flextok/native: nil model")
 	}
@@ -92,7 +91,14 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Backend, err
 	if err != nil {
 		return nil, err
 	}
-	b := &Backend{id: engine.Identity(m.Config, name, digest), hints: o.Hints, sizes: s, fsq: q, maxT: m.Config.Decoder.MaxTimestep}
+	id, err := engine.NewIdentity(m, o.Name)
+	if err != nil {
+		return nil, err
+	}
+	b := &Backend{id: id, hints: o.Hints, sizes: s, fsq: q, maxT: m.Config.Decoder.MaxTimestep}
+	if b.hints == nil {
+		b.hints = m.Hints
+	}
 	if d := m.Config.Geometry().Default; d != [2]int{s.Height, s.Width} {
 		b.sizeTag = fmt.Sprintf("-s%dx%d", s.Height, s.Width)
 	}
@@ -217,10 +223,25 @@ func (b *Backend) Close() error {
 
 // Identity is the model identity written into every payload (the engine's for the same
 // checkpoint).
-func (b *Backend) Identity() payload.Model { return b.id }
+func (b *Backend) Identity() payload.Model {
+	id := b.id.Model
+	id.Levels = append([]int(nil), id.Levels...)
+	return id
+}
 
-// Hints are the decode hints written into payloads (nil for none).
+// Accepts reports whether the backend decodes payloads made by model p (the engine's rule:
+// same content digest or legacy file digest, FSQ levels and length; names are not compared).
+func (b *Backend) Accepts(p *payload.Model) bool { return b.id.Accepts(p) }
+
+// Hints are the decode hints written into payloads: Options.Hints, else the model's (nil for
+// none). They fill DecodeOptions' zero fields where a payload has no hints.
 func (b *Backend) Hints() *payload.Hints { return b.hints }
+
+// DefaultDecodeOptions returns the settings a payload decodes with by default: its hints,
+// else the model's, else the official README's (as engine.Engine.DefaultDecodeOptions).
+func (b *Backend) DefaultDecodeOptions(p *payload.Payload) engine.DecodeOptions {
+	return engine.HintedDecodeOptions(p, b.hints)
+}
 
 // ImageSize is the image size (height, width) the graphs were exported for
 // (Options.ImageSize), the only size this Backend encodes and decodes at.
@@ -302,7 +323,7 @@ func (b *Backend) EncodeBatch(ctx context.Context, imgs []image.Image, o engine.
 	if b.encErr != nil {
 		return nil, b.encErr
 	}
-	return engine.EncodeImages(ctx, imgs, o, b.id, b.hints, b.size, b.EncodeTensor)
+	return engine.EncodeImages(ctx, imgs, o, b.id.Model, b.hints, b.size, b.EncodeTensor)
 }
 
 // Decode turns a payload (or its first K tokens) into an image tensor [3, H, W], unclamped,
@@ -324,7 +345,7 @@ func (b *Backend) DecodeBatch(ctx context.Context, ps []*payload.Payload, o engi
 	if b.decErr != nil {
 		return nil, b.decErr
 	}
-	return engine.DecodePayloads(ctx, ps, o, b.id, b.latent,
+	return engine.DecodePayloads(ctx, ps, o, b.id, b.hints, b.latent,
 		func(ids [][]uint32) (flow.Denoiser, error) { return b.Bind(ids, nil) }, b.DecodeLatents)
 }
 

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -29,12 +30,12 @@ import (
 func loadDefaultPair(t *testing.T, o Options) (*Backend, *engine.Engine) {
 	t.Helper()
 	d := models.Default()
-	b, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	b, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { b.Close() })
-	e, err := engine.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, engine.Options{})
+	e, err := engine.LoadBytes(d.Weights, d.Config, d.VAEConfig, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestBackendDefaultModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range imgs {
-		if !got[i].Model.Equal(&want[i].Model) || got[i].Image != want[i].Image || got[i].Hints != want[i].Hints {
+		if !got[i].Model.Equal(&want[i].Model) || got[i].Image != want[i].Image || !reflect.DeepEqual(got[i].Hints, want[i].Hints) || got[i].Hints == nil {
 			t.Fatalf("image %d: payload header differs: %+v vs %+v", i, got[i], want[i])
 		}
 		if flips := countDiff(got[i].IDs, want[i].IDs); flips != 0 {
@@ -152,17 +153,17 @@ func TestBackendOfficialCases(t *testing.T) {
 		}
 		cases++
 		t.Run(ent.Name(), func(t *testing.T) {
-			m, name, digest, err := engine.Checkpoint(dir)
+			m, err := model.LoadFile(dir)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer m.Weights.Close()
-			b, err := New(m, name, digest, o)
+			defer m.Close()
+			b, err := New(m, o)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			e, err := engine.New(m, name, digest, engine.Options{})
+			e, err := engine.New(m, engine.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -359,7 +360,7 @@ func TestBackendExportCache(t *testing.T) {
 	o := needORT(t)
 	o.ExportDir = t.TempDir()
 	d := models.Default()
-	b1, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	b1, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,7 +375,7 @@ func TestBackendExportCache(t *testing.T) {
 		t.Fatalf("cache %s holds %d files, want 3 graphs and 3 data files", dir, len(files))
 	}
 	st1, _ := os.Stat(filepath.Join(dir, "decoder.onnx"))
-	b2, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	b2, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +398,7 @@ func TestBackendExportCache(t *testing.T) {
 		t.Error("the cached graphs give other ids")
 	}
 	o.FP16 = true
-	b3, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	b3, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,12 +448,12 @@ func BenchmarkDecodeBatch(b *testing.B) {
 	o := needORT(b)
 	o.IntraOpThreads = 0
 	d := models.Default()
-	ort, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+	ort, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, o)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer ort.Close()
-	eng, err := engine.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, engine.DefaultOptions())
+	eng, err := engine.LoadBytes(d.Weights, d.Config, d.VAEConfig, engine.DefaultOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -558,17 +559,17 @@ func TestBackendImageSize(t *testing.T) {
 	o := needORT(t)
 	o.ImageSize = 24
 	dir := filepath.Join("..", "conformance", "testdata", "official", "c1_w32_zero_e2")
-	m, name, digest, err := engine.Checkpoint(dir)
+	m, err := model.LoadFile(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Weights.Close()
-	b, err := New(m, name, digest, o)
+	defer m.Close()
+	b, err := New(m, o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	e, err := engine.New(m, name, digest, engine.Options{})
+	e, err := engine.New(m, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -613,7 +614,7 @@ func TestBackendImageSize(t *testing.T) {
 		t.Errorf("encode at 32 px on 24 px graphs: %v", err)
 	}
 	o.ImageSize = 26
-	if _, err := New(m, name, digest, o); err == nil || !strings.Contains(err.Error(), "multiples of 4x4") {
+	if _, err := New(m, o); err == nil || !strings.Contains(err.Error(), "multiples of 4x4") {
 		t.Errorf("ImageSize 26: %v", err)
 	}
 }

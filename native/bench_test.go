@@ -10,6 +10,7 @@ import (
 
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/flow"
+	"github.com/flextok-sdk/flextok/sdk/model"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
@@ -55,7 +56,7 @@ func benchVersusEngine(b *testing.B, dir string, encode bool) {
 	b.Logf("threads %d (engine %+v, ORT IntraOpThreads %d)", threads, eo, o.IntraOpThreads)
 	ctx := context.Background()
 
-	m, name, digest, err := engine.Checkpoint(dir)
+	m, err := model.LoadFile(dir)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -66,16 +67,16 @@ func benchVersusEngine(b *testing.B, dir string, encode bool) {
 	}
 	var e *engine.Engine
 	if encode {
-		if e, err = engine.New(m, name, digest, eo); err != nil {
+		if e, err = engine.New(m, eo); err != nil {
 			b.Fatal(err)
 		}
 	}
-	be, err := New(m, name, digest, o)
+	be, err := New(m, o)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer be.Close()
-	m.Weights.Close()
+	m.Close()
 	runtime.GC()
 
 	// One decoder step: cond + uncond of one image, the same inputs on both sides.

@@ -16,7 +16,7 @@ import (
 // $FLEXTOK_ORT_LIB (make setup installs one at .deps/ort/libonnxruntime.so).
 func ExampleLoadBytes() {
 	d := models.Default() // or native.Load("/path/to/flextok_d18_d18_in1k", ...)
-	b, err := native.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, native.Options{Provider: native.ProviderAuto})
+	b, err := native.LoadBytes(d.Weights, d.Config, d.VAEConfig, native.Options{Provider: native.ProviderAuto})
 	if err != nil {
 		log.Fatal(err)
 	}

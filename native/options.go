@@ -48,8 +48,12 @@ type Options struct {
 
 	// Backend settings (Load, LoadBytes, New).
 
-	// Hints are written into every payload the Backend encodes (as engine.Options.Hints).
+	// Hints, if set, replace the model's decode hints in every payload the Backend encodes (as
+	// engine.Options.Hints).
 	Hints *payload.Hints
+	// Name, if set, replaces the model's name in the payloads it encodes (as
+	// engine.Options.Name; names are descriptive, payloads match models by digest).
+	Name string
 	// FP16 exports the decoder's Linear layers in float16 (weights and products; norms,
 	// softmax and residuals stay float32): for GPUs, where it halves the decoder's weight
 	// memory and runs on tensor cores. Velocities then differ from float32 by NMSE ~1e-7

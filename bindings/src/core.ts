@@ -140,7 +140,10 @@ export interface OpenOptions extends CallOptions {
   config?: Bytes | string;
   /** vae/config.json (bytes or its text). */
   vaeConfig?: Bytes | string;
-  /** Part of the model's identity, carried by every payload it makes (default "model"). */
+  /**
+   * The name payloads it makes carry (default: the model's own, from its config's "name", else
+   * derived from its digest). Descriptive only: payloads match models by content digest.
+   */
   name?: string;
 }
 

@@ -64,7 +64,7 @@ export interface OpenRequest extends RequestBase {
   config?: Uint8Array;
   /** vae/config.json bytes. */
   vae_config?: Uint8Array;
-  /** Part of the model's identity (default "model"). */
+  /** The name its payloads carry (default: the model's own); not part of its identity. */
   name?: string;
 }
 export interface CloseRequest extends RequestBase {

@@ -37,6 +37,7 @@ type executor interface {
 	DecodeImage(ctx context.Context, p *payload.Payload, o engine.DecodeOptions) (*image.NRGBA, error)
 	DecodeBatch(ctx context.Context, ps []*payload.Payload, o engine.DecodeOptions) ([]tensor.Tensor, error)
 	Identity() payload.Model
+	Hints() *payload.Hints
 	ImageSize() (int, int)
 	MaxTokens() int
 }
@@ -96,8 +97,7 @@ func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (executor,
 	)
 	if ef.model == "" {
 		d := models.Default()
-		o.Hints = defaultHints()
-		b, err = native.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+		b, err = native.LoadBytes(d.Weights, d.Config, d.VAEConfig, o)
 	} else {
 		b, err = native.Load(ef.model, o)
 	}

@@ -50,25 +50,13 @@ func (f *engineFlags) load() (*engine.Engine, error) {
 	if f.model == "" {
 		// The SDK's own small model (models/); official weights are research-only and never
 		// bundled or downloaded: give their path with -m.
-		d := models.Default()
-		o.Hints = defaultHints()
-		e, err := engine.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
-		if err != nil {
-			return nil, fmt.Errorf("load the embedded default model: %w", err)
-		}
-		return e, nil
+		return models.LoadDefault(o)
 	}
 	e, err := engine.Load(f.model, o)
 	if err != nil {
 		return nil, about("load model", f.model, err)
 	}
 	return e, nil
-}
-
-// defaultHints are the decode hints of the embedded default model's payloads.
-func defaultHints() *payload.Hints {
-	g := float32(models.DefaultGuidance)
-	return &payload.Hints{Steps: models.DefaultSteps, Guidance: &g}
 }
 
 // signalContext is cancelled on Ctrl-C or SIGTERM (a container stopping), so work stops cleanly.
@@ -130,9 +118,10 @@ func (f *decodeFlags) register(cmd *cobra.Command, seedHelp string) {
 	cmd.Flags().Uint64Var(&f.seed, "seed", 0, seedHelp)
 }
 
-// options returns DefaultDecodeOptions(p) with the flags the user set applied.
-func (f *decodeFlags) options(cmd *cobra.Command, p *payload.Payload) engine.DecodeOptions {
-	o := engine.DefaultDecodeOptions(p)
+// options returns the settings p decodes with by default on a model with decode hints model
+// (engine.HintedDecodeOptions) with the flags the user set applied.
+func (f *decodeFlags) options(cmd *cobra.Command, p *payload.Payload, model *payload.Hints) engine.DecodeOptions {
+	o := engine.HintedDecodeOptions(p, model)
 	fl := cmd.Flags()
 	if fl.Changed("steps") {
 		o.Steps = f.steps
@@ -256,6 +245,9 @@ func newDecode() *cobra.Command {
 			if cmd.Flags().Changed("steps") && df.steps < 1 {
 				return usageError{fmt.Errorf("--steps must be at least 1, got %d", df.steps)}
 			}
+			if cmd.Flags().Changed("guidance") && df.guid == 0 {
+				return usageError{errors.New("--guidance 0 is not a setting (1 turns guidance off)")}
+			}
 			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
 				return err
 			}
@@ -330,7 +322,7 @@ func runDecode(ctx context.Context, e executor, cmd *cobra.Command, df *decodeFl
 		if err := payload.Decode(data, p, payload.Options{}); err != nil {
 			return about("decode", j.in, err)
 		}
-		o := df.options(cmd, p)
+		o := df.options(cmd, p, e.Hints())
 		o.K, o.Size = k, size
 		if len(pending) > 0 && (len(pending) == batch || !sameDecode(pending[0].o, o)) {
 			if err := flush(); err != nil {

@@ -117,7 +117,7 @@ func newEval() *cobra.Command {
 					return usageError{fmt.Errorf("--ks: k = %d, the model has %d tokens (want 1..%d)", k, maxK, maxK)}
 				}
 			}
-			decodeOpts := func(p *payload.Payload) engine.DecodeOptions { return df.options(cmd, p) }
+			decodeOpts := func(p *payload.Payload) engine.DecodeOptions { return df.options(cmd, p, e.Hints()) }
 			ev := evaluator{e: e, ks: ks, filter: filter, read: read, opts: decodeOpts}
 			ctx, stop := signalContext()
 			defer stop()

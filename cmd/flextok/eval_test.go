@@ -116,6 +116,7 @@ func TestEval(t *testing.T) {
 	}
 	var doc struct {
 		Model     string `json:"model"`
+		Digest    string `json:"digest"`
 		MaxTokens int    `json:"max_tokens"`
 		Count     int    `json:"count"`
 		Steps     int    `json:"steps"`
@@ -134,7 +135,8 @@ func TestEval(t *testing.T) {
 	if err := json.Unmarshal(data, &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Model != "c1_w32_zero_e2" || doc.MaxTokens != 32 || doc.Count != 3 || doc.Steps != 2 ||
+	// c1's config has no name: the name comes from its content digest, never its directory.
+	if doc.Model != "flextok-"+doc.Digest[:min(12, len(doc.Digest))] || doc.MaxTokens != 32 || doc.Count != 3 || doc.Steps != 2 ||
 		!reflect.DeepEqual(doc.Ks, []int{1, 32}) || len(doc.Summary) != 2 || len(doc.PerImage) != 3 {
 		t.Fatalf("json:\n%s", data)
 	}

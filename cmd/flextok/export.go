@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -9,7 +8,6 @@ import (
 
 	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/native/onnx"
-	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/model"
 )
 
@@ -31,24 +29,25 @@ with ONNX Runtime (or another ONNX runtime) anywhere. See docs/native.md for the
 				return usageError{fmt.Errorf("-o DIR is required")}
 			}
 			var (
-				m      *model.Model
-				name   string
-				digest [32]byte
-				err    error
+				m   *model.Model
+				err error
 			)
 			if modelPath == "" {
-				d := models.Default()
-				name, digest = d.Name, sha256.Sum256(d.Weights)
-				m, err = model.LoadBytes(d.Weights, d.Config, d.VAEConfig)
+				m, err = models.Default().Model()
 			} else {
-				m, name, digest, err = engine.Checkpoint(modelPath)
+				m, err = model.LoadFile(modelPath)
 				if err == nil {
-					defer m.Weights.Close()
+					defer m.Close()
 				}
 			}
 			if err != nil {
 				return err
 			}
+			id, err := m.Identity() // what the backends' payloads carry
+			if err != nil {
+				return err
+			}
+			name, digest := id.Name, id.Digest
 			man, err := onnx.ExportAll(m, name, digest, size, out, force)
 			if errors.Is(err, onnx.ErrExists) {
 				return fmt.Errorf("%w (use --force to replace)", err)

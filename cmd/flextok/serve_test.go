@@ -122,7 +122,7 @@ func TestServeHealthzAndDemo(t *testing.T) {
 	if err := json.Unmarshal(b, &h); err != nil {
 		t.Fatal(err)
 	}
-	if h.Status != "ok" || h.Model != "c1_w32_zero_e2" || h.Samples != 2 {
+	if h.Status != "ok" || h.Model != e.Identity().Name || h.Samples != 2 {
 		t.Errorf("/healthz = %s", b)
 	}
 	_, b = get(t, srv.URL+"/demo.json")

@@ -23,7 +23,7 @@ func (e *Engine) EncodeBatch(ctx context.Context, imgs []image.Image, o EncodeOp
 	if e.encErr != nil {
 		return nil, e.encErr
 	}
-	return EncodeImages(ctx, imgs, o, e.id, e.hints, e.geo.Resolve, e.EncodeTensor)
+	return EncodeImages(ctx, imgs, o, e.id.Model, e.hints, e.geo.Resolve, e.EncodeTensor)
 }
 
 // EncodeImages is EncodeBatch for any executor of a model with identity id: size maps

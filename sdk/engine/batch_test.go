@@ -14,7 +14,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/models"
 	ftimage "github.com/flextok-sdk/flextok/sdk/image"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
@@ -53,7 +52,7 @@ func batchImages(t testing.TB) []image.Image {
 // of Encode on each image in turn, on the reference path and on the fast multi-threaded one,
 // for every token count; and the register latents before quantisation are the same floats.
 func TestEncodeBatchMatchesEncode(t *testing.T) {
-	d := models.Default()
+	d := defaultFiles(t)
 	imgs := batchImages(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -61,7 +60,7 @@ func TestEncodeBatchMatchesEncode(t *testing.T) {
 		o    Options
 	}{{"reference", Options{}}, {"default", DefaultOptions()}} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, tc.o)
+			e, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, tc.o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,8 +152,8 @@ func TestEncodeBatchErrors(t *testing.T) {
 
 // BenchmarkEncodeBatch: images/s of the default model, one image per call against batches.
 func BenchmarkEncodeBatch(b *testing.B) {
-	d := models.Default()
-	e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, DefaultOptions())
+	d := defaultFiles(b)
+	e, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, DefaultOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -180,9 +179,9 @@ func BenchmarkEncodeBatch(b *testing.B) {
 // paths), with payloads of different lengths in one batch; bad batches are errors naming the
 // payload.
 func TestDecodeBatch(t *testing.T) {
-	d := models.Default()
+	d := defaultFiles(t)
 	for _, o := range []Options{{}, DefaultOptions()} {
-		e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, o)
+		e, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,14 +224,14 @@ func TestDecodeBatch(t *testing.T) {
 // and on several, on both paths, although several threads share its images (VAE, encoder)
 // and items (decoder) between goroutines instead of splitting kernels.
 func TestBatchThreadsBitIdentical(t *testing.T) {
-	d := models.Default()
+	d := defaultFiles(t)
 	imgs := batchImages(t)
 	ctx := context.Background()
 	for _, fast := range []bool{false, true} {
 		var wantP [][]byte
 		var wantX []string
 		for _, threads := range []int{1, 2, 3} {
-			e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, Options{Threads: threads, Fast: fast})
+			e, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, Options{Threads: threads, Fast: fast})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -262,8 +261,8 @@ func TestBatchThreadsBitIdentical(t *testing.T) {
 // TestBatchThreadsCancel: a cancelled batch shared between threads fails once with the
 // context's error (not once per thread).
 func TestBatchThreadsCancel(t *testing.T) {
-	d := models.Default()
-	e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, Options{Threads: 2, Fast: true})
+	d := defaultFiles(t)
+	e, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, Options{Threads: 2, Fast: true})
 	if err != nil {
 		t.Fatal(err)
 	}

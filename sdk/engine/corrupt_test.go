@@ -24,7 +24,7 @@ func TestCorruptWeights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadBytes("c1", b, cfg, vae, Options{}); err != nil {
+	if _, err := LoadBytes(b, cfg, vae, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{
@@ -41,7 +41,7 @@ func TestCorruptWeights(t *testing.T) {
 			c := append([]byte(nil), b...)
 			off := 8 + int(f.HeaderSize()) + int(info.Begin)
 			binary.LittleEndian.PutUint32(c[off:], math.Float32bits(bad))
-			_, err := LoadBytes("c1", c, cfg, vae, Options{})
+			_, err := LoadBytes(c, cfg, vae, Options{})
 			if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(name, "vae.vae.")) {
 				t.Errorf("%s = %v: err = %v", name, bad, err)
 			}

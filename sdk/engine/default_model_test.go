@@ -3,18 +3,35 @@ package engine
 import (
 	"context"
 	"math"
+	"os"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
+// defaultFiles reads the default model from models/default (these tests are inside package
+// engine, which package models imports: they cannot import it).
+func defaultFiles(t testing.TB) (d struct{ Weights, Config, VAEConfig []byte }) {
+	t.Helper()
+	for _, f := range []struct {
+		dst  *[]byte
+		name string
+	}{{&d.Weights, "model.safetensors"}, {&d.Config, "config.json"}, {&d.VAEConfig, "vae/config.json"}} {
+		b, err := os.ReadFile("../../models/default/" + f.name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*f.dst = b
+	}
+	return d
+}
+
 func loadDefault(t *testing.T) *Engine {
 	t.Helper()
-	d := models.Default()
-	e, err := LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, Options{})
+	d := defaultFiles(t)
+	e, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,18 @@
 // The decoder implements flow.Denoiser, so sdk/flow drives it exactly as it drives any other
 // executor (ONNX Runtime in native/).
 //
+// # Identity and hints
+//
+// Every payload an Engine makes carries the model's identity (model.Model.Identity: a content
+// digest, never a path) and its decode hints (the config's decode_hints). Decode accepts
+// payloads of the same digest (or, from earlier SDK versions, of the same file digest),
+// whatever their name. Zero DecodeOptions Steps and Guidance take the payload's hints, else
+// the model's, else the official 20 steps of APG 7.5; models.LoadDefault builds the default
+// model's engine.
+//
 // # Determinism
 //
-// With the zero Options the engine gives the same bits natively, as GOOS=js and as GOOS=wasip1.
+// With the zero Options (portable kernels, every CPU) the engine gives the same bits natively,
+// as GOOS=js and as GOOS=wasip1, whatever the number of threads; DefaultOptions adds the fast
+// AVX-512 path for servers.
 package engine

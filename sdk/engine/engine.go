@@ -2,15 +2,10 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"image"
-	"io"
-	"os"
-	"path/filepath"
 	"runtime/debug"
-	"strings"
 
 	"github.com/flextok-sdk/flextok/sdk/flow"
 	"github.com/flextok-sdk/flextok/sdk/fsq"
@@ -30,7 +25,7 @@ var (
 // Engine is a loaded FlexTok model: it encodes images to token payloads and decodes payloads,
 // or any prefix of their tokens, back to images. It is safe for concurrent use.
 type Engine struct {
-	id    payload.Model
+	id    Identity
 	cfg   *model.Config
 	vae   *VAE
 	enc   *Encoder
@@ -45,71 +40,46 @@ type Engine struct {
 
 // Load opens a checkpoint (a model.safetensors file or a directory holding it, as
 // model.LoadFile) and builds the engine. The model's identity, carried in every payload it
-// makes, is the directory's (or file's) base name and the SHA-256 of the safetensors file.
+// makes, comes from the checkpoint's content (model.Model.Identity), never from its path.
 func Load(path string, o Options) (*Engine, error) {
-	m, name, digest, err := Checkpoint(path)
+	m, err := model.LoadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer m.Weights.Close()
-	return New(m, name, digest, o)
-}
-
-// Checkpoint opens the checkpoint at path as Load does and returns the model with the name
-// and digest of its identity, so that other executors (package native) write the same
-// payloads. Close m.Weights when done.
-func Checkpoint(path string) (m *model.Model, name string, digest [32]byte, err error) {
-	m, err = model.LoadFile(path)
-	if err != nil {
-		return nil, "", digest, err
-	}
-	file, name := path, filepath.Base(path)
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		file = filepath.Join(path, "model.safetensors")
-	} else {
-		name = strings.TrimSuffix(filepath.Base(filepath.Dir(path)), "/")
-	}
-	if digest, err = fileDigest(file); err != nil {
-		m.Weights.Close()
-		return nil, "", digest, err
-	}
-	return m, name, digest, nil
+	defer m.Close()
+	return New(m, o)
 }
 
 // LoadBytes builds the engine from checkpoint bytes held in memory (an embedded model, or weights
 // received by a WebAssembly module), with optional config.json and VAE config.json contents.
-func LoadBytes(name string, weights, configJSON, vaeJSON []byte, o Options) (*Engine, error) {
+func LoadBytes(weights, configJSON, vaeJSON []byte, o Options) (*Engine, error) {
 	m, err := model.LoadBytes(weights, configJSON, vaeJSON)
 	if err != nil {
 		return nil, err
 	}
-	return New(m, name, sha256.Sum256(weights), o)
+	return New(m, o)
 }
 
-func fileDigest(path string) ([32]byte, error) {
-	var d [32]byte
-	f, err := os.Open(path)
+// New builds the engine from a loaded model. All weights are read here, so m may be closed
+// afterwards. The payloads it makes carry the model's identity (NewIdentity with o.Name) and
+// hints (o.Hints, else the model's decode_hints).
+func New(m *model.Model, o Options) (*Engine, error) {
+	if m == nil || m.Config == nil {
+		return nil, fmt.Errorf("%w: nil model", ErrArgument)
+	}
+	id, err := NewIdentity(m, o.Name)
 	if err != nil {
-		return d, err
+		return nil, err
 	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return d, fmt.Errorf("flextok/engine: hash %s: %w", path, err)
-	}
-	copy(d[:], h.Sum(nil))
-	return d, nil
-}
-
-// New builds the engine from a loaded model; name and digest form its identity. All weights
-// are read here, so m.Weights may be closed afterwards.
-func New(m *model.Model, name string, digest [32]byte, o Options) (*Engine, error) {
 	cfg := m.Config
 	q, err := fsq.New(cfg.FSQ.Levels)
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{cfg: cfg, fsq: q, hints: o.Hints}
+	e := &Engine{id: id, cfg: cfg, fsq: q, hints: o.Hints}
+	if e.hints == nil {
+		e.hints = m.Hints
+	}
 	if e.vae, err = NewVAE(m, o); err != nil {
 		return nil, err
 	}
@@ -132,28 +102,22 @@ func New(m *model.Model, name string, digest [32]byte, o Options) (*Engine, erro
 	if err := e.geo.Check(e.geo.Default[0], e.geo.Default[1]); err != nil {
 		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
-	e.id = Identity(cfg, name, digest)
 	// Loading allocated and dropped per-tensor buffers; hand that memory back to the OS now
 	// rather than whenever the runtime gets to it, so a server's RSS reflects the model.
 	debug.FreeOSMemory()
 	return e, nil
 }
 
-// Identity is the identity of a model with config cfg, name and weights digest: what every
-// payload made with it carries.
-func Identity(cfg *model.Config, name string, digest [32]byte) payload.Model {
-	return payload.Model{Name: name, Digest: digest, Levels: append([]int(nil), cfg.FSQ.Levels...), MaxTokens: cfg.Encoder.RegistersNMax}
-}
-
 // Identity is the model identity written into every payload this engine makes; Decode refuses
 // payloads with another.
 func (e *Engine) Identity() payload.Model {
-	id := e.id
+	id := e.id.Model
 	id.Levels = append([]int(nil), id.Levels...)
 	return id
 }
 
-// Hints are the decode hints Encode writes into payloads (Options.Hints; nil if none).
+// Hints are the decode hints Encode writes into payloads: Options.Hints, else the model's
+// (its config's decode_hints); nil if neither gives any.
 func (e *Engine) Hints() *payload.Hints { return e.hints }
 
 // ImageSize is the size in pixels (height, width) the model encodes and decodes at unless
@@ -204,16 +168,20 @@ func (e *Engine) EncodeTensor(ctx context.Context, images tensor.Tensor) ([][]ui
 	return e.enc.Tokens(ctx, lat)
 }
 
-// DecodeOptions control Decode. Use DefaultDecodeOptions for sensible values.
+// DecodeOptions control Decode. Zero Steps and Guidance take the hinted values: the payload's
+// hints, else the model's (its config's decode_hints), else the official README's (20 steps,
+// guidance 7.5 with APG), so DecodeOptions{} and DecodeOptions{K: 8} decode as the model
+// suggests. Payloads decoded together (DecodeBatch) must then hint the same values. A zero Seed
+// is seed 0; DefaultDecodeOptions also takes a payload's seed hint.
 type DecodeOptions struct {
 	K int // decode the first K tokens of the payload (0: all it has)
 	// Size is the side in pixels of the square image to decode: 0 for the size the payload
 	// records (the size it was encoded at), else any size the model runs at.
 	Size     int
-	Steps    int     // Euler steps, >= 1
-	Guidance float64 // classifier-free guidance scale; 1 turns guidance off
+	Steps    int     // Euler steps (0: hinted), >= 0
+	Guidance float64 // classifier-free guidance scale (0: hinted, with the hinted APG); 1 turns guidance off
 	APG      bool    // adaptive projected guidance instead of plain CFG
-	Seed     uint64  // noise seed (the noise comes from sdk/flow's generator)
+	Seed     uint64  // noise seed
 	// Noise, if set, is the initial latent [C, h, w] (for conformance with other executors);
 	// Seed is then unused.
 	Noise *tensor.Tensor
@@ -221,11 +189,35 @@ type DecodeOptions struct {
 	OnStep func(flow.Step) error
 }
 
+// Official decode settings (the official README): the last of the defaults.
+const (
+	OfficialSteps    = 20
+	OfficialGuidance = 7.5
+	OfficialAPG      = true
+)
+
 // DefaultDecodeOptions returns the official README's settings (20 steps, guidance 7.5 with
-// APG, seed 0), overridden by the payload's hints where it has them.
+// APG, seed 0), overridden by the payload's hints where it has them. Engine.DefaultDecodeOptions
+// also applies the model's hints.
 func DefaultDecodeOptions(p *payload.Payload) DecodeOptions {
-	o := DecodeOptions{Steps: 20, Guidance: 7.5, APG: true}
-	if h := p.Hints; h != nil {
+	return HintedDecodeOptions(p, nil)
+}
+
+// DefaultDecodeOptions returns the settings a payload decodes with by default: its hints,
+// else the model's, else the official README's. DecodeOptions{} gives the same.
+func (e *Engine) DefaultDecodeOptions(p *payload.Payload) DecodeOptions {
+	return HintedDecodeOptions(p, e.hints)
+}
+
+// HintedDecodeOptions returns the settings p decodes with by default on a model whose decode
+// hints are model (nil: none): the payload's hints, else the model's, else the official
+// README's (for executors other than Engine, such as package native's).
+func HintedDecodeOptions(p *payload.Payload, model *payload.Hints) DecodeOptions {
+	o := DecodeOptions{Steps: OfficialSteps, Guidance: OfficialGuidance, APG: OfficialAPG}
+	for _, h := range []*payload.Hints{model, p.Hints} {
+		if h == nil {
+			continue
+		}
 		if h.Steps > 0 {
 			o.Steps = h.Steps
 		}
@@ -238,6 +230,40 @@ func DefaultDecodeOptions(p *payload.Payload) DecodeOptions {
 		}
 	}
 	return o
+}
+
+// withHints fills the zero Steps and Guidance of o from the hints of the payloads (which must
+// agree on them) and of the model. A zero Seed stays seed 0: an explicit value is never
+// replaced (DefaultDecodeOptions is the way to take a payload's seed hint).
+func withHints(ps []*payload.Payload, o DecodeOptions, model *payload.Hints) (DecodeOptions, error) {
+	if o.Steps != 0 && o.Guidance != 0 {
+		return o, nil
+	}
+	var first DecodeOptions
+	firstAt := -1
+	for i, p := range ps {
+		if p == nil {
+			continue // prepareDecode reports it
+		}
+		d := HintedDecodeOptions(p, model)
+		if firstAt < 0 {
+			first, firstAt = d, i
+			continue
+		}
+		if (o.Steps == 0 && d.Steps != first.Steps) || (o.Guidance == 0 && (d.Guidance != first.Guidance || d.APG != first.APG)) {
+			return o, fmt.Errorf("%w: payloads %d and %d hint different steps or guidance: set DecodeOptions.Steps and Guidance", ErrArgument, firstAt, i)
+		}
+	}
+	if firstAt < 0 {
+		return o, nil
+	}
+	if o.Steps == 0 {
+		o.Steps = first.Steps
+	}
+	if o.Guidance == 0 {
+		o.Guidance, o.APG = first.Guidance, o.APG || first.APG
+	}
+	return o, nil
 }
 
 // Decode turns a payload (or its first K tokens) into an image tensor [3, H, W] in roughly
@@ -254,14 +280,13 @@ func (e *Engine) Decode(ctx context.Context, p *payload.Payload, o DecodeOptions
 // prepareOne checks one payload and the decode options for a model with identity id, and
 // returns the token prefix to decode, the sampler's options and the latent shape [C, h, w] to
 // decode at (latent maps an image size to it, refusing sizes the model does not run at).
-func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent LatentFunc) ([]uint32, flow.Options, []int, error) {
+func prepareOne(p *payload.Payload, id Identity, o DecodeOptions, latent LatentFunc) ([]uint32, flow.Options, []int, error) {
 	fail := func(err error) ([]uint32, flow.Options, []int, error) { return nil, flow.Options{}, nil, err }
 	if err := p.Validate(); err != nil {
 		return fail(err)
 	}
-	if !p.Model.Equal(&id) {
-		return fail(fmt.Errorf("flextok/engine: payload of model %q (%x…), this engine is %q (%x…): %w",
-			p.Model.Name, p.Model.Digest[:4], id.Name, id.Digest[:4], ErrModelMismatch))
+	if err := id.check(&p.Model); err != nil {
+		return fail(err)
 	}
 	if p.NumFrames() != 1 {
 		return fail(fmt.Errorf("%w: a payload of %d frames (video models)", ErrUnsupported, p.NumFrames()))
@@ -274,7 +299,7 @@ func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent La
 		return fail(fmt.Errorf("%w: k = %d, the payload has %d tokens", ErrArgument, k, len(p.IDs)))
 	}
 	if o.Steps < 1 {
-		return fail(fmt.Errorf("%w: steps = %d, want >= 1", ErrArgument, o.Steps))
+		return fail(fmt.Errorf("%w: steps = %d, want >= 1 (0: the hinted steps)", ErrArgument, o.Steps))
 	}
 	h, w := p.Image.Height, p.Image.Width
 	if o.Size < 0 {
@@ -291,9 +316,6 @@ func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent La
 	fo := flow.Options{Steps: o.Steps, APG: o.APG, Seed: o.Seed, OnStep: o.OnStep, Shapes: [][]int{shape}}
 	if o.Guidance != 1 {
 		fo.Guidance = o.Guidance
-		if o.Guidance == 0 {
-			fo.GuidanceFunc = func(float64) float64 { return 0 }
-		}
 	}
 	if o.Noise != nil {
 		fo.Noise = []tensor.Tensor{*o.Noise}
@@ -306,15 +328,20 @@ func prepareOne(p *payload.Payload, id payload.Model, o DecodeOptions, latent La
 // executor's own size.
 type LatentFunc func(height, width int) ([]int, error)
 
-// prepareDecode checks payloads decoded together with the same options and returns their
+// prepareDecode checks payloads decoded together with the same options (their zero fields
+// filled from the payloads' hints and the model's, see DecodeOptions) and returns their
 // token prefixes and the sampler's options (DecodePayloads' first step). Every image starts
 // from the noise it would get decoded alone (flow.Noise of o.Seed for its latent shape), so a
 // batch decodes each payload as Decode would, up to an executor's batching. o.Noise, the
 // initial latent of one image, needs exactly one payload. OnStep sees the steps of the whole
 // batch.
-func prepareDecode(ps []*payload.Payload, id payload.Model, o DecodeOptions, latent LatentFunc) ([][]uint32, flow.Options, error) {
+func prepareDecode(ps []*payload.Payload, id Identity, hints *payload.Hints, o DecodeOptions, latent LatentFunc) ([][]uint32, flow.Options, error) {
 	if len(ps) == 0 {
 		return nil, flow.Options{}, fmt.Errorf("%w: no payloads", ErrArgument)
+	}
+	o, err := withHints(ps, o, hints)
+	if err != nil {
+		return nil, flow.Options{}, err
 	}
 	if o.Noise != nil && len(ps) > 1 {
 		return nil, flow.Options{}, fmt.Errorf("%w: DecodeOptions.Noise is the initial latent of one payload, not of a batch of %d", ErrArgument, len(ps))
@@ -363,7 +390,7 @@ func (e *Engine) DecodeBatch(ctx context.Context, ps []*payload.Payload, o Decod
 	if e.decErr != nil {
 		return nil, e.decErr
 	}
-	return DecodePayloads(ctx, ps, o, e.id, e.latent,
+	return DecodePayloads(ctx, ps, o, e.id, e.hints, e.latent,
 		func(ids [][]uint32) (flow.Denoiser, error) { return e.dec.Bind(ids, nil) }, e.vae.Decode)
 }
 
@@ -378,15 +405,15 @@ func (e *Engine) latent(height, width int) ([]int, error) {
 	return e.geo.Latent(height, width), nil
 }
 
-// DecodePayloads is DecodeBatch for any executor of a model with identity id whose latent
-// shapes latent gives: it checks the payloads (see prepareDecode), binds their token prefixes
+// DecodePayloads is DecodeBatch for any executor of a model with identity id, decode hints
+// (for DecodeOptions' zero fields; nil: none) and latent shapes given by latent: it checks the payloads (see prepareDecode), binds their token prefixes
 // with bind, samples every latent in one sdk/flow run and decodes them with one call of
 // vaeDecode (scaled latents [B, C, h, w] → images [B, 3, H, W]) per latent size. Package
 // native's Backend uses it, so both executors decode with the same steps.
-func DecodePayloads(ctx context.Context, ps []*payload.Payload, o DecodeOptions, id payload.Model, latent LatentFunc,
+func DecodePayloads(ctx context.Context, ps []*payload.Payload, o DecodeOptions, id Identity, hints *payload.Hints, latent LatentFunc,
 	bind func(ids [][]uint32) (flow.Denoiser, error),
 	vaeDecode func(context.Context, tensor.Tensor) (tensor.Tensor, error)) ([]tensor.Tensor, error) {
-	ids, fo, err := prepareDecode(ps, id, o, latent)
+	ids, fo, err := prepareDecode(ps, id, hints, o, latent)
 	if err != nil {
 		return nil, err
 	}

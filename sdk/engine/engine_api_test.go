@@ -94,7 +94,7 @@ func TestEngineBadInput(t *testing.T) {
 		want error
 	}{
 		"k over payload": {func(p *payload.Payload, o *DecodeOptions) { o.K = 5 }, ErrArgument},
-		"steps 0":        {func(p *payload.Payload, o *DecodeOptions) { o.Steps = 0 }, ErrArgument},
+		"steps -1":       {func(p *payload.Payload, o *DecodeOptions) { o.Steps = -1 }, ErrArgument},
 		"other model":    {func(p *payload.Payload, o *DecodeOptions) { p.Model.Digest[0] ^= 1 }, ErrModelMismatch},
 		"id over":        {func(p *payload.Payload, o *DecodeOptions) { p.IDs[0] = 64000 }, payload.ErrRange},
 	} {
@@ -237,7 +237,7 @@ func TestEngineOneDirection(t *testing.T) {
 		}
 		defer m.Weights.Close()
 		m.Config = cfg
-		e, err := New(m, ref.Identity().Name, ref.Identity().Digest, Options{})
+		e, err := New(m, Options{})
 		if err != nil {
 			t.Fatalf("a model that runs one way was refused: %v", err)
 		}

@@ -17,8 +17,7 @@ import (
 // coarse (4 tokens) and fine (all 32) reconstructions. The zero Options run the portable
 // kernels, which give these bits on every platform; engine.DefaultOptions() runs the fast ones.
 func Example() {
-	d := models.Default()
-	e, err := engine.LoadBytes(d.Name, d.Weights, d.Config, d.VAEConfig, engine.Options{})
+	e, err := models.LoadDefault(engine.Options{})
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -50,9 +49,8 @@ func Example() {
 		return
 	}
 	for _, k := range []int{4, 32} {
-		o := engine.DefaultDecodeOptions(&got) // the model's hinted steps and guidance
-		o.K = k
-		out, err := e.DecodeImage(ctx, &got, o)
+		// Zero fields take the payload's hints: the default model's 10 steps of CFG 1.5.
+		out, err := e.DecodeImage(ctx, &got, engine.DecodeOptions{K: k})
 		if err != nil {
 			fmt.Println(err)
 			return
@@ -61,7 +59,7 @@ func Example() {
 		fmt.Printf("k=%d: %v image, PSNR %.0f dB\n", k, out.Bounds().Size(), psnr)
 	}
 	// Output:
-	// 32 tokens, first [34861 41390 28398 40998], 268 bytes
-	// k=4: (32,32) image, PSNR 16 dB
-	// k=32: (32,32) image, PSNR 24 dB
+	// 32 tokens, first [34861 41390 28398 40998], 296 bytes
+	// k=4: (32,32) image, PSNR 17 dB
+	// k=32: (32,32) image, PSNR 25 dB
 }

@@ -21,9 +21,14 @@
 // name table in names.go), strips a `_checkpoint_wrapped_module.` infix and
 // accepts old diffusers attention names (query/key/value/proj_attn).
 //
-// [Load] and [LoadFile] do both; [Summarize] gives the architecture,
-// parameter counts per part and the licence notice for `flextok
-// inspect-model`.
+// [LoadFile] (a path), [LoadBytes] (memory) and [LoadReaderAt] do both.
+// [Model.Identity] is what payloads carry: the content digest of the tensors
+// and the canonicalised config (the same whatever the file's name, directory
+// or metadata order; docs/payload.md, "Model identity"), with the name from
+// the config's top-level "name" key. The config's "decode_hints" key gives
+// [Model.Hints]. Both keys are SDK extensions that the official loaders
+// ignore. [Summarize] gives the architecture, parameter counts per part and
+// the licence notice for `flextok inspect-model`.
 //
 // Official FlexTok weights are released under the Apple ML Research Model
 // licence (research use only). This package never downloads or bundles them.

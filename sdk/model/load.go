@@ -3,14 +3,17 @@ package model
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
 	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
 // WeightReport is the result of [Config.CheckWeights].
@@ -94,7 +97,21 @@ type Model struct {
 	Report  *WeightReport
 	// ConfigSource is "metadata" or "config.json".
 	ConfigSource string
+	// Name and Hints are the config's top-level "name" and "decode_hints" (NameKey, HintsKey;
+	// "" and nil when absent), read from the config the architecture came from or else from a
+	// config.json given beside it. Identity gives the name payloads carry.
+	Name  string
+	Hints *payload.Hints
+
+	tree    pyliteral.Value  // the config tree the architecture was read from
+	vaeTree *pyliteral.Value // the VAE's config.json when the architecture used it
+	idMu    sync.Mutex
+	id      *Identity
 }
+
+// Close releases the weights' file (a no-op for a checkpoint in memory). Everything built from
+// the model (an engine) keeps working.
+func (m *Model) Close() error { return m.Weights.Close() }
 
 // Tensor reads the canonical weight name as float32.
 func (m *Model) Tensor(name string) ([]float32, error) {
@@ -116,35 +133,59 @@ func (m *Model) TensorInto(name string, dst []float32) error {
 	return m.Weights.ReadFloat32Into(key, dst)
 }
 
-// Load reads the config from the file's metadata, or from configJSON when
+// load reads the config from the file's metadata, or from configJSON when
 // the metadata holds none (Hugging Face repositories), and checks the
 // weights. vaeJSON is the VAE's diffusers config.json if the config names
 // one (may be nil).
-func Load(f *safetensors.File, configJSON, vaeJSON []byte) (*Model, error) {
+func load(f *safetensors.File, configJSON, vaeJSON []byte) (*Model, error) {
 	m := &Model{Weights: f}
 	var err error
-	if len(f.Metadata()) > 0 && hasConfigKeys(f) {
-		m.ConfigSource = "metadata"
-		m.Config, err = ParseTree(TreeFromMetadata(f.Metadata()), vaeJSON)
-	} else if configJSON != nil {
-		m.ConfigSource = "config.json"
-		m.Config, err = ParseConfigJSON(configJSON, vaeJSON)
-	} else {
-		err = fmt.Errorf("%w: the checkpoint has no config in its metadata and no config.json was given", ErrConfig)
-	}
-	if err == nil && m.ConfigSource == "metadata" && configJSON != nil && m.Config.ImageSize == [2]int{} {
-		// The SDK's own top-level keys may be in config.json only: the official
-		// load_model_from_safetensors passes every metadata key to FlexTok and refuses
-		// unknown ones, so a checkpoint that the official code loads cannot have them there.
-		var t pyliteral.Value
-		if t, err = parseJSONTree(configJSON); err == nil {
-			err = m.Config.parseImageSize(node{v: t})
-		}
+	var jsonTree *pyliteral.Value
+	if configJSON != nil {
+		t, err := parseJSONTree(configJSON)
 		if err != nil {
-			err = fmt.Errorf("config.json: %w", err)
+			return nil, err
+		}
+		jsonTree = &t
+	}
+	switch {
+	case len(f.Metadata()) > 0 && hasConfigKeys(f):
+		m.ConfigSource = "metadata"
+		m.tree = TreeFromMetadata(f.Metadata())
+	case jsonTree != nil:
+		m.ConfigSource = "config.json"
+		m.tree = *jsonTree
+	default:
+		return nil, fmt.Errorf("%w: the checkpoint has no config in its metadata and no config.json was given", ErrConfig)
+	}
+	if m.Config, err = ParseTree(m.tree, vaeJSON); err != nil {
+		return nil, err
+	}
+	if m.Config.VAE.HFHubPath != "" && vaeJSON != nil {
+		t, err := parseJSONTree(vaeJSON)
+		if err != nil {
+			return nil, err
+		}
+		m.vaeTree = &t
+	}
+	// The card keys come from the config the architecture came from, or else from a
+	// config.json beside a checkpoint whose metadata holds the config.
+	card := m.tree
+	if _, has := card.Get(NameKey); !has && jsonTree != nil {
+		if _, hints := card.Get(HintsKey); !hints {
+			card = *jsonTree
 		}
 	}
-	if err != nil {
+	if m.ConfigSource == "metadata" && jsonTree != nil && m.Config.ImageSize == [2]int{} {
+		// The SDK's own top-level keys (image_size, name, decode_hints) may be in config.json
+		// only: the official load_model_from_safetensors passes every metadata key to FlexTok
+		// and refuses unknown ones, so a checkpoint that the official code loads cannot have
+		// them in its metadata.
+		if err = m.Config.parseImageSize(node{v: *jsonTree}); err != nil {
+			return nil, fmt.Errorf("config.json: %w", err)
+		}
+	}
+	if m.Name, m.Hints, err = readCard(card); err != nil {
 		return nil, err
 	}
 	if m.Report, err = m.Config.CheckWeights(f.Tensors()); err != nil {
@@ -160,21 +201,32 @@ func hasConfigKeys(f *safetensors.File) bool {
 }
 
 // LoadBytes opens a checkpoint held in memory: model.safetensors bytes (kept, not copied: do
-// not modify them) with optional config.json and VAE config.json contents, as Load.
+// not modify them) with optional config.json and VAE config.json contents. The config is read
+// from the file's metadata, or from config.json when the metadata holds none (Hugging Face
+// repositories); vaeJSON is the VAE's diffusers config.json when the config names one.
 func LoadBytes(weights, configJSON, vaeJSON []byte) (*Model, error) {
 	f, err := safetensors.OpenBytes(weights)
 	if err != nil {
 		return nil, err
 	}
-	return Load(f, configJSON, vaeJSON)
+	return load(f, configJSON, vaeJSON)
+}
+
+// LoadReaderAt opens a checkpoint whose model.safetensors of the given size r reads (read
+// lazily: r must stay readable while the model is used), with optional config.json and VAE
+// config.json contents, as LoadBytes.
+func LoadReaderAt(r io.ReaderAt, size int64, configJSON, vaeJSON []byte) (*Model, error) {
+	f, err := safetensors.Open(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return load(f, configJSON, vaeJSON)
 }
 
 // LoadFile opens a checkpoint: a model.safetensors path, or a directory
-// holding model.safetensors and optionally config.json. When the config names
-// a VAE by hf_hub_path, its diffusers config.json must be at
-// <dir>/<hf_hub_path>/config.json or <dir>/vae/config.json; without it the
-// model is refused (its layout cannot be read from the weights).
-// Close the returned model's Weights when done.
+// holding model.safetensors and optionally config.json. The VAE's
+// config.json is read from <dir>/<hf_hub_path>/config.json when present.
+// Close the model when done.
 func LoadFile(path string) (*Model, error) {
 	dir, file := path, filepath.Join(path, "model.safetensors")
 	if st, err := os.Stat(path); err == nil && !st.IsDir() {
@@ -207,7 +259,7 @@ func LoadFile(path string) (*Model, error) {
 			}
 		}
 	}
-	m, err := Load(f, cfgJSON, vaeJSON)
+	m, err := load(f, cfgJSON, vaeJSON)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -71,7 +71,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := Load(f, nil, vae)
+	m, err := load(f, nil, vae)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestMetadataRoundTrip(t *testing.T) {
 
 	// Without the VAE config.json the model is refused, naming what is missing: the group
 	// count is not in the weights, and a guessed one decodes wrong silently.
-	_, err = Load(f, nil, nil)
+	_, err = load(f, nil, nil)
 	if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "hf_hub_path") ||
 		!strings.Contains(err.Error(), "norm_num_groups") || !strings.Contains(err.Error(), "config.json") {
 		t.Fatalf("want a refusal naming the missing VAE config.json, got %v", err)
@@ -111,7 +111,7 @@ func TestWeightNames(t *testing.T) {
 		return strings.Replace(s, "attentions.0.to_q.", "attentions.0.query.", 1)
 	}, nil)
 	f, _ := safetensors.OpenBytes(data)
-	m, err := Load(f, nil, vae)
+	m, err := load(f, nil, vae)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,14 +127,14 @@ func TestWeightNames(t *testing.T) {
 	bad := Block(BlockAdaLN, DecoderPrefix, "dec_transformer", 0)
 	data = synth(t, tree, vae, nil, map[string][]int{bad: {192, 32}})
 	f, _ = safetensors.OpenBytes(data)
-	_, err = Load(f, nil, vae)
+	_, err = load(f, nil, vae)
 	if !errors.Is(err, ErrWeights) || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "[384 32]") {
 		t.Fatal(err)
 	}
 	// A missing tensor too.
 	data = synth(t, tree, vae, func(s string) string { return strings.Replace(s, "dropout_mask_token", "x", 1) }, nil)
 	f, _ = safetensors.OpenBytes(data)
-	if _, err = Load(f, nil, vae); !errors.Is(err, ErrWeights) || !strings.Contains(err.Error(), "dropout_mask_token") {
+	if _, err = load(f, nil, vae); !errors.Is(err, ErrWeights) || !strings.Contains(err.Error(), "dropout_mask_token") {
 		t.Fatal(err)
 	}
 }
@@ -208,7 +208,7 @@ func TestBaseVAEHint(t *testing.T) {
 		t.Fatalf("want the base-layout hint, got %v", err)
 	}
 	// With hf_hub_path and its config the same weights load, and no error carries the hint.
-	if _, err := Load(f, nil, vae); err != nil {
+	if _, err := load(f, nil, vae); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -647,9 +647,6 @@ func checkModel(got, want *Model) error {
 	if want == nil || got.Equal(want) {
 		return nil
 	}
-	detail := "name " + got.Name + ", want " + want.Name
-	if got.Name == want.Name {
-		detail = "same name " + got.Name + " but different weights digest, FSQ levels or length"
-	}
-	return errf("model", ErrModelMismatch, "%s", detail)
+	return errf("model", ErrModelMismatch, "model %q (digest %x…), want %q (digest %x…): another digest, FSQ levels or length",
+		got.Name, got.Digest[:4], want.Name, want.Digest[:4])
 }

@@ -4,8 +4,8 @@
 // # Overview
 //
 // A Payload holds the ids of one image (or of several frames), the identity of the model that
-// made them (name, SHA-256 of the weights, FSQ levels, maximum length), the image size and the
-// preprocessing applied, and optional conditioning and decode hints. Its stream form is a
+// made them (a descriptive name, the content digest of its weights and config, FSQ levels,
+// maximum length; equality ignores the name), the image size and the preprocessing applied, and optional conditioning and decode hints. Its stream form is a
 // Header followed by Chunks of ids, so that a browser can decode after any chunk, coarse to
 // fine; Split cuts a payload into a stream and Stream.Payload joins one.
 //

@@ -33,6 +33,7 @@ func Example() {
 	// A decoder given another model refuses the tokens.
 	other := model
 	other.Name = "flextok_d12_d12_in1k"
+	other.Digest[0] ^= 1 // the digest decides; the name is descriptive
 	err = payload.Decode(b, &q, payload.Options{Expect: &other})
 	fmt.Println(errors.Is(err, payload.ErrModelMismatch), payload.Code(err))
 	// Output:

@@ -29,8 +29,8 @@ const (
 
 // Model identifies the model that made the tokens: a decoder given another model refuses them.
 type Model struct {
-	Name      string           // human name, e.g. "flextok_d18_d28_in1k"
-	Digest    [DigestSize]byte // SHA-256 of the model's weights
+	Name      string           // descriptive name, e.g. "flextok_d18_d28_in1k" (not compared)
+	Digest    [DigestSize]byte // content digest of the model's weights and config (SHA-256)
 	Levels    []int            // FSQ levels, e.g. [8 8 8 5 5 5]
 	MaxTokens int              // the model's maximum sequence length, e.g. 256
 }
@@ -59,9 +59,10 @@ func (m *Model) IDWidth() int {
 	return 4
 }
 
-// Equal reports whether m and o are the same model: same name, digest, levels and length.
+// Equal reports whether m and o are the same model: same digest, levels and length. The name
+// is descriptive and not compared (docs/payload.md, "Model identity").
 func (m *Model) Equal(o *Model) bool {
-	if m.Name != o.Name || m.Digest != o.Digest || m.MaxTokens != o.MaxTokens || len(m.Levels) != len(o.Levels) {
+	if m.Digest != o.Digest || m.MaxTokens != o.MaxTokens || len(m.Levels) != len(o.Levels) {
 		return false
 	}
 	for i := range m.Levels {

@@ -193,6 +193,29 @@ func TestDecodeErrors(t *testing.T) {
 	}
 }
 
+// A model is its digest, levels and length: a payload whose model has another name (a
+// directory name, "model") is the same model's.
+func TestExpectIgnoresName(t *testing.T) {
+	good := mustMarshal(t, testPayload(4))
+	renamed := testModel()
+	renamed.Name = "3f1c2e9a0b7d"
+	var p Payload
+	if err := Decode(good, &p, Options{Expect: &renamed}); err != nil {
+		t.Fatalf("same digest, other name: %v", err)
+	}
+	for name, mut := range map[string]func(*Model){
+		"digest":     func(m *Model) { m.Digest[31] ^= 1 },
+		"levels":     func(m *Model) { m.Levels = []int{8, 8, 8, 5, 5, 4} },
+		"max_tokens": func(m *Model) { m.MaxTokens++ },
+	} {
+		other := testModel()
+		mut(&other)
+		if err := Decode(good, &p, Options{Expect: &other}); !errors.Is(err, ErrModelMismatch) {
+			t.Errorf("other %s: err = %v, want ErrModelMismatch", name, err)
+		}
+	}
+}
+
 func TestTooLong(t *testing.T) {
 	p := testPayload(257)
 	if _, err := p.MarshalBinary(); !errors.Is(err, ErrTooLong) {

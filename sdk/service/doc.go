@@ -34,7 +34,8 @@
 //	op            fields
 //	version       -
 //	open          weights bin (model.safetensors bytes), config bin? (config.json bytes),
-//	              vae_config bin? (vae/config.json bytes), name str? (default "model");
+//	              vae_config bin? (vae/config.json bytes), name str? (the name payloads
+//	              carry; default: the model's own, from its config or its digest);
 //	              without weights: the front end's default model (Options.Default), if any
 //	close         handle
 //	info          handle
@@ -49,16 +50,17 @@
 //	stream_close  stream
 //
 // The model's identity (carried in every payload it makes and checked in every payload it
-// decodes) is name and the SHA-256 of weights. config and vae_config are needed when the
-// safetensors header does not carry the config (see sdk/model).
+// decodes) is the content digest of its weights and config, never a file or directory name
+// (docs/payload.md, "Model identity"); the name is descriptive. config and vae_config are
+// needed when the safetensors header does not carry the config (see sdk/model).
 //
 // Decode options, all optional; a value absent from the request comes from the payload's
-// hints, else from the official defaults (engine.DefaultDecodeOptions: 20 steps, guidance 7.5
-// with APG, seed 0):
+// hints, else from the model's (its config's decode_hints), else from the official defaults
+// (Engine.DefaultDecodeOptions: 20 steps, guidance 7.5 with APG, seed 0):
 //
 //	k         uint        decode the first k tokens (0..count; 0 or absent: all)
 //	steps     uint        Euler steps, 1..Options.MaxSteps (default limit 1000)
-//	guidance  float       classifier-free guidance scale (finite; 1 turns guidance off)
+//	guidance  float       classifier-free guidance scale (finite, not 0; 1 turns guidance off)
 //	apg       bool        adaptive projected guidance instead of plain CFG
 //	seed      uint        noise seed (64 bits)
 //	output    [str]       image forms to return, each at most once, from "rgba", "png",

@@ -111,6 +111,10 @@ func (s *Service) checkParams(p decodeParams) (outputs, error) {
 	if p.Steps != nil && (*p.Steps < 1 || *p.Steps > int64(s.o.MaxSteps)) {
 		return out, errorf(CodeBadRequest, "steps = %d, want 1..%d", *p.Steps, s.o.MaxSteps)
 	}
+	if p.Guidance != nil && *p.Guidance == 0 {
+		// engine.DecodeOptions reads 0 as "the hinted guidance": an explicit 0 would be ignored.
+		return out, errorf(CodeBadRequest, "guidance = 0: omit it for the hinted guidance; 1 turns guidance off")
+	}
 	if p.Output != nil && len(p.Output) == 0 {
 		return out, errorf(CodeBadRequest, `"output" is empty; omit it for ["rgba"]`)
 	}
@@ -134,10 +138,10 @@ func (s *Service) checkParams(p decodeParams) (outputs, error) {
 	return out, nil
 }
 
-// options layers the payload's hints (engine.DefaultDecodeOptions) and each set of request
-// parameters, later ones winning.
-func (s *Service) options(p *payload.Payload, layers ...decodeParams) (engine.DecodeOptions, outputs, error) {
-	o := engine.DefaultDecodeOptions(p)
+// options layers the payload's and model's hints (Engine.DefaultDecodeOptions) and each set of
+// request parameters, later ones winning.
+func (s *Service) options(m *model, p *payload.Payload, layers ...decodeParams) (engine.DecodeOptions, outputs, error) {
+	o := m.eng.DefaultDecodeOptions(p)
 	out := outputs{rgba: true}
 	for _, l := range layers {
 		lo, err := s.checkParams(l)
@@ -228,13 +232,16 @@ func (s *Service) decode(ctx context.Context, h header, r *request) (any, error)
 		return nil, errorf(CodeBadRequest, `"decode" needs "payload"`)
 	}
 	var p payload.Payload
-	if err := payload.Decode(r.Payload, &p, payload.Options{Expect: &m.id}); err != nil {
+	if err := payload.Decode(r.Payload, &p, payload.Options{}); err != nil {
 		return nil, classify(err, CodeBadRequest)
+	}
+	if err := m.accepts(&p.Model); err != nil {
+		return nil, err
 	}
 	if p.NumFrames() != 1 {
 		return nil, errorf(CodeUnsupported, "a payload of %d frames (video models)", p.NumFrames())
 	}
-	o, out, err := s.options(&p, r.decodeParams)
+	o, out, err := s.options(m, &p, r.decodeParams)
 	if err != nil {
 		return nil, err
 	}
@@ -300,7 +307,10 @@ func (s *Service) streamOpen(h header, r *request) (any, error) {
 		return nil, err
 	}
 	var hd payload.Header
-	if err := payload.DecodeHeader(r.Header, &hd, payload.Options{Expect: &m.id}); err != nil {
+	if err := payload.DecodeHeader(r.Header, &hd, payload.Options{}); err != nil {
+		return nil, classify(err, CodeBadRequest)
+	}
+	if err := m.accepts(&hd.Model); err != nil {
 		return nil, classify(err, CodeBadRequest)
 	}
 	if hd.NumFrames() != 1 {
@@ -358,7 +368,7 @@ func (s *Service) streamChunk(ctx context.Context, h header, r *request) (any, e
 	if err != nil {
 		return nil, classify(err, CodeBadRequest)
 	}
-	o, out, err := s.options(p, st.opts, r.decodeParams)
+	o, out, err := s.options(st.m, p, st.opts, r.decodeParams)
 	if err != nil {
 		return nil, err
 	}
@@ -379,4 +389,16 @@ func (s *Service) streamClose(h header, r *request) (any, error) {
 	delete(s.streams, sh)
 	s.mu.Unlock()
 	return streamCloseResponse{h}, nil
+}
+
+// accepts refuses a payload of another model (the engine decides: same content digest, or the
+// legacy file digest of older payloads; names are not compared).
+func (m *model) accepts(p *payload.Model) error {
+	if m.eng.Accepts(p) {
+		return nil
+	}
+	e := errorf("model_mismatch", "model %q (digest %x…, fsq %v, %d tokens), want %q (digest %x…, fsq %v, %d tokens)",
+		p.Name, p.Digest[:4], p.Levels, p.MaxTokens, m.id.Name, m.id.Digest[:4], m.id.Levels, m.id.MaxTokens)
+	e.Field = "model"
+	return e
 }

@@ -44,9 +44,9 @@ type Options struct {
 	Default *Checkpoint
 }
 
-// Checkpoint is an official-format checkpoint held in memory.
+// Checkpoint is an official-format checkpoint held in memory. Its name and decode hints come
+// from its config (model.NameKey, model.HintsKey).
 type Checkpoint struct {
-	Name                       string
 	Weights, Config, VAEConfig []byte // model.safetensors, config.json, vae/config.json
 }
 
@@ -77,9 +77,8 @@ type Service struct {
 }
 
 type model struct {
-	eng  *engine.Engine
-	id   payload.Model
-	name string
+	eng *engine.Engine
+	id  payload.Model
 }
 
 type stream struct {
@@ -252,12 +251,6 @@ func (s *Service) open(h header, r *request) (any, error) {
 			return nil, errorf(CodeBadRequest, `"config" and "vae_config" go with "weights"`)
 		}
 		weights, config, vae = d.Weights, d.Config, d.VAEConfig
-		if name == "" {
-			name = d.Name
-		}
-	}
-	if name == "" {
-		name = "model"
 	}
 	if len(name) > payload.DefaultLimits.MaxString {
 		return nil, errorf(CodeBadRequest, "name of %d bytes, at most %d", len(name), payload.DefaultLimits.MaxString)
@@ -269,11 +262,13 @@ func (s *Service) open(h header, r *request) (any, error) {
 	if full {
 		return nil, errorf(CodeTooManyHandles, "%d models open, the limit; close one first", s.o.MaxModels)
 	}
-	eng, err := engine.LoadBytes(name, weights, config, vae, s.o.Engine)
+	eo := s.o.Engine
+	eo.Name = name // "" keeps the model's own name (its config's, or one from its digest)
+	eng, err := engine.LoadBytes(weights, config, vae, eo)
 	if err != nil {
 		return nil, classify(err, CodeBadModel)
 	}
-	m := &model{eng: eng, id: eng.Identity(), name: name}
+	m := &model{eng: eng, id: eng.Identity()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.models) >= s.o.MaxModels {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -161,7 +162,14 @@ func TestOpenInfoClose(t *testing.T) {
 	if h != 1 {
 		t.Fatalf("first handle %d, want 1", h)
 	}
-	digest := sha256.Sum256(c.weights)
+	eng, err := engine.LoadBytes(c.weights, c.config, c.vae, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := eng.Identity().Digest // the content digest, not the file's SHA-256
+	if digest == sha256.Sum256(c.weights) {
+		t.Fatal("the model digest is the file's SHA-256")
+	}
 	info := call(t, s, M{"op": "info", "handle": h})
 	delete(r, "handle")
 	if !reflect.DeepEqual(r, info) {
@@ -172,13 +180,15 @@ func TestOpenInfoClose(t *testing.T) {
 		num(info["height"]) != 32 || num(info["width"]) != 32 || num(info["codebook"]) != 64000 {
 		t.Fatalf("info: %v", info)
 	}
-	// The config is optional: the safetensors header carries it. Default name "model". The VAE's
-	// config is not: its layout is not in the weights.
+	// The config is optional: the safetensors header carries it, and gives the same digest.
+	// Without a name, the name comes from the digest. The VAE's config is not optional: its
+	// layout is not in the weights.
 	if e := fail(t, s, M{"op": "open", "weights": c.weights}, CodeBadModel); !strings.Contains(e["message"].(string), "vae/config.json") {
 		t.Fatalf("open without the VAE config: %v", e)
 	}
 	r2 := call(t, s, M{"op": "open", "weights": c.weights, "vae_config": c.vae})
-	if h2 := num(r2["handle"]); h2 != 2 || r2["model"].(M)["name"] != "model" {
+	m2 := r2["model"].(M)
+	if h2 := num(r2["handle"]); h2 != 2 || m2["name"] != fmt.Sprintf("flextok-%x", digest[:6]) || !bytes.Equal(m2["digest"].([]byte), digest[:]) {
 		t.Fatalf("second open: %v", r2)
 	}
 	call(t, s, M{"op": "close", "handle": h})
@@ -244,7 +254,7 @@ func TestEncodeDecode(t *testing.T) {
 		}
 	}
 	c := loadC1(t)
-	eng, err := engine.LoadBytes("c1", c.weights, c.config, c.vae, engine.Options{})
+	eng, err := engine.LoadBytes(c.weights, c.config, c.vae, engine.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -402,6 +412,7 @@ func TestErrors(t *testing.T) {
 		{"decode stream header", M{"op": "decode", "handle": h, "payload": hb}, "format"},
 		{"k too large", M{"op": "decode", "handle": h, "payload": pb, "k": 33}, CodeBadRequest},
 		{"steps zero", M{"op": "decode", "handle": h, "payload": pb, "steps": 0}, CodeBadRequest},
+		{"guidance zero", M{"op": "decode", "handle": h, "payload": pb, "guidance": 0.0}, CodeBadRequest},
 		{"steps over the limit", M{"op": "decode", "handle": h, "payload": pb, "steps": 6}, CodeBadRequest},
 		{"steps from hints", M{"op": "decode", "handle": h, "payload": pb}, CodeBadRequest}, // default 20 > 5
 		{"guidance NaN", M{"op": "decode", "handle": h, "payload": pb, "guidance": math.NaN()}, CodeBadRequest},
@@ -505,7 +516,7 @@ func TestConcurrent(t *testing.T) {
 // with a code and a message when not ok.
 func FuzzHandle(f *testing.F) {
 	c := loadC1(f)
-	eng, err := engine.LoadBytes("c1", c.weights, c.config, c.vae, engine.Options{})
+	eng, err := engine.LoadBytes(c.weights, c.config, c.vae, engine.Options{})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -534,7 +545,7 @@ func FuzzHandle(f *testing.F) {
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, req []byte) {
 		s := New(Options{MaxSteps: 2, MaxImagePixels: 1 << 12})
-		m := &model{eng: eng, id: eng.Identity(), name: "c1"}
+		m := &model{eng: eng, id: eng.Identity()}
 		s.next++
 		s.models[s.next] = m
 		s.next++
@@ -563,12 +574,49 @@ func TestOpenDefault(t *testing.T) {
 	if r := fail(t, New(Options{}), M{"op": "open"}, CodeBadRequest); r == nil {
 		t.Fatal("no error")
 	}
-	s := New(Options{Default: &Checkpoint{Name: "embedded", Weights: c.weights, Config: c.config, VAEConfig: c.vae}})
+	named := bytes.Replace(c.config, []byte("{"), []byte(`{"name": "embedded",`), 1)
+	s := New(Options{Default: &Checkpoint{Weights: c.weights, Config: named, VAEConfig: c.vae}})
 	r := call(t, s, M{"op": "open"})
-	if m, ok := r["model"].(map[string]any); !ok || m["name"] != "embedded" {
+	if m, ok := r["model"].(M); !ok || m["name"] != "embedded" {
 		t.Fatalf("open default: %v", r)
 	}
 	fail(t, s, M{"op": "open", "config": c.config}, CodeBadRequest)
+}
+
+// The name payloads carry comes from the model (its config, else its digest), never from a
+// caller's default; a payload decodes on any handle of the same checkpoint whatever the names
+// (the JavaScript openModel once named every model "model" and refused the CLI's payloads).
+func TestOpenNameFromModel(t *testing.T) {
+	c := loadC1(t)
+	s := New(Options{})
+	plain := call(t, s, M{"op": "open", "weights": c.weights, "config": c.config, "vae_config": c.vae})
+	m := plain["model"].(M)
+	digest := m["digest"].([]byte)
+	if want := fmt.Sprintf("flextok-%x", digest[:6]); m["name"] != want {
+		t.Errorf("name %v, want %s (from the digest)", m["name"], want)
+	}
+	renamed := call(t, s, M{"op": "open", "weights": c.weights, "config": c.config, "vae_config": c.vae, "name": "mine"})
+	if rm := renamed["model"].(M); rm["name"] != "mine" || !bytes.Equal(rm["digest"].([]byte), digest) {
+		t.Errorf("open with a name: %v", rm)
+	}
+	// A payload of the same checkpoint made elsewhere under another name decodes on both.
+	eng, err := engine.LoadBytes(c.weights, c.config, c.vae, engine.Options{Name: "c1_w32_zero_e2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := eng.Encode(context.Background(), image.NewGray(image.Rect(0, 0, 32, 32)), engine.EncodeOptions{K: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := p.MarshalBinary()
+	for _, h := range []any{plain["handle"], renamed["handle"]} {
+		call(t, s, M{"op": "decode", "handle": h, "payload": b, "steps": 1})
+	}
+	p.Model.Digest[0] ^= 1
+	b, _ = p.MarshalBinary()
+	if r := fail(t, s, M{"op": "decode", "handle": plain["handle"], "payload": b, "steps": 1}, "model_mismatch"); r["field"] != "model" {
+		t.Errorf("mismatch error %v, want field model", r)
+	}
 }
 
 // TestAnnouncedLengths: a string or binary announcing more bytes than the request holds is

@@ -42,15 +42,12 @@ type result struct {
 
 func main() {
 	model := flag.String("m", "", "model directory (model.safetensors, config.json, vae/config.json)")
-	name := flag.String("name", "", "model name (default: the directory's base name, as flextok serve)")
+	name := flag.String("name", "", "model name in payloads (default: the model's own, as flextok serve)")
 	steps := flag.Uint("steps", 0, "Euler steps (0: the payload's hints or the default)")
 	flag.Parse()
 	if *model == "" || flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: expected -m MODEL_DIR [-name NAME] [-steps N] PAYLOAD.msgpack")
 		os.Exit(2)
-	}
-	if *name == "" {
-		*name = filepath.Base(filepath.Clean(*model))
 	}
 	res, err := run(*model, *name, *steps, flag.Arg(0))
 	if err != nil {
@@ -83,7 +80,10 @@ func run(dir, name string, steps uint, payloadPath string) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	open := M{"op": "open", "name": name, "weights": weights}
+	open := M{"op": "open", "weights": weights}
+	if name != "" {
+		open["name"] = name
+	}
 	if b, err := read(filepath.Join(dir, "config.json")); err == nil {
 		open["config"] = b
 	}

@@ -10,5 +10,5 @@ import (
 // Checkpoint returns the embedded default model.
 func Checkpoint() *service.Checkpoint {
 	d := models.Default()
-	return &service.Checkpoint{Name: d.Name, Weights: d.Weights, Config: d.Config, VAEConfig: d.VAEConfig}
+	return &service.Checkpoint{Weights: d.Weights, Config: d.Config, VAEConfig: d.VAEConfig}
 }
