@@ -54,12 +54,13 @@ describe("initialize() in Node: the module in a worker thread", () => {
     const ms = performance.now() - t0;
     const { ticks, maxGapMs } = w.stop();
     assert.equal(img.steps, 300);
-    // On the calling thread the loop stood still for the whole decode (the gap was ms). Alone
-    // the largest gap is about 20 ms; with the other test files decoding on the same 2 cores it
-    // reached 100 ms, hence the margin.
+    // On the calling thread the loop stood still for the whole decode (one gap as long as the
+    // decode). In a worker it keeps ticking: alone the largest gap is about 20 ms, but on a
+    // shared 2-core machine with other processes decoding it reached 874 ms of an 8.7 s decode,
+    // so the test asks only that the loop ran all along (no gap near the decode's length).
     assert.ok(ms > 300, `a 300-step decode took only ${ms.toFixed(0)} ms: too short to tell`);
-    assert.ok(maxGapMs < Math.min(250, ms / 4), `the event loop stalled ${maxGapMs.toFixed(0)} ms during a ${ms.toFixed(0)} ms decode`);
-    assert.ok(ticks > ms / 20, `${ticks} ticks in ${ms.toFixed(0)} ms`);
+    assert.ok(maxGapMs < ms / 3, `the event loop stalled ${maxGapMs.toFixed(0)} ms during a ${ms.toFixed(0)} ms decode`);
+    assert.ok(ticks >= 10, `${ticks} ticks in ${ms.toFixed(0)} ms`);
     console.log(`# 300-step decode: ${ms.toFixed(0)} ms, ${ticks} ticks, largest gap ${maxGapMs.toFixed(1)} ms`);
   });
 
