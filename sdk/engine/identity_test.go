@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -119,7 +120,7 @@ func TestLegacyPayloadDecodes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("legacy payload refused: %v", err)
 	}
-	if !equalBits(got.Data, want.Data) {
+	if !slices.Equal(got.Data, want.Data) {
 		t.Error("the legacy payload decodes to another image")
 	}
 	other := legacy
@@ -128,18 +129,6 @@ func TestLegacyPayloadDecodes(t *testing.T) {
 	if _, err := e.Decode(ctx, &other, o); !errors.Is(err, ErrModelMismatch) {
 		t.Errorf("another digest with this model's name: err = %v, want ErrModelMismatch", err)
 	}
-}
-
-func equalBits(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Zero DecodeOptions Steps and Guidance take the hinted values: the payload's hints, else the
@@ -186,7 +175,7 @@ func TestZeroDecodeOptionsAreHinted(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !equalBits(a.Data, b.Data) {
+		if !slices.Equal(a.Data, b.Data) {
 			t.Errorf("%s: the zero options decode otherwise than %+v", c.name, want)
 		}
 	}

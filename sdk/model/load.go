@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -63,7 +64,7 @@ func (c *Config) CheckWeights(tensors []safetensors.TensorInfo) (*WeightReport, 
 		if !t.DType.IsFloat() {
 			return nil, fmt.Errorf("%w: %s has dtype %s, want F32, F16 or BF16", ErrWeights, t.Name, t.DType)
 		}
-		if !equalShape(t.Shape, want.Shape) {
+		if !slices.Equal(t.Shape, want.Shape) {
 			return nil, fmt.Errorf("%w: %s has shape %v, expected %v%s", ErrWeights, t.Name, t.Shape, want.Shape, c.baseVAEHint(want.Part))
 		}
 		used[want.Name] = true
@@ -76,18 +77,6 @@ func (c *Config) CheckWeights(tensors []safetensors.TensorInfo) (*WeightReport, 
 	}
 	sort.Strings(r.Unexpected)
 	return r, nil
-}
-
-func equalShape(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // Model is a loaded checkpoint: the config and the lazily read weights.
