@@ -42,6 +42,27 @@ func loadDefaultPair(t *testing.T, o Options) (*Backend, *engine.Engine) {
 	return b, e
 }
 
+// loadPair loads the checkpoint at dir into a Backend with options o and into the engine
+// (portable path); both are released when the test ends.
+func loadPair(t *testing.T, dir string, o Options) (*Backend, *engine.Engine, *model.Model) {
+	t.Helper()
+	m, err := model.LoadFile(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	b, err := New(m, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	e, err := engine.New(m, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, e, m
+}
+
 func heldout(t *testing.T, n int) []image.Image {
 	t.Helper()
 	paths, _ := filepath.Glob(filepath.Join("..", "testdata", "heldout", "*.png"))
@@ -153,20 +174,7 @@ func TestBackendOfficialCases(t *testing.T) {
 		}
 		cases++
 		t.Run(ent.Name(), func(t *testing.T) {
-			m, err := model.LoadFile(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer m.Close()
-			b, err := New(m, o)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer b.Close()
-			e, err := engine.New(m, engine.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
+			b, e, m := loadPair(t, dir, o)
 			H, W := e.ImageSize()
 			const n = 2
 			x := make([]float32, n*3*H*W)
@@ -559,20 +567,7 @@ func TestBackendImageSize(t *testing.T) {
 	o := needORT(t)
 	o.ImageSize = 24
 	dir := filepath.Join("..", "conformance", "testdata", "official", "c1_w32_zero_e2")
-	m, err := model.LoadFile(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	b, err := New(m, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	e, err := engine.New(m, engine.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, e, m := loadPair(t, dir, o)
 	if h, w := b.ImageSize(); h != 24 || w != 24 {
 		t.Fatalf("ImageSize %dx%d, want 24x24", h, w)
 	}
