@@ -138,6 +138,21 @@ func (f *decodeFlags) options(cmd *cobra.Command, p *payload.Payload, model *pay
 	return o
 }
 
+// checkRunFlags validates the flags encode and decode share, before any work.
+func checkRunFlags(out string, batch, k, size int) error {
+	switch {
+	case out == "":
+		return usageError{errors.New("--out is required")}
+	case batch < 1:
+		return usageError{fmt.Errorf("--batch must be at least 1, got %d", batch)}
+	case k < 0:
+		return usageError{fmt.Errorf("--tokens must be at least 0, got %d", k)}
+	case size < 0:
+		return usageError{fmt.Errorf("--size must be at least 0, got %d", size)}
+	}
+	return nil
+}
+
 // existsError is writeNew's refusal to replace path; it matches fs.ErrExist.
 type existsError string
 
@@ -233,14 +248,8 @@ func newDecode() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if out == "" {
-				return usageError{errors.New("--out is required")}
-			}
-			if batch < 1 {
-				return usageError{fmt.Errorf("--batch must be at least 1, got %d", batch)}
-			}
-			if k < 0 {
-				return usageError{fmt.Errorf("--tokens must be at least 0, got %d", k)}
+			if err := checkRunFlags(out, batch, k, ef.size); err != nil {
+				return err
 			}
 			if cmd.Flags().Changed("steps") && df.steps < 1 {
 				return usageError{fmt.Errorf("--steps must be at least 1, got %d", df.steps)}

@@ -83,14 +83,8 @@ func newEncode() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if out == "" {
-				return usageError{errors.New("--out is required")}
-			}
-			if batch < 1 {
-				return usageError{fmt.Errorf("--batch must be at least 1, got %d", batch)}
-			}
-			if k < 0 {
-				return usageError{fmt.Errorf("--tokens must be at least 0, got %d", k)}
+			if err := checkRunFlags(out, batch, k, ef.size); err != nil {
+				return err
 			}
 			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
 				return err
