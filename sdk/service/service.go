@@ -25,7 +25,7 @@ const (
 	CodeTooManyHandles = "too_many_handles" // Options.MaxModels or MaxStreams reached
 	CodeBadModel       = "bad_model"        // weights or config that do not load
 	CodeBadImage       = "bad_image"        // image bytes that do not decode, or too large
-	CodeUnsupported    = "unsupported"      // a valid input this engine cannot run (e.g. video payloads)
+	CodeUnsupported    = "unsupported"      // a valid input this executor cannot run (e.g. video payloads)
 	CodeCanceled       = "canceled"         // the context was canceled or its deadline passed
 	CodeInternal       = "internal"         // a bug: a recovered panic or an unexpected error
 )
