@@ -47,6 +47,10 @@ type Backend struct {
 	closed         sync.Once
 }
 
+// A Backend is an executor like the Go engine: code written against engine.Executor runs on
+// either.
+var _ engine.Executor = (*Backend)(nil)
+
 // Load opens a checkpoint (a model.safetensors file or a directory holding it, as
 // engine.Load; its identity is the engine's), exports its three graphs and opens one ONNX
 // Runtime session for each.
@@ -393,33 +397,18 @@ func (b *Backend) Bind(ids [][]uint32, k []int) (*Conditioned, error) {
 	if b.decErr != nil {
 		return nil, b.decErr
 	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("flextok/native: Bind: no token sequences")
+	R := b.sizes.R
+	keep, err := engine.CheckTokens(ids, k, R, b.fsq.CodebookSize())
+	if err != nil {
+		return nil, fmt.Errorf("flextok/native: Bind: %w", err)
 	}
-	if k != nil && len(k) != len(ids) {
-		return nil, fmt.Errorf("flextok/native: Bind: %d prefix lengths for %d token sequences", len(k), len(ids))
-	}
-	R, n := b.sizes.R, b.fsq.CodebookSize()
 	c := &Conditioned{b: b, ids: make([][]int64, len(ids)), k: make([]int64, len(ids))}
 	for i, s := range ids {
-		if len(s) > R {
-			return nil, fmt.Errorf("flextok/native: Bind: image %d has %d tokens, more than the %d registers", i, len(s), R)
-		}
-		c.ids[i] = make([]int64, R)
+		c.ids[i] = make([]int64, R) // the rest stays id 0, the official padding
 		for j, id := range s {
-			if int64(id) >= int64(n) {
-				return nil, fmt.Errorf("flextok/native: Bind: image %d token %d: id %d is outside the codebook [0, %d)", i, j, id, n)
-			}
 			c.ids[i][j] = int64(id)
 		}
-		keep := len(s)
-		if k != nil {
-			keep = k[i]
-		}
-		if keep < 1 || keep > R {
-			return nil, fmt.Errorf("flextok/native: Bind: image %d: prefix length k = %d outside [1, %d]", i, keep, R)
-		}
-		c.k[i] = int64(keep)
+		c.k[i] = int64(keep[i])
 	}
 	return c, nil
 }
@@ -441,10 +430,9 @@ func (c *Conditioned) Velocity(ctx context.Context, t float32, batch []flow.Item
 	ks := make([]int64, n)
 	for i := range batch {
 		it := &batch[i]
-		if it.Image < 0 || it.Image >= len(c.ids) {
-			return fmt.Errorf("flextok/native: Velocity: item %d: image %d, but %d token sequences are bound", i, it.Image, len(c.ids))
-		}
-		if it.X.Check() != nil || len(it.X.Shape) != 3 || it.X.Shape[0] != s.C || it.X.Shape[1] != s.H || it.X.Shape[2] != s.W {
+		if h, w, err := engine.CheckItem(it, len(c.ids), s.C); err != nil {
+			return fmt.Errorf("flextok/native: Velocity: item %d: %w", i, err)
+		} else if h != s.H || w != s.W {
 			return fmt.Errorf("flextok/native: Velocity: item %d: x_t shape %v, want [%d, %d, %d]", i, it.X.Shape, s.C, s.H, s.W)
 		}
 		copy(x[i*per:], it.X.Data)

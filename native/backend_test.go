@@ -280,6 +280,13 @@ func TestBackendBadInput(t *testing.T) {
 	if err := c.Velocity(ctx, 0.5, []flow.Item{{Image: 1, X: x}}); err == nil {
 		t.Error("item of an unbound image: no error")
 	}
+	// The item checks are the engine's (engine.CheckItem): a V of another shape is refused.
+	if err := c.Velocity(ctx, 0.5, []flow.Item{{X: x, V: tensor.Tensor{Shape: []int{4, 8, 9}}}}); err == nil || !strings.Contains(err.Error(), "v shape") {
+		t.Errorf("v of another shape: %v", err)
+	}
+	if err := c.Velocity(ctx, 0.5, []flow.Item{{X: x}}); err != nil {
+		t.Errorf("a good item: %v", err)
+	}
 	if _, err := b.EncodeTensor(ctx, tensor.Tensor{Shape: []int{1, 3, 8, 8}, Data: make([]float32, 192)}); !errors.Is(err, engine.ErrArgument) {
 		t.Errorf("images of the wrong size: %v, want ErrArgument", err)
 	}

@@ -4,9 +4,12 @@
 // # Backend
 //
 // Backend (Load, LoadBytes, New) exports a checkpoint's encoder, decoder velocity and VAE
-// decoder graphs (package native/onnx) and runs them in three sessions. Its API mirrors
-// *engine.Engine (Encode, EncodeBatch, EncodeTensor, Decode, DecodeImage) and its payloads are
-// the engine's: the same model identity, preprocessing and options. Decoding drives sdk/flow's
+// decoder graphs (package native/onnx) and runs them in three sessions. It implements
+// engine.Executor, as *engine.Engine does (code written against the interface, such as the CLI
+// and sdk/service, runs on either), adds EncodeTensor, Bind and DecodeLatents, and makes the
+// engine's payloads: the same model identity, preprocessing and options, through the engine's
+// shared pipelines and input checks. It runs only the image size it was exported for
+// (Options.ImageSize). Decoding drives sdk/flow's
 // sampler (the same noise, CFG and APG code) with Conditioned, whose every Velocity call is one
 // run over the conditional and unconditional items together. Options.FP16 runs the decoder's
 // Linear layers in float16 (for GPUs).

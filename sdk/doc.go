@@ -4,11 +4,13 @@
 // # Overview
 //
 //   - engine: the pure-Go executor: load a checkpoint, encode images to token payloads, decode
-//     payloads (any prefix of their tokens) to images.
+//     payloads (any prefix of their tokens) to images; and Executor, the interface that it and
+//     the ONNX Runtime backend (package native, outside sdk/) implement, with the pipelines
+//     and checks they share.
 //   - image: image decoding, the official preprocessing to tensors and back to pixels and PNG.
 //   - metrics: PSNR and SSIM of a reconstruction against its original.
 //   - service: the request-bytes to response-bytes dispatcher that every front end (GOOS=js,
-//     GOOS=wasip1, native) shares.
+//     GOOS=wasip1, native) shares, over any engine.Executor.
 //   - payload: the msgpack token payload and its stream form (docs/payload.md): ids, the
 //     model identity they belong to, validation.
 //   - fsq: finite scalar quantisation exactly as the official model (levels 8,8,8,5,5,5).

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"image"
 	"io"
 	"os"
 	"path/filepath"
@@ -14,8 +12,6 @@ import (
 	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/native"
 	"github.com/flextok-sdk/flextok/sdk/engine"
-	"github.com/flextok-sdk/flextok/sdk/payload"
-	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
 // backendFlags select the executor: --backend go|ort and --provider (ort only).
@@ -27,19 +23,6 @@ func (f *backendFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.backend, "backend", "go", "executor: go (pure Go) or ort (ONNX Runtime, library at $FLEXTOK_ORT_LIB)")
 	cmd.Flags().StringVar(&f.provider, "provider", "auto", "ONNX Runtime execution provider, with --backend ort: auto, cuda or cpu")
 	cmd.Flags().StringVar(&f.cache, "onnx-cache", "", "with --backend ort: keep the exported ONNX graphs in this directory and reuse them (default: export at every start)")
-}
-
-// executor is what the commands need of a backend: the pure-Go *engine.Engine or the ONNX
-// Runtime *native.Backend.
-type executor interface {
-	batchEncoder
-	Encode(ctx context.Context, img image.Image, o engine.EncodeOptions) (*payload.Payload, error)
-	DecodeImage(ctx context.Context, p *payload.Payload, o engine.DecodeOptions) (*image.NRGBA, error)
-	DecodeBatch(ctx context.Context, ps []*payload.Payload, o engine.DecodeOptions) ([]tensor.Tensor, error)
-	Identity() payload.Model
-	Hints() *payload.Hints
-	ImageSize() (int, int)
-	MaxTokens() int
 }
 
 // checkProvider validates --provider.
@@ -73,15 +56,15 @@ func checkBackendFlags(cmd *cobra.Command, backend, provider string) error {
 // openBackend loads the model into the chosen executor: go, the pure-Go *engine.Engine, or
 // ort, ONNX Runtime through native.Backend (the library from $FLEXTOK_ORT_LIB, else the
 // loader's search path; --threads sizes its intra-op pool). Notes on the provider chosen go to
-// stderr. close releases the executor.
-func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (executor, func() error, error) {
+// stderr. The caller closes the executor.
+func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (engine.Executor, error) {
 	backend, provider := bf.backend, bf.provider
 	if backend != "ort" {
 		e, err := ef.load()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return e, func() error { return nil }, nil
+		return e, nil
 	}
 	o := native.Options{
 		Provider:       native.Provider(provider),
@@ -102,9 +85,9 @@ func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (executor,
 		b, err = native.Load(ef.model, o)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("--backend ort: %w", err)
+		return nil, fmt.Errorf("--backend ort: %w", err)
 	}
-	return b, b.Close, nil
+	return b, nil
 }
 
 // bundledORT is the library make setup installs next to this binary's checkout

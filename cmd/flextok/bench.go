@@ -123,12 +123,12 @@ func newBench() *cobra.Command {
 func benchOne(ctx context.Context, bf *backendFlags, ef *engineFlags, batch, steps, runs int, rep *benchReport, stderr io.Writer) benchResult {
 	r := benchResult{Backend: bf.backend}
 	start := time.Now()
-	ex, closeEx, err := openBackend(bf, ef, stderr)
+	ex, err := openBackend(bf, ef, stderr)
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
-	defer closeEx()
+	defer ex.Close()
 	r.LoadSeconds = time.Since(start).Seconds()
 	h, w := ex.ImageSize()
 	rep.Model, rep.Width, rep.Height, rep.Tokens = ex.Identity().Name, w, h, ex.MaxTokens()

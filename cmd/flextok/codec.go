@@ -281,11 +281,11 @@ func newDecode() *cobra.Command {
 			}
 			st := decodeStats{skipped: skipped}
 			if len(todo) > 0 {
-				e, closeExec, err := openBackend(&bf, &ef, cmd.ErrOrStderr())
+				e, err := openBackend(&bf, &ef, cmd.ErrOrStderr())
 				if err != nil {
 					return err
 				}
-				defer closeExec()
+				defer e.Close()
 				ctx, stop := signalContext()
 				defer stop()
 				if err := runDecode(ctx, e, cmd, &df, todo, k, ef.size, batch, single, force, &st); err != nil {
@@ -315,7 +315,7 @@ type decodeStats struct{ decoded, skipped int }
 
 // runDecode reads the payloads of todo and decodes them: consecutive payloads with the same
 // settings (the flags, else each payload's hints) together, up to batch at a time.
-func runDecode(ctx context.Context, e executor, cmd *cobra.Command, df *decodeFlags, todo []fileJob, k, size, batch int, single, force bool, st *decodeStats) error {
+func runDecode(ctx context.Context, e engine.Executor, cmd *cobra.Command, df *decodeFlags, todo []fileJob, k, size, batch int, single, force bool, st *decodeStats) error {
 	var pending []decodeJob
 	flush := func() error {
 		err := decodeJobs(ctx, e, pending, single, force, st)
@@ -358,7 +358,7 @@ func sameDecode(a, b engine.DecodeOptions) bool {
 // decodeJobs decodes jobs (same settings) in one batch and writes their PNGs, making the
 // directories they go into. When the batch fails, the payloads are decoded one by one so that
 // the error names the file.
-func decodeJobs(ctx context.Context, e executor, jobs []decodeJob, single, force bool, st *decodeStats) error {
+func decodeJobs(ctx context.Context, e engine.Executor, jobs []decodeJob, single, force bool, st *decodeStats) error {
 	if len(jobs) == 0 {
 		return nil
 	}

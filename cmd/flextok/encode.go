@@ -22,12 +22,6 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
-// batchEncoder is what encode needs of a backend: the pure-Go *engine.Engine, or the ONNX
-// Runtime *native.Backend (backend.go).
-type batchEncoder interface {
-	EncodeBatch(ctx context.Context, imgs []image.Image, o engine.EncodeOptions) ([]*payload.Payload, error)
-}
-
 // fileJob is one input file (an image, a payload) and the output file it makes.
 type fileJob struct{ in, out string }
 
@@ -104,9 +98,7 @@ func newEncode() *cobra.Command {
 				return err
 			}
 			s := encodeSettings{opts: engine.EncodeOptions{K: k, Filter: filter, Size: ef.size}, read: read, batch: batch, shard: sh, force: force, single: single}
-			load := func() (batchEncoder, func() error, error) {
-				return openBackend(&bf, &ef, cmd.ErrOrStderr())
-			}
+			load := func() (engine.Executor, error) { return openBackend(&bf, &ef, cmd.ErrOrStderr()) }
 			_, err = runEncode(ctx, cmd.ErrOrStderr(), load, jobs, s)
 			return err
 		},
@@ -328,7 +320,7 @@ func readImage(path string, o ftimage.DecodeOptions) (image.Image, error) {
 // each, and the run goes on; the summary line ends it. load opens the encoder, only if there is
 // something to encode; if it fails, that error is returned without a summary. The error is
 // non-nil if any input failed or the run was interrupted.
-func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder, func() error, error), jobs []fileJob, s encodeSettings) (encodeStats, error) {
+func runEncode(ctx context.Context, stderr io.Writer, load func() (engine.Executor, error), jobs []fileJob, s encodeSettings) (encodeStats, error) {
 	start := time.Now()
 	var st encodeStats
 	var mine []fileJob
@@ -371,13 +363,13 @@ func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder,
 	}
 	var runErr error
 	if len(todo) > 0 {
-		enc, closeEnc, err := load()
+		enc, err := load()
 		if err != nil {
 			bar.finish()
 			return st, err
 		}
 		runErr = fileJobs(ctx, enc, todo, s, &st, &bar, fail)
-		if err := closeEnc(); err != nil && runErr == nil {
+		if err := enc.Close(); err != nil && runErr == nil {
 			runErr = err
 		}
 	}
@@ -398,10 +390,10 @@ func runEncode(ctx context.Context, stderr io.Writer, load func() (batchEncoder,
 }
 
 // fileJobs runs todo through enc; st and the bar record each image.
-func fileJobs(ctx context.Context, enc batchEncoder, todo []fileJob, s encodeSettings,
+func fileJobs(ctx context.Context, enc engine.Executor, todo []fileJob, s encodeSettings,
 	st *encodeStats, bar *bar, fail func(string, error)) error {
-	if m, ok := enc.(interface{ MaxTokens() int }); ok && s.opts.K > m.MaxTokens() {
-		return usageError{fmt.Errorf("--tokens %d: the model has %d tokens", s.opts.K, m.MaxTokens())}
+	if s.opts.K > enc.MaxTokens() {
+		return usageError{fmt.Errorf("--tokens %d: the model has %d tokens", s.opts.K, enc.MaxTokens())}
 	}
 	made := map[string]bool{}
 	write := func(j fileJob, p *payload.Payload) error {

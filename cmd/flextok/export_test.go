@@ -107,11 +107,11 @@ func nrgba(img image.Image) *image.NRGBA {
 func TestServeEncodeORT(t *testing.T) {
 	needORT(t)
 	ef := &engineFlags{}
-	b, closeB, err := openBackend(&backendFlags{backend: "ort", provider: "cpu"}, ef, io.Discard)
+	b, err := openBackend(&backendFlags{backend: "ort", provider: "cpu"}, ef, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeB()
+	defer b.Close()
 	srv := httptest.NewServer(newServer(serveConfig{engine: b, modelName: b.Identity().Name, maxUpload: 1 << 20, static: fakeStatic()}))
 	defer srv.Close()
 	img, err := os.ReadFile("../../testdata/heldout/002_triangle.png")

@@ -57,7 +57,7 @@ var modelFiles = []string{"model.safetensors", "config.json", "vae/config.json"}
 
 // serveConfig is what the server needs; newServer builds the handler from it.
 type serveConfig struct {
-	engine    executor          // go or ort; nil: no samples, no /model/, no /encode
+	engine    engine.Executor   // go or ort; nil: no samples, no /model/, no /encode
 	modelName string            // the name payloads carry (engine.Load's rule)
 	files     map[string]string // URL name → path on disk, of the files that exist
 	samples   []sample
@@ -138,11 +138,11 @@ func newServe() *cobra.Command {
 			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
 				return err
 			}
-			e, closeExec, err := openBackend(&bf, &ef, cmd.ErrOrStderr())
+			e, err := openBackend(&bf, &ef, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			defer closeExec()
+			defer e.Close()
 			cfg.engine = e
 			cfg.modelName = e.Identity().Name
 			if ef.model != "" {
@@ -200,7 +200,7 @@ func modelFilePaths(m string) map[string]string {
 
 // encodeSamples encodes the images at the top of fsys (in name order) into payloads, in
 // memory; nil fsys: no samples.
-func encodeSamples(ctx context.Context, e executor, fsys fs.FS) ([]sample, error) {
+func encodeSamples(ctx context.Context, e engine.Executor, fsys fs.FS) ([]sample, error) {
 	if fsys == nil {
 		return nil, nil
 	}
@@ -223,7 +223,7 @@ func encodeSamples(ctx context.Context, e executor, fsys fs.FS) ([]sample, error
 	return out, nil
 }
 
-func encodeSample(ctx context.Context, e executor, fsys fs.FS, file string) (sample, error) {
+func encodeSample(ctx context.Context, e engine.Executor, fsys fs.FS, file string) (sample, error) {
 	data, err := fs.ReadFile(fsys, file)
 	if err != nil {
 		return sample{}, err

@@ -10,7 +10,6 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/fsq"
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/model"
-	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
 // Decoder is the FlexTok rectified-flow decoder: the velocity network v(x_t, t, tokens).
@@ -202,31 +201,10 @@ func (d *Decoder) Bind(ids [][]uint32, k []int) (*Conditioned, error) {
 }
 
 func (d *Decoder) bind(ids [][]uint32, k []int, tr tracer) (*Conditioned, error) {
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("flextok/engine: Bind: no token sequences")
-	}
-	if k != nil && len(k) != len(ids) {
-		return nil, fmt.Errorf("flextok/engine: Bind: %d prefix lengths for %d token sequences", len(k), len(ids))
-	}
 	R, W, D := d.nReg, d.cfg.Trunk.Width, d.cfg.LatentDim
-	n := d.fsq.CodebookSize()
-	keep := make([]int, len(ids))
-	for i, s := range ids {
-		if len(s) > R {
-			return nil, fmt.Errorf("flextok/engine: Bind: image %d has %d tokens, more than the %d registers", i, len(s), R)
-		}
-		for j, id := range s {
-			if int64(id) >= int64(n) {
-				return nil, fmt.Errorf("flextok/engine: Bind: image %d token %d: id %d is outside the codebook [0, %d)", i, j, id, n)
-			}
-		}
-		keep[i] = len(s)
-		if k != nil {
-			keep[i] = k[i]
-		}
-		if keep[i] < 1 || keep[i] > R {
-			return nil, fmt.Errorf("flextok/engine: Bind: image %d: prefix length k = %d outside [1, %d]", i, keep[i], R)
-		}
+	keep, err := CheckTokens(ids, k, R, d.fsq.CodebookSize())
+	if err != nil {
+		return nil, fmt.Errorf("flextok/engine: Bind: %w", err)
 	}
 	o := d.opts.kernels()
 	B := len(ids)
@@ -343,23 +321,15 @@ func (c *Conditioned) forwardParts(ctx context.Context, tc *timeCond, batch []fl
 // checkItem validates one item's image index and latent shape and returns h, w.
 func (d *Decoder) checkItem(it *flow.Item, images int) (h, w int, err error) {
 	cfg := d.cfg
-	if it.Image < 0 || it.Image >= images {
-		return 0, 0, fmt.Errorf("image %d, but %d token sequences are bound", it.Image, images)
+	if h, w, err = CheckItem(it, images, cfg.ChannelsIn); err != nil {
+		return 0, 0, err
 	}
-	x := it.X
-	if x.Check() != nil || len(x.Shape) != 3 || x.Shape[0] != cfg.ChannelsIn || x.Shape[1] < 1 || x.Shape[2] < 1 {
-		return 0, 0, fmt.Errorf("x_t shape %v with %d values, want [%d, h, w]", x.Shape, len(x.Data), cfg.ChannelsIn)
-	}
-	h, w = x.Shape[1], x.Shape[2]
 	ph, pw := cfg.PatchSize[0], cfg.PatchSize[1]
 	if h%ph != 0 || w%pw != 0 {
 		return 0, 0, fmt.Errorf("x_t %dx%d is not a multiple of the patch size %dx%d", h, w, ph, pw)
 	}
 	if h/ph > cfg.PatchPosemb.MaxSizes[0] || w/pw > cfg.PatchPosemb.MaxSizes[1] {
 		return 0, 0, fmt.Errorf("patch grid %dx%d exceeds the positional table %dx%d", h/ph, w/pw, cfg.PatchPosemb.MaxSizes[0], cfg.PatchPosemb.MaxSizes[1])
-	}
-	if it.V.Shape != nil && !tensor.SameShape(it.V, tensor.Tensor{Shape: x.Shape}) {
-		return 0, 0, fmt.Errorf("v shape %v differs from x_t shape %v", it.V.Shape, x.Shape)
 	}
 	return h, w, nil
 }

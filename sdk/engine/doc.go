@@ -7,6 +7,15 @@
 // The decoder implements flow.Denoiser, so sdk/flow drives it exactly as it drives any other
 // executor (ONNX Runtime in native/).
 //
+// # Executors
+//
+// Executor is the interface of every executor: *Engine here, *native.Backend in ONNX Runtime.
+// The CLI and sdk/service are written against it, so a program picks the executor at run time.
+// Beside it are what the executors share so that they cannot drift apart: the encode and
+// decode pipelines (EncodeImages, DecodePayloads: preprocessing, payloads, hints, identity
+// checks, the sampler and its noise) and the checks of a decoder's inputs (CheckTokens for
+// Bind, CheckItem for Velocity). An executor supplies only its networks.
+//
 // # Identity and hints
 //
 // Every payload an Engine makes carries the model's identity (model.Model.Identity: a content

@@ -131,6 +131,10 @@ func (e *Engine) Geometry() model.Geometry { return e.geo }
 // MaxTokens is the longest token sequence of the model (its number of registers).
 func (e *Engine) MaxTokens() int { return e.id.MaxTokens }
 
+// Close does nothing: an Engine holds only Go memory, which the garbage collector frees. It
+// is there so that an Engine is an Executor.
+func (e *Engine) Close() error { return nil }
+
 // Config is the model's architecture.
 func (e *Engine) Config() *model.Config { return e.cfg }
 
@@ -277,111 +281,6 @@ func (e *Engine) Decode(ctx context.Context, p *payload.Payload, o DecodeOptions
 	return imgs[0], nil
 }
 
-// prepareOne checks one payload and the decode options for a model with identity id, and
-// returns the token prefix to decode, the sampler's options and the latent shape [C, h, w] to
-// decode at (latent maps an image size to it, refusing sizes the model does not run at).
-func prepareOne(p *payload.Payload, id Identity, o DecodeOptions, latent LatentFunc) ([]uint32, flow.Options, []int, error) {
-	fail := func(err error) ([]uint32, flow.Options, []int, error) { return nil, flow.Options{}, nil, err }
-	if err := p.Validate(); err != nil {
-		return fail(err)
-	}
-	if err := id.check(&p.Model); err != nil {
-		return fail(err)
-	}
-	if p.NumFrames() != 1 {
-		return fail(fmt.Errorf("%w: a payload of %d frames (video models)", ErrUnsupported, p.NumFrames()))
-	}
-	k := o.K
-	if k == 0 {
-		k = len(p.IDs)
-	}
-	if k < 1 || k > len(p.IDs) {
-		return fail(fmt.Errorf("%w: k = %d, the payload has %d tokens", ErrArgument, k, len(p.IDs)))
-	}
-	if o.Steps < 1 {
-		return fail(fmt.Errorf("%w: steps = %d, want >= 1 (0: the hinted steps)", ErrArgument, o.Steps))
-	}
-	h, w := p.Image.Height, p.Image.Width
-	if o.Size < 0 {
-		return fail(fmt.Errorf("%w: size = %d", ErrArgument, o.Size))
-	} else if o.Size > 0 {
-		h, w = o.Size, o.Size
-	}
-	shape, err := latent(h, w)
-	if err != nil && o.Size == 0 {
-		return fail(fmt.Errorf("%w: the payload's image size: %w", ErrUnsupported, err))
-	} else if err != nil {
-		return fail(fmt.Errorf("%w: %w", ErrArgument, err))
-	}
-	fo := flow.Options{Steps: o.Steps, APG: o.APG, Seed: o.Seed, OnStep: o.OnStep, Shapes: [][]int{shape}}
-	if o.Guidance != 1 {
-		fo.Guidance = o.Guidance
-	}
-	if o.Noise != nil {
-		fo.Noise = []tensor.Tensor{*o.Noise}
-	}
-	return p.IDs[:k], fo, shape, nil
-}
-
-// LatentFunc maps an image size in pixels to the latent shape [C, h, w] an executor decodes
-// it at, or refuses the size. 0×0 (a payload made in memory without a size) means the
-// executor's own size.
-type LatentFunc func(height, width int) ([]int, error)
-
-// prepareDecode checks payloads decoded together with the same options (their zero fields
-// filled from the payloads' hints and the model's, see DecodeOptions) and returns their
-// token prefixes and the sampler's options (DecodePayloads' first step). Every image starts
-// from the noise it would get decoded alone (flow.Noise of o.Seed for its latent shape), so a
-// batch decodes each payload as Decode would, up to an executor's batching. o.Noise, the
-// initial latent of one image, needs exactly one payload. OnStep sees the steps of the whole
-// batch.
-func prepareDecode(ps []*payload.Payload, id Identity, hints *payload.Hints, o DecodeOptions, latent LatentFunc) ([][]uint32, flow.Options, error) {
-	if len(ps) == 0 {
-		return nil, flow.Options{}, fmt.Errorf("%w: no payloads", ErrArgument)
-	}
-	o, err := withHints(ps, o, hints)
-	if err != nil {
-		return nil, flow.Options{}, err
-	}
-	if o.Noise != nil && len(ps) > 1 {
-		return nil, flow.Options{}, fmt.Errorf("%w: DecodeOptions.Noise is the initial latent of one payload, not of a batch of %d", ErrArgument, len(ps))
-	}
-	ids := make([][]uint32, len(ps))
-	shapes := make([][]int, len(ps))
-	var fo flow.Options
-	for i, p := range ps {
-		var err error
-		if p == nil {
-			err = fmt.Errorf("%w: nil payload", ErrArgument)
-		} else {
-			ids[i], fo, shapes[i], err = prepareOne(p, id, o, latent)
-		}
-		if err != nil && len(ps) > 1 {
-			err = fmt.Errorf("payload %d: %w", i, err)
-		}
-		if err != nil {
-			return nil, flow.Options{}, err
-		}
-	}
-	if fo.Noise != nil {
-		return ids, fo, nil
-	}
-	fo.Shapes, fo.Noise = nil, make([]tensor.Tensor, len(ps))
-	noise := map[[3]int]tensor.Tensor{} // one draw per latent shape: the sampler copies it
-	for i, s := range shapes {
-		key := [3]int{s[0], s[1], s[2]}
-		if _, ok := noise[key]; !ok {
-			n, err := flow.Noise(o.Seed, fo.Stream, s)
-			if err != nil {
-				return nil, flow.Options{}, err
-			}
-			noise[key] = n[0]
-		}
-		fo.Noise[i] = noise[key]
-	}
-	return ids, fo, nil
-}
-
 // DecodeBatch decodes several payloads with the same options in one sampler run: every
 // velocity evaluation runs the conditional and unconditional items of all images as one batch.
 // Each image equals Decode's for its payload, bit for bit (items never mix). Images are
@@ -403,63 +302,6 @@ func (e *Engine) latent(height, width int) ([]int, error) {
 		return nil, err
 	}
 	return e.geo.Latent(height, width), nil
-}
-
-// DecodePayloads is DecodeBatch for any executor of a model with identity id, decode hints
-// (for DecodeOptions' zero fields; nil: none) and latent shapes given by latent: it checks the payloads (see prepareDecode), binds their token prefixes
-// with bind, samples every latent in one sdk/flow run and decodes them with one call of
-// vaeDecode (scaled latents [B, C, h, w] → images [B, 3, H, W]) per latent size. Package
-// native's Backend uses it, so both executors decode with the same steps.
-func DecodePayloads(ctx context.Context, ps []*payload.Payload, o DecodeOptions, id Identity, hints *payload.Hints, latent LatentFunc,
-	bind func(ids [][]uint32) (flow.Denoiser, error),
-	vaeDecode func(context.Context, tensor.Tensor) (tensor.Tensor, error)) ([]tensor.Tensor, error) {
-	ids, fo, err := prepareDecode(ps, id, hints, o, latent)
-	if err != nil {
-		return nil, err
-	}
-	den, err := bind(ids)
-	if err != nil {
-		return nil, err
-	}
-	lat, err := flow.Sample(ctx, den, fo)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]tensor.Tensor, len(lat))
-	for _, group := range sameShape(lat) {
-		part := make([]tensor.Tensor, len(group))
-		for j, i := range group {
-			part[j] = lat[i]
-		}
-		all, err := tensor.Stack(part)
-		if err != nil {
-			return nil, err
-		}
-		img, err := vaeDecode(ctx, all)
-		if err != nil {
-			return nil, err
-		}
-		for j, x := range tensor.Unstack(img) {
-			out[group[j]] = x
-		}
-	}
-	return out, nil
-}
-
-// sameShape groups the indices of ts by shape, in order of first appearance.
-func sameShape(ts []tensor.Tensor) [][]int {
-	var groups [][]int
-next:
-	for i, t := range ts {
-		for g, idx := range groups {
-			if tensor.SameShape(ts[idx[0]], t) {
-				groups[g] = append(idx, i)
-				continue next
-			}
-		}
-		groups = append(groups, []int{i})
-	}
-	return groups
 }
 
 // DecodeImage is Decode followed by the official demo's conversion to 8-bit RGB.

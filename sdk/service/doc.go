@@ -13,9 +13,22 @@
 // by a Service, and below 2^53 (exact in a JavaScript number). The numbers of open models and
 // streams are bounded (Options.MaxModels, MaxStreams).
 //
+// # Executors
+//
+// A model handle serves any engine.Executor. "open" builds one from the request's checkpoint
+// bytes with Options.Load: by default the Go engine (Options.Engine), which is what the wasm
+// modules run; a Go server may pass a Loader that opens the checkpoint in ONNX Runtime
+// (native.LoadBytes). The Service owns these and closes them on "close" or Close, once no
+// request uses them. Add registers an executor the caller has already loaded (a
+// native.Backend, an Engine with other options) and gives it a handle; the caller keeps it
+// and closes it after the Service is done with it.
+//
+//	b, _ := native.Load("/path/to/model", native.Options{})
+//	h, _ := svc.Add(b) // requests now name it by handle h
+//
 // # Determinism
 //
-// With the zero Options.Engine, the models run the engine's portable path on one goroutine:
+// With the default Load and the zero Options.Engine, the models run the engine's portable path:
 // the same request gives the same image bits natively, as GOOS=js and as GOOS=wasip1. Only
 // the timing fields (decode_ms, encode_ms, total_ms) differ between runs.
 //
@@ -56,7 +69,7 @@
 //
 // Decode options, all optional; a value absent from the request comes from the payload's
 // hints, else from the model's (its config's decode_hints), else from the official defaults
-// (Engine.DefaultDecodeOptions: 20 steps, guidance 7.5 with APG, seed 0):
+// (Executor.DefaultDecodeOptions: 20 steps, guidance 7.5 with APG, seed 0):
 //
 //	k         uint        decode the first k tokens (0..count; 0 or absent: all)
 //	steps     uint        Euler steps, 1..Options.MaxSteps (default limit 1000)
@@ -112,7 +125,7 @@
 //	too_many_handles  Options.MaxModels or MaxStreams reached; close something
 //	bad_model         weights or config that do not load
 //	bad_image         image bytes that do not decode, or over Options.MaxImagePixels
-//	unsupported       a valid input this engine does not run (payloads of several frames)
+//	unsupported       a valid input this executor does not run (payloads of several frames)
 //	canceled          HandleContext's context ended
 //	internal          a bug: a recovered panic or an unexpected error
 //

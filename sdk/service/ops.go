@@ -138,10 +138,10 @@ func (s *Service) checkParams(p decodeParams) (outputs, error) {
 	return out, nil
 }
 
-// options layers the payload's and model's hints (Engine.DefaultDecodeOptions) and each set of
+// options layers the payload's and model's hints (Executor.DefaultDecodeOptions) and each set of
 // request parameters, later ones winning.
 func (s *Service) options(m *model, p *payload.Payload, layers ...decodeParams) (engine.DecodeOptions, outputs, error) {
-	o := m.eng.DefaultDecodeOptions(p)
+	o := m.x.DefaultDecodeOptions(p)
 	out := outputs{rgba: true}
 	for _, l := range layers {
 		lo, err := s.checkParams(l)
@@ -183,7 +183,7 @@ func (s *Service) options(m *model, p *payload.Payload, layers ...decodeParams) 
 // run decodes p with o and fills the image forms out asks for.
 func (s *Service) run(ctx context.Context, m *model, p *payload.Payload, o engine.DecodeOptions, out outputs, t0 time.Time) (imageResult, error) {
 	t1 := time.Now()
-	x, err := m.eng.Decode(ctx, p, o)
+	x, err := m.x.Decode(ctx, p, o)
 	if err != nil {
 		return imageResult{}, classify(err, CodeInternal)
 	}
@@ -228,6 +228,7 @@ func (s *Service) decode(ctx context.Context, h header, r *request) (any, error)
 	if err != nil {
 		return nil, err
 	}
+	defer s.release(m)
 	if r.Payload == nil {
 		return nil, errorf(CodeBadRequest, `"decode" needs "payload"`)
 	}
@@ -258,6 +259,7 @@ func (s *Service) encodeImage(ctx context.Context, h header, r *request) (any, e
 	if err != nil {
 		return nil, err
 	}
+	defer s.release(m)
 	if r.Image == nil {
 		return nil, errorf(CodeBadRequest, `"encode" needs "image"`)
 	}
@@ -281,7 +283,7 @@ func (s *Service) encodeImage(ctx context.Context, h header, r *request) (any, e
 	if err != nil {
 		return nil, classify(err, CodeBadImage)
 	}
-	p, err := m.eng.Encode(ctx, img, eo)
+	p, err := m.x.Encode(ctx, img, eo)
 	if err != nil {
 		if errors.Is(err, ftimage.ErrArgument) {
 			return nil, classify(err, CodeBadImage)
@@ -300,6 +302,7 @@ func (s *Service) streamOpen(h header, r *request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer s.release(m)
 	if r.Header == nil {
 		return nil, errorf(CodeBadRequest, `"stream_open" needs "header"`)
 	}
@@ -329,11 +332,14 @@ func (s *Service) streamOpen(h header, r *request) (any, error) {
 	return streamOpenResponse{h, s.next, hd.Count}, nil
 }
 
+// stream looks up a stream handle and marks its model busy: the caller calls
+// s.release(st.m) when done.
 func (s *Service) stream(h int64) (*stream, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if h > 0 {
 		if st, ok := s.streams[uint64(h)]; ok {
+			st.m.busy++
 			return st, uint64(h), nil
 		}
 	}
@@ -346,6 +352,7 @@ func (s *Service) streamChunk(ctx context.Context, h header, r *request) (any, e
 	if err != nil {
 		return nil, err
 	}
+	defer s.release(st.m)
 	if _, err := s.checkParams(r.decodeParams); err != nil {
 		return nil, err
 	}
@@ -381,20 +388,21 @@ func (s *Service) streamChunk(ctx context.Context, h header, r *request) (any, e
 }
 
 func (s *Service) streamClose(h header, r *request) (any, error) {
-	_, sh, err := s.stream(r.Stream)
+	st, sh, err := s.stream(r.Stream)
 	if err != nil {
 		return nil, err
 	}
+	s.release(st.m)
 	s.mu.Lock()
 	delete(s.streams, sh)
 	s.mu.Unlock()
 	return streamCloseResponse{h}, nil
 }
 
-// accepts refuses a payload of another model (the engine decides: same content digest, or the
+// accepts refuses a payload of another model (the executor decides: same content digest, or the
 // legacy file digest of older payloads; names are not compared).
 func (m *model) accepts(p *payload.Model) error {
-	if m.eng.Accepts(p) {
+	if m.x.Accepts(p) {
 		return nil
 	}
 	e := errorf("model_mismatch", "model %q (digest %x…, fsq %v, %d tokens), want %q (digest %x…, fsq %v, %d tokens)",

@@ -25,7 +25,7 @@ const (
 	CodeTooManyHandles = "too_many_handles" // Options.MaxModels or MaxStreams reached
 	CodeBadModel       = "bad_model"        // weights or config that do not load
 	CodeBadImage       = "bad_image"        // image bytes that do not decode, or too large
-	CodeUnsupported    = "unsupported"      // a valid input this engine cannot run (e.g. video payloads)
+	CodeUnsupported    = "unsupported"      // a valid input this executor cannot run (e.g. video payloads)
 	CodeCanceled       = "canceled"         // the context was canceled or its deadline passed
 	CodeInternal       = "internal"         // a bug: a recovered panic or an unexpected error
 )
@@ -36,9 +36,14 @@ type Options struct {
 	MaxStreams     int   // open stream handles at a time, all models together (default 16)
 	MaxSteps       int   // largest "steps" a request may ask for (default 1000)
 	MaxImagePixels int64 // largest width×height an "encode" image may have (default 16 Mi)
-	// Engine configures the models "open" builds. Leave it zero: the portable path is what
-	// makes every front end (native, GOOS=js, GOOS=wasip1) give the same bits.
+	// Engine configures the models "open" builds with the default Load. Leave it zero: the
+	// portable path is what makes every front end (native, GOOS=js, GOOS=wasip1) give the
+	// same bits.
 	Engine engine.Options
+	// Load, if set, builds the executor of an "open" request instead of the Go engine: a
+	// server passes one that opens the checkpoint in ONNX Runtime (package native). nil: the
+	// Go engine with Options.Engine, what the wasm modules use.
+	Load Loader
 	// Default, if set, is the model an "open" without "weights" opens: the front end's
 	// embedded default model (the wasm modules pass models.Default()).
 	Default *Checkpoint
@@ -49,6 +54,13 @@ type Options struct {
 type Checkpoint struct {
 	Weights, Config, VAEConfig []byte // model.safetensors, config.json, vae/config.json
 }
+
+// Loader builds the executor of an "open" request from the checkpoint's bytes; name, if not
+// empty, replaces the model's own name in the payloads it makes (engine.Options.Name). The
+// Service owns what it returns: "close" (and Service.Close) closes it once no request uses it.
+// Errors wrapping engine.ErrArgument or engine.ErrUnsupported give the codes "bad_request" and
+// "unsupported", any other "bad_model".
+type Loader func(c Checkpoint, name string) (engine.Executor, error)
 
 func (o Options) withDefaults() Options {
 	if o.MaxModels <= 0 {
@@ -62,6 +74,14 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxImagePixels <= 0 {
 		o.MaxImagePixels = 16 << 20
+	}
+	if o.Load == nil {
+		eo := o.Engine
+		o.Load = func(c Checkpoint, name string) (engine.Executor, error) {
+			eo := eo
+			eo.Name = name
+			return engine.LoadBytes(c.Weights, c.Config, c.VAEConfig, eo)
+		}
 	}
 	return o
 }
@@ -77,8 +97,14 @@ type Service struct {
 }
 
 type model struct {
-	eng *engine.Engine
-	id  payload.Model
+	x     engine.Executor
+	id    payload.Model
+	owned bool // opened by "open": the Service closes x
+	// busy counts the requests running on the model and gone says its handle is closed (both
+	// under Service.mu): an owned executor is closed when both allow it, never under a
+	// request.
+	busy int
+	gone bool
 }
 
 type stream struct {
@@ -211,6 +237,7 @@ func (s *Service) dispatch(ctx context.Context, r *request) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		defer s.release(m)
 		return infoResponse{h, info(m)}, nil
 	case "decode":
 		return s.decode(ctx, h, r)
@@ -228,16 +255,27 @@ func (s *Service) dispatch(ctx context.Context, r *request) (any, error) {
 	return nil, errorf(CodeUnknownOp, "unknown op %q", r.Op)
 }
 
-// model looks up a model handle.
+// model looks up a model handle and marks the model busy: the caller calls release when done.
 func (s *Service) model(h int64) (*model, uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if h > 0 {
-		if m, ok := s.models[uint64(h)]; ok {
-			return m, uint64(h), nil
-		}
+	m, mh, err := s.lookup(h)
+	if err == nil {
+		m.busy++
 	}
-	return nil, 0, errorf(CodeUnknownHandle, "no open model has handle %d", h)
+	return m, mh, err
+}
+
+// release ends a request's use of m (from model or stream) and closes an owned executor whose
+// handle was closed meanwhile.
+func (s *Service) release(m *model) {
+	s.mu.Lock()
+	m.busy--
+	last := m.gone && m.busy == 0 && m.owned
+	s.mu.Unlock()
+	if last {
+		_ = m.x.Close() // the handle is gone: nobody to tell
+	}
 }
 
 func (s *Service) open(h header, r *request) (any, error) {
@@ -262,31 +300,74 @@ func (s *Service) open(h header, r *request) (any, error) {
 	if full {
 		return nil, errorf(CodeTooManyHandles, "%d models open, the limit; close one first", s.o.MaxModels)
 	}
-	eo := s.o.Engine
-	eo.Name = name // "" keeps the model's own name (its config's, or one from its digest)
-	eng, err := engine.LoadBytes(weights, config, vae, eo)
+	// name "" keeps the model's own name (its config's, or one from its digest).
+	x, err := s.o.Load(Checkpoint{Weights: weights, Config: config, VAEConfig: vae}, name)
 	if err != nil {
 		return nil, classify(err, CodeBadModel)
 	}
-	m := &model{eng: eng, id: eng.Identity()}
+	m := &model{x: x, id: x.Identity(), owned: true}
+	hd, err := s.add(m)
+	if err != nil {
+		_ = x.Close()
+		return nil, err
+	}
+	return openResponse{h, hd, info(m)}, nil
+}
+
+// add gives m a handle, within Options.MaxModels.
+func (s *Service) add(m *model) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.models) >= s.o.MaxModels {
-		return nil, errorf(CodeTooManyHandles, "%d models open, the limit; close one first", s.o.MaxModels)
+		return 0, errorf(CodeTooManyHandles, "%d models open, the limit; close one first", s.o.MaxModels)
 	}
 	s.next++
 	s.models[s.next] = m
-	return openResponse{h, s.next, info(m)}, nil
+	return s.next, nil
+}
+
+// Add registers an executor that is already loaded (a native.Backend a server opened, an
+// Engine with its own options) and returns its model handle, which requests use as they use
+// the handles of "open". It counts towards Options.MaxModels (an *Error with code
+// "too_many_handles" beyond it). The caller keeps ownership: "close" and Close remove the
+// handle but never close x, which must stay usable until they have.
+func (s *Service) Add(x engine.Executor) (uint64, error) {
+	if x == nil {
+		return 0, errorf(CodeBadRequest, "Add: nil executor")
+	}
+	return s.add(&model{x: x, id: x.Identity()})
 }
 
 func (s *Service) close(h header, r *request) (any, error) {
-	_, mh, err := s.model(r.Handle)
+	s.mu.Lock()
+	m, mh, err := s.lookup(r.Handle)
 	if err != nil {
+		s.mu.Unlock()
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	closed := s.drop(mh, m)
+	last := m.busy == 0 && m.owned
+	s.mu.Unlock()
+	if last {
+		_ = m.x.Close() // the handle is gone either way; an error here has no one to go to
+	}
+	return closeResponse{h, closed}, nil
+}
+
+// lookup finds a model handle (under s.mu).
+func (s *Service) lookup(h int64) (*model, uint64, error) {
+	if h > 0 {
+		if m, ok := s.models[uint64(h)]; ok {
+			return m, uint64(h), nil
+		}
+	}
+	return nil, 0, errorf(CodeUnknownHandle, "no open model has handle %d", h)
+}
+
+// drop removes model handle mh and its streams (under s.mu) and returns the number of streams.
+func (s *Service) drop(mh uint64, m *model) int {
 	delete(s.models, mh)
+	m.gone = true
 	closed := 0
 	for sh, st := range s.streams {
 		if st.model == mh {
@@ -294,11 +375,31 @@ func (s *Service) close(h header, r *request) (any, error) {
 			closed++
 		}
 	}
-	return closeResponse{h, closed}, nil
+	return closed
+}
+
+// Close closes every model and stream handle, as "close" does for each: the executors that
+// "open" made are closed (once the requests running on them end), those given to Add are
+// not. It returns the errors of the executors it closed. The Service stays usable.
+func (s *Service) Close() error {
+	s.mu.Lock()
+	var now []engine.Executor
+	for mh, m := range s.models {
+		s.drop(mh, m)
+		if m.busy == 0 && m.owned {
+			now = append(now, m.x)
+		}
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, x := range now {
+		errs = append(errs, x.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func info(m *model) modelInfo {
-	hgt, wid := m.eng.ImageSize()
+	hgt, wid := m.x.ImageSize()
 	return modelInfo{
 		Model:    wireModel{Name: m.id.Name, Digest: m.id.Digest[:], FSQ: m.id.Levels, MaxTokens: m.id.MaxTokens},
 		Height:   hgt,

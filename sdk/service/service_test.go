@@ -545,7 +545,7 @@ func FuzzHandle(f *testing.F) {
 	f.Add([]byte{0x80})
 	f.Fuzz(func(t *testing.T, req []byte) {
 		s := New(Options{MaxSteps: 2, MaxImagePixels: 1 << 12})
-		m := &model{eng: eng, id: eng.Identity()}
+		m := &model{x: eng, id: eng.Identity()}
 		s.next++
 		s.models[s.next] = m
 		s.next++
