@@ -113,7 +113,7 @@ func newBench() *cobra.Command {
 	cmd.Flags().StringVar(&provider, "provider", "auto", "ONNX Runtime execution provider: auto, cuda or cpu")
 	cmd.Flags().StringVar(&cache, "onnx-cache", "", "keep the exported ONNX graphs in this directory and reuse them")
 	cmd.Flags().IntVar(&batch, "batch", 8, "images per encoding call")
-	cmd.Flags().IntVar(&steps, "steps", 0, "decoding steps (0: the payload's hint, else 20)")
+	cmd.Flags().IntVar(&steps, "steps", 0, "decoding steps (0: the payload's hint, else the model's, else 20)")
 	cmd.Flags().IntVar(&runs, "runs", 3, "timed calls per figure (the median is reported)")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the report as JSON")
 	return cmd

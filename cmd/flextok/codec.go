@@ -112,9 +112,9 @@ type decodeFlags struct {
 // set), so that --help shows no default that a payload's hints would contradict; each usage
 // says the real default.
 func (f *decodeFlags) register(cmd *cobra.Command, seedHelp string) {
-	cmd.Flags().IntVar(&f.steps, "steps", 0, "Euler steps (default: the payload's hint, else 20)")
-	cmd.Flags().Float64Var(&f.guid, "guidance", 0, "classifier-free guidance scale, 1: off (default: the payload's hint, else 7.5)")
-	cmd.Flags().BoolVar(&f.apg, "apg", false, "adaptive projected guidance instead of plain CFG; --apg=false: CFG (default: the payload's hint, else APG)")
+	cmd.Flags().IntVar(&f.steps, "steps", 0, "Euler steps (default: the payload's hint, else the model's, else 20)")
+	cmd.Flags().Float64Var(&f.guid, "guidance", 0, "classifier-free guidance scale, 1: off (default: the payload's hint, else the model's, else 7.5)")
+	cmd.Flags().BoolVar(&f.apg, "apg", false, "adaptive projected guidance instead of plain CFG; --apg=false: CFG (default: the payload's hint, else the model's, else APG)")
 	cmd.Flags().Uint64Var(&f.seed, "seed", 0, seedHelp)
 }
 
@@ -239,8 +239,9 @@ func newDecode() *cobra.Command {
 			"otherwise OUT is a directory that mirrors the inputs: DIR/a/b.msgpack becomes\n" +
 			"OUT/a/b.png, so `flextok decode toks -o pngs` undoes `flextok encode imgs -o toks`.\n" +
 			"In a directory, PNGs that exist are skipped (--force rewrites them); a single OUT that\n" +
-			"exists is an error. Unset --steps, --guidance, --apg and --seed take each payload's\n" +
-			"hints, else the official README's settings: 20 steps, guidance 7.5 with APG, seed 0.",
+			"exists is an error. Unset --steps, --guidance and --apg take each payload's hints, else\n" +
+			"the model's (its config's decode_hints), else the official README's settings: 20 steps,\n" +
+			"guidance 7.5 with APG; an unset --seed takes the payload's seed hint, else 0.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError{errors.New("decode needs at least one payload")}

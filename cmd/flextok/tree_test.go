@@ -132,7 +132,7 @@ func TestDecodeHelpDefaults(t *testing.T) {
 				}
 			}
 		}
-		if !strings.Contains(out, "the payload's hint, else 20") || !strings.Contains(out, "the payload's hint, else 7.5") {
+		if !strings.Contains(out, "the payload's hint, else the model's, else 20") || !strings.Contains(out, "the payload's hint, else the model's, else 7.5") {
 			t.Errorf("%s --help does not say where the defaults come from:\n%s", c, out)
 		}
 	}
