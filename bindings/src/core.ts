@@ -1,4 +1,4 @@
-// The FlexTok API over one transport: a handle(bytes) → bytes function (the module in this
+// The FlexTok API over one transport: a handle(bytes) → Promise<bytes> function (the module in this
 // thread) or a Transport (the module in a Worker, browser.ts). Models and streams are
 // objects over the service's integer handles.
 
