@@ -110,7 +110,7 @@ export async function initialize(opts: InitializeOptions = {}): Promise<FlexTok>
 }
 
 /** Starts the module on this thread; returns its handle. */
-async function startHere(module: WebAssembly.Module, wasmExecURL: string): Promise<(b: Uint8Array) => Uint8Array> {
+async function startHere(module: WebAssembly.Module, wasmExecURL: string): Promise<(b: Uint8Array) => Promise<Uint8Array>> {
   const g = globalThis as unknown as GoGlobals;
   try {
     if (!g.Go) await import(/* @vite-ignore */ /* webpackIgnore: true */ wasmExecURL);

@@ -1,4 +1,4 @@
-// The FlexTok API over one transport: a handle(bytes) → bytes function (the module in this
+// The FlexTok API over one transport: a handle(bytes) → Promise<bytes> function (the module in this
 // thread) or a Transport (the module in a Worker, browser.ts). Models and streams are
 // objects over the service's integer handles.
 
@@ -19,8 +19,11 @@ import type {
   VersionResult,
 } from "./types.js";
 
-/** The wasm module's entry point: a request's msgpack bytes → the response's. */
-export type HandleFunction = (request: Uint8Array) => Uint8Array;
+/**
+ * The wasm module's entry point: a request's msgpack bytes → the response's, or a Promise of
+ * them (wasm/js's handle, which serves each request on a goroutine).
+ */
+export type HandleFunction = (request: Uint8Array) => Uint8Array | Promise<Uint8Array>;
 
 /** Per-call options. */
 export interface CallOptions {
@@ -83,7 +86,11 @@ export interface Transport {
   close(): void;
 }
 
-/** A Transport over a synchronous handle in this thread. */
+/**
+ * A Transport over a handle in this thread. Calls go to the module as they come, several may
+ * be in flight (sdk/service is safe for concurrent use); a running call is not stopped by an
+ * abort (the module computes on this thread until the call awaits JavaScript or ends).
+ */
 export class DirectTransport implements Transport {
   readonly generation = 0;
   private handle: HandleFunction | null;
@@ -99,9 +106,9 @@ export class DirectTransport implements Transport {
     if (!this.handle) throw new FlexTokError("closed", "flextok: the module is closed");
     if (opts.signal?.aborted) throw abortedError(opts.signal);
     try {
-      return this.handle(request);
+      return await this.handle(request);
     } catch (e) {
-      // handle never throws unless the Go program is gone.
+      // handle never throws or rejects unless the Go program is gone or failed.
       throw asFlexTokError(e, "worker_died", "flextok: the wasm module failed");
     }
   }
@@ -686,7 +693,10 @@ interface Pending {
 
 /**
  * The module in a worker (browser.ts: a Web Worker; node.ts: a worker_threads Worker), the
- * same code and messages in both. Requests queue here and go to the worker one at a time.
+ * same code and messages in both. Requests queue here and go to the worker one at a time,
+ * although the module's handle is asynchronous (RATIONALE: the asynchronous wasm entry): the
+ * module computes without yielding, so overlapping calls would not run sooner, and with one
+ * call in the worker an abort never takes another with it.
  * Aborting a queued request drops it; aborting the running one terminates the worker and
  * starts a new one (from the compiled module: no download), whose handles are new: models and
  * streams opened before are closed. A worker that dies (error, messageerror, the Go program exits)
@@ -848,7 +858,8 @@ export class WorkerTransport implements Transport {
         onAbort: () => {
           const err = abortedError(signal!);
           if (this.running === p) {
-            // The module runs synchronously in the worker: only terminating it stops the call.
+            // The module computes in the worker without yielding to its event loop, so no
+            // message could reach it: only terminating the worker stops the call.
             this.running = null;
             p.reject(err);
             this.die(new FlexTokError("aborted", "flextok: another call was aborted; the worker restarted"), true);

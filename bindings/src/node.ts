@@ -12,7 +12,6 @@ import {
   FlexTok,
   WorkerTransport,
   type FlexTokOptions,
-  type HandleFunction,
   type Progress,
   type WorkerLike,
 } from "./core.js";
@@ -50,10 +49,13 @@ function here(file: string): string {
 }
 
 /**
- * Starts one instance of the module and returns its handle and a function that drops it.
- * Each call starts a new instance (its own Go runtime and handles).
+ * Starts one instance of the module and returns its handle (a Promise of the response's
+ * bytes; requests may be in flight together) and a function that drops it. Each call starts
+ * a new instance (its own Go runtime and handles).
  */
-export async function startModule(opts: Omit<NodeInitializeOptions, "onProgress"> = {}): Promise<{ handle: HandleFunction; version: string; stop: () => void }> {
+export async function startModule(
+  opts: Omit<NodeInitializeOptions, "onProgress"> = {},
+): Promise<{ handle: (request: Uint8Array) => Promise<Uint8Array>; version: string; stop: () => void }> {
   const wasmExecPath = opts.wasmExecPath ?? here("./wasm_exec.js");
   const g = globalThis as unknown as GoGlobals;
   let module = opts.wasmModule;
@@ -71,7 +73,7 @@ export async function startModule(opts: Omit<NodeInitializeOptions, "onProgress"
       handle: ft.handle,
       version: ft.version,
       stop: () => {
-        if (g.flextok === ft) delete g.flextok; // let the instance be collected
+        if (g.flextok === ft.global) delete g.flextok; // let the instance be collected
       },
     };
   } catch (e) {

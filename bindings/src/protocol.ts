@@ -13,15 +13,32 @@ export type ToWorker =
 export type FromWorker =
   | { type: "ready"; version: string }
   | { type: "init_failed"; message: string }
-  /** The response's bytes (transferred); ms: time inside handle. */
+  /** The response's bytes (transferred); ms: from the call of handle to its response. */
   | { type: "result"; seq: number; response: Uint8Array; ms: number }
   /** handle threw or the Go program exited: the worker is no longer usable. */
   | { type: "exited"; seq?: number; message: string };
 
-/** What wasm/js sets on globalThis. */
+/**
+ * What wasm/js sets on globalThis. handle returns a Promise of the response (each request is
+ * served on a goroutine, so it may await JavaScript); a module built before that returned the
+ * bytes themselves, and runGo accepts both.
+ */
 export interface GoModuleGlobal {
-  handle(request: Uint8Array): Uint8Array;
+  handle(request: Uint8Array): Promise<Uint8Array> | Uint8Array;
   version: string;
+}
+
+/** A started module, as runGo returns it. */
+export interface RunningModule {
+  /**
+   * globalThis.flextok.handle, awaited: rejects when the call throws or its Promise rejects
+   * (the module failed), and when the Go program exits while the call is pending (its Promise
+   * would never settle) or before it was made.
+   */
+  handle(request: Uint8Array): Promise<Uint8Array>;
+  version: string;
+  /** The globalThis.flextok this instance set. */
+  global: GoModuleGlobal;
 }
 
 /** The Go class of wasm_exec.js. */
@@ -40,17 +57,39 @@ export interface GoGlobals {
 /**
  * Runs the Go program of instance up to its select{} (go.run returns then) and returns the
  * globalThis.flextok it set: this instance's, even when an earlier instance set one. onExit:
- * the program ended (or failed to start).
+ * the program ended (or failed to start); calls still pending then are rejected first.
  */
-export function runGo(g: GoGlobals, go: GoInstance, instance: WebAssembly.Instance, onExit?: () => void): GoModuleGlobal {
+export function runGo(g: GoGlobals, go: GoInstance, instance: WebAssembly.Instance, onExit?: () => void): RunningModule {
   const before = g.flextok;
   delete g.flextok;
-  const done = (): void => onExit?.();
+  let exited: Error | null = null;
+  const pending = new Set<(e: Error) => void>();
+  const done = (): void => {
+    exited = new Error("the Go program exited");
+    for (const reject of pending) reject(exited);
+    pending.clear();
+    onExit?.();
+  };
   go.run(instance).then(done, done);
   const ft = (g as { flextok?: GoModuleGlobal }).flextok;
   if (!ft) {
     if (before) g.flextok = before;
     throw new Error("the wasm module did not set globalThis.flextok (is it wasm/js, built with this wasm_exec.js?)");
   }
-  return ft;
+  const handle = (request: Uint8Array): Promise<Uint8Array> =>
+    new Promise<Uint8Array>((resolve, reject) => {
+      if (exited) {
+        reject(exited);
+        return;
+      }
+      pending.add(reject);
+      const ok = (b: Uint8Array): void => (pending.delete(reject), resolve(b));
+      const fail = (e: unknown): void => (pending.delete(reject), reject(e));
+      try {
+        Promise.resolve(ft.handle(request)).then(ok, fail);
+      } catch (e) {
+        fail(e); // the Go program is gone, or a trap ended the call
+      }
+    });
+  return { handle, version: ft.version, global: ft };
 }

@@ -1,6 +1,7 @@
 // The Worker that runs the wasm module (compiled to dist/src/worker.js, loaded by URL as a
-// module worker: CSP-safe, no blob: URL). One request at a time: the page sends the next
-// only after this one's response, so it knows which request is running when it aborts.
+// module worker: CSP-safe, no blob: URL). The module's handle returns a Promise; the page
+// still sends one request at a time, the next only after this one's response, so it knows
+// which request is running when it aborts (WorkerTransport, core.ts).
 
 import { runGo, type FromWorker, type GoGlobals, type ToWorker } from "./protocol.js";
 
@@ -10,7 +11,7 @@ interface WorkerScope extends GoGlobals {
 }
 
 const scope = globalThis as unknown as WorkerScope;
-let handle: ((b: Uint8Array) => Uint8Array) | undefined;
+let handle: ((b: Uint8Array) => Promise<Uint8Array>) | undefined;
 let exited = false;
 
 function message(e: unknown): string {
@@ -44,14 +45,23 @@ scope.onmessage = (e: MessageEvent<ToWorker>): void => {
     scope.postMessage({ type: "exited", seq: m.seq, message: "flextok: the module is not running" });
     return;
   }
+  void serve(handle, m.seq, m.request);
+};
+
+async function serve(h: (b: Uint8Array) => Promise<Uint8Array>, seq: number, request: Uint8Array): Promise<void> {
   const t0 = performance.now();
   let response: Uint8Array;
   try {
-    response = handle(m.request);
+    response = await h(request);
   } catch (err) {
-    exited = true;
-    scope.postMessage({ type: "exited", seq: m.seq, message: `flextok: the wasm module failed: ${message(err)}` });
+    // runGo rejects when the call threw, its Promise rejected or the Go program exited (then
+    // onExit has already said so).
+    if (!exited) {
+      exited = true;
+      scope.postMessage({ type: "exited", seq, message: `flextok: the wasm module failed: ${message(err)}` });
+    }
     return;
   }
-  scope.postMessage({ type: "result", seq: m.seq, response, ms: performance.now() - t0 }, [response.buffer]);
-};
+  if (exited) return;
+  scope.postMessage({ type: "result", seq, response, ms: performance.now() - t0 }, [response.buffer]);
+}

@@ -1,7 +1,9 @@
 // The demo page of `flextok serve` in headless Chromium (Debian's /usr/bin/chromium, driven by
 // playwright-core: no browser download). It checks that the page's progressive decodes are
 // BIT-IDENTICAL to the native Go service for the same requests (./expected, run with `go`),
-// that bad inputs show typed errors on the page, and that a wasm that fails to load does too.
+// that bad inputs show typed errors on the page, and that a wasm that fails to load does too;
+// also that the module on the main thread (no Worker) answers decodes in flight together with
+// the same bits (the asynchronous wasm entry).
 //
 //   node test.mjs [--flextok BIN] [--model DIR] [--steps N] [--samples a,b,c] [--docs]
 //
@@ -132,6 +134,41 @@ try {
     for (let i = 0; same && i < got.stages.length; i++) same = got.stages[i].rgba_sha256 === want.stages[i].rgba_sha256;
     check(same, `${name}: RGBA of every stage bit-identical to the native Go service`);
     results.samples[name] = { page: got, native: want, identical: same };
+  }
+
+  // The asynchronous wasm entry on Chromium's main thread (initialize({worker: false}), no
+  // Worker): the module's handle returns a Promise, and every sample's stages decoded all in
+  // flight together (Promise.all of plain decodes with k = each stage's) equal native Go's.
+  const direct = await page.evaluate(async ([names, s, ks]) => {
+    const sdk = await import(new URL("dist/browser.js", location.href).href);
+    const info = await (await fetch("demo.json")).json();
+    const ft = await sdk.initialize({ worker: false });
+    try {
+      const handleReturnsPromise = globalThis.flextok.handle(new Uint8Array()) instanceof Promise;
+      const m = info.model;
+      const model = await ft.loadModel(m.weights, { configURL: m.config, vaeConfigURL: m.vae_config, name: m.name });
+      const hex = (b) => Array.from(new Uint8Array(b), (x) => x.toString(16).padStart(2, "0")).join("");
+      const hashes = {};
+      await Promise.all(names.map(async (n) => {
+        const pb = new Uint8Array(await (await fetch(`samples/${n}.msgpack`)).arrayBuffer());
+        const imgs = await Promise.all(ks[n].map((k) => model.decode(pb, { k, steps: s })));
+        hashes[n] = await Promise.all(imgs.map(async (img) => hex(await crypto.subtle.digest("SHA-256", img.rgba))));
+      }));
+      return { ok: true, handleReturnsPromise, hashes };
+    } catch (e) {
+      return { ok: false, error: String(e?.message ?? e) };
+    } finally {
+      ft.close();
+    }
+  }, [Object.keys(results.samples), steps, Object.fromEntries(Object.entries(results.samples).map(([n, r]) => [n, r.native.stages.map((st) => st.k)]))]);
+  check(direct.ok, "main thread (worker: false): the module loaded and decoded", direct.error);
+  if (direct.ok) {
+    check(direct.handleReturnsPromise, "main thread: the module's handle returns a Promise");
+    const n = Object.keys(results.samples).length;
+    let same = Object.keys(direct.hashes).length === n;
+    for (const [name, hs] of Object.entries(direct.hashes)) same &&= JSON.stringify(hs) === JSON.stringify(results.samples[name].native.stages.map((st) => st.rgba_sha256));
+    check(same, `main thread: ${n} samples' stages decoded all in flight together, bit-identical to the native Go service`);
+    results.main_thread = direct;
   }
 
   // Screenshots: a slow run (chunks 600 ms apart), mid-decode and at the end.

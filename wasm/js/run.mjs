@@ -4,8 +4,9 @@
 //   node wasm/js/run.mjs <flextok.wasm> <wasm_exec.js> <requests> <responses>
 //
 // <requests> holds length-prefixed msgpack requests (4-byte little-endian length, then the
-// bytes), in order; the responses are written the same way to <responses>. Requests are sent
-// as they are, so this script needs no msgpack library.
+// bytes), in order, each after the previous one's response (handle returns a Promise); the
+// responses are written the same way to <responses>. Requests are sent as they are, so this
+// script needs no msgpack library.
 import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
@@ -29,7 +30,7 @@ for (let off = 0; off < input.length; ) {
   const n = input.readUInt32LE(off);
   const req = new Uint8Array(input.buffer, input.byteOffset + off + 4, n);
   off += 4 + n;
-  const resp = globalThis.flextok.handle(req);
+  const resp = await globalThis.flextok.handle(req);
   const len = Buffer.alloc(4);
   len.writeUInt32LE(resp.length);
   out.push(len, Buffer.from(resp.buffer, resp.byteOffset, resp.length));

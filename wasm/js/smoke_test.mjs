@@ -1,5 +1,6 @@
 // Smoke test of the GOOS=js module under Node: open the tiny c1 checkpoint from bytes, encode
-// an image, decode a prefix of its tokens, stream it, and check an error response.
+// an image, decode a prefix of its tokens, and check an error response. handle returns a
+// Promise: several decodes in flight at once must give the bits of one alone.
 //
 //   node wasm/js/smoke_test.mjs <flextok.wasm> <wasm_exec.js> <checkpoint dir> [default|lean]
 //
@@ -91,30 +92,40 @@ const { instance } = await WebAssembly.instantiate(readFileSync(wasmPath), go.im
 go.run(instance);
 const startMs = performance.now() - t0;
 
-const call = (req) => decode(globalThis.flextok.handle(encode(req)));
-const must = (req) => {
-  const r = call(req);
+const call = async (req) => {
+  const p = globalThis.flextok.handle(encode(req));
+  if (!(p instanceof Promise)) throw new Error(`handle returned ${Object.prototype.toString.call(p)}, not a Promise`);
+  return decode(await p);
+};
+const must = async (req) => {
+  const r = await call(req);
   if (r.ok !== true) throw new Error(`${req.op}: ${JSON.stringify(r.error)}`);
   return r;
 };
 const sha = (b) => createHash("sha256").update(b).digest("hex");
 try {
-  const open = must({
+  const open = await must({
     op: "open", name: "c1",
     weights: new Uint8Array(readFileSync(`${dir}/model.safetensors`)),
     config: new Uint8Array(readFileSync(`${dir}/config.json`)),
     vae_config: new Uint8Array(readFileSync(`${dir}/vae/config.json`)),
   });
   const h = open.handle;
-  const enc = must({ op: "encode", handle: h, image: bmp(40, 36) });
-  const dec = must({ op: "decode", handle: h, payload: enc.payload, k: 8, steps: 2, seed: 7, output: ["rgba", "png"] });
+  const enc = await must({ op: "encode", handle: h, image: bmp(40, 36) });
+  const req = { op: "decode", handle: h, payload: enc.payload, k: 8, steps: 2, seed: 7, output: ["rgba", "png"] };
+  const dec = await must(req);
   if (dec.rgba.length !== 4 * dec.width * dec.height || dec.png[1] !== 0x50) throw new Error("bad image output");
-  const err = call({ op: "decode", handle: h, payload: enc.payload.subarray(0, 20) });
+  // Requests in flight together, each with its id: the same bits as alone, each its own answer.
+  const many = await Promise.all([1, 2, 3].map((id) => must({ id, ...req, seed: id === 2 ? 8 : 7 })));
+  if (many.some((r, i) => r.id !== i + 1)) throw new Error("responses in flight came back mixed up");
+  if (sha(many[0].rgba) !== sha(dec.rgba) || sha(many[2].rgba) !== sha(dec.rgba)) throw new Error("a decode in flight with others gave other bits");
+  if (sha(many[1].rgba) === sha(dec.rgba)) throw new Error("seed 8 gave the image of seed 7");
+  const err = await call({ op: "decode", handle: h, payload: enc.payload.subarray(0, 20) });
   if (err.ok !== false || err.error.code !== "truncated") throw new Error(`error path: ${JSON.stringify(err)}`);
-  const junk = globalThis.flextok.handle("not bytes");
+  const junk = await globalThis.flextok.handle("not bytes");
   if (decode(junk).error.code !== "bad_request") throw new Error("non-Uint8Array accepted");
-  must({ op: "close", handle: h });
-  const def = call({ op: "open" });
+  await must({ op: "close", handle: h });
+  const def = await call({ op: "open" });
   if (kind === "lean" ? def.ok !== false || def.error.code !== "bad_request" : def.ok !== true) {
     throw new Error(`open without weights on a ${kind} module: ${JSON.stringify(def.error ?? def.name)}`);
   }
