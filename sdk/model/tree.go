@@ -300,8 +300,8 @@ func (n node) optFloatIn(k string, def, lo, hi float64) (float64, error) {
 
 // A field reads one key of a config dict into a Go value, or checks one. The module parsers
 // list their keys as tables of fields, which [node.read] applies in order, stopping at the
-// first error, so that the first problem of a module is the one reported. Each field means
-// exactly the node method of the same name.
+// first error, so that the first problem of a module is the one reported. A field named like a
+// node method (optStr, optIntIn, ...) is exactly that method, stored into p.
 type field func(n node) error
 
 // read applies the fields in order and returns the first error.
