@@ -30,6 +30,32 @@
 // ignore. [Summarize] gives the architecture, parameter counts per part and
 // the licence notice for `flextok inspect-model`.
 //
+// [Config.EncoderArch] and [Config.DecoderArch] give the compact [Arch] of
+// each transformer part (the packed sequence, the trunk, the head) that an
+// executor builds from; the part-specific fields stay in [EncoderConfig] and
+// [DecoderConfig].
+//
+// # Files
+//
+//   - config.go: the entry points ([ParseTree], [ParseConfigJSON],
+//     [TreeFromMetadata]), the order of the sections, the module_dict reader,
+//     and the FSQ and pipeline sections.
+//   - config_types.go: [Config] and the types of its sections, the sentinel
+//     errors.
+//   - config_vae.go: the VAE wrapper and the diffusers VAE config.json.
+//   - config_layers.go: what the encoder and the decoder share: the trunk, norm
+//     layers, patch embedder, position embeddings, heads' readout checks.
+//   - config_encoder.go, config_decoder.go: the two module_dicts.
+//   - config_keys.go: the data_dict wiring checks, within a part and between
+//     the parts (checkKeys).
+//   - config_arch.go: [Arch].
+//   - tree.go: the ordered tree, its typed accessors with key paths for errors,
+//     the limits, and the field tables (a list of keys with defaults and
+//     ranges, read in order) that the sections are written in.
+//   - size.go: [Geometry] and the top-level image_size; supported.go: what the
+//     executors run; names.go: the weight names; load.go, part_reader.go,
+//     vae_weights.go: loading; identity.go, summary.go: identity and summary.
+//
 // Official FlexTok weights are released under the Apple ML Research Model
 // licence (research use only). This package never downloads or bundles them.
 package model

@@ -297,3 +297,86 @@ func (n node) optFloatIn(k string, def, lo, hi float64) (float64, error) {
 	}
 	return v, err
 }
+
+// A field reads one key of a config dict into a Go value, or checks one. The module parsers
+// list their keys as tables of fields, which [node.read] applies in order, stopping at the
+// first error, so that the first problem of a module is the one reported. A field named like a
+// node method (optStr, optIntIn, ...) is exactly that method, stored into p.
+type field func(n node) error
+
+// read applies the fields in order and returns the first error.
+func (n node) read(fields ...field) error {
+	for _, f := range fields {
+		if err := f(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reqStr reads the required string k into p.
+func reqStr(k string, p *string) field {
+	return func(n node) (err error) { *p, err = n.str(k); return err }
+}
+
+// reqInt reads the required int k into p.
+func reqInt(k string, p *int) field {
+	return func(n node) (err error) { *p, err = n.int(k); return err }
+}
+
+// optStr reads the string k into p, def when absent or None.
+func optStr(k string, p *string, def string) field {
+	return func(n node) (err error) { *p, err = n.optStr(k, def); return err }
+}
+
+// optInt reads the int k into p, def when absent or None.
+func optInt(k string, p *int, def int) field {
+	return func(n node) (err error) { *p, err = n.optInt(k, def); return err }
+}
+
+// optIntIn reads the int k into p, def when absent or None, limited to [lo, hi].
+func optIntIn(k string, p *int, def, lo, hi int) field {
+	return func(n node) (err error) { *p, err = n.optIntIn(k, def, lo, hi); return err }
+}
+
+// optFloatIn reads the number k into p, def when absent or None, limited to finite values in [lo, hi].
+func optFloatIn(k string, p *float64, def, lo, hi float64) field {
+	return func(n node) (err error) { *p, err = n.optFloatIn(k, def, lo, hi); return err }
+}
+
+// optBool reads the bool k into p, def when absent or None.
+func optBool(k string, p *bool, def bool) field {
+	return func(n node) (err error) { *p, err = n.optBool(k, def); return err }
+}
+
+// wantBool refuses the bool k (def when absent or None) unless it is want: "path.k: msg".
+func wantBool(k string, def, want bool, msg string) field {
+	return func(n node) error {
+		b, err := n.optBool(k, def)
+		if err == nil && b != want {
+			err = fmt.Errorf("%w: %s: %s", ErrConfig, n.child(k), msg)
+		}
+		return err
+	}
+}
+
+// refuseKey refuses k when it is set (to anything but None): "path.k: msg".
+func refuseKey(k, msg string) field {
+	return func(n node) error {
+		if n.has(k) {
+			return fmt.Errorf("%w: %s: %s", ErrConfig, n.child(k), msg)
+		}
+		return nil
+	}
+}
+
+// refuseNone refuses k when it is set to None, where None switches a module off rather than
+// meaning the default: "path.k: None why".
+func refuseNone(k, why string) field {
+	return func(n node) error {
+		if n.isNone(k) {
+			return fmt.Errorf("%w: %s: None %s", ErrConfig, n.child(k), why)
+		}
+		return nil
+	}
+}
