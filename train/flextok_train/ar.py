@@ -264,8 +264,15 @@ def generate(model: ARModel, labels, k, cfg_scale=1.0, cfg_interval=-1, temperat
     is called as each token is produced."""
     model.eval()
     B = labels.shape[0]
-    if not 1 <= k <= model.cfg.block_size:
-        raise ValueError(f"k={k} outside 1..{model.cfg.block_size}")
+    c = model.cfg
+    if not 1 <= k <= c.block_size:
+        raise ValueError(f"k={k} outside 1..{c.block_size}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= c.num_classes):
+        raise ValueError(f"class {labels.tolist()} outside 0..{c.num_classes - 1}")
+    if temperature < 0 or top_k < 0 or not 0 < top_p <= 1:
+        raise ValueError(f"temperature {temperature} (want >= 0), top_k {top_k} (>= 0), top_p {top_p} (in (0, 1])")
+    if cfg_scale > 1.0 and c.class_dropout <= 0:
+        raise ValueError("CFG needs the null class row (class_dropout > 0)")
     cfg = cfg_scale > 1.0
     rows = torch.cat([labels, torch.full_like(labels, model.cfg.num_classes)]) if cfg else labels
     caches = model.new_cache()
