@@ -8,7 +8,8 @@ FUZZTIME ?= 10m
 SHORT_FUZZTIME ?= 15s
 FUZZ_TARGETS := ./sdk/payload:FuzzDecode ./sdk/payload:FuzzDecodeStream \
 	./sdk/internal/safetensors:FuzzOpen ./sdk/internal/pyliteral:FuzzParse \
-	./sdk/image:FuzzDecode ./sdk/image:FuzzExifOrientation ./sdk/service:FuzzHandle ./sdk/model:FuzzParseConfigJSON
+	./sdk/image:FuzzDecode ./sdk/image:FuzzExifOrientation ./sdk/service:FuzzHandle ./sdk/model:FuzzParseConfigJSON \
+	./server:FuzzRequest
 
 # The official-code reference checkpoint (random weights) used by the browser conformance test.
 REF_MODEL := conformance/testdata/official/c1_w32_zero_e2

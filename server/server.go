@@ -404,14 +404,12 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// fail writes an error response (unless the client is gone) and records it for the log.
+// fail writes an error response and records it for the log. A client that went away (a
+// half-closed connection may still read) gets 408.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
 	state(r).err = e
 	if e.Status == http.StatusTooManyRequests && e.retryAfter == 0 {
 		e.retryAfter = s.retry
-	}
-	if e.Status == statusClientClosed {
-		return
 	}
 	writeError(w, e)
 }
