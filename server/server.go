@@ -94,6 +94,9 @@ type Config struct {
 	Log         *slog.Logger // nil: discard
 	// Fallback serves every path outside the API (the demo page); nil: 404.
 	Fallback http.Handler
+	// Health holds extra fields of /healthz's JSON (`flextok serve`: the demo's model,
+	// samples and assets); "status" is always "ok".
+	Health map[string]any
 }
 
 // Server is the HTTP service. Its Handler is safe for concurrent use.
@@ -415,7 +418,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) *apiError {
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	h := map[string]any{}
+	for k, v := range s.cfg.Health {
+		h[k] = v
+	}
+	h["status"] = "ok"
+	writeJSON(w, http.StatusOK, h)
 	return nil
 }
 

@@ -276,6 +276,8 @@ func newServe() *cobra.Command {
 				MaxConcurrent: sf.maxConcurrent, MaxQueue: sf.maxQueue,
 				CORSOrigins: sf.corsOrigins, COOP: sf.coop, COEP: sf.coep,
 				Log: log, Fallback: newServer(cfg),
+				// What the demo's own /healthz said (the browser test reads assets).
+				Health: map[string]any{"model": cfg.modelName, "samples": len(cfg.samples), "assets": len(cfg.missing) == 0},
 			})
 			if err != nil {
 				return usageError{err}

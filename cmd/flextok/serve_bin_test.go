@@ -73,6 +73,24 @@ func TestServeFromEmptyDir(t *testing.T) {
 			t.Errorf("GET %s: %d", u, resp.StatusCode)
 		}
 	}
+	// The token service answers beside the demo: ready, one model (the embedded one).
+	for _, u := range []string{"readyz", "v1/models", "healthz"} {
+		resp, err := client.Get(base + u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") == "" {
+			t.Errorf("GET /%s: %d %v %v", u, resp.StatusCode, err, v)
+		}
+		if u == "v1/models" {
+			if ms, _ := v["models"].([]any); len(ms) != 1 {
+				t.Errorf("/v1/models: %v", v)
+			}
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
