@@ -123,6 +123,12 @@ func multipartBodyBoundary(fields map[string]string, img []byte) (string, []byte
 
 // caseServer returns a server in the state setup names, and a function that undoes it.
 func caseServer(t testing.TB, setup string) (*Server, func()) {
+	s, undo := caseServer1(t, setup)
+	s.LegacyEncode("/encode") // as flextok serve does
+	return s, undo
+}
+
+func caseServer1(t testing.TB, setup string) (*Server, func()) {
 	switch setup {
 	case "":
 		return newTest(t, Config{}), func() {}
@@ -147,7 +153,16 @@ func caseServer(t testing.TB, setup string) (*Server, func()) {
 // runCases runs the table; it returns the statuses seen by "METHOD /path".
 func runCases(t *testing.T) map[string]map[int]bool {
 	seen := map[string]map[int]bool{}
-	for _, c := range errorCases() {
+	cases := errorCases()
+	// Every /v1/encode case again on the demo's alias, POST /encode.
+	for _, c := range cases {
+		if strings.HasPrefix(c.target, "/v1/encode") {
+			c.name += " (alias)"
+			c.target = strings.TrimPrefix(c.target, "/v1")
+			cases = append(cases, c)
+		}
+	}
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s, undo := caseServer(t, c.setup)
 			defer undo()
@@ -202,7 +217,7 @@ func TestOpenAPI(t *testing.T) {
 		OpenAPI string                                                   `json:"openapi"`
 		Paths   map[string]map[string]struct{ Responses map[string]any } `json:"paths"`
 	}
-	s := newTest(t, Config{})
+	s, _ := caseServer(t, "")
 	rec := do(s, "GET", "/v1/openapi.json", "", nil, nil)
 	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil || !strings.HasPrefix(doc.OpenAPI, "3.") {
 		t.Fatalf("document: %v (%q)", err, doc.OpenAPI)

@@ -202,9 +202,7 @@ func (s *Server) Ready() bool { return !s.draining.Load() && len(s.models) > 0 }
 // Models returns the names of the served models, the default first.
 func (s *Server) Models() []string { return slices.Clone(s.order) }
 
-// AddRoute serves h at path for method, inside the server's middleware (request id, logs,
-// metrics, limits on time; not the admission queue). `flextok serve` adds its legacy POST
-// /encode this way.
+// alias serves h at path for method, inside the server's middleware.
 func (s *Server) alias(path, method string, h routeHandler) {
 	if s.routes[path] == nil {
 		s.routes[path] = map[string]routeHandler{}
@@ -212,7 +210,8 @@ func (s *Server) alias(path, method string, h routeHandler) {
 	s.routes[path][method] = h
 }
 
-// LegacyEncode serves POST path as /v1/encode (the demo page's POST /encode).
+// LegacyEncode serves POST path as /v1/encode, with its admission and limits (`flextok
+// serve`: the demo page's POST /encode). Call it before serving.
 func (s *Server) LegacyEncode(path string) { s.alias(path, http.MethodPost, s.encode) }
 
 // reqState is what the middleware learns from the handlers.

@@ -150,8 +150,8 @@ func (l *modelList) String() string {
 
 func (l *modelList) Set(v string) error {
 	name, p, ok := strings.Cut(v, "=")
-	if !ok {
-		name, p = "", v
+	if !ok || strings.ContainsAny(name, `/\`) {
+		name, p = "", v // a path with '=' in it
 	}
 	if p == "" {
 		return fmt.Errorf("empty model path in %q", v)
