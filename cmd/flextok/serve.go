@@ -565,6 +565,8 @@ func (s *server) sample(w http.ResponseWriter, r *http.Request) {
 
 // encode is POST /encode: the request body is one image file (PNG, JPEG, GIF, WebP, BMP,
 // TIFF; at most --max-upload bytes); the response is its payload. ?k=N keeps N tokens.
+// Under `flextok serve` the token service's alias of /v1/encode answers POST /encode first
+// (with its admission queue and limits); this handler serves the demo handler used alone.
 func (s *server) encode(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.engine == nil {
 		httpError(w, http.StatusServiceUnavailable, "no model to encode with: start `flextok serve -m MODEL`")
