@@ -465,10 +465,11 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request) *apiError {
 	gSet := false
 	if v := p["guidance"]; v != "" {
 		g, err := strconv.ParseFloat(v, 64)
-		if err != nil || math.IsNaN(g) || math.IsInf(g, 0) || g <= 0 || g > 1000 {
-			return errf(http.StatusBadRequest, CodeBadRequest, "guidance = %q: want a number in (0, 1000] (1: off; omit for the hint)", v)
+		if err != nil || math.IsNaN(g) || math.IsInf(g, 0) || g < 0 || g > 1000 {
+			return errf(http.StatusBadRequest, CodeBadRequest, "guidance = %q: want a number in [0, 1000] (1: off; 0 or absent: the hint)", v)
 		}
-		guidance, gSet = g, true
+		// 0 is engine.DecodeOptions' "hinted", as an absent guidance.
+		guidance, gSet = g, g != 0
 	}
 	apg, apgSet, e := p.boolOpt("apg")
 	if e != nil {

@@ -81,7 +81,9 @@ func errorCases() []errorCase {
 		{"encode GET", "", "GET", "/v1/encode", "", nil, 405, CodeMethodNotAllowed, ""},
 
 		{"decode bad steps", "", "POST", "/v1/decode?steps=x", MsgpackType, pl, 400, CodeBadRequest, ""},
-		{"decode guidance 0", "", "POST", "/v1/decode?guidance=0", MsgpackType, pl, 400, CodeBadRequest, ""},
+		{"decode guidance 0 is the hint", "", "POST", "/v1/decode?guidance=0&steps=1&seed=0", MsgpackType, pl, 200, "", ""},
+		{"decode guidance negative", "", "POST", "/v1/decode?guidance=-1", MsgpackType, pl, 400, CodeBadRequest, ""},
+		{"decode guidance NaN", "", "POST", "/v1/decode?guidance=NaN", MsgpackType, pl, 400, CodeBadRequest, ""},
 		{"decode bad seed", "", "POST", "/v1/decode?seed=-1", MsgpackType, pl, 400, CodeBadRequest, ""},
 		{"decode bad apg", "", "POST", "/v1/decode?apg=2", MsgpackType, pl, 400, CodeBadRequest, ""},
 		{"decode unknown model", "", "POST", "/v1/decode?model=nope", MsgpackType, pl, 404, CodeUnknownModel, ""},
