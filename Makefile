@@ -8,7 +8,8 @@ FUZZTIME ?= 10m
 SHORT_FUZZTIME ?= 15s
 FUZZ_TARGETS := ./sdk/payload:FuzzDecode ./sdk/payload:FuzzDecodeStream \
 	./sdk/internal/safetensors:FuzzOpen ./sdk/internal/pyliteral:FuzzParse \
-	./sdk/image:FuzzDecode ./sdk/image:FuzzExifOrientation ./sdk/service:FuzzHandle ./sdk/model:FuzzParseConfigJSON
+	./sdk/image:FuzzDecode ./sdk/image:FuzzExifOrientation ./sdk/service:FuzzHandle ./sdk/model:FuzzParseConfigJSON \
+	./server:FuzzRequest
 
 # The official-code reference checkpoint (random weights) used by the browser conformance test.
 REF_MODEL := conformance/testdata/official/c1_w32_zero_e2
@@ -52,11 +53,11 @@ run: setup build demo
 	@echo "out/sample.msgpack, out/sample_k4.png, and the same model in ONNX Runtime: out/tokens_ort/, out/decoded_ort/."
 	@echo "Demo: ./bin/flextok serve, then open http://127.0.0.1:8080/"
 
-test: check test-go test-wasm wasm-smoke test-bindings test-browser
+test: check test-go loadtest-smoke test-wasm wasm-smoke test-bindings test-browser
 
 test-go: setup-native
 	FLEXTOK_REQUIRE_ORT=1 FLEXTOK_ORT_LIB=$(CURDIR)/.deps/ort/libonnxruntime.so $(GO) test -count=1 ./...
-	FLEXTOK_REQUIRE_ORT=1 FLEXTOK_ORT_LIB=$(CURDIR)/.deps/ort/libonnxruntime.so $(GO) test -count=1 -race ./native/...
+	FLEXTOK_REQUIRE_ORT=1 FLEXTOK_ORT_LIB=$(CURDIR)/.deps/ort/libonnxruntime.so $(GO) test -count=1 -race ./native/... ./server/...
 
 # The same Go tests of sdk/... compiled to GOOS=js and run under Node, and those of the GOOS=js
 # front end (wasm/js's Promise-returning handle, wasm/internal/jsasync's Await).
@@ -180,3 +181,26 @@ test-browser: demo
 	bash scripts/setup-chromium.sh
 	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && \
 		node test.mjs --flextok ../../bin/flextok --model ../../$(DEMO_MODEL)
+
+# ---------------------------------------------------------------------------------------------
+# The token service's load test (tools/loadtest; docs/server.md): it starts bin/flextok serve
+# on 127.0.0.1 with LOADTEST_SERVER_ARGS, runs LOADTEST_CLIENTS clients for LOADTEST_TIME over
+# a mix of /v1/encode and /v1/decode (0 errors expected: the clients fit the work + queue
+# slots), then LOADTEST_OVER clients beyond capacity (429s, no crash) and rounds of eight
+# parallel pixel bombs (413s), and fails if the server's peak RSS passes LOADTEST_MAX_RSS_MB.
+# `make loadtest` is the full run (outside CI); `make loadtest-smoke`, a few seconds, is part
+# of `make test`.
+.PHONY: loadtest loadtest-smoke
+LOADTEST_SERVER_ARGS ?= --max-concurrent 1 --max-queue 4
+LOADTEST_CLIENTS ?= 4
+LOADTEST_TIME ?= 30s
+LOADTEST_OVER ?= 64
+LOADTEST_MAX_RSS_MB ?= 512
+loadtest: build
+	@mkdir -p out
+	$(GO) run ./tools/loadtest -bin bin/flextok -server-args "$(LOADTEST_SERVER_ARGS)" -c $(LOADTEST_CLIENTS) \
+		-d $(LOADTEST_TIME) -over $(LOADTEST_OVER) -bomb-rounds 20 -max-rss-mb $(LOADTEST_MAX_RSS_MB) -json out/loadtest.json
+
+loadtest-smoke: build
+	$(GO) run ./tools/loadtest -bin bin/flextok -server-args "$(LOADTEST_SERVER_ARGS)" -c $(LOADTEST_CLIENTS) \
+		-d 2s -over 16 -bomb-rounds 1 -max-rss-mb $(LOADTEST_MAX_RSS_MB)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	ftserver "github.com/flextok-sdk/flextok/server"
 	"github.com/flextok-sdk/flextok/web"
 )
 
@@ -97,24 +98,96 @@ type demoModel struct {
 	MaxTokens int    `json:"max_tokens"`
 }
 
+// serveFlags are serve's service flags (limits, queue, timeouts, cross-origin headers, logs).
+type serveFlags struct {
+	maxConcurrent, maxQueue     int
+	maxPixels                   int64
+	maxK, maxSteps, maxSize     int
+	requestTimeout, readTimeout time.Duration
+	writeTimeout, idleTimeout   time.Duration
+	shutdownTimeout, drainDelay time.Duration
+	corsOrigins                 []string
+	coop, coep, logFormat       string
+}
+
+func (f *serveFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	d := ftserver.DefaultLimits
+	fl.IntVar(&f.maxConcurrent, "max-concurrent", 0, "requests that run a model at once (0: half the CPUs, at least 1)")
+	fl.IntVar(&f.maxQueue, "max-queue", 0, "admitted requests that wait for a work slot; beyond them 429 with Retry-After (0: 4 × --max-concurrent; -1: none)")
+	fl.Int64Var(&f.maxPixels, "max-pixels", d.MaxPixels, "largest width×height an image's header may declare (refused before its pixels are decoded)")
+	fl.IntVar(&f.maxK, "max-k", d.MaxK, "largest k (tokens kept or decoded) a request may ask for")
+	fl.IntVar(&f.maxSteps, "max-steps", d.MaxSteps, "largest number of decode steps, asked for or hinted by a payload")
+	fl.IntVar(&f.maxSize, "max-size", d.MaxSize, "largest image side (size) a request may ask for")
+	fl.DurationVar(&f.requestTimeout, "request-timeout", d.Timeout, "time limit of one API request (408 after)")
+	fl.DurationVar(&f.readTimeout, "read-timeout", 30*time.Second, "time to read a request, headers and body (slow clients are cut off)")
+	fl.DurationVar(&f.writeTimeout, "write-timeout", 0, "time to write a response, from the end of the headers (0: --request-timeout + 30s)")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 2*time.Minute, "how long an idle keep-alive connection stays open")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	fl.DurationVar(&f.drainDelay, "drain-delay", 0, "on SIGTERM, how long /readyz fails before the listener closes (for load balancers to notice)")
+	fl.StringArrayVar(&f.corsOrigins, "cors-origin", nil, "an origin whose pages may call the API (repeatable; * for any)")
+	fl.StringVar(&f.coop, "coop", "", "Cross-Origin-Opener-Policy header of every response (e.g. same-origin)")
+	fl.StringVar(&f.coep, "coep", "", "Cross-Origin-Embedder-Policy header of every response (e.g. require-corp)")
+	fl.StringVar(&f.logFormat, "log-format", "json", "request log format on stderr: json or text")
+}
+
+// modelList is serve's -m/--model: repeatable, each [NAME=]PATH.
+type modelList struct{ entries []modelEntry }
+
+type modelEntry struct{ name, path string }
+
+func (l *modelList) String() string {
+	var parts []string
+	for _, e := range l.entries {
+		if e.name != "" {
+			parts = append(parts, e.name+"="+e.path)
+		} else {
+			parts = append(parts, e.path)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func (l *modelList) Set(v string) error {
+	name, p, ok := strings.Cut(v, "=")
+	if !ok || strings.ContainsAny(name, `/\`) {
+		name, p = "", v // a path with '=' in it
+	}
+	if p == "" {
+		return fmt.Errorf("empty model path in %q", v)
+	}
+	l.entries = append(l.entries, modelEntry{name, p})
+	return nil
+}
+
+func (l *modelList) Type() string { return "[name=]path" }
+
 func newServe() *cobra.Command {
 	var (
 		ef        engineFlags
 		bf        backendFlags
+		sf        serveFlags
+		models    modelList
 		addr      string
 		samples   string
 		maxUpload int64
 	)
 	cmd := &cobra.Command{
-		Use:   "serve [--addr HOST:PORT] [-m MODEL]",
-		Short: "Serve the progressive-decoding demo page (and sample payloads)",
-		Long: "Serve the demo page, the @flextok/sdk browser modules and flextok.wasm (embedded by\n" +
-			"`make demo`), the -m model's files under /model/ for the page to load, sample images\n" +
-			"encoded with the model at start-up under /samples/ (the page shows each beside its\n" +
-			"reconstructions), POST /encode (an image body → payload) and /healthz. Without -m the\n" +
-			"page opens the module's default model. The samples are eight held-out shapes embedded\n" +
-			"in the binary, so serve runs from any directory; --samples DIR encodes DIR's images\n" +
-			"instead, --samples none serves none. Stops gracefully on SIGINT or SIGTERM.",
+		Use:   "serve [--addr HOST:PORT] [-m [NAME=]MODEL]...",
+		Short: "Serve the token API (/v1/encode, /v1/decode, /v1/models), metrics and the demo page",
+		Long: "Serve FlexTok's HTTP token service (docs/server.md): POST /v1/encode (an image → a payload),\n" +
+			"POST /v1/decode (a payload → PNG), GET /v1/models, GET /v1/openapi.json, /healthz, /readyz\n" +
+			"and Prometheus /metrics, with a bounded admission queue (429 with Retry-After when full),\n" +
+			"per-request limits and JSON request logs on stderr. -m [NAME=]MODEL is repeatable: each\n" +
+			"model is served under its NAME (default: its own name), ?model=NAME selects one, the first\n" +
+			"is the default; without -m the embedded default model is served. --backend ort runs them\n" +
+			"in ONNX Runtime.\n\n" +
+			"Beside the API: the demo page, the @flextok/sdk browser modules and flextok.wasm (embedded\n" +
+			"by `make demo`), the first model's files under /model/ for the page to load, sample images\n" +
+			"encoded at start-up under /samples/ and the page's POST /encode (= /v1/encode). The samples\n" +
+			"are eight held-out shapes embedded in the binary; --samples DIR encodes DIR's images instead,\n" +
+			"--samples none serves none. On SIGTERM or SIGINT: /readyz fails, new API requests get 503,\n" +
+			"those in flight finish (--shutdown-timeout), then it exits.",
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 0 {
 				return usageError{errors.New("serve takes no arguments")}
@@ -126,27 +199,53 @@ func newServe() *cobra.Command {
 			// stop the server as cleanly as one while it serves.
 			ctx, stop := signalContext()
 			defer stop()
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			var log *slog.Logger
+			switch sf.logFormat {
+			case "json":
+				log = slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
+			case "text":
+				log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			default:
+				return usageError{fmt.Errorf("--log-format %q: want json or text", sf.logFormat)}
+			}
 			cfg := serveConfig{maxUpload: maxUpload, static: web.Static(), missing: web.Missing(), log: log}
 			if len(cfg.missing) > 0 {
 				log.Warn("the demo's wasm assets are not embedded in this binary: build it with `make demo`", "missing", strings.Join(cfg.missing, ","))
 			}
-			// Without -m the engine is the embedded default model: it encodes the samples, and
-			// the page opens the same model embedded in the wasm module (no /model/ files).
-			// --backend ort encodes (samples, POST /encode) in ONNX Runtime; the page decodes
-			// in the browser either way.
 			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
 				return err
 			}
-			e, err := openBackend(&bf, &ef, cmd.ErrOrStderr())
-			if err != nil {
-				return err
+			entries := models.entries
+			if len(entries) == 0 {
+				entries = []modelEntry{{}} // the embedded default model
 			}
-			defer e.Close()
+			// Without -m the engine is the embedded default model: it encodes the samples, and
+			// the page opens the same model embedded in the wasm module (no /model/ files).
+			var served []ftserver.Model
+			defer func() {
+				for _, m := range served {
+					m.Exec.Close()
+				}
+			}()
+			for _, me := range entries {
+				one := ef
+				one.model = me.path
+				e, err := openBackend(&bf, &one, cmd.ErrOrStderr())
+				if err != nil {
+					return err
+				}
+				name := me.name
+				if name == "" {
+					name = e.Identity().Name
+				}
+				served = append(served, ftserver.Model{Name: name, Exec: e})
+				log.Info("model", "name", name, "model", e.Identity().Name, "path", me.path, "backend", bf.backend)
+			}
+			e := served[0].Exec
 			cfg.engine = e
 			cfg.modelName = e.Identity().Name
-			if ef.model != "" {
-				cfg.files = modelFilePaths(ef.model)
+			if entries[0].path != "" {
+				cfg.files = modelFilePaths(entries[0].path)
 			}
 			var sampleFS fs.FS
 			switch samples {
@@ -161,19 +260,41 @@ func newServe() *cobra.Command {
 				}
 				sampleFS = os.DirFS(samples)
 			}
+			var err error
 			if cfg.samples, err = encodeSamples(ctx, e, sampleFS); err != nil {
 				return err
 			}
-			log.Info("model", "name", cfg.modelName, "samples", len(cfg.samples), "files", len(cfg.files))
-			return runServer(ctx, addr, newServer(cfg), cmd.OutOrStdout(), log)
+			log.Info("demo", "model", cfg.modelName, "samples", len(cfg.samples), "files", len(cfg.files))
+			body := maxUpload
+			if !cmd.Flags().Changed("max-upload") {
+				body = ftserver.DefaultLimits.MaxBodyBytes
+			}
+			api, err := ftserver.New(ftserver.Config{
+				Models: served,
+				Limits: ftserver.Limits{MaxBodyBytes: body, MaxPixels: sf.maxPixels, MaxK: sf.maxK, MaxSteps: sf.maxSteps,
+					MaxSize: sf.maxSize, Timeout: sf.requestTimeout},
+				MaxConcurrent: sf.maxConcurrent, MaxQueue: sf.maxQueue,
+				CORSOrigins: sf.corsOrigins, COOP: sf.coop, COEP: sf.coep,
+				Log: log, Fallback: newServer(cfg),
+				// What the demo's own /healthz said (the browser test reads assets).
+				Health: map[string]any{"model": cfg.modelName, "samples": len(cfg.samples), "assets": len(cfg.missing) == 0},
+			})
+			if err != nil {
+				return usageError{err}
+			}
+			api.LegacyEncode("/encode")
+			return runServer(ctx, addr, api, sf, cmd.OutOrStdout(), log)
 		},
 	}
 	ef.register(cmd)
 	bf.register(cmd)
-	cmd.Flags().Lookup("model").Usage = "model directory or model.safetensors (default: the module's embedded model, in the page)"
+	sf.register(cmd)
+	mf := cmd.Flags().Lookup("model")
+	mf.Value, mf.DefValue = &models, ""
+	mf.Usage = "[NAME=]model directory or model.safetensors; repeatable, the first is the default (default: the embedded default model)"
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (port 0: any free port; the URL is printed)")
 	cmd.Flags().StringVar(&samples, "samples", "", "directory of images to encode as sample payloads (default: eight held-out shapes embedded in the binary; none: no samples)")
-	cmd.Flags().Int64Var(&maxUpload, "max-upload", 8<<20, "largest POST /encode body in bytes")
+	cmd.Flags().Int64Var(&maxUpload, "max-upload", ftserver.DefaultLimits.MaxBodyBytes, "largest request body in bytes (an image, a payload, a form)")
 	return cmd
 }
 
@@ -246,35 +367,47 @@ func encodeSample(ctx context.Context, e engine.Executor, fsys fs.FS, file strin
 		Bytes: len(b), Count: e.MaxTokens(), payload: b, image: data, imageType: "image/" + info.Format}, nil
 }
 
-// runServer listens on addr, prints the URL, and serves h until SIGINT or SIGTERM, then
-// shuts down gracefully (in-flight requests get 10 s).
-func runServer(ctx context.Context, addr string, h http.Handler, out io.Writer, log *slog.Logger) error {
+// runServer listens on addr, prints the URL, and serves api until SIGINT or SIGTERM; then it
+// drains: /readyz fails and new API work gets 503 (for --drain-delay), the listener closes and
+// requests in flight get --shutdown-timeout to finish.
+func runServer(ctx context.Context, addr string, api *ftserver.Server, sf serveFlags, out io.Writer, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
+	wt := sf.writeTimeout
+	if wt <= 0 {
+		wt = sf.requestTimeout + 30*time.Second
+	}
 	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           api.Handler(),
+		ReadHeaderTimeout: min(10*time.Second, sf.readTimeout),
+		ReadTimeout:       sf.readTimeout,
+		WriteTimeout:      wt,
+		IdleTimeout:       sf.idleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(out, "serving http://%s/\n", ln.Addr())
+	log.Info("serving", "addr", ln.Addr().String(), "models", strings.Join(api.Models(), ","))
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	log.Info("draining", "drain_delay", sf.drainDelay.String(), "shutdown_timeout", sf.shutdownTimeout.String())
+	api.Drain()
+	if sf.drainDelay > 0 {
+		time.Sleep(sf.drainDelay)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), sf.shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	log.Info("stopped")
 	return nil
 }
 
@@ -432,6 +565,8 @@ func (s *server) sample(w http.ResponseWriter, r *http.Request) {
 
 // encode is POST /encode: the request body is one image file (PNG, JPEG, GIF, WebP, BMP,
 // TIFF; at most --max-upload bytes); the response is its payload. ?k=N keeps N tokens.
+// Under `flextok serve` the token service's alias of /v1/encode answers POST /encode first
+// (with its admission queue and limits); this handler serves the demo handler used alone.
 func (s *server) encode(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.engine == nil {
 		httpError(w, http.StatusServiceUnavailable, "no model to encode with: start `flextok serve -m MODEL`")

@@ -18,7 +18,8 @@ import (
 
 // TestServeFromEmptyDir builds flextok and runs `flextok serve` as a user would, from an empty
 // directory: it starts (no repo-relative default), serves the embedded samples and their
-// images on 127.0.0.1, writes nothing there, and exits 0 on SIGTERM. Bounded to 2 minutes.
+// images on 127.0.0.1, writes nothing there, and on SIGTERM drains (/readyz fails for
+// --drain-delay) and exits 0. Bounded to 2 minutes.
 func TestServeFromEmptyDir(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -34,7 +35,7 @@ func TestServeFromEmptyDir(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	empty := t.TempDir()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0")
+	cmd := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0", "--drain-delay", "1s")
 	cmd.Dir = empty
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -73,8 +74,43 @@ func TestServeFromEmptyDir(t *testing.T) {
 			t.Errorf("GET %s: %d", u, resp.StatusCode)
 		}
 	}
+	// The token service answers beside the demo: ready, one model (the embedded one).
+	for _, u := range []string{"readyz", "v1/models", "healthz"} {
+		resp, err := client.Get(base + u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v map[string]any
+		err = json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || resp.Header.Get("X-Request-Id") == "" {
+			t.Errorf("GET /%s: %d %v %v", u, resp.StatusCode, err, v)
+		}
+		if u == "v1/models" {
+			if ms, _ := v["models"].([]any); len(ms) != 1 {
+				t.Errorf("/v1/models: %v", v)
+			}
+		}
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	// Draining: for --drain-delay, /readyz fails and new API work is refused, /healthz holds.
+	drained := false
+	for deadline := time.Now().Add(900 * time.Millisecond); time.Now().Before(deadline) && !drained; {
+		resp, err := client.Get(base + "readyz")
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		drained = resp.StatusCode == http.StatusServiceUnavailable
+	}
+	if !drained {
+		t.Error("/readyz did not fail after SIGTERM")
+	} else if resp, err := client.Get(base + "healthz"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("/healthz while draining: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("serve after SIGTERM: %v; stderr:\n%s", err, stderr.String())

@@ -290,3 +290,30 @@ func TestEmbeddedPage(t *testing.T) {
 		}
 	}
 }
+
+// serve's -m is repeatable, each [NAME=]PATH; a path with '=' in a directory is a bare path.
+func TestServeModelFlag(t *testing.T) {
+	cmd, args, err := newRoot().Find([]string{"serve", "-m", "d18=/models/d18", "--model", "/data/a=b/model", "-m", "models/default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	l, ok := cmd.Flags().Lookup("model").Value.(*modelList)
+	if !ok {
+		t.Fatalf("-m is a %T", cmd.Flags().Lookup("model").Value)
+	}
+	want := []modelEntry{{"d18", "/models/d18"}, {"", "/data/a=b/model"}, {"", "models/default"}}
+	if len(l.entries) != len(want) {
+		t.Fatalf("entries %v", l.entries)
+	}
+	for i := range want {
+		if l.entries[i] != want[i] {
+			t.Errorf("entry %d: %+v, want %+v", i, l.entries[i], want[i])
+		}
+	}
+	if err := l.Set("x="); err == nil {
+		t.Error("an empty path was accepted")
+	}
+}
