@@ -10,6 +10,7 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/fsq"
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/nn"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
@@ -50,7 +51,7 @@ type Decoder struct {
 	nullcond    []float32 // (W) LearnedNullCond vector, nil for ZeroNullCond
 	patch       linear    // (W, ph·pw·C) with bias
 	posemb      []float32 // (W, S_h, S_w) sin-cos table from the checkpoint
-	temb        timeEmbedder
+	temb        *nn.TimeEmbedder[*nn.Linear]
 	trunk       *trunk
 	headAda     *linear // (2W, W) head adaLN (shift, scale), nil without
 	head        linear  // (C·ph·pw, W) with bias
@@ -65,7 +66,7 @@ const maxTimeCache = 64
 // timeCond is everything that depends on t alone.
 type timeCond struct {
 	temb   []float32   // (W) time embedding
-	blocks [][]float32 // per block (E·6W): adaLN modulation
+	blocks []nn.Tensor // per block [1, E·6W]: adaLN modulation
 	head   []float32   // (2W) head shift, scale; nil without head adaLN
 }
 
@@ -107,12 +108,7 @@ func newDecoder(cfg *model.Config, src model.TensorSource, o Options) (*Decoder,
 	dec.patch = r.linear(ko, mod("PatchEmbedder")+sufPatchProj, W, ps*d.ChannelsIn, true)
 	dec.posemb = r.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
 	te := mod("TimestepEmbedder")
-	dec.temb = timeEmbedder{
-		freqs: timestepFrequencies(d.FreqEmbSize, d.MaxTimestep),
-		dims:  d.FreqEmbSize,
-		mlp0:  r.linear(ko, te+sufTimeMLP0, W, d.FreqEmbSize, true),
-		mlp2:  r.linear(ko, te+sufTimeMLP2, W, W, true),
-	}
+	dec.temb = nn.NewTimeEmbedder(r.binder(ko), te, d.FreqEmbSize, W, d.MaxTimestep)
 	trunkMod := mod("FlexTransformer")
 	dec.trunk = readTrunk(r, ko, model.DecoderPrefix, trunkMod[len(model.DecoderPrefix):], d.Trunk)
 	head := mod("ToPatchesLinearHead")
@@ -146,7 +142,7 @@ func (d *Decoder) Flops(n, h, w int) float64 {
 	P := (h / d.cfg.PatchSize[0]) * (w / d.cfg.PatchSize[1])
 	W := float64(d.cfg.Trunk.Width)
 	io := 2 * float64(n*P) * W * float64(d.patch.in+d.head.out)
-	return d.trunk.flops(n, P+d.nReg) + io
+	return nn.Flops(d.cfg.Trunk, n, P+d.nReg) + io
 }
 
 // timeCond returns the cached conditioning for t, computing it on first use.
@@ -159,13 +155,14 @@ func (d *Decoder) timeCond(t float32) *timeCond {
 		return tc
 	}
 	o := d.opts.kernels()
-	tc = &timeCond{temb: d.temb.embed(o, t)}
-	tc.blocks = d.trunk.modulation(o, tc.temb)
+	e := nn.NewEager(context.Background(), nnOpts(o))
+	temb := nn.TimeEmbed(e, d.temb, nn.NewTensor([]float32{t}, 1, 1))
+	tc = &timeCond{temb: append([]float32(nil), temb.Data...)}
+	stemb := e.SiLU(temb)
+	tc.blocks = nn.Modulation(e, d.trunk, stemb)
 	if d.headAda != nil {
-		s := make([]float32, len(tc.temb))
-		kernels.SiLU(o, s, tc.temb)
 		tc.head = make([]float32, d.headAda.out)
-		d.headAda.forward(o, tc.head, s, 1)
+		d.headAda.forward(o, tc.head, stemb.Data, 1)
 	}
 	d.mu.Lock()
 	if len(d.cache) >= maxTimeCache {
@@ -397,12 +394,8 @@ func (c *Conditioned) forward(ctx context.Context, o kernels.Opts, tc *timeCond,
 		tr.emit("dec_patches_in", gatherRows(x, n, L, 0, P, W))
 	}
 
-	s := seqLayout{n: n, L: L, prefix: P}
-	if cfg.MaskMode == "causal_last" {
-		s.mask = kernels.Mask{Kind: kernels.MaskPrefixCausal, Prefix: P}
-	}
-	var buf trunkBuffers
-	if err := d.trunk.forward(ctx, o, x, s, tc.blocks, &buf); err != nil {
+	s := nn.Seq[nn.Tensor]{L: L, Prefix: P, Causal: cfg.MaskMode == "causal_last"}
+	if err := runTrunk(ctx, nn.NewEager(ctx, nnOpts(o)), d.trunk, x, s, tc.blocks); err != nil {
 		return err
 	}
 

@@ -7,6 +7,7 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/fsq"
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/nn"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
@@ -125,7 +126,7 @@ func (e *Encoder) Flops(B, h, w int) float64 {
 	P := (h / e.cfg.PatchSize[0]) * (w / e.cfg.PatchSize[1])
 	W := float64(e.cfg.Trunk.Width)
 	pd := float64(e.patch.in)
-	return e.trunk.flops(B, P+e.cfg.RegistersNMax) + 2*float64(B*P)*pd*W + 2*float64(B*e.cfg.RegistersNMax)*W*float64(e.cfg.LatentDim)
+	return nn.Flops(e.cfg.Trunk, B, P+e.cfg.RegistersNMax) + 2*float64(B*P)*pd*W + 2*float64(B*e.cfg.RegistersNMax)*W*float64(e.cfg.LatentDim)
 }
 
 // checkLatents validates latents [B, C, h, w] and returns the patch grid.
@@ -183,12 +184,8 @@ func (e *Encoder) registersTrace(ctx context.Context, o kernels.Opts, latents te
 		tr.emit("enc_patches_posemb", pat)
 	}
 
-	s := seqLayout{n: B, L: L, prefix: P}
-	if c.MaskMode == "causal_last" {
-		s.mask = kernels.Mask{Kind: kernels.MaskPrefixCausal, Prefix: P}
-	}
-	var buf trunkBuffers
-	if err := e.trunk.forward(ctx, o, x, s, nil, &buf); err != nil {
+	s := nn.Seq[nn.Tensor]{L: L, Prefix: P, Causal: c.MaskMode == "causal_last"}
+	if err := runTrunk(ctx, nn.NewEager(ctx, nnOpts(o)), e.trunk, x, s, nil); err != nil {
 		return tensor.Tensor{}, err
 	}
 
