@@ -23,6 +23,17 @@ type Var struct {
 type RecLinear struct {
 	Spec nn.LinearSpec
 	w    *weights
+	W, B []float32 // the weights when there is no checkpoint to read (NewRecLinear)
+}
+
+// NewRecLinear is a Linear layer of the given weights ([out, in], PyTorch's layout; b may be
+// nil), stored under name.
+func NewRecLinear(name string, w, b []float32, out, in int) *RecLinear {
+	s := nn.LinearSpec{Name: name, Out: out, In: in}
+	if b != nil {
+		s.Biases = []string{name + ".bias"}
+	}
+	return &RecLinear{Spec: s, W: w, B: b}
 }
 
 // Recorder records nn.Ops into a Graph. Shared constants (masks, row parts) go into the scope
@@ -65,17 +76,21 @@ func (r *Recorder) Linear(x Var, l *RecLinear) Var {
 	if x.Cols != s.In {
 		panic(fmt.Sprintf("flextok/onnx: Linear %s of %d inputs on %d columns", s.Name, s.In, x.Cols))
 	}
-	var w, b []float32
-	if len(s.Weights) == 1 {
+	w, b := l.W, l.B
+	switch {
+	case l.w == nil:
+	case len(s.Weights) == 1:
 		w = l.w.Tensor(s.Weights[0], s.Out*s.In)
-	} else {
+	default:
 		w = make([]float32, 0, s.Out*s.In)
 		for _, name := range s.Weights {
 			w = append(w, l.w.Tensor(name, s.Out/len(s.Weights)*s.In)...)
 		}
 	}
-	for _, name := range s.Biases {
-		b = append(b, l.w.Tensor(name, s.Out/len(s.Biases))...)
+	if l.w != nil {
+		for _, name := range s.Biases {
+			b = append(b, l.w.Tensor(name, s.Out/len(s.Biases))...)
+		}
 	}
 	return Var{r.g.Linear(x.V, s.Name, w, s.Out, s.In, b), s.Out}
 }
