@@ -193,10 +193,11 @@ func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	trunkMod := w.Module(model.EncoderPrefix, e.Modules, "FlexTransformer")
 	tr := nn.NewTrunk(w.binder(), model.EncoderPrefix, strings.TrimPrefix(trunkMod, model.EncoderPrefix), e.Trunk)
 	seq := nn.Seq[Var]{L: L, Prefix: P, Causal: e.MaskMode == "causal_last"}
-	out, _ := nn.Forward(NewRecorder(g), tr, Var{x, W}, seq, nil)
+	rec := NewRecorder(g)
+	out, _ := nn.Forward(rec, tr, Var{x, W}, seq, nil)
 	x = out.V
-	r := g.LayerNorm(g.Slice(x, 1, int64(P), int64(L)), W, float32(e.HeadNormEps))
-	z := w.linear(g, r, w.Module(model.EncoderPrefix, e.Modules, "LinearHead")+".proj", D, W, true)
+	head := nn.NewHead(w.binder(), w.Module(model.EncoderPrefix, e.Modules, "LinearHead"), W, D, e.HeadNormEps, false)
+	z := nn.HeadForward(rec, head, Var{g.Slice(x, 1, int64(P), int64(L)), W}, Var{}, nn.Seq[Var]{L: R}).V
 	done()
 	ids := fsqIDs(g, z, q)
 	if err := w.err(); err != nil {
@@ -296,15 +297,13 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	x = out.V
 
 	// Head on the patch rows: LayerNorm, adaLN (shift, scale), Linear(W → ph·pw·C), unpatchify.
-	head := mod("ToPatchesLinearHead")
-	h := g.LayerNorm(g.Slice(x, 1, 0, int64(P)), W, float32(d.HeadNormEps))
-	if d.HeadAdaLN {
-		a := g.Reshape(w.linear(g, stemb, head+".adaLN_modulation.1", 2*W, W, true), -1, 2, int64(W))
-		shift := g.Slice(a, 1, 0, 1)
-		scale := g.Slice(a, 1, 1, 2)
-		h = g.Add(g.Mul(h, g.Add(scale, g.Scalar(1))), shift)
+	head := nn.NewHead(bind, mod("ToPatchesLinearHead"), W, ph*pw*C, d.HeadNormEps, d.HeadAdaLN)
+	var headMod Var
+	if head.HasAdaLN {
+		headMod = nn.HeadModulation(rec, head, Var{stemb, W})
 	}
-	v := unpatchify(g, w.linear(g, h, head+".proj", ph*pw*C, W, true), C, s.H, s.W, ph, pw)
+	h := nn.HeadForward(rec, head, Var{g.Slice(x, 1, 0, int64(P)), W}, headMod, nn.Seq[Var]{L: P, Prefix: P})
+	v := unpatchify(g, h.V, C, s.H, s.W, ph, pw)
 	done()
 	if err := w.err(); err != nil {
 		return nil, err

@@ -53,8 +53,7 @@ type Decoder struct {
 	posemb      []float32 // (W, S_h, S_w) sin-cos table from the checkpoint
 	temb        *nn.TimeEmbedder[*nn.Linear]
 	trunk       *trunk
-	headAda     *linear // (2W, W) head adaLN (shift, scale), nil without
-	head        linear  // (C·ph·pw, W) with bias
+	head        *nn.Head[*nn.Linear] // (C·ph·pw, W) with bias, adaLN (2W, W) when configured
 
 	mu    sync.Mutex
 	cache map[uint32]*timeCond
@@ -67,7 +66,7 @@ const maxTimeCache = 64
 type timeCond struct {
 	temb   []float32   // (W) time embedding
 	blocks []nn.Tensor // per block [1, E·6W]: adaLN modulation
-	head   []float32   // (2W) head shift, scale; nil without head adaLN
+	head   nn.Tensor   // [1, 2W] head shift, scale; empty without head adaLN
 }
 
 // NewDecoder reads the decoder's weights from m (once; the Decoder keeps float32 copies packed
@@ -112,11 +111,7 @@ func newDecoder(cfg *model.Config, src model.TensorSource, o Options) (*Decoder,
 	trunkMod := mod("FlexTransformer")
 	dec.trunk = readTrunk(r, ko, model.DecoderPrefix, trunkMod[len(model.DecoderPrefix):], d.Trunk)
 	head := mod("ToPatchesLinearHead")
-	if d.HeadAdaLN {
-		a := r.linear(ko, head+sufHeadAdaLN, 2*W, W, true)
-		dec.headAda = &a
-	}
-	dec.head = r.linear(ko, head+sufProj, ps*d.ChannelsOut, W, true)
+	dec.head = nn.NewHead(r.binder(ko), head, W, ps*d.ChannelsOut, d.HeadNormEps, d.HeadAdaLN)
 	if err := r.err(); err != nil {
 		return nil, err
 	}
@@ -141,7 +136,7 @@ func (d *Decoder) uncondRegisters() int {
 func (d *Decoder) Flops(n, h, w int) float64 {
 	P := (h / d.cfg.PatchSize[0]) * (w / d.cfg.PatchSize[1])
 	W := float64(d.cfg.Trunk.Width)
-	io := 2 * float64(n*P) * W * float64(d.patch.in+d.head.out)
+	io := 2 * float64(n*P) * W * float64(d.patch.in+d.cfg.PatchSize[0]*d.cfg.PatchSize[1]*d.cfg.ChannelsOut)
 	return nn.Flops(d.cfg.Trunk, n, P+d.nReg) + io
 }
 
@@ -160,9 +155,8 @@ func (d *Decoder) timeCond(t float32) *timeCond {
 	tc = &timeCond{temb: append([]float32(nil), temb.Data...)}
 	stemb := e.SiLU(temb)
 	tc.blocks = nn.Modulation(e, d.trunk, stemb)
-	if d.headAda != nil {
-		tc.head = make([]float32, d.headAda.out)
-		d.headAda.forward(o, tc.head, stemb.Data, 1)
+	if d.head.HasAdaLN {
+		tc.head = nn.HeadModulation(e, d.head, stemb)
 	}
 	d.mu.Lock()
 	if len(d.cache) >= maxTimeCache {
@@ -395,19 +389,15 @@ func (c *Conditioned) forward(ctx context.Context, o kernels.Opts, tc *timeCond,
 	}
 
 	s := nn.Seq[nn.Tensor]{L: L, Prefix: P, Causal: cfg.MaskMode == "causal_last"}
-	if err := runTrunk(ctx, nn.NewEager(ctx, nnOpts(o)), d.trunk, x, s, tc.blocks); err != nil {
+	e := nn.NewEager(ctx, nnOpts(o))
+	if err := runTrunk(ctx, e, d.trunk, x, s, tc.blocks); err != nil {
 		return err
 	}
 
 	// Head on the patch tokens: LayerNorm, adaLN (shift, scale), Linear(W → C·ph·pw).
 	pat := gatherRows(x, n, L, 0, P, W)
 	tr.emit("dec_trunk_patches", pat)
-	kernels.LayerNorm(o, pat, pat, n*P, W, float32(cfg.HeadNormEps))
-	if tc.head != nil {
-		kernels.Modulate(o, pat, pat, tc.head[:W], tc.head[W:2*W], n*P, W)
-	}
-	out := make([]float32, n*P*pd)
-	d.head.forward(o, out, pat, n*P)
+	out := nn.HeadForward(e, d.head, nn.NewTensor(pat, n*P, W), tc.head, nn.Seq[nn.Tensor]{L: P, Prefix: P}).Data
 	for q, i := range idx {
 		unpatchify(batch[i].V.Data, out[q*P*pd:(q+1)*P*pd], C, h, w, ph, pw)
 	}

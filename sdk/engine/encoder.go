@@ -28,7 +28,7 @@ type Encoder struct {
 	posemb    []float32 // (W, S_h, S_w) sin-cos table from the checkpoint
 	registers []float32 // (R, W)
 	trunk     *trunk
-	head      linear // (D, W) with bias
+	head      *nn.Head[*nn.Linear] // LayerNorm, Linear (D, W) with bias
 	fsq       *fsq.Quantizer
 }
 
@@ -65,7 +65,7 @@ func newEncoder(cfg *model.Config, src model.TensorSource, o Options) (*Encoder,
 	enc.registers = r.Tensor(mod("Registers1D")+sufRegisters, R*W)
 	trunkMod := mod("FlexTransformer")
 	enc.trunk = readTrunk(r, ko, model.EncoderPrefix, trunkMod[len(model.EncoderPrefix):], e.Trunk)
-	enc.head = r.linear(ko, mod("LinearHead")+sufProj, e.LatentDim, W, true)
+	enc.head = nn.NewHead(r.binder(ko), mod("LinearHead"), W, e.LatentDim, e.HeadNormEps, false)
 	if err := r.err(); err != nil {
 		return nil, err
 	}
@@ -185,7 +185,8 @@ func (e *Encoder) registersTrace(ctx context.Context, o kernels.Opts, latents te
 	}
 
 	s := nn.Seq[nn.Tensor]{L: L, Prefix: P, Causal: c.MaskMode == "causal_last"}
-	if err := runTrunk(ctx, nn.NewEager(ctx, nnOpts(o)), e.trunk, x, s, nil); err != nil {
+	eg := nn.NewEager(ctx, nnOpts(o))
+	if err := runTrunk(ctx, eg, e.trunk, x, s, nil); err != nil {
 		return tensor.Tensor{}, err
 	}
 
@@ -195,8 +196,6 @@ func (e *Encoder) registersTrace(ctx context.Context, o kernels.Opts, latents te
 		copy(regs[i*R*W:(i+1)*R*W], x[(i*L+P)*W:(i+1)*L*W])
 	}
 	tr.emit("enc_trunk_registers", regs)
-	kernels.LayerNorm(o, regs, regs, B*R, W, float32(c.HeadNormEps))
-	z := make([]float32, B*R*D)
-	e.head.forward(o, z, regs, B*R)
-	return tensor.Tensor{Shape: []int{B, R, D}, Data: z}, nil
+	z := nn.HeadForward(eg, e.head, nn.NewTensor(regs, B*R, W), nn.Tensor{}, nn.Seq[nn.Tensor]{L: R})
+	return tensor.Tensor{Shape: []int{B, R, D}, Data: z.Data}, nil
 }

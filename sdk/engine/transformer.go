@@ -31,7 +31,6 @@ const (
 	sufRegisters = ".registers"  // Registers1D
 	sufMaskToken = ".dropout_mask_token"
 	sufNullCond  = ".nullcond"
-	sufHeadAdaLN = ".adaLN_modulation.1" // ToPatchesLinearHead adaLN Linear(W, 2W)
 )
 
 // getFunc adapts a function to model.TensorSource (tests inject broken weights with it).
