@@ -389,7 +389,8 @@ func (c *Conditioned) forward(ctx context.Context, o kernels.Opts, tc *timeCond,
 	}
 
 	s := nn.Seq[nn.Tensor]{L: L, Prefix: P, Causal: cfg.MaskMode == "causal_last"}
-	e := nn.NewEager(ctx, nnOpts(o))
+	e := getEager(ctx, o)
+	defer putEager(e)
 	if err := runTrunk(ctx, e, d.trunk, x, s, tc.blocks); err != nil {
 		return err
 	}

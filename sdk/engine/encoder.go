@@ -185,7 +185,8 @@ func (e *Encoder) registersTrace(ctx context.Context, o kernels.Opts, latents te
 	}
 
 	s := nn.Seq[nn.Tensor]{L: L, Prefix: P, Causal: c.MaskMode == "causal_last"}
-	eg := nn.NewEager(ctx, nnOpts(o))
+	eg := getEager(ctx, o)
+	defer putEager(eg)
 	if err := runTrunk(ctx, eg, e.trunk, x, s, nil); err != nil {
 		return tensor.Tensor{}, err
 	}
@@ -197,5 +198,5 @@ func (e *Encoder) registersTrace(ctx context.Context, o kernels.Opts, latents te
 	}
 	tr.emit("enc_trunk_registers", regs)
 	z := nn.HeadForward(eg, e.head, nn.NewTensor(regs, B*R, W), nn.Tensor{}, nn.Seq[nn.Tensor]{L: R})
-	return tensor.Tensor{Shape: []int{B, R, D}, Data: z.Data}, nil
+	return tensor.Tensor{Shape: []int{B, R, D}, Data: append([]float32(nil), z.Data...)}, nil // z is the pooled arena's
 }

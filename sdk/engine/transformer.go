@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/model"
@@ -119,6 +120,25 @@ func (r *weightReader) binder(o kernels.Opts) nn.Binder[*nn.Linear] {
 		}
 		return nn.Pack(nnOpts(o), w, b, s.Out, s.In)
 	}
+}
+
+// eagers pools the eager executors of trunk passes with their arenas, so that a pass
+// allocates nothing once a pass of its size ran (the pool empties at garbage collection).
+var eagers sync.Pool
+
+// getEager returns a pooled executor reset for ctx and o; putEager returns it once nothing
+// it allocated is used any more.
+func getEager(ctx context.Context, o kernels.Opts) *nn.Eager {
+	if e, ok := eagers.Get().(*nn.Eager); ok {
+		e.Reset(ctx, nnOpts(o))
+		return e
+	}
+	return nn.NewEager(ctx, nnOpts(o))
+}
+
+func putEager(e *nn.Eager) {
+	e.Reset(context.Background(), nn.Options{})
+	eagers.Put(e)
 }
 
 // readTrunk reads the blocks of the FlexTransformer module mod under prefix.

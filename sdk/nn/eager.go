@@ -65,6 +65,12 @@ func NewEager(ctx context.Context, o Options) *Eager {
 	return &Eager{ctx: ctx, o: o.kernels()}
 }
 
+// Reset prepares e for another pass, keeping its arena's buffers (so that a pool of Eagers
+// makes passes allocate nothing): every tensor e returned before is then invalid.
+func (e *Eager) Reset(ctx context.Context, o Options) {
+	e.ctx, e.o, e.a.next = ctx, o.kernels(), 0
+}
+
 // arena hands out the buffers of a pass by slot: the k-th allocation after a reset reuses the
 // k-th buffer when it is large enough. A trunk's blocks allocate the same sizes in the same
 // order, so after the first block a pass allocates nothing (without the arena, allocation made
