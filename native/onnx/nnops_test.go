@@ -3,7 +3,9 @@
 package onnx
 
 import (
+	"context"
 	"fmt"
+	"math/rand/v2"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -100,5 +102,73 @@ for p in sys.argv[1:]:
 	}
 	if n := strings.Count(string(out), "ok "); n != len(paths) {
 		t.Fatalf("checker passed %d of %d graphs:\n%s", n, len(paths), out)
+	}
+}
+
+// TestRecordedAttendCached: the KV-cache form of attention, recorded with the cache as graph
+// inputs of dynamic length and the present keys and values as outputs, agrees with the eager
+// executor's (which TestAttendCached in sdk/nn pins to one causal pass) after a prompt of T
+// tokens, for m new tokens, within the per-op bound; the present values are the inputs and the
+// new keys and values exactly.
+func TestRecordedAttendCached(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, sz := range []struct{ N, H, hd, T, m int }{{1, 1, 8, 1, 1}, {2, 3, 16, 7, 1}, {3, 2, 8, 5, 4}} {
+		t.Run(fmt.Sprintf("N=%d/H=%d/hd=%d/T=%d/m=%d", sz.N, sz.H, sz.hd, sz.T, sz.m), func(t *testing.T) {
+			N, H, hd, T, m := sz.N, sz.H, sz.hd, sz.T, sz.m
+			W := H * hd
+			scale := float32(8.0 / float64(hd))
+			randv := func(n int) []float32 {
+				v := make([]float32, n)
+				for i := range v {
+					v[i] = float32(r.NormFloat64())
+				}
+				return v
+			}
+			prompt, step := randv(N*T*3*W), randv(N*m*3*W)
+			e := nn.NewEager(context.Background(), nn.Options{Threads: 1})
+			cache := nn.NewKVCache(N)
+			e.AttendCached(nn.NewTensor(prompt, N*T, 3*W), cache, H, hd, scale)
+			want := e.AttendCached(nn.NewTensor(step, N*m, 3*W), cache, H, hd, scale).Data
+
+			// The prompt's keys and values as the graph's past inputs [N, H, T, hd].
+			past := func(qkv []float32, L, j int) []float32 {
+				out := make([]float32, 0, N*H*L*hd)
+				for q := 0; q < N; q++ {
+					for h := 0; h < H; h++ {
+						for p := 0; p < L; p++ {
+							row := qkv[(q*L+p)*3*W+j*W+h*hd:]
+							out = append(out, row[:hd]...)
+						}
+					}
+				}
+				return out
+			}
+			g := NewGraph("attend_cached")
+			rec := NewRecorder(g)
+			c := &RecCache{K: g.Input("past_k", Float, "N", H, "T", hd), V: g.Input("past_v", Float, "N", H, "T", hd)}
+			y := rec.AttendCached(Var{g.Input("qkv", Float, "N", "m", 3*W), 3 * W}, c, H, hd, scale)
+			g.Output(y.V, "y", Float, "N", "m", W)
+			g.Output(c.K, "present_k", Float, "N", H, "S", hd)
+			g.Output(c.V, "present_v", Float, "N", H, "S", hd)
+			got, _ := runGraph(t, g.Model("AttendCached"), []input{
+				{name: "past_k", shape: []int64{int64(N), int64(H), int64(T), int64(hd)}, f32: past(prompt, T, 1)},
+				{name: "past_v", shape: []int64{int64(N), int64(H), int64(T), int64(hd)}, f32: past(prompt, T, 2)},
+				{name: "qkv", shape: []int64{int64(N), int64(m), int64(3 * W)}, f32: step},
+			}, "y", "present_k", "present_v")
+			if e := nntest.NMSE(got[0], want); !(e <= nntest.DefaultNMSE) {
+				t.Fatalf("NMSE %.3g > %.3g", e, nntest.DefaultNMSE)
+			}
+			for j, name := range []string{"present_k", "present_v"} {
+				all := make([]float32, 0, N*H*(T+m)*hd)
+				pk, sk := past(prompt, T, j+1), past(step, m, j+1)
+				for q := 0; q < N*H; q++ {
+					all = append(all, pk[q*T*hd:(q+1)*T*hd]...)
+					all = append(all, sk[q*m*hd:(q+1)*m*hd]...)
+				}
+				if e := nntest.NMSE(got[j+1], all); e != 0 {
+					t.Fatalf("%s: NMSE %.3g, want exact", name, e)
+				}
+			}
+		})
 	}
 }

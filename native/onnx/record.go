@@ -236,3 +236,42 @@ func (r *Recorder) Sinusoid(t Var, freqs []float32, dims int) Var {
 	}
 	return Var{g.Concat(1, parts...), dims}
 }
+
+// RecCache is the recorder's KV cache of one attention layer: the graph values of the cached
+// keys and values, [N, H, T, hd] with T dynamic (graph inputs, or an earlier layer call's
+// present values). AttendCached replaces them with the present ones (past and new), which the
+// caller declares as graph outputs.
+type RecCache struct {
+	K, V Value
+}
+
+var _ nn.CachedOps[Var, *RecLinear, *RecCache] = (*Recorder)(nil)
+
+// AttendCached implements nn.CachedOps: the new k and v are concatenated to the cache along
+// the sequence axis, and new query j sees cached keys and new keys up to j: key i is allowed
+// when i <= T + j, a mask built from the cache's dynamic length.
+func (r *Recorder) AttendCached(qkv Var, c *RecCache, heads, headDim int, scale float32) Var {
+	g := r.g
+	H, hd := int64(heads), int64(headDim)
+	v := g.Reshape(qkv.V, 0, 0, 3, H, hd) // [N, m, 3, H, hd]
+	part := func(j int64) Value {
+		return g.Transpose(g.Reshape(g.Slice(v, 2, j, j+1), 0, 0, H, hd), 0, 2, 1, 3) // [N, H, m, hd]
+	}
+	q, k, val := part(0), part(1), part(2)
+	past := c.K
+	c.K = g.Concat(2, c.K, k)
+	c.V = g.Concat(2, c.V, val)
+	dim := func(x Value) Value { // the sequence length of x [N, H, S, hd] as an int64 scalar
+		return g.Op("Squeeze", []Value{g.Op("Shape", []Value{x}, AInt("start", 2), AInt("end", 3)), g.Ints(0)})
+	}
+	T, total := dim(past), dim(c.K)
+	one := g.Op("Squeeze", []Value{g.Ints(1), g.Ints(0)})
+	zero := g.Op("Squeeze", []Value{g.Ints(0), g.Ints(0)})
+	keys := g.Op("Range", []Value{zero, total, one})                                      // [T+m]
+	qpos := g.Reshape(g.Op("Range", []Value{T, total, one}), -1, 1)                       // [m, 1]
+	allowed := g.Op("LessOrEqual", []Value{keys, qpos})                                   // [m, T+m]
+	mask := g.Op("Where", []Value{allowed, g.Scalar(0), g.Scalar(float32(math.Inf(-1)))}) // [m, T+m]
+	sc := g.Mul(g.Op("MatMul", []Value{q, g.Transpose(c.K, 0, 1, 3, 2)}), g.Scalar(scale))
+	a := g.Op("MatMul", []Value{g.Op("Softmax", []Value{g.Add(sc, mask)}, AInt("axis", -1)), c.V}) // [N, H, m, hd]
+	return Var{g.Reshape(g.Transpose(a, 0, 2, 1, 3), 0, 0, H*hd), heads * headDim}
+}
