@@ -12,9 +12,10 @@ package nn
 // Attention and Sinusoid consume nothing, and apart from the residual x no op changes a tensor
 // the caller made. Block delimits the arena's reuse.
 type Ops[T, L any] interface {
-	// Block starts block name of a trunk: Eager checks its context and recycles the arena
+	// Block starts a region of block name of a trunk (the trunk opens two per block: the
+	// attention half and the MLP half): Eager checks its context and recycles the arena
 	// (tensors it returned before the call are then invalid, apart from the residual stream),
-	// the recorder opens a name scope. end closes the block.
+	// the recorder opens the name scope. end closes the region.
 	Block(name string) (end func(), err error)
 
 	// Linear is y = x Wᵀ + b over the last axis (W in PyTorch's [out, in] layout).

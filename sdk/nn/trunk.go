@@ -131,6 +131,13 @@ func Forward[T, L any](ops Ops[T, L], tr *Trunk[L], x T, s Seq[T], mods []T) (T,
 		} else {
 			x = ops.Add(x, a)
 		}
+		end()
+		// The MLP half is a region of its own (same name: the recorder's scope and initializer
+		// names do not change), so that Eager recycles the attention half's buffers: a block
+		// then needs fewer and smaller buffers than the engine's hand-written trunk had.
+		if end, err = ops.Block(b.Name); err != nil {
+			return x, err
+		}
 
 		// x += gate_mlp ⊙ fc2(swiglu(fc1 h, fc3 h) or silu(fc1 h)), h = modulate(LN(x), …)
 		h = ops.LayerNorm(x, tr.Eps)
