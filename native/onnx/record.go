@@ -226,6 +226,16 @@ func (r *Recorder) GELU(x Var) Var {
 
 func (r *Recorder) SwiGLU(a, b Var) Var { return Var{r.g.Mul(r.g.SiLU(a.V), b.V), a.Cols} }
 
+// Embed: Gather of the table initializer by the ids cast to int64.
+func (r *Recorder) Embed(ids Var, table []float32, rows, cols int, name string) Var {
+	g := r.g
+	idx := g.Op("Cast", []Value{ids.V}, AInt("to", int64(Int64)))
+	if ids.Cols == 1 {
+		idx = g.Op("Squeeze", []Value{idx, g.Ints(-1)})
+	}
+	return Var{g.Op("Gather", []Value{g.Const(name, []int{rows, cols}, table[:rows*cols]), idx}, AInt("axis", 0)), cols}
+}
+
 // Sinusoid: args = t·f as [N, F/2]; [cos | sin | 0 when dims is odd].
 func (r *Recorder) Sinusoid(t Var, freqs []float32, dims int) Var {
 	g := r.g

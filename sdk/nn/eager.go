@@ -262,6 +262,21 @@ func (e *Eager) SwiGLU(a, b Tensor) Tensor {
 	return y
 }
 
+func (e *Eager) Embed(ids Tensor, table []float32, rows, cols int, name string) Tensor {
+	if ids.Cols != 1 || len(table) < rows*cols {
+		panic(fmt.Sprintf("flextok/nn: Embed %s [%d, %d] of ids [%d, %d]", name, rows, cols, ids.Rows, ids.Cols))
+	}
+	y := e.alloc(ids.Rows, cols)
+	for r, v := range ids.Data[:ids.Rows] {
+		id := int(v)
+		if float32(id) != v || id < 0 || id >= rows {
+			panic(fmt.Sprintf("flextok/nn: Embed %s: id %v outside [0, %d)", name, v, rows))
+		}
+		copy(y.Data[r*cols:(r+1)*cols], table[id*cols:(id+1)*cols])
+	}
+	return y
+}
+
 // Sinusoid: args = float32(t·f_k); cos and sin in float64, rounded once (math.Sin and
 // math.Cos are pure Go on every platform, so this is bit-identical everywhere).
 func (e *Eager) Sinusoid(t Tensor, freqs []float32, dims int) Tensor {

@@ -47,6 +47,10 @@ type Ops[T, L any] interface {
 	GELU(x T) T
 	// SwiGLU is silu(a) ⊙ b (the gated MLP's silu(fc1 x) ⊙ fc3 x), fused.
 	SwiGLU(a, b T) T
+	// Embed gathers rows of a table [rows, cols] (stored as name by the recorder) by id: ids
+	// holds one id per row (as float32, exact below 2^24), the result one table row per id.
+	// An id outside [0, rows) is a programmer error (Eager panics).
+	Embed(ids T, table []float32, rows, cols int, name string) T
 	// Sinusoid is the official TimestepEmbedder's embedding of t (one value per row):
 	// [cos(t·f) | sin(t·f)] and a trailing zero when dims is odd (dims = 2·len(freqs)+1).
 	Sinusoid(t T, freqs []float32, dims int) T

@@ -53,7 +53,8 @@ type Case struct {
 	Eps            float32
 	Chunks, A, B   int // Modulate: chunks, shift, scale; GatedAdd: chunks, gate
 	Freqs          []float32
-	Dims           int
+	Dims           int       // Sinusoid: embedding size; Embed: table width
+	Table          []float32 // Embed: [rows, Dims]
 
 	Inputs  []Input
 	Linears []LinearData
@@ -70,7 +71,7 @@ func (c *Case) OutCols() int {
 		return c.Linears[0].Out
 	case "Attention":
 		return c.Heads * c.HeadDim
-	case "Sinusoid":
+	case "Sinusoid", "Embed":
 		return c.Dims
 	}
 	return c.Inputs[0].Cols
@@ -116,6 +117,8 @@ func Apply[T, L any](ops nn.Ops[T, L], c *Case, in []T, lin []L) T {
 		return ops.SwiGLU(in[0], in[1])
 	case "Sinusoid":
 		return ops.Sinusoid(in[0], c.Freqs, c.Dims)
+	case "Embed":
+		return ops.Embed(in[0], c.Table, len(c.Table)/c.Dims, c.Dims, "table")
 	}
 	panic("nntest: unknown op " + c.Op)
 }
@@ -130,7 +133,7 @@ func randn(r *rand.Rand, n int, scale float64) []float32 {
 
 // DefaultNMSE is every case's bound unless it states its own: float32 ops whose executors
 // differ in summation order, FMA and float64 intermediates land near 1e-14 (the largest seen,
-// attention in ONNX Runtime, 3.8e-14; docs/nn.md has the table), so 1e-12 leaves a margin
+// attention in ONNX Runtime, 3.6e-14; docs/nn.md has the table), so 1e-12 leaves a margin
 // of about 25 and still catches a wrong index, mask or chunk, which gives NMSE near 1.
 const DefaultNMSE = 1e-12
 
@@ -150,7 +153,7 @@ func Cases(seed uint64) []Case {
 		return Input{Name: name, Kind: Rows, Cols: cols, Data: randn(r, n*L*cols, scale)}
 	}
 	for rep := 0; rep < 3; rep++ {
-		N, L := between(1, 3), between(1, 40)
+		N, L := 1+rep, between(1, 40) // batches of 1, 2 and 3 sequences
 		W := between(1, 96)
 		for _, bias := range []bool{false, true} {
 			out := between(1, 150)
@@ -196,6 +199,13 @@ func Cases(seed uint64) []Case {
 		for i := range ts {
 			ts[i] = float32(r.Float64() * 1000)
 		}
+		rowsT, cols := between(1, 300), between(1, 64)
+		ids := make([]float32, N*L)
+		for i := range ids {
+			ids[i] = float32(r.IntN(rowsT))
+		}
+		add(Case{Op: "Embed", Name: fmt.Sprintf("%dx%d", rowsT, cols), N: N, L: L, Dims: cols, Table: randn(r, rowsT*cols, 1),
+			Inputs: []Input{{Name: "ids", Kind: Rows, Cols: 1, Data: ids}}})
 		for _, F := range []int{2 * between(1, 32), 2*between(1, 32) + 1} { // odd sizes end in a zero
 			add(Case{Op: "Sinusoid", Name: fmt.Sprintf("F=%d", F), N: N, L: 1, Freqs: nn.TimestepFrequencies(F, 1000), Dims: F,
 				Inputs: []Input{{Name: "t", Kind: PerSeq, Cols: 1, Data: ts}}})
