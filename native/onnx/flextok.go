@@ -10,9 +10,10 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/nn"
 )
 
-// The FlexTok graphs. Each is the computation of the pure-Go engine (sdk/engine) written as
-// ONNX operators, read from the same model.Config and the same weight names; the conformance
-// tests hold the two to written bounds.
+// The FlexTok graphs. Each is the computation of the pure-Go engine (sdk/engine), read from the
+// same model.Config and the same weight names: the trunks, heads and time embedding are sdk/nn's
+// definition recorded (Recorder), the plumbing around them ONNX operators written here; the
+// conformance tests hold the graphs to the engine within written bounds.
 //
 //	encoder:     image [N, 3, H, W] in [-1, 1] → z [N, R, D] (FSQ input), ids [N, R] int64
 //	decoder:     x_t [N, C, h, w], t [N], ids [N, R] int64, k [N] int64 → v [N, C, h, w]

@@ -8,8 +8,8 @@ import (
 )
 
 // The recording executor: it implements nn.Ops by emitting ONNX nodes, so the exported graphs
-// are the model definition of sdk/nn (the trunk, the time embedding) and not a second copy of
-// it. Batch layouts arrive as data (nn.Seq): the graphs keep a dynamic batch N.
+// are the model definition of sdk/nn (the trunk, the heads, the time embedding) and not a
+// second copy of it. Batch layouts arrive as data (nn.Seq): the graphs keep a dynamic batch N.
 
 // Var is the recorder's tensor: an ONNX value whose last axis has Cols elements ([N, L, Cols]
 // for token rows, [N, Cols] for per-item vectors).
