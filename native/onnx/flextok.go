@@ -81,15 +81,6 @@ func (w *weights) err() error {
 	return nil
 }
 
-// linear adds Linear name (weight [out, in], optional bias) applied to x.
-func (w *weights) linear(g *Graph, x Value, name string, out, in int, bias bool) Value {
-	var b []float32
-	if bias {
-		b = w.Tensor(name+".bias", out)
-	}
-	return g.Linear(x, name, w.Tensor(name+".weight", out*in), out, in, b)
-}
-
 // patchify turns x [N, C, h, w] into patch rows [N, P, ph·pw·C] (channels last within a patch).
 func patchify(g *Graph, x Value, C, h, w, ph, pw int) Value {
 	nh, nw := int64(h/ph), int64(w/pw)
@@ -104,20 +95,6 @@ func unpatchify(g *Graph, x Value, C, h, w, ph, pw int) Value {
 	x = g.Reshape(x, -1, nh, nw, int64(ph), int64(pw), int64(C))
 	x = g.Transpose(x, 0, 5, 1, 3, 2, 4) // [N, C, nh, ph, nw, pw]
 	return g.Reshape(x, -1, int64(C), int64(h), int64(w))
-}
-
-// sinCos returns the checkpoint's sin-cos table [W, S_h, S_w] cropped to nh×nw as patch rows
-// [nh·nw, W].
-func sinCos(table []float32, W, sh, sw, nh, nw int) []float32 {
-	out := make([]float32, nh*nw*W)
-	for r := 0; r < nh; r++ {
-		for c := 0; c < nw; c++ {
-			for ch := 0; ch < W; ch++ {
-				out[(r*nw+c)*W+ch] = table[(ch*sh+r)*sw+c]
-			}
-		}
-	}
-	return out
 }
 
 // fsqIDs adds FSQ quantisation: z [N, R, D] → ids [N, R] int64, the computation of fsq.Encode
@@ -184,9 +161,11 @@ func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	P := nh * nw
 	L := P + R
 	done := g.Scope("encoder")
-	x := w.linear(g, patchify(g, lat, C, s.H, s.W, ph, pw), w.Module(model.EncoderPrefix, e.Modules, "PatchEmbedder")+".patch_proj", W, ph*pw*C, true)
-	table := w.Tensor(model.EncoderPrefix+e.Posemb.Module+".posembs", W*e.Posemb.MaxSizes[0]*e.Posemb.MaxSizes[1])
-	x = g.Add(x, g.Const("posemb", []int{P, W}, sinCos(table, W, e.Posemb.MaxSizes[0], e.Posemb.MaxSizes[1], nh, nw)))
+	rec := NewRecorder(g)
+	sh, sw := e.Posemb.MaxSizes[0], e.Posemb.MaxSizes[1]
+	table := w.Tensor(model.EncoderPrefix+e.Posemb.Module+".posembs", W*sh*sw)
+	pe := nn.NewPatchEmbed(w.binder(), w.Module(model.EncoderPrefix, e.Modules, "PatchEmbedder"), ph*pw*C, W, table, sh, sw)
+	x := nn.EmbedPatches(rec, pe, Var{patchify(g, lat, C, s.H, s.W, ph, pw), ph * pw * C}, nh, nw).V
 	regs := g.Const("registers", []int{1, R, W}, w.Tensor(w.Module(model.EncoderPrefix, e.Modules, "Registers1D")+".registers", R*W))
 	// Broadcast the registers over the batch: registers + 0·x[:, :1, :1] keeps N dynamic.
 	zero := g.Mul(g.Slice(g.Slice(x, 1, 0, 1), 2, 0, 1), g.Scalar(0))
@@ -194,7 +173,6 @@ func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	trunkMod := w.Module(model.EncoderPrefix, e.Modules, "FlexTransformer")
 	tr := nn.NewTrunk(w.binder(), model.EncoderPrefix, strings.TrimPrefix(trunkMod, model.EncoderPrefix), e.Trunk)
 	seq := nn.Seq[Var]{L: L, Prefix: P, Causal: e.MaskMode == "causal_last"}
-	rec := NewRecorder(g)
 	out, _ := nn.Forward(rec, tr, Var{x, W}, seq, nil)
 	x = out.V
 	head := nn.NewHead(w.binder(), w.Module(model.EncoderPrefix, e.Modules, "LinearHead"), W, D, e.HeadNormEps, false)
@@ -242,45 +220,36 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	mod := func(class string) string { return w.Module(model.DecoderPrefix, d.Modules, class) }
 	codes := fsqCodes(g, ids, q)
 	done := g.Scope("decoder")
+	rec := NewRecorder(g)
+	bind := w.binder()
 
 	// Registers: Linear(D → W) of the codes plus the register table; positions >= k get the
-	// mask token; k = 0 (unconditional) gets the null condition everywhere.
-	regs := w.linear(g, codes, mod("LinearLayer")+".proj", W, d.LatentDim, true)
+	// mask token (sdk/nn's definition, recorded); k = 0 (unconditional) gets the null
+	// condition everywhere.
 	Rmax := d.RegisterPosemb.MaxSizes[0]
 	rtab := w.Tensor(model.DecoderPrefix+d.RegisterPosemb.Module+".posembs", W*Rmax)
-	rpos := make([]float32, R*W)
-	for j := 0; j < R; j++ {
-		for c := 0; c < W; c++ {
-			rpos[j*W+c] = rtab[c*Rmax+j]
-		}
-	}
-	regs = g.Add(regs, g.Const("register_posemb", []int{R, W}, rpos))
-	pos := make([]int64, R)
-	for j := range pos {
-		pos[j] = int64(j)
-	}
+	re := nn.NewRegisterEmbed(bind, mod("LinearLayer"), d.LatentDim, W, rtab, Rmax, R, w.Tensor(mod("MaskedNestedDropout")+".dropout_mask_token", W))
+	regs := nn.EmbedRegisters(rec, re, Var{codes, d.LatentDim})
+	keep := Var{g.Op("Cast", []Value{kIn}, AInt("to", int64(Float))), 1}
+	regs = nn.MaskRegisters(rec, re, regs, keep, R)
 	k2 := g.Reshape(kIn, -1, 1)
-	keep := g.Op("Less", []Value{g.ConstInt64("positions", []int{1, R}, pos), k2}) // [N, R]
-	maskTok := g.Const("mask_token", []int{W}, w.Tensor(mod("MaskedNestedDropout")+".dropout_mask_token", W))
-	regs = g.Op("Where", []Value{g.Reshape(keep, 0, 0, 1), regs, maskTok})
 	null := make([]float32, W)
 	if d.NullCond == model.NullCondLearned {
 		null = w.Tensor(mod("LearnedNullCond")+".nullcond", W)
 	}
 	uncond := g.Op("Equal", []Value{k2, g.ConstInt64("zero", []int{1}, []int64{0})}) // [N, 1]
-	regs = g.Op("Where", []Value{g.Reshape(uncond, 0, 0, 1), g.Const("nullcond", []int{W}, null), regs})
+	regsV := g.Op("Where", []Value{g.Reshape(uncond, 0, 0, 1), g.Const("nullcond", []int{W}, null), regs.V})
 
 	// Patches of x_t: Linear(ph·pw·C → W) plus the sin-cos table.
-	x := w.linear(g, patchify(g, xt, C, s.H, s.W, ph, pw), mod("PatchEmbedder")+".patch_proj", W, ph*pw*C, true)
-	table := w.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+".posembs", W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
-	x = g.Add(x, g.Const("posemb", []int{P, W}, sinCos(table, W, d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1], nh, nw)))
-	x = g.Concat(1, x, regs) // [N, L, W]
+	sh, sw := d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1]
+	table := w.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+".posembs", W*sh*sw)
+	pe := nn.NewPatchEmbed(bind, mod("PatchEmbedder"), ph*pw*C, W, table, sh, sw)
+	x := nn.EmbedPatches(rec, pe, Var{patchify(g, xt, C, s.H, s.W, ph, pw), ph * pw * C}, nh, nw).V
+	x = g.Concat(1, x, regsV) // [N, L, W]
 
 	// The time embedding, every block's adaLN vector (Linear(SiLU(temb)), [N, E·6W]) and the
 	// trunk: sdk/nn's definition, recorded. With E = 2 the patch rows use part 0 of a block's
 	// vector and the register rows part 1.
-	rec := NewRecorder(g)
-	bind := w.binder()
 	te := nn.NewTimeEmbedder(bind, mod("TimestepEmbedder"), d.FreqEmbSize, W, d.MaxTimestep)
 	stemb := rec.SiLU(nn.TimeEmbed(rec, te, Var{tIn, 1})).V
 	trunkMod := mod("FlexTransformer")

@@ -226,6 +226,25 @@ func (r *Recorder) GELU(x Var) Var {
 
 func (r *Recorder) SwiGLU(a, b Var) Var { return Var{r.g.Mul(r.g.SiLU(a.V), b.V), a.Cols} }
 
+// AddRows: Add of the table as a [R, Cols] initializer (broadcast over [N, R, Cols]).
+func (r *Recorder) AddRows(x Var, table []float32, name string) Var {
+	return Var{r.g.Add(x.V, r.g.Const(name, []int{len(table) / x.Cols, x.Cols}, table)), x.Cols}
+}
+
+// FillAfter: Where(position < keep, x, token) over [N, L, Cols].
+func (r *Recorder) FillAfter(x, keep Var, token []float32, name string, L int) Var {
+	g := r.g
+	pos := r.shared(fmt.Sprintf("positions/%d", L), func() Value {
+		p := make([]float32, L)
+		for j := range p {
+			p[j] = float32(j)
+		}
+		return g.Const("positions", []int{1, L}, p)
+	})
+	vis := g.Op("Less", []Value{pos, g.Reshape(keep.V, -1, 1)}) // [N, L]
+	return Var{g.Op("Where", []Value{g.Reshape(vis, 0, 0, 1), x.V, g.Const(name, []int{x.Cols}, token)}), x.Cols}
+}
+
 // Embed: Gather of the table initializer by the ids cast to int64.
 func (r *Recorder) Embed(ids Var, table []float32, rows, cols int, name string) Var {
 	g := r.g

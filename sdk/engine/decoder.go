@@ -45,15 +45,12 @@ type Decoder struct {
 	nReg int // registers per image: the encoder's n_max, the detokenize padding length
 	fsq  *fsq.Quantizer
 
-	fromLatents linear    // (W, D) with bias: FSQ codes → register width
-	regPosemb   []float32 // (W, Rmax) learnable_sum table [1, 1, W, Rmax]
-	maskToken   []float32 // (W) replaces registers at positions >= k
-	nullcond    []float32 // (W) LearnedNullCond vector, nil for ZeroNullCond
-	patch       linear    // (W, ph·pw·C) with bias
-	posemb      []float32 // (W, S_h, S_w) sin-cos table from the checkpoint
-	temb        *nn.TimeEmbedder[*nn.Linear]
-	trunk       *trunk
-	head        *nn.Head[*nn.Linear] // (C·ph·pw, W) with bias, adaLN (2W, W) when configured
+	regs     *nn.RegisterEmbed[*nn.Linear] // Linear (W, D) of the FSQ codes, register table, mask token
+	nullcond []float32                     // (W) LearnedNullCond vector, nil for ZeroNullCond
+	patch    *nn.PatchEmbed[*nn.Linear]    // (W, ph·pw·C) with bias; sin-cos table (W, S_h, S_w)
+	temb     *nn.TimeEmbedder[*nn.Linear]
+	trunk    *trunk
+	head     *nn.Head[*nn.Linear] // (C·ph·pw, W) with bias, adaLN (2W, W) when configured
 
 	mu    sync.Mutex
 	cache map[uint32]*timeCond
@@ -98,14 +95,15 @@ func newDecoder(cfg *model.Config, src model.TensorSource, o Options) (*Decoder,
 
 	ps := d.PatchSize[0] * d.PatchSize[1]
 	dec := &Decoder{cfg: d, opts: o, nReg: R, fsq: fq, cache: map[uint32]*timeCond{}}
-	dec.fromLatents = r.linear(ko, mod("LinearLayer")+sufProj, W, d.LatentDim, true)
-	dec.regPosemb = r.Tensor(model.DecoderPrefix+d.RegisterPosemb.Module+sufPosembs, W*d.RegisterPosemb.MaxSizes[0])
-	dec.maskToken = r.Tensor(mod("MaskedNestedDropout")+sufMaskToken, W)
+	Rmax := d.RegisterPosemb.MaxSizes[0]
+	rtab := r.Tensor(model.DecoderPrefix+d.RegisterPosemb.Module+sufPosembs, W*Rmax)
+	dec.regs = nn.NewRegisterEmbed(r.binder(ko), mod("LinearLayer"), d.LatentDim, W, rtab, Rmax, R, r.Tensor(mod("MaskedNestedDropout")+sufMaskToken, W))
 	if d.NullCond == model.NullCondLearned {
 		dec.nullcond = r.Tensor(mod("LearnedNullCond")+sufNullCond, W)
 	}
-	dec.patch = r.linear(ko, mod("PatchEmbedder")+sufPatchProj, W, ps*d.ChannelsIn, true)
-	dec.posemb = r.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
+	sh, sw := d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1]
+	table := r.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*sh*sw)
+	dec.patch = nn.NewPatchEmbed(r.binder(ko), mod("PatchEmbedder"), ps*d.ChannelsIn, W, table, sh, sw)
 	te := mod("TimestepEmbedder")
 	dec.temb = nn.NewTimeEmbedder(r.binder(ko), te, d.FreqEmbSize, W, d.MaxTimestep)
 	trunkMod := mod("FlexTransformer")
@@ -136,7 +134,7 @@ func (d *Decoder) uncondRegisters() int {
 func (d *Decoder) Flops(n, h, w int) float64 {
 	P := (h / d.cfg.PatchSize[0]) * (w / d.cfg.PatchSize[1])
 	W := float64(d.cfg.Trunk.Width)
-	io := 2 * float64(n*P) * W * float64(d.patch.in+d.cfg.PatchSize[0]*d.cfg.PatchSize[1]*d.cfg.ChannelsOut)
+	io := 2 * float64(n*P) * W * float64(d.cfg.PatchSize[0]*d.cfg.PatchSize[1]*(d.cfg.ChannelsIn+d.cfg.ChannelsOut))
 	return nn.Flops(d.cfg.Trunk, n, P+d.nReg) + io
 }
 
@@ -229,27 +227,19 @@ func (d *Decoder) bind(ids [][]uint32, k []int, tr tracer) (*Conditioned, error)
 	if err := d.fsq.IndicesToCodes(codes, padded); err != nil {
 		return nil, fmt.Errorf("flextok/engine: Bind: %w", err)
 	}
-	regs := make([]float32, B*R*W)
-	d.fromLatents.forward(o, regs, codes, B*R)
-	Rmax := d.cfg.RegisterPosemb.MaxSizes[0]
-	for i := 0; i < B; i++ {
-		for j := 0; j < R; j++ {
-			row := regs[(i*R+j)*W : (i*R+j+1)*W]
-			for c := range row {
-				row[c] += d.regPosemb[c*Rmax+j]
-			}
-		}
+	e := nn.NewEager(context.Background(), nnOpts(o)) // not pooled: the registers stay bound
+	regs := nn.EmbedRegisters(e, d.regs, nn.NewTensor(codes, B*R, D))
+	tr.emit("dec_registers_posemb", regs.Data)
+	kept := make([]float32, B)
+	for i, k := range keep {
+		kept[i] = float32(k)
 	}
-	tr.emit("dec_registers_posemb", regs)
+	regs = nn.MaskRegisters(e, d.regs, regs, nn.NewTensor(kept, B, 1), R)
+	tr.emit("dec_registers_in", regs.Data)
 	c := &Conditioned{d: d, cond: make([][]float32, B), uncond: make([]float32, d.uncondRegisters()*W)}
 	for i := 0; i < B; i++ {
-		seq := regs[i*R*W : (i+1)*R*W]
-		for j := keep[i]; j < R; j++ {
-			copy(seq[j*W:(j+1)*W], d.maskToken)
-		}
-		c.cond[i] = seq
+		c.cond[i] = regs.Data[i*R*W : (i+1)*R*W]
 	}
-	tr.emit("dec_registers_in", regs)
 	if d.nullcond != nil {
 		for j := 0; j < len(c.uncond)/W; j++ {
 			copy(c.uncond[j*W:(j+1)*W], d.nullcond)
@@ -371,13 +361,13 @@ func (c *Conditioned) forward(ctx context.Context, o kernels.Opts, tc *timeCond,
 	for q, i := range idx {
 		patchify(pt[q*P*pd:], batch[i].X.Data, C, h, w, ph, pw)
 	}
-	emb := make([]float32, n*P*W)
-	d.patch.forward(o, emb, pt, n*P)
+	e := getEager(ctx, o)
+	defer putEager(e)
+	emb := nn.EmbedPatches(e, d.patch, nn.NewTensor(pt, n*P, pd), nh, nw).Data
 	x := make([]float32, n*L*W)
 	for q, i := range idx {
 		seq := x[q*L*W:]
 		copy(seq[:P*W], emb[q*P*W:(q+1)*P*W])
-		addSinCos(seq[:P*W], d.posemb, W, cfg.PatchPosemb.MaxSizes[0], cfg.PatchPosemb.MaxSizes[1], nh, nw)
 		regs := c.cond[batch[i].Image]
 		if batch[i].Uncond {
 			regs = c.uncond
@@ -389,8 +379,6 @@ func (c *Conditioned) forward(ctx context.Context, o kernels.Opts, tc *timeCond,
 	}
 
 	s := nn.Seq[nn.Tensor]{L: L, Prefix: P, Causal: cfg.MaskMode == "causal_last"}
-	e := getEager(ctx, o)
-	defer putEager(e)
 	if err := runTrunk(ctx, e, d.trunk, x, s, tc.blocks); err != nil {
 		return err
 	}

@@ -152,6 +152,17 @@ func (tr *oldTrunk) residual(o kernels.Opts, x, y, mod []float32, s oldSeqLayout
 	})
 }
 
+// linear is the hand-written trunk's Linear layer.
+type linear struct {
+	w       *kernels.Weights // (out, in), packed
+	b       []float32        // (out) or nil
+	in, out int
+}
+
+func (l *linear) forward(o kernels.Opts, y, x []float32, rows int) {
+	kernels.LinearPacked(o, y[:rows*l.out], x[:rows*l.in], l.w, l.b, rows)
+}
+
 // handWritten wraps the layers of a bound nn trunk in the old trunk's types.
 func handWritten(tr *trunk) *oldTrunk {
 	lin := func(l *nn.Linear) linear { return linear{w: l.W, b: l.B, in: l.In, out: l.Out} }

@@ -26,10 +26,8 @@ import (
 const (
 	sufWeight    = ".weight"
 	sufBias      = ".bias"
-	sufProj      = ".proj"       // LinearLayer, LinearHead, ToPatchesLinearHead
-	sufPatchProj = ".patch_proj" // PatchEmbedder
-	sufPosembs   = ".posembs"    // PositionalEmbeddingAdder
-	sufRegisters = ".registers"  // Registers1D
+	sufPosembs   = ".posembs"   // PositionalEmbeddingAdder
+	sufRegisters = ".registers" // Registers1D
 	sufMaskToken = ".dropout_mask_token"
 	sufNullCond  = ".nullcond"
 )
@@ -66,33 +64,6 @@ func (r *weightReader) err() error {
 		return fmt.Errorf("flextok/engine: %w", err)
 	}
 	return nil
-}
-
-// linear is a Linear layer y = x Wᵀ + b with W packed once for the options' path.
-type linear struct {
-	w       *kernels.Weights // (out, in), packed
-	b       []float32        // (out) or nil
-	in, out int
-}
-
-func newLinear(o kernels.Opts, w, b []float32, out, in int) linear {
-	return linear{w: kernels.PackWeights(o, w, out, in), b: b, in: in, out: out}
-}
-
-// readLinear reads name.weight (out, in) and, if bias, name.bias (out).
-func (r *weightReader) linear(o kernels.Opts, name string, out, in int, bias bool) linear {
-	w := r.scratchBuf(out * in)
-	r.Read(name+sufWeight, w)
-	var b []float32
-	if bias {
-		b = r.Tensor(name+sufBias, out)
-	}
-	return newLinear(o, w, b, out, in)
-}
-
-// forward computes y [rows, out] from x [rows, in].
-func (l *linear) forward(o kernels.Opts, y, x []float32, rows int) {
-	kernels.LinearPacked(o, y[:rows*l.out], x[:rows*l.in], l.w, l.b, rows)
 }
 
 // trunk is a FlexTransformer bound for the eager executor (the definition is nn.Forward).
@@ -194,19 +165,6 @@ func unpatchify(x, src []float32, C, h, w, ph, pw int) {
 						x[ch*h*w+pix] = row[base+ch]
 					}
 				}
-			}
-		}
-	}
-}
-
-// addSinCos adds the cropped sin-cos table (the checkpoint's [1, W, S_h, S_w] parameter) to the
-// patch rows dst [nh·nw, W]: dst[r·nw+c][ch] += table[ch][r][c].
-func addSinCos(dst, table []float32, W, sh, sw, nh, nw int) {
-	for r := 0; r < nh; r++ {
-		for c := 0; c < nw; c++ {
-			row := dst[(r*nw+c)*W : (r*nw+c+1)*W]
-			for ch := range row {
-				row[ch] += table[(ch*sh+r)*sw+c]
 			}
 		}
 	}

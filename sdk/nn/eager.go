@@ -262,6 +262,42 @@ func (e *Eager) SwiGLU(a, b Tensor) Tensor {
 	return y
 }
 
+// AddRows: y = x + table row by row, in float32.
+func (e *Eager) AddRows(x Tensor, table []float32, name string) Tensor {
+	n := len(table)
+	if n == 0 || n%x.Cols != 0 || len(x.Data)%n != 0 {
+		panic(fmt.Sprintf("flextok/nn: AddRows %s of %d values to [%d, %d]", name, n, x.Rows, x.Cols))
+	}
+	y := e.into(x)
+	for s := 0; s < len(x.Data); s += n {
+		xs, ys := x.Data[s:s+n], y.Data[s:s+n]
+		for i, v := range xs {
+			ys[i] = v + table[i]
+		}
+	}
+	return y
+}
+
+func (e *Eager) FillAfter(x, keep Tensor, token []float32, name string, L int) Tensor {
+	W := x.Cols
+	if len(token) != W || L < 1 || x.Rows%L != 0 || keep.Rows*keep.Cols != x.Rows/L {
+		panic(fmt.Sprintf("flextok/nn: FillAfter %s of %d on [%d, %d] in sequences of %d, %d counts", name, len(token), x.Rows, x.Cols, L, keep.Rows*keep.Cols))
+	}
+	y := e.into(x)
+	for q := 0; q < x.Rows/L; q++ {
+		k := int(keep.Data[q])
+		for j := 0; j < L; j++ {
+			row := y.Data[(q*L+j)*W : (q*L+j+1)*W]
+			if j >= k {
+				copy(row, token)
+			} else if !x.scratch {
+				copy(row, x.Data[(q*L+j)*W:(q*L+j+1)*W])
+			}
+		}
+	}
+	return y
+}
+
 func (e *Eager) Embed(ids Tensor, table []float32, rows, cols int, name string) Tensor {
 	if ids.Cols != 1 || len(table) < rows*cols {
 		panic(fmt.Sprintf("flextok/nn: Embed %s [%d, %d] of ids [%d, %d]", name, rows, cols, ids.Rows, ids.Cols))

@@ -6,7 +6,7 @@ package nn
 // loaded.
 //
 // Ownership: Add and GatedAdd accumulate into x (the residual stream); LayerNorm, RMSNorm,
-// QKNorm, Modulate, SiLU, GELU and SwiGLU consume their first argument. An executor may write
+// QKNorm, Modulate, SiLU, GELU, SwiGLU, AddRows and FillAfter consume their first argument. An executor may write
 // an op's result into the storage of an argument it consumes when it allocated that storage
 // itself (Eager's arena), so the model code never uses a consumed value again; Linear,
 // Attention and Sinusoid consume nothing, and apart from the residual x no op changes a tensor
@@ -47,6 +47,12 @@ type Ops[T, L any] interface {
 	GELU(x T) T
 	// SwiGLU is silu(a) ⊙ b (the gated MLP's silu(fc1 x) ⊙ fc3 x), fused.
 	SwiGLU(a, b T) T
+	// AddRows adds table [R, Cols] to every sequence of R rows of x (positional tables;
+	// the recorder stores it as name). It consumes x.
+	AddRows(x T, table []float32, name string) T
+	// FillAfter replaces the rows j >= keep[q] of every sequence q of L rows of x by token
+	// (stored as name); keep has one count per sequence, as float32. It consumes x.
+	FillAfter(x, keep T, token []float32, name string, L int) T
 	// Embed gathers rows of a table [rows, cols] (stored as name by the recorder) by id: ids
 	// holds one id per row (as float32, exact below 2^24), the result one table row per id.
 	// An id outside [0, rows) is a programmer error (Eager panics).
