@@ -6,11 +6,11 @@ package nn
 // loaded.
 //
 // Ownership: Add and GatedAdd accumulate into x (the residual stream); LayerNorm, RMSNorm,
-// QKNorm, Modulate, SiLU, GELU, SwiGLU, AddRows and FillAfter consume their first argument. An executor may write
-// an op's result into the storage of an argument it consumes when it allocated that storage
-// itself (Eager's arena), so the model code never uses a consumed value again; Linear,
-// Attention and Sinusoid consume nothing, and apart from the residual x no op changes a tensor
-// the caller made. Block delimits the arena's reuse.
+// QKNorm, Modulate, SiLU, GELU, SwiGLU, AddRows and FillAfter consume their first argument. An
+// executor may write an op's result into the storage of an argument it consumes when it
+// allocated that storage itself (Eager's arena), so the model code never uses a consumed value
+// again; Linear, Attention, Embed and Sinusoid consume nothing, and apart from the residual x
+// no op changes a tensor the caller made. Block delimits the arena's reuse.
 type Ops[T, L any] interface {
 	// Block starts a region of block name of a trunk (the trunk opens two per block: the
 	// attention half and the MLP half): Eager checks its context and recycles the arena
