@@ -2,6 +2,9 @@ package nn_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -76,5 +79,23 @@ func TestAttendCached(t *testing.T) {
 				t.Fatalf("portable: element %d = %v, one causal pass gives %v", i, got[i], full.Data[i])
 			}
 		}
+	}
+}
+
+// opsGolden is the sha256 of every case's portable output (float32 little-endian, in case
+// order). The portable path gives the same bits on every platform, so this also holds under
+// GOOS=js and GOOS=wasip1 (make test-wasm) and with -tags purego.
+const opsGolden = "4630836eb9eacfd2a3a4469f2cdc428f2bb8f635eebc87f6cc6a25a348c4c514"
+
+// TestOpsGolden pins the portable bits of every op on every platform.
+func TestOpsGolden(t *testing.T) {
+	h := sha256.New()
+	for _, c := range nntest.Cases(1) {
+		for _, v := range nntest.Eager(&c, nn.Options{Threads: 2}) {
+			binary.Write(h, binary.LittleEndian, math.Float32bits(v))
+		}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != opsGolden {
+		t.Fatalf("portable outputs hash to %s, want %s", got, opsGolden)
 	}
 }
