@@ -238,7 +238,8 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 		null = w.Tensor(mod("LearnedNullCond")+".nullcond", W)
 	}
 	uncond := g.Op("Equal", []Value{k2, g.ConstInt64("zero", []int{1}, []int64{0})}) // [N, 1]
-	regsV := g.Op("Where", []Value{g.Reshape(uncond, 0, 0, 1), g.Const("nullcond", []int{W}, null), regs.V})
+	keepNull := Var{g.Op("Where", []Value{uncond, g.Scalar(0), g.Scalar(float32(R))}), 1}
+	regsV := nn.NullCondition(rec, null, regs, keepNull, R).V
 
 	// Patches of x_t: Linear(ph·pw·C → W) plus the sin-cos table.
 	sh, sw := d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1]

@@ -45,12 +45,12 @@ type Decoder struct {
 	nReg int // registers per image: the encoder's n_max, the detokenize padding length
 	fsq  *fsq.Quantizer
 
-	regs     *nn.RegisterEmbed[*nn.Linear] // Linear (W, D) of the FSQ codes, register table, mask token
-	nullcond []float32                     // (W) LearnedNullCond vector, nil for ZeroNullCond
-	patch    *nn.PatchEmbed[*nn.Linear]    // (W, ph·pw·C) with bias; sin-cos table (W, S_h, S_w)
-	temb     *nn.TimeEmbedder[*nn.Linear]
-	trunk    *trunk
-	head     *nn.Head[*nn.Linear] // (C·ph·pw, W) with bias, adaLN (2W, W) when configured
+	regs  *nn.RegisterEmbed[*nn.Linear] // Linear (W, D) of the FSQ codes, register table, mask token
+	null  []float32                     // (W) LearnedNullCond vector, zeros for ZeroNullCond
+	patch *nn.PatchEmbed[*nn.Linear]    // (W, ph·pw·C) with bias; sin-cos table (W, S_h, S_w)
+	temb  *nn.TimeEmbedder[*nn.Linear]
+	trunk *trunk
+	head  *nn.Head[*nn.Linear] // (C·ph·pw, W) with bias, adaLN (2W, W) when configured
 
 	mu    sync.Mutex
 	cache map[uint32]*timeCond
@@ -98,8 +98,9 @@ func newDecoder(cfg *model.Config, src model.TensorSource, o Options) (*Decoder,
 	Rmax := d.RegisterPosemb.MaxSizes[0]
 	rtab := r.Tensor(model.DecoderPrefix+d.RegisterPosemb.Module+sufPosembs, W*Rmax)
 	dec.regs = nn.NewRegisterEmbed(r.binder(ko), mod("LinearLayer"), d.LatentDim, W, rtab, Rmax, R, r.Tensor(mod("MaskedNestedDropout")+sufMaskToken, W))
+	dec.null = make([]float32, W)
 	if d.NullCond == model.NullCondLearned {
-		dec.nullcond = r.Tensor(mod("LearnedNullCond")+sufNullCond, W)
+		dec.null = r.Tensor(mod("LearnedNullCond")+sufNullCond, W)
 	}
 	sh, sw := d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1]
 	table := r.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*sh*sw)
@@ -236,15 +237,12 @@ func (d *Decoder) bind(ids [][]uint32, k []int, tr tracer) (*Conditioned, error)
 	}
 	regs = nn.MaskRegisters(e, d.regs, regs, nn.NewTensor(kept, B, 1), R)
 	tr.emit("dec_registers_in", regs.Data)
-	c := &Conditioned{d: d, cond: make([][]float32, B), uncond: make([]float32, d.uncondRegisters()*W)}
+	c := &Conditioned{d: d, cond: make([][]float32, B)}
 	for i := 0; i < B; i++ {
 		c.cond[i] = regs.Data[i*R*W : (i+1)*R*W]
 	}
-	if d.nullcond != nil {
-		for j := 0; j < len(c.uncond)/W; j++ {
-			copy(c.uncond[j*W:(j+1)*W], d.nullcond)
-		}
-	}
+	U := d.uncondRegisters()
+	c.uncond = nn.NullCondition(e, d.null, nn.NewTensor(make([]float32, U*W), U, W), nn.NewTensor([]float32{0}, 1, 1), U).Data
 	return c, nil
 }
 

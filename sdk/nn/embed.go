@@ -1,8 +1,9 @@
 package nn
 
 // The embeddings around the trunk, written once: the patch embedding (PatchEmbedder and the
-// sin-cos PositionalEmbeddingAdder) and the decoder's register embedding (LinearLayer of the
-// FSQ codes, the learnable register table, MaskedNestedDropout's mask token). Cutting images
+// sin-cos PositionalEmbeddingAdder), the decoder's register embedding (LinearLayer of the
+// FSQ codes, the learnable register table, MaskedNestedDropout's mask token) and its null
+// condition. Cutting images
 // into patch rows and assembling the sequences stay with each executor (index loops in the
 // engine, Reshape/Transpose/Concat in a graph).
 
@@ -72,4 +73,13 @@ func EmbedRegisters[T, L any](ops Ops[T, L], re *RegisterEmbed[L], codes T) T {
 // sequence of R registers): the official MaskedNestedDropout at inference.
 func MaskRegisters[T, L any](ops Ops[T, L], re *RegisterEmbed[L], regs, keep T, R int) T {
 	return ops.FillAfter(regs, keep, re.MaskToken, "mask_token", R)
+}
+
+// NullCondition puts the null condition (ZeroNullCond: zeros; LearnedNullCond: the learned
+// vector null, of the register width) at every register of the sequences of R registers whose
+// count in keep is 0, and leaves sequences whose count is R as they are: keep is R for a
+// conditional item and 0 for an unconditional one. (The engine binds the unconditional
+// registers once, as their own sequence; a graph marks unconditional items in the batch.)
+func NullCondition[T, L any](ops Ops[T, L], null []float32, regs, keep T, R int) T {
+	return ops.FillAfter(regs, keep, null, "nullcond", R)
 }
