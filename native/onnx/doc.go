@@ -13,8 +13,8 @@
 // The transformer trunks, the heads and the time embedding are not written here: Recorder
 // implements sdk/nn's op vocabulary by emitting ONNX nodes, and the graphs record sdk/nn's model
 // definition, the one the engine runs eagerly (docs/nn.md), as are the patch and register
-// embeddings. What remains here is the graph plumbing around it: patchify, sequence assembly,
-// the null condition, FSQ, the VAE.
+// embeddings and the null condition. What remains here is the graph plumbing around it:
+// patchify, sequence assembly, FSQ, the VAE.
 //
 // Graph and its layer helpers (Linear, LayerNorm, SiLU, ...) build a ModelProto with the
 // protobuf types of onnxpb, generated from the pinned onnx.proto. Save writes a graph with its
