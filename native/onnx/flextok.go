@@ -2,18 +2,18 @@ package onnx
 
 import (
 	"fmt"
-	"math"
 	"strings"
 
 	pb "github.com/flextok-sdk/flextok/native/onnx/onnxpb"
-	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/fsq"
 	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/nn"
 )
 
-// The FlexTok graphs. Each is the computation of the pure-Go engine (sdk/engine) written as
-// ONNX operators, read from the same model.Config and the same weight names; the conformance
-// tests hold the two to written bounds.
+// The FlexTok graphs. Each is the computation of the pure-Go engine (sdk/engine), read from the
+// same model.Config and the same weight names: the trunks, heads and time embedding are sdk/nn's
+// definition recorded (Recorder), the plumbing around them ONNX operators written here; the
+// conformance tests hold the graphs to the engine within written bounds.
 //
 //	encoder:     image [N, 3, H, W] in [-1, 1] → z [N, R, D] (FSQ input), ids [N, R] int64
 //	decoder:     x_t [N, C, h, w], t [N], ids [N, R] int64, k [N] int64 → v [N, C, h, w]
@@ -81,15 +81,6 @@ func (w *weights) err() error {
 	return nil
 }
 
-// linear adds Linear name (weight [out, in], optional bias) applied to x.
-func (w *weights) linear(g *Graph, x Value, name string, out, in int, bias bool) Value {
-	var b []float32
-	if bias {
-		b = w.Tensor(name+".bias", out)
-	}
-	return g.Linear(x, name, w.Tensor(name+".weight", out*in), out, in, b)
-}
-
 // patchify turns x [N, C, h, w] into patch rows [N, P, ph·pw·C] (channels last within a patch).
 func patchify(g *Graph, x Value, C, h, w, ph, pw int) Value {
 	nh, nw := int64(h/ph), int64(w/pw)
@@ -104,110 +95,6 @@ func unpatchify(g *Graph, x Value, C, h, w, ph, pw int) Value {
 	x = g.Reshape(x, -1, nh, nw, int64(ph), int64(pw), int64(C))
 	x = g.Transpose(x, 0, 5, 1, 3, 2, 4) // [N, C, nh, ph, nw, pw]
 	return g.Reshape(x, -1, int64(C), int64(h), int64(w))
-}
-
-// sinCos returns the checkpoint's sin-cos table [W, S_h, S_w] cropped to nh×nw as patch rows
-// [nh·nw, W].
-func sinCos(table []float32, W, sh, sw, nh, nw int) []float32 {
-	out := make([]float32, nh*nw*W)
-	for r := 0; r < nh; r++ {
-		for c := 0; c < nw; c++ {
-			for ch := 0; ch < W; ch++ {
-				out[(r*nw+c)*W+ch] = table[(ch*sh+r)*sw+c]
-			}
-		}
-	}
-	return out
-}
-
-// causalLast is the additive attention mask of mask_mode causal_last over [P patches,
-// R registers]: patches see the patches; register i sees the patches and registers 0..i.
-func causalLast(P, L int) []float32 {
-	m := make([]float32, L*L)
-	inf := float32(math.Inf(-1))
-	for r := 0; r < L; r++ {
-		for c := 0; c < L; c++ {
-			if !(c < P || (r >= P && c <= r)) {
-				m[r*L+c] = inf
-			}
-		}
-	}
-	return m
-}
-
-// trunk adds the FlexTransformer blocks to x [N, L, W]. mods, for an adaLN trunk, gives each
-// block's modulation as [N, L or 1, 6, W] (nil for a plain trunk); mask is an additive [L, L]
-// mask or "".
-func trunk(g *Graph, w *weights, x Value, prefix, mod string, t model.TrunkConfig, L int, mask Value, mods func(i int) Value) Value {
-	W, Hd, H, hd := t.Width, t.MLPHidden, t.Heads, t.HeadDim
-	eps := float32(t.NormEps)
-	scale := g.Scalar(float32(8.0 / float64(hd)))
-	bias := func(format string, i int) string {
-		return strings.TrimSuffix(model.Block(format, prefix, mod, i), ".weight")
-	}
-	for i := 0; i < t.Depth; i++ {
-		done := g.Scope(fmt.Sprintf("%s.block%d", strings.TrimSuffix(prefix, ".module_dict."), i))
-		var chunk func(j int64) Value
-		if mods != nil {
-			m := mods(i)
-			chunk = func(j int64) Value {
-				s := g.Slice(m, 2, j, j+1)    // [N, L|1, 1, W]
-				return g.Reshape(s, 0, 0, -1) // [N, L|1, W]
-			}
-		}
-		modulate := func(h Value, shift, sc int64) Value {
-			if chunk == nil {
-				return h
-			}
-			one := g.Add(chunk(sc), g.Scalar(1))
-			return g.Add(g.Mul(h, one), chunk(shift))
-		}
-		residual := func(x, y Value, gate int64) Value {
-			if chunk == nil {
-				return g.Add(x, y)
-			}
-			return g.Add(x, g.Mul(chunk(gate), y))
-		}
-
-		// Attention: q, k, v from one product with the stacked weights.
-		h := modulate(g.LayerNorm(x, W, eps), model.AdaLNShiftMSA, model.AdaLNScaleMSA)
-		qkvW := make([]float32, 0, 3*W*W)
-		var qkvB []float32
-		for _, f := range []string{model.BlockWQ, model.BlockWK, model.BlockWV} {
-			qkvW = append(qkvW, w.Tensor(model.Block(f, prefix, mod, i), W*W)...)
-			if t.QKVBias {
-				qkvB = append(qkvB, w.Tensor(bias(f, i)+".bias", W)...)
-			}
-		}
-		qkv := g.Linear(h, "qkv", qkvW, 3*W, W, qkvB)
-		qkv = g.Reshape(qkv, 0, 0, 3, int64(H), int64(hd)) // [N, L, 3, H, hd]
-		part := func(j int64) Value {
-			p := g.Reshape(g.Slice(qkv, 2, j, j+1), 0, 0, int64(H), int64(hd)) // [N, L, H, hd]
-			if t.QKNorm && j < 2 {
-				p = g.LayerNorm(p, hd, eps)
-			}
-			return g.Transpose(p, 0, 2, 1, 3) // [N, H, L, hd]
-		}
-		q, k, v := part(0), part(1), part(2)
-		s := g.Mul(g.Op("MatMul", []Value{q, g.Transpose(k, 0, 1, 3, 2)}), scale) // [N, H, L, L]
-		if mask != "" {
-			s = g.Add(s, mask)
-		}
-		a := g.Op("MatMul", []Value{g.Op("Softmax", []Value{s}, AInt("axis", -1)), v}) // [N, H, L, hd]
-		a = g.Reshape(g.Transpose(a, 0, 2, 1, 3), 0, 0, int64(W))
-		a = w.linear(g, a, bias(model.BlockProj, i), W, W, t.ProjBias)
-		x = residual(x, a, model.AdaLNGateMSA)
-
-		// MLP: SwiGLU (silu(fc1 h) ⊙ fc3 h) or SiLU, then fc2.
-		h = modulate(g.LayerNorm(x, W, eps), model.AdaLNShiftMLP, model.AdaLNScaleMLP)
-		f := g.SiLU(w.linear(g, h, bias(model.BlockFC1, i), Hd, W, t.MLPBias))
-		if t.Gated {
-			f = g.Mul(f, w.linear(g, h, bias(model.BlockFC3, i), Hd, W, t.MLPBias))
-		}
-		x = residual(x, w.linear(g, f, bias(model.BlockFC2, i), W, Hd, t.MLPBias), model.AdaLNGateMLP)
-		done()
-	}
-	return x
 }
 
 // fsqIDs adds FSQ quantisation: z [N, R, D] → ids [N, R] int64, the computation of fsq.Encode
@@ -274,21 +161,22 @@ func Encoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	P := nh * nw
 	L := P + R
 	done := g.Scope("encoder")
-	x := w.linear(g, patchify(g, lat, C, s.H, s.W, ph, pw), w.Module(model.EncoderPrefix, e.Modules, "PatchEmbedder")+".patch_proj", W, ph*pw*C, true)
-	table := w.Tensor(model.EncoderPrefix+e.Posemb.Module+".posembs", W*e.Posemb.MaxSizes[0]*e.Posemb.MaxSizes[1])
-	x = g.Add(x, g.Const("posemb", []int{P, W}, sinCos(table, W, e.Posemb.MaxSizes[0], e.Posemb.MaxSizes[1], nh, nw)))
+	rec := NewRecorder(g)
+	sh, sw := e.Posemb.MaxSizes[0], e.Posemb.MaxSizes[1]
+	table := w.Tensor(model.EncoderPrefix+e.Posemb.Module+".posembs", W*sh*sw)
+	pe := nn.NewPatchEmbed(w.binder(), w.Module(model.EncoderPrefix, e.Modules, "PatchEmbedder"), ph*pw*C, W, table, sh, sw)
+	x := nn.EmbedPatches(rec, pe, Var{patchify(g, lat, C, s.H, s.W, ph, pw), ph * pw * C}, nh, nw).V
 	regs := g.Const("registers", []int{1, R, W}, w.Tensor(w.Module(model.EncoderPrefix, e.Modules, "Registers1D")+".registers", R*W))
 	// Broadcast the registers over the batch: registers + 0·x[:, :1, :1] keeps N dynamic.
 	zero := g.Mul(g.Slice(g.Slice(x, 1, 0, 1), 2, 0, 1), g.Scalar(0))
 	x = g.Concat(1, x, g.Add(regs, zero))
-	var mask Value
-	if e.MaskMode == "causal_last" {
-		mask = g.Const("mask", []int{L, L}, causalLast(P, L))
-	}
 	trunkMod := w.Module(model.EncoderPrefix, e.Modules, "FlexTransformer")
-	x = trunk(g, w, x, model.EncoderPrefix, strings.TrimPrefix(trunkMod, model.EncoderPrefix), e.Trunk, L, mask, nil)
-	r := g.LayerNorm(g.Slice(x, 1, int64(P), int64(L)), W, float32(e.HeadNormEps))
-	z := w.linear(g, r, w.Module(model.EncoderPrefix, e.Modules, "LinearHead")+".proj", D, W, true)
+	tr := nn.NewTrunk(w.binder(), model.EncoderPrefix, strings.TrimPrefix(trunkMod, model.EncoderPrefix), e.Trunk)
+	seq := nn.Seq[Var]{L: L, Prefix: P, Causal: e.MaskMode == "causal_last"}
+	out, _ := nn.Forward(rec, tr, Var{x, W}, seq, nil)
+	x = out.V
+	head := nn.NewHead(w.binder(), w.Module(model.EncoderPrefix, e.Modules, "LinearHead"), W, D, e.HeadNormEps, false)
+	z := nn.HeadForward(rec, head, Var{g.Slice(x, 1, int64(P), int64(L)), W}, Var{}, nn.Seq[Var]{L: R}).V
 	done()
 	ids := fsqIDs(g, z, q)
 	if err := w.err(); err != nil {
@@ -324,7 +212,7 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	kIn := g.Input(InK, Int64, "N")
 
 	w := newWeights(m, "decoder")
-	W, R, C, E := d.Trunk.Width, s.R, d.ChannelsIn, d.Trunk.AdaLNExpansion
+	W, R, C := d.Trunk.Width, s.R, d.ChannelsIn
 	ph, pw := d.PatchSize[0], d.PatchSize[1]
 	nh, nw := s.H/ph, s.W/pw
 	P := nh * nw
@@ -332,103 +220,61 @@ func Decoder(m *model.Model, s Sizes) (*pb.ModelProto, error) {
 	mod := func(class string) string { return w.Module(model.DecoderPrefix, d.Modules, class) }
 	codes := fsqCodes(g, ids, q)
 	done := g.Scope("decoder")
+	rec := NewRecorder(g)
+	bind := w.binder()
 
 	// Registers: Linear(D → W) of the codes plus the register table; positions >= k get the
-	// mask token; k = 0 (unconditional) gets the null condition everywhere.
-	regs := w.linear(g, codes, mod("LinearLayer")+".proj", W, d.LatentDim, true)
+	// mask token (sdk/nn's definition, recorded); k = 0 (unconditional) gets the null
+	// condition everywhere.
 	Rmax := d.RegisterPosemb.MaxSizes[0]
 	rtab := w.Tensor(model.DecoderPrefix+d.RegisterPosemb.Module+".posembs", W*Rmax)
-	rpos := make([]float32, R*W)
-	for j := 0; j < R; j++ {
-		for c := 0; c < W; c++ {
-			rpos[j*W+c] = rtab[c*Rmax+j]
-		}
-	}
-	regs = g.Add(regs, g.Const("register_posemb", []int{R, W}, rpos))
-	pos := make([]int64, R)
-	for j := range pos {
-		pos[j] = int64(j)
-	}
+	re := nn.NewRegisterEmbed(bind, mod("LinearLayer"), d.LatentDim, W, rtab, Rmax, R, w.Tensor(mod("MaskedNestedDropout")+".dropout_mask_token", W))
+	regs := nn.EmbedRegisters(rec, re, Var{codes, d.LatentDim})
+	keep := Var{g.Op("Cast", []Value{kIn}, AInt("to", int64(Float))), 1}
+	regs = nn.MaskRegisters(rec, re, regs, keep, R)
 	k2 := g.Reshape(kIn, -1, 1)
-	keep := g.Op("Less", []Value{g.ConstInt64("positions", []int{1, R}, pos), k2}) // [N, R]
-	maskTok := g.Const("mask_token", []int{W}, w.Tensor(mod("MaskedNestedDropout")+".dropout_mask_token", W))
-	regs = g.Op("Where", []Value{g.Reshape(keep, 0, 0, 1), regs, maskTok})
 	null := make([]float32, W)
 	if d.NullCond == model.NullCondLearned {
 		null = w.Tensor(mod("LearnedNullCond")+".nullcond", W)
 	}
 	uncond := g.Op("Equal", []Value{k2, g.ConstInt64("zero", []int{1}, []int64{0})}) // [N, 1]
-	regs = g.Op("Where", []Value{g.Reshape(uncond, 0, 0, 1), g.Const("nullcond", []int{W}, null), regs})
+	keepNull := Var{g.Op("Where", []Value{uncond, g.Scalar(0), g.Scalar(float32(R))}), 1}
+	regsV := nn.NullCondition(rec, null, regs, keepNull, R).V
 
 	// Patches of x_t: Linear(ph·pw·C → W) plus the sin-cos table.
-	x := w.linear(g, patchify(g, xt, C, s.H, s.W, ph, pw), mod("PatchEmbedder")+".patch_proj", W, ph*pw*C, true)
-	table := w.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+".posembs", W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
-	x = g.Add(x, g.Const("posemb", []int{P, W}, sinCos(table, W, d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1], nh, nw)))
-	x = g.Concat(1, x, regs) // [N, L, W]
+	sh, sw := d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1]
+	table := w.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+".posembs", W*sh*sw)
+	pe := nn.NewPatchEmbed(bind, mod("PatchEmbedder"), ph*pw*C, W, table, sh, sw)
+	x := nn.EmbedPatches(rec, pe, Var{patchify(g, xt, C, s.H, s.W, ph, pw), ph * pw * C}, nh, nw).V
+	x = g.Concat(1, x, regsV) // [N, L, W]
 
-	// Time embedding: [cos(t·f) | sin(t·f)], Linear, SiLU, Linear.
-	freqs := engine.TimestepFrequencies(d.FreqEmbSize, d.MaxTimestep)
-	te := mod("TimestepEmbedder")
-	args := g.Mul(g.Reshape(tIn, -1, 1), g.Const("freqs", []int{len(freqs)}, freqs))
-	parts := []Value{g.Op("Cos", []Value{args}), g.Op("Sin", []Value{args})}
-	if d.FreqEmbSize%2 == 1 {
-		parts = append(parts, g.Mul(g.Slice(args, 1, 0, 1), g.Scalar(0)))
-	}
-	temb := w.linear(g, g.Concat(1, parts...), te+".mlp.0", W, d.FreqEmbSize, true)
-	temb = w.linear(g, g.SiLU(temb), te+".mlp.2", W, W, true)
-	stemb := g.SiLU(temb)
-
-	// Per-block adaLN: Linear(SiLU(temb)) → [N, E, 6, W]; with E = 2 the patch rows use part 0
-	// and the register rows part 1 (gathered to [N, L, 6, W]).
-	var rowPart Value
-	if E == 2 {
-		idx := make([]int64, L)
-		for j := P; j < L; j++ {
-			idx[j] = 1
-		}
-		rowPart = g.ConstInt64("row_part", []int{L}, idx)
-	}
+	// The time embedding, every block's adaLN vector (Linear(SiLU(temb)), [N, E·6W]) and the
+	// trunk: sdk/nn's definition, recorded. With E = 2 the patch rows use part 0 of a block's
+	// vector and the register rows part 1.
+	te := nn.NewTimeEmbedder(bind, mod("TimestepEmbedder"), d.FreqEmbSize, W, d.MaxTimestep)
+	stemb := rec.SiLU(nn.TimeEmbed(rec, te, Var{tIn, 1})).V
 	trunkMod := mod("FlexTransformer")
-	mods := func(i int) Value {
-		name := model.Block(model.BlockAdaLN, model.DecoderPrefix, strings.TrimPrefix(trunkMod, model.DecoderPrefix), i)
-		a := w.linear(g, stemb, strings.TrimSuffix(name, ".weight"), E*6*W, W, true)
-		a = g.Reshape(a, -1, int64(E), 6, int64(W))
-		if E == 2 {
-			return g.Op("Gather", []Value{a, rowPart}, AInt("axis", 1))
-		}
-		return a
-	}
-	var mask Value
-	if d.MaskMode == "causal_last" {
-		mask = g.Const("mask", []int{L, L}, causalLast(P, L))
-	}
+	tr := nn.NewTrunk(bind, model.DecoderPrefix, strings.TrimPrefix(trunkMod, model.DecoderPrefix), d.Trunk)
+	mods := nn.Modulation(rec, tr, Var{stemb, W})
+	seq := nn.Seq[Var]{L: L, Prefix: P, Causal: d.MaskMode == "causal_last"}
 	if d.NullCondSingle {
 		// The official unconditional sequence is the patches and one null token (at P here):
-		// an unconditional item's keys after it are masked out, so every row sees what it
-		// would in the shorter sequence, and the batch keeps one length.
-		far := make([]float32, L)
-		for j := P + 1; j < L; j++ {
-			far[j] = float32(math.Inf(-1))
-		}
-		keys := g.Op("Where", []Value{uncond, g.Const("single_null_keys", []int{1, L}, far), g.Scalar(0)}) // [N, L]
-		keys = g.Reshape(keys, -1, 1, 1, int64(L))
-		if mask != "" {
-			keys = g.Add(keys, mask)
-		}
-		mask = keys
+		// an unconditional item sees only its first P+1 keys, so every row sees what it would
+		// in the shorter sequence, and the batch keeps one length.
+		keys := g.Op("Where", []Value{uncond, g.Scalar(float32(P + 1)), g.Scalar(float32(L))}) // [N, 1]
+		seq.Keys = &Var{keys, 1}
 	}
-	x = trunk(g, w, x, model.DecoderPrefix, strings.TrimPrefix(trunkMod, model.DecoderPrefix), d.Trunk, L, mask, mods)
+	out, _ := nn.Forward(rec, tr, Var{x, W}, seq, mods)
+	x = out.V
 
 	// Head on the patch rows: LayerNorm, adaLN (shift, scale), Linear(W → ph·pw·C), unpatchify.
-	head := mod("ToPatchesLinearHead")
-	h := g.LayerNorm(g.Slice(x, 1, 0, int64(P)), W, float32(d.HeadNormEps))
-	if d.HeadAdaLN {
-		a := g.Reshape(w.linear(g, stemb, head+".adaLN_modulation.1", 2*W, W, true), -1, 2, int64(W))
-		shift := g.Slice(a, 1, 0, 1)
-		scale := g.Slice(a, 1, 1, 2)
-		h = g.Add(g.Mul(h, g.Add(scale, g.Scalar(1))), shift)
+	head := nn.NewHead(bind, mod("ToPatchesLinearHead"), W, ph*pw*C, d.HeadNormEps, d.HeadAdaLN)
+	var headMod Var
+	if head.HasAdaLN {
+		headMod = nn.HeadModulation(rec, head, Var{stemb, W})
 	}
-	v := unpatchify(g, w.linear(g, h, head+".proj", ph*pw*C, W, true), C, s.H, s.W, ph, pw)
+	h := nn.HeadForward(rec, head, Var{g.Slice(x, 1, 0, int64(P)), W}, headMod, nn.Seq[Var]{L: P, Prefix: P})
+	v := unpatchify(g, h.V, C, s.H, s.W, ph, pw)
 	done()
 	if err := w.err(); err != nil {
 		return nil, err

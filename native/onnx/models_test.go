@@ -17,9 +17,12 @@ type testModel struct {
 	m    *model.Model
 }
 
-// testModels are the embedded default model and the official reference checkpoints
+// testModels are the embedded default model, the official reference checkpoints
 // (conformance/testdata/official: random weights shaped like the released configs, f32 and bf16,
-// zero and learned null conditions, adaLN expansions 1 and 2).
+// zero and learned null conditions, adaLN expansions 1 and 2) and the variants of
+// tools/mkcheckpoint (conformance/testdata/variants: trunk biases, a plain MLP, no QK-norm, a
+// causal_last decoder, an odd frequency embedding size), so that every exported graph runs
+// each config branch against the engine.
 func testModels(t *testing.T) []testModel {
 	t.Helper()
 	d := models.Default()
@@ -28,22 +31,28 @@ func testModels(t *testing.T) []testModel {
 		t.Fatal(err)
 	}
 	out := []testModel{{"default", m}}
-	root := filepath.Join("..", "..", "conformance", "testdata", "official")
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		dir := filepath.Join(root, e.Name())
-		if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
-			continue
-		}
-		m, err := model.LoadFile(dir)
+	for _, set := range []string{"official", "variants"} {
+		root := filepath.Join("..", "..", "conformance", "testdata", set)
+		ents, err := os.ReadDir(root)
 		if err != nil {
-			t.Fatalf("%s: %v", e.Name(), err)
+			t.Fatal(err)
 		}
-		t.Cleanup(func() { m.Weights.Close() })
-		out = append(out, testModel{e.Name(), m})
+		for _, e := range ents {
+			dir := filepath.Join(root, e.Name())
+			if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
+				continue
+			}
+			m, err := model.LoadFile(dir)
+			if err != nil {
+				t.Fatalf("%s: %v", e.Name(), err)
+			}
+			t.Cleanup(func() { m.Weights.Close() })
+			name := e.Name()
+			if set == "variants" {
+				name = "variant_" + name
+			}
+			out = append(out, testModel{name, m})
+		}
 	}
 	return out
 }

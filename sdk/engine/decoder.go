@@ -10,6 +10,7 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/fsq"
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/nn"
 )
 
 // Decoder is the FlexTok rectified-flow decoder: the velocity network v(x_t, t, tokens).
@@ -43,16 +44,12 @@ type Decoder struct {
 	nReg int // registers per image: the encoder's n_max, the detokenize padding length
 	fsq  *fsq.Quantizer
 
-	fromLatents linear    // (W, D) with bias: FSQ codes → register width
-	regPosemb   []float32 // (W, Rmax) learnable_sum table [1, 1, W, Rmax]
-	maskToken   []float32 // (W) replaces registers at positions >= k
-	nullcond    []float32 // (W) LearnedNullCond vector, nil for ZeroNullCond
-	patch       linear    // (W, ph·pw·C) with bias
-	posemb      []float32 // (W, S_h, S_w) sin-cos table from the checkpoint
-	temb        timeEmbedder
-	trunk       *trunk
-	headAda     *linear // (2W, W) head adaLN (shift, scale), nil without
-	head        linear  // (C·ph·pw, W) with bias
+	regs  *nn.RegisterEmbed[*nn.Linear] // Linear (W, D) of the FSQ codes, register table, mask token
+	null  []float32                     // (W) LearnedNullCond vector, zeros for ZeroNullCond
+	patch *nn.PatchEmbed[*nn.Linear]    // (W, ph·pw·C) with bias; sin-cos table (W, S_h, S_w)
+	temb  *nn.TimeEmbedder[*nn.Linear]
+	trunk *trunk
+	head  *nn.Head[*nn.Linear] // (C·ph·pw, W) with bias, adaLN (2W, W) when configured
 
 	mu    sync.Mutex
 	cache map[uint32]*timeCond
@@ -64,8 +61,8 @@ const maxTimeCache = 64
 // timeCond is everything that depends on t alone.
 type timeCond struct {
 	temb   []float32   // (W) time embedding
-	blocks [][]float32 // per block (E·6W): adaLN modulation
-	head   []float32   // (2W) head shift, scale; nil without head adaLN
+	blocks []nn.Tensor // per block [1, E·6W]: adaLN modulation
+	head   nn.Tensor   // [1, 2W] head shift, scale; empty without head adaLN
 }
 
 // NewDecoder reads the decoder's weights from m (once; the Decoder keeps float32 copies packed
@@ -97,29 +94,22 @@ func newDecoder(cfg *model.Config, src model.TensorSource, o Options) (*Decoder,
 
 	ps := d.PatchSize[0] * d.PatchSize[1]
 	dec := &Decoder{cfg: d, opts: o, nReg: R, fsq: fq, cache: map[uint32]*timeCond{}}
-	dec.fromLatents = r.linear(ko, mod("LinearLayer")+sufProj, W, d.LatentDim, true)
-	dec.regPosemb = r.Tensor(model.DecoderPrefix+d.RegisterPosemb.Module+sufPosembs, W*d.RegisterPosemb.MaxSizes[0])
-	dec.maskToken = r.Tensor(mod("MaskedNestedDropout")+sufMaskToken, W)
+	Rmax := d.RegisterPosemb.MaxSizes[0]
+	rtab := r.Tensor(model.DecoderPrefix+d.RegisterPosemb.Module+sufPosembs, W*Rmax)
+	dec.regs = nn.NewRegisterEmbed(r.binder(ko), mod("LinearLayer"), d.LatentDim, W, rtab, Rmax, R, r.Tensor(mod("MaskedNestedDropout")+sufMaskToken, W))
+	dec.null = make([]float32, W)
 	if d.NullCond == model.NullCondLearned {
-		dec.nullcond = r.Tensor(mod("LearnedNullCond")+sufNullCond, W)
+		dec.null = r.Tensor(mod("LearnedNullCond")+sufNullCond, W)
 	}
-	dec.patch = r.linear(ko, mod("PatchEmbedder")+sufPatchProj, W, ps*d.ChannelsIn, true)
-	dec.posemb = r.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*d.PatchPosemb.MaxSizes[0]*d.PatchPosemb.MaxSizes[1])
+	sh, sw := d.PatchPosemb.MaxSizes[0], d.PatchPosemb.MaxSizes[1]
+	table := r.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*sh*sw)
+	dec.patch = nn.NewPatchEmbed(r.binder(ko), mod("PatchEmbedder"), ps*d.ChannelsIn, W, table, sh, sw)
 	te := mod("TimestepEmbedder")
-	dec.temb = timeEmbedder{
-		freqs: timestepFrequencies(d.FreqEmbSize, d.MaxTimestep),
-		dims:  d.FreqEmbSize,
-		mlp0:  r.linear(ko, te+sufTimeMLP0, W, d.FreqEmbSize, true),
-		mlp2:  r.linear(ko, te+sufTimeMLP2, W, W, true),
-	}
+	dec.temb = nn.NewTimeEmbedder(r.binder(ko), te, d.FreqEmbSize, W, d.MaxTimestep)
 	trunkMod := mod("FlexTransformer")
 	dec.trunk = readTrunk(r, ko, model.DecoderPrefix, trunkMod[len(model.DecoderPrefix):], d.Trunk)
 	head := mod("ToPatchesLinearHead")
-	if d.HeadAdaLN {
-		a := r.linear(ko, head+sufHeadAdaLN, 2*W, W, true)
-		dec.headAda = &a
-	}
-	dec.head = r.linear(ko, head+sufProj, ps*d.ChannelsOut, W, true)
+	dec.head = nn.NewHead(r.binder(ko), head, W, ps*d.ChannelsOut, d.HeadNormEps, d.HeadAdaLN)
 	if err := r.err(); err != nil {
 		return nil, err
 	}
@@ -144,8 +134,8 @@ func (d *Decoder) uncondRegisters() int {
 func (d *Decoder) Flops(n, h, w int) float64 {
 	P := (h / d.cfg.PatchSize[0]) * (w / d.cfg.PatchSize[1])
 	W := float64(d.cfg.Trunk.Width)
-	io := 2 * float64(n*P) * W * float64(d.patch.in+d.head.out)
-	return d.trunk.flops(n, P+d.nReg) + io
+	io := 2 * float64(n*P) * W * float64(d.cfg.PatchSize[0]*d.cfg.PatchSize[1]*(d.cfg.ChannelsIn+d.cfg.ChannelsOut))
+	return nn.Flops(d.cfg.Trunk, n, P+d.nReg) + io
 }
 
 // timeCond returns the cached conditioning for t, computing it on first use.
@@ -158,13 +148,13 @@ func (d *Decoder) timeCond(t float32) *timeCond {
 		return tc
 	}
 	o := d.opts.kernels()
-	tc = &timeCond{temb: d.temb.embed(o, t)}
-	tc.blocks = d.trunk.modulation(o, tc.temb)
-	if d.headAda != nil {
-		s := make([]float32, len(tc.temb))
-		kernels.SiLU(o, s, tc.temb)
-		tc.head = make([]float32, d.headAda.out)
-		d.headAda.forward(o, tc.head, s, 1)
+	e := nn.NewEager(context.Background(), nnOpts(o))
+	temb := nn.TimeEmbed(e, d.temb, nn.NewTensor([]float32{t}, 1, 1))
+	tc = &timeCond{temb: append([]float32(nil), temb.Data...)}
+	stemb := e.SiLU(temb)
+	tc.blocks = nn.Modulation(e, d.trunk, stemb)
+	if d.head.HasAdaLN {
+		tc.head = nn.HeadModulation(e, d.head, stemb)
 	}
 	d.mu.Lock()
 	if len(d.cache) >= maxTimeCache {
@@ -216,32 +206,21 @@ func (d *Decoder) bind(ids [][]uint32, k []int, tr tracer) (*Conditioned, error)
 	if err := d.fsq.IndicesToCodes(codes, padded); err != nil {
 		return nil, fmt.Errorf("flextok/engine: Bind: %w", err)
 	}
-	regs := make([]float32, B*R*W)
-	d.fromLatents.forward(o, regs, codes, B*R)
-	Rmax := d.cfg.RegisterPosemb.MaxSizes[0]
+	e := nn.NewEager(context.Background(), nnOpts(o)) // not pooled: the registers stay bound
+	regs := nn.EmbedRegisters(e, d.regs, nn.NewTensor(codes, B*R, D))
+	tr.emit("dec_registers_posemb", regs.Data)
+	kept := make([]float32, B)
+	for i, k := range keep {
+		kept[i] = float32(k)
+	}
+	regs = nn.MaskRegisters(e, d.regs, regs, nn.NewTensor(kept, B, 1), R)
+	tr.emit("dec_registers_in", regs.Data)
+	c := &Conditioned{d: d, cond: make([][]float32, B)}
 	for i := 0; i < B; i++ {
-		for j := 0; j < R; j++ {
-			row := regs[(i*R+j)*W : (i*R+j+1)*W]
-			for c := range row {
-				row[c] += d.regPosemb[c*Rmax+j]
-			}
-		}
+		c.cond[i] = regs.Data[i*R*W : (i+1)*R*W]
 	}
-	tr.emit("dec_registers_posemb", regs)
-	c := &Conditioned{d: d, cond: make([][]float32, B), uncond: make([]float32, d.uncondRegisters()*W)}
-	for i := 0; i < B; i++ {
-		seq := regs[i*R*W : (i+1)*R*W]
-		for j := keep[i]; j < R; j++ {
-			copy(seq[j*W:(j+1)*W], d.maskToken)
-		}
-		c.cond[i] = seq
-	}
-	tr.emit("dec_registers_in", regs)
-	if d.nullcond != nil {
-		for j := 0; j < len(c.uncond)/W; j++ {
-			copy(c.uncond[j*W:(j+1)*W], d.nullcond)
-		}
-	}
+	U := d.uncondRegisters()
+	c.uncond = nn.NullCondition(e, d.null, nn.NewTensor(make([]float32, U*W), U, W), nn.NewTensor([]float32{0}, 1, 1), U).Data
 	return c, nil
 }
 
@@ -350,13 +329,13 @@ func (c *Conditioned) forward(ctx context.Context, o kernels.Opts, tc *timeCond,
 	for q, i := range idx {
 		patchify(pt[q*P*pd:], batch[i].X.Data, C, h, w, ph, pw)
 	}
-	emb := make([]float32, n*P*W)
-	d.patch.forward(o, emb, pt, n*P)
+	e := getEager(ctx, o)
+	defer putEager(e)
+	emb := nn.EmbedPatches(e, d.patch, nn.NewTensor(pt, n*P, pd), nh, nw).Data
 	x := make([]float32, n*L*W)
 	for q, i := range idx {
 		seq := x[q*L*W:]
 		copy(seq[:P*W], emb[q*P*W:(q+1)*P*W])
-		addSinCos(seq[:P*W], d.posemb, W, cfg.PatchPosemb.MaxSizes[0], cfg.PatchPosemb.MaxSizes[1], nh, nw)
 		regs := c.cond[batch[i].Image]
 		if batch[i].Uncond {
 			regs = c.uncond
@@ -367,24 +346,15 @@ func (c *Conditioned) forward(ctx context.Context, o kernels.Opts, tc *timeCond,
 		tr.emit("dec_patches_in", gatherRows(x, n, L, 0, P, W))
 	}
 
-	s := seqLayout{n: n, L: L, prefix: P}
-	if cfg.MaskMode == "causal_last" {
-		s.mask = kernels.Mask{Kind: kernels.MaskPrefixCausal, Prefix: P}
-	}
-	var buf trunkBuffers
-	if err := d.trunk.forward(ctx, o, x, s, tc.blocks, &buf); err != nil {
+	s := nn.Seq[nn.Tensor]{L: L, Prefix: P, Causal: cfg.MaskMode == "causal_last"}
+	if err := runTrunk(ctx, e, d.trunk, x, s, tc.blocks); err != nil {
 		return err
 	}
 
 	// Head on the patch tokens: LayerNorm, adaLN (shift, scale), Linear(W → C·ph·pw).
 	pat := gatherRows(x, n, L, 0, P, W)
 	tr.emit("dec_trunk_patches", pat)
-	kernels.LayerNorm(o, pat, pat, n*P, W, float32(cfg.HeadNormEps))
-	if tc.head != nil {
-		kernels.Modulate(o, pat, pat, tc.head[:W], tc.head[W:2*W], n*P, W)
-	}
-	out := make([]float32, n*P*pd)
-	d.head.forward(o, out, pat, n*P)
+	out := nn.HeadForward(e, d.head, nn.NewTensor(pat, n*P, W), tc.head, nn.Seq[nn.Tensor]{L: P, Prefix: P}).Data
 	for q, i := range idx {
 		unpatchify(batch[i].V.Data, out[q*P*pd:(q+1)*P*pd], C, h, w, ph, pw)
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/fsq"
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/model"
+	"github.com/flextok-sdk/flextok/sdk/nn"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )
 
@@ -23,11 +24,10 @@ type Encoder struct {
 	cfg  model.EncoderConfig
 	opts Options
 
-	patch     linear    // (W, ph·pw·C) with bias
-	posemb    []float32 // (W, S_h, S_w) sin-cos table from the checkpoint
-	registers []float32 // (R, W)
+	patch     *nn.PatchEmbed[*nn.Linear] // (W, ph·pw·C) with bias; sin-cos table (W, S_h, S_w)
+	registers []float32                  // (R, W)
 	trunk     *trunk
-	head      linear // (D, W) with bias
+	head      *nn.Head[*nn.Linear] // LayerNorm, Linear (D, W) with bias
 	fsq       *fsq.Quantizer
 }
 
@@ -59,12 +59,13 @@ func newEncoder(cfg *model.Config, src model.TensorSource, o Options) (*Encoder,
 	W, R := e.Trunk.Width, e.RegistersNMax
 	pd := e.PatchSize[0] * e.PatchSize[1] * e.ChannelsIn
 	enc := &Encoder{cfg: e, opts: o, fsq: fq}
-	enc.patch = r.linear(ko, mod("PatchEmbedder")+sufPatchProj, W, pd, true)
-	enc.posemb = r.Tensor(model.EncoderPrefix+e.Posemb.Module+sufPosembs, W*e.Posemb.MaxSizes[0]*e.Posemb.MaxSizes[1])
+	sh, sw := e.Posemb.MaxSizes[0], e.Posemb.MaxSizes[1]
+	table := r.Tensor(model.EncoderPrefix+e.Posemb.Module+sufPosembs, W*sh*sw)
+	enc.patch = nn.NewPatchEmbed(r.binder(ko), mod("PatchEmbedder"), pd, W, table, sh, sw)
 	enc.registers = r.Tensor(mod("Registers1D")+sufRegisters, R*W)
 	trunkMod := mod("FlexTransformer")
 	enc.trunk = readTrunk(r, ko, model.EncoderPrefix, trunkMod[len(model.EncoderPrefix):], e.Trunk)
-	enc.head = r.linear(ko, mod("LinearHead")+sufProj, e.LatentDim, W, true)
+	enc.head = nn.NewHead(r.binder(ko), mod("LinearHead"), W, e.LatentDim, e.HeadNormEps, false)
 	if err := r.err(); err != nil {
 		return nil, err
 	}
@@ -124,8 +125,8 @@ func (e *Encoder) Tokens(ctx context.Context, latents tensor.Tensor) ([][]uint32
 func (e *Encoder) Flops(B, h, w int) float64 {
 	P := (h / e.cfg.PatchSize[0]) * (w / e.cfg.PatchSize[1])
 	W := float64(e.cfg.Trunk.Width)
-	pd := float64(e.patch.in)
-	return e.trunk.flops(B, P+e.cfg.RegistersNMax) + 2*float64(B*P)*pd*W + 2*float64(B*e.cfg.RegistersNMax)*W*float64(e.cfg.LatentDim)
+	pd := float64(e.cfg.PatchSize[0] * e.cfg.PatchSize[1] * e.cfg.ChannelsIn)
+	return nn.Flops(e.cfg.Trunk, B, P+e.cfg.RegistersNMax) + 2*float64(B*P)*pd*W + 2*float64(B*e.cfg.RegistersNMax)*W*float64(e.cfg.LatentDim)
 }
 
 // checkLatents validates latents [B, C, h, w] and returns the patch grid.
@@ -166,13 +167,13 @@ func (e *Encoder) registersTrace(ctx context.Context, o kernels.Opts, latents te
 	for i := 0; i < B; i++ {
 		patchify(pt[i*P*pd:], latents.Data[i*C*h*w:(i+1)*C*h*w], C, h, w, ph, pw)
 	}
-	emb := make([]float32, B*P*W)
-	e.patch.forward(o, emb, pt, B*P)
+	eg := getEager(ctx, o)
+	defer putEager(eg)
+	emb := nn.EmbedPatches(eg, e.patch, nn.NewTensor(pt, B*P, pd), nh, nw).Data
 	x := make([]float32, B*L*W)
 	for i := 0; i < B; i++ {
 		seq := x[i*L*W:]
 		copy(seq[:P*W], emb[i*P*W:(i+1)*P*W])
-		addSinCos(seq[:P*W], e.posemb, W, c.Posemb.MaxSizes[0], c.Posemb.MaxSizes[1], nh, nw)
 		copy(seq[P*W:L*W], e.registers[:R*W])
 	}
 	if tr != nil {
@@ -183,12 +184,8 @@ func (e *Encoder) registersTrace(ctx context.Context, o kernels.Opts, latents te
 		tr.emit("enc_patches_posemb", pat)
 	}
 
-	s := seqLayout{n: B, L: L, prefix: P}
-	if c.MaskMode == "causal_last" {
-		s.mask = kernels.Mask{Kind: kernels.MaskPrefixCausal, Prefix: P}
-	}
-	var buf trunkBuffers
-	if err := e.trunk.forward(ctx, o, x, s, nil, &buf); err != nil {
+	s := nn.Seq[nn.Tensor]{L: L, Prefix: P, Causal: c.MaskMode == "causal_last"}
+	if err := runTrunk(ctx, eg, e.trunk, x, s, nil); err != nil {
 		return tensor.Tensor{}, err
 	}
 
@@ -198,8 +195,6 @@ func (e *Encoder) registersTrace(ctx context.Context, o kernels.Opts, latents te
 		copy(regs[i*R*W:(i+1)*R*W], x[(i*L+P)*W:(i+1)*L*W])
 	}
 	tr.emit("enc_trunk_registers", regs)
-	kernels.LayerNorm(o, regs, regs, B*R, W, float32(c.HeadNormEps))
-	z := make([]float32, B*R*D)
-	e.head.forward(o, z, regs, B*R)
-	return tensor.Tensor{Shape: []int{B, R, D}, Data: z}, nil
+	z := nn.HeadForward(eg, e.head, nn.NewTensor(regs, B*R, W), nn.Tensor{}, nn.Seq[nn.Tensor]{L: R})
+	return tensor.Tensor{Shape: []int{B, R, D}, Data: append([]float32(nil), z.Data...)}, nil // z is the pooled arena's
 }

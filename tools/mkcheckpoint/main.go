@@ -20,7 +20,7 @@
 // output does not depend on the order of writing):
 //   - sin-cos positional tables: computed as the official code builds them
 //     (ω_k = 1/10000^(k/(W/4)), [sin(aω) | cos(aω) | sin(bω) | cos(bω)]);
-//   - biases 0; VAE GroupNorm gains 1;
+//   - biases 0 (with -variant, N(0, 0.02²) outside the VAE); VAE GroupNorm gains 1;
 //   - VAE convolutions and attention linears: N(0, 1/fan_in) (He-like without
 //     the ReLU factor), so every GroupNorm-SiLU-conv keeps unit-order activations;
 //   - the decoder's time-embedding MLP: N(0, 1/fan_in), so the adaLN
@@ -77,6 +77,28 @@ type size struct {
 	VAEGroups        int
 	VAEScale         string
 	ImageSize        int
+
+	// Set by -variant (variants): JSON text after the trunks' head_dim, the decoder packer's
+	// mask_mode, JSON text after the time embedder's max_timestep, and random (not zero)
+	// biases outside the VAE.
+	TrunkExtra string
+	DecMask    string
+	TimeExtra  string
+	RandomBias bool
+}
+
+// variants change one config branch each that the official reference checkpoints leave at
+// its default, so that a test checkpoint exercises it (issue 11): trunk biases, a plain
+// (not gated) MLP, attention without QK-norm, a causal_last decoder mask, an odd frequency
+// embedding size. Every variant also draws the biases outside the VAE (zero otherwise).
+var variants = map[string]func(*size){
+	"bias": func(s *size) {
+		s.TrunkExtra = "\n        \"qkv_bias\": true,\n        \"proj_bias\": true,\n        \"mlp_bias\": true,"
+	},
+	"nogate":   func(s *size) { s.TrunkExtra = "\n        \"gated_mlp\": false," },
+	"noqknorm": func(s *size) { s.TrunkExtra = "\n        \"qk_norm\": false," },
+	"causal":   func(s *size) { s.DecMask = "causal_last" },
+	"oddfreq":  func(s *size) { s.TimeExtra = ",\n        \"frequency_embedding_size\": 33" },
 }
 
 var sizes = map[string]size{
@@ -88,6 +110,11 @@ var sizes = map[string]size{
 	"d18": {EncDim: 1152, EncDepth: 18, DecDim: 1152, DecDepth: 18, HeadDim: 64, Registers: 256, Latent: 16, Grid: 16,
 		MaxTimestep: "1000.0", Scale: "null", ActCkpt: true,
 		VAEBlocks: []int{128, 256, 512, 512}, VAELayers: 2, VAEGroups: 32, VAEScale: "1.0", ImageSize: 256},
+	// micro: smaller still (16 px images, 4x4 patch grid, 16 registers): the variants'
+	// fixtures in conformance/testdata/variants.
+	"micro": {EncDim: 32, EncDepth: 2, DecDim: 32, DecDepth: 2, HeadDim: 16, Registers: 16, Latent: 4, Grid: 4,
+		MaxTimestep: "1000.0", Scale: "null", ActCkpt: false,
+		VAEBlocks: []int{8, 8}, VAELayers: 1, VAEGroups: 4, VAEScale: "1.0", ImageSize: 16},
 	// tiny: the same structure at toy sizes (32 px images, 4x4 patch grid), for fast tests.
 	"tiny": {EncDim: 64, EncDepth: 2, DecDim: 64, DecDepth: 2, HeadDim: 32, Registers: 32, Latent: 16, Grid: 4,
 		MaxTimestep: "1000.0", Scale: "null", ActCkpt: false,
@@ -95,17 +122,18 @@ var sizes = map[string]size{
 }
 
 func main() {
-	sz := flag.String("size", "d12", "model size: d12, d18 or tiny")
+	sz := flag.String("size", "d12", "model size: d12, d18, tiny or micro")
+	variant := flag.String("variant", "", "config variant: bias, nogate, noqknorm, causal or oddfreq (default none)")
 	out := flag.String("o", "", "output directory (created)")
 	seed := flag.Uint64("seed", 1, "random seed")
 	dtype := flag.String("dtype", "f32", "weight dtype: f32 or bf16")
 	flag.Parse()
 	if *out == "" || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: mkcheckpoint -size d12|d18|tiny -o DIR [-seed N] [-dtype f32|bf16]")
+		fmt.Fprintln(os.Stderr, "usage: mkcheckpoint -size d12|d18|tiny|micro -o DIR [-variant NAME] [-seed N] [-dtype f32|bf16]")
 		os.Exit(2)
 	}
 	start := time.Now()
-	st, err := Make(*out, *sz, *seed, *dtype)
+	st, err := MakeVariant(*out, *sz, *variant, *seed, *dtype)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mkcheckpoint:", err)
 		os.Exit(1)
@@ -124,10 +152,24 @@ type Stats struct {
 
 // Make writes the checkpoint of the named size into dir and checks it.
 func Make(dir, sizeName string, seed uint64, dtype string) (Stats, error) {
+	return MakeVariant(dir, sizeName, "", seed, dtype)
+}
+
+// MakeVariant is Make with a config variant ("": none).
+func MakeVariant(dir, sizeName, variant string, seed uint64, dtype string) (Stats, error) {
 	var st Stats
 	s, ok := sizes[sizeName]
 	if !ok {
-		return st, fmt.Errorf("unknown -size %q (d12, d18, tiny)", sizeName)
+		return st, fmt.Errorf("unknown -size %q (d12, d18, tiny, micro)", sizeName)
+	}
+	s.DecMask = "full"
+	if variant != "" {
+		v, ok := variants[variant]
+		if !ok {
+			return st, fmt.Errorf("unknown -variant %q (bias, nogate, noqknorm, causal, oddfreq)", variant)
+		}
+		v(&s)
+		s.RandomBias = true
 	}
 	if dtype != "f32" && dtype != "bf16" {
 		return st, fmt.Errorf("unknown -dtype %q (f32, bf16)", dtype)
@@ -163,7 +205,7 @@ func Make(dir, sizeName string, seed uint64, dtype string) (Stats, error) {
 		st.Params += int64(numel(t.Shape))
 	}
 	path := filepath.Join(dir, "model.safetensors")
-	if st.Bytes, err = writeSafetensors(path, tensors, meta, seed, dtype); err != nil {
+	if st.Bytes, err = writeSafetensors(path, tensors, meta, seed, dtype, s.RandomBias); err != nil {
 		return st, err
 	}
 	// Check: the loader must find the config in the metadata, equal to config.json's,
@@ -376,7 +418,7 @@ func header(tensors []model.Tensor, meta []metaEntry, esize int) ([]byte, int64)
 	return b.Bytes(), off
 }
 
-func writeSafetensors(path string, tensors []model.Tensor, meta []metaEntry, seed uint64, dtype string) (int64, error) {
+func writeSafetensors(path string, tensors []model.Tensor, meta []metaEntry, seed uint64, dtype string, randomBias bool) (int64, error) {
 	tensors = append([]model.Tensor(nil), tensors...)
 	sort.Slice(tensors, func(i, j int) bool { return tensors[i].Name < tensors[j].Name })
 	esize := 4
@@ -401,7 +443,7 @@ func writeSafetensors(path string, tensors []model.Tensor, meta []metaEntry, see
 	raw := make([]byte, maxN*esize)
 	for _, t := range tensors {
 		v := vals[:numel(t.Shape)]
-		fill(v, t, seed)
+		fill(v, t, seed, randomBias)
 		r := raw[:len(v)*esize]
 		for i, x := range v {
 			if esize == 4 {
@@ -440,8 +482,9 @@ func toBF16(f float32) uint16 {
 
 // ---- initialisation ----
 
-// fill writes the tensor's initial values (see the package comment).
-func fill(v []float32, t model.Tensor, seed uint64) {
+// fill writes the tensor's initial values (see the package comment); randomBias draws the
+// biases outside the VAE from N(0, 0.02²) instead of zero (the variants).
+func fill(v []float32, t model.Tensor, seed uint64, randomBias bool) {
 	name := t.Name
 	h := fnv.New64a()
 	io.WriteString(h, name)
@@ -472,8 +515,10 @@ func fill(v []float32, t model.Tensor, seed uint64) {
 		default:
 			normal(1 / math.Sqrt(float64(fanIn)))
 		}
-	case strings.HasSuffix(name, ".bias"):
+	case strings.HasSuffix(name, ".bias") && !randomBias:
 		constant(0)
+	case strings.HasSuffix(name, ".bias"):
+		normal(0.02)
 	case strings.Contains(name, "time_embedder.mlp."):
 		normal(1 / math.Sqrt(float64(fanIn)))
 	default:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"os"
@@ -116,5 +117,29 @@ func TestTinyRoundTrip(t *testing.T) {
 			t.Errorf("%s: decoded image rms %g", dt, rms)
 		}
 		t.Logf("%s: %d params, %d bytes, %d distinct ids, image rms %.3f", dt, st.Params, st.Bytes, len(distinct), rms)
+	}
+}
+
+// The variant fixtures in conformance/testdata/variants are what this command makes (their
+// README has the command line): regenerate each and compare the bytes.
+func TestVariantFixtures(t *testing.T) {
+	for v := range variants {
+		dir := filepath.Join(t.TempDir(), v)
+		if _, err := MakeVariant(dir, "micro", v, 1, "bf16"); err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		for _, f := range []string{"model.safetensors", "config.json", "vae/config.json"} {
+			got, err := os.ReadFile(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := os.ReadFile(filepath.Join("../../conformance/testdata/variants", v, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s/%s differs from a fresh -variant %s (regenerate it: see its README)", v, f, v)
+			}
+		}
 	}
 }
