@@ -21,7 +21,20 @@ func newInspectModel() *cobra.Command {
 				return about("inspect-model", args[0], err)
 			}
 			defer m.Weights.Close()
-			fmt.Fprintln(cmd.OutOrStdout(), model.Summarize(m).String())
+			id, err := m.Identity() // what payloads made with this model carry
+			if err != nil {
+				return about("inspect-model", args[0], err)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "name %s\ndigest sha256:%x (payloads made with this model carry it)\n", id.Name, id.Digest)
+			if h := m.Hints; h != nil {
+				fmt.Fprintf(out, "decode hints: steps %d", h.Steps)
+				if h.Guidance != nil {
+					fmt.Fprintf(out, ", guidance %g, apg %v", *h.Guidance, h.APG)
+				}
+				fmt.Fprintln(out)
+			}
+			fmt.Fprintln(out, model.Summarize(m).String())
 			return nil
 		},
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"image"
 	"image/color"
 	"image/png"
@@ -10,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flextok-sdk/flextok/sdk/engine"
 )
 
 // run executes the CLI in-process and returns stdout and the error main would print.
@@ -88,7 +91,12 @@ func TestInspectModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"FSQ [8 8 8 5 5 5]", "params total", "research use only"} {
+	e, err := engine.Load(dir, engine.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := fmt.Sprintf("digest sha256:%x", e.Identity().Digest) // what its payloads carry
+	for _, want := range []string{"FSQ [8 8 8 5 5 5]", "params total", "research use only", digest, "encode: supported", "decode: supported", "image size 32x32"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("inspect-model output lacks %q:\n%s", want, out)
 		}
