@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flextok-sdk/flextok/internal/tempfile"
 	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/flow"
@@ -171,7 +171,7 @@ func writeNew(path string, data []byte, force bool) error {
 			return existsError(path)
 		}
 	}
-	tmp, err := createTemp(filepath.Dir(path))
+	tmp, err := tempfile.Create(filepath.Dir(path), ".flextok-")
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("write %s: the directory %s does not exist", path, filepath.Dir(path))
@@ -204,20 +204,6 @@ func writeNew(path string, data []byte, force bool) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
-}
-
-// createTemp creates a new file .flextok-<random> in dir for writing, as os.CreateTemp does but
-// with mode 0666 less the umask (os.CreateTemp's files are 0600 whatever the umask).
-func createTemp(dir string) (*os.File, error) {
-	for range 100 {
-		name := filepath.Join(dir, fmt.Sprintf(".flextok-%016x", rand.Uint64()))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		return f, err
-	}
-	return nil, fmt.Errorf("no unused temporary file name in %s", dir)
 }
 
 func newDecode() *cobra.Command {

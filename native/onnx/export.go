@@ -78,7 +78,7 @@ func ExportAll(m *model.Model, name string, digest [32]byte, size int, dir strin
 		return nil, err
 	}
 	tmp := filepath.Join(dir, ".manifest.json.tmp")
-	if err := os.WriteFile(tmp, data.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(tmp, data.Bytes(), 0o666); err != nil { // less the umask
 		return nil, fmt.Errorf("flextok/onnx: %w", err)
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, "manifest.json")); err != nil {

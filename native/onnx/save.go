@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/flextok-sdk/flextok/internal/tempfile"
 	pb "github.com/flextok-sdk/flextok/native/onnx/onnxpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -37,7 +38,7 @@ func Save(m *pb.ModelProto, dir, name string) (string, error) {
 	}
 	path := filepath.Join(dir, name)
 	dataName := name + ".data"
-	df, err := os.CreateTemp(dir, dataName+".tmp*")
+	df, err := tempfile.Create(dir, "."+dataName+".tmp")
 	if err != nil {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
 	}
@@ -75,14 +76,11 @@ func Save(m *pb.ModelProto, dir, name string) (string, error) {
 	if err := df.Close(); err != nil {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
 	}
-	if err := os.Chmod(df.Name(), 0o644); err != nil {
-		return "", fmt.Errorf("flextok/onnx: %w", err)
-	}
 	graph, err := proto.Marshal(m)
 	if err != nil {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
 	}
-	gf, err := os.CreateTemp(dir, name+".tmp*")
+	gf, err := tempfile.Create(dir, "."+name+".tmp")
 	if err != nil {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
 	}
@@ -92,9 +90,6 @@ func Save(m *pb.ModelProto, dir, name string) (string, error) {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
 	}
 	if err := gf.Close(); err != nil {
-		return "", fmt.Errorf("flextok/onnx: %w", err)
-	}
-	if err := os.Chmod(gf.Name(), 0o644); err != nil {
 		return "", fmt.Errorf("flextok/onnx: %w", err)
 	}
 	if err := os.Rename(df.Name(), filepath.Join(dir, dataName)); err != nil {
