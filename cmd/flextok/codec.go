@@ -225,7 +225,9 @@ func newDecode() *cobra.Command {
 			"otherwise OUT is a directory that mirrors the inputs: DIR/a/b.msgpack becomes\n" +
 			"OUT/a/b.png, so `flextok decode toks -o pngs` undoes `flextok encode imgs -o toks`.\n" +
 			"In a directory, PNGs that exist are skipped (--force rewrites them); a single OUT that\n" +
-			"exists is an error. Unset --steps, --guidance and --apg take each payload's hints, else\n" +
+			"exists is an error. A payload that cannot be read, or was made by another model, is\n" +
+			"reported and the others go on; the exit status is then 1. Unset --steps, --guidance\n" +
+			"and --apg take each payload's hints, else\n" +
 			"the model's (its config's decode_hints), else the official README's settings: 20 steps,\n" +
 			"guidance 7.5 with APG; an unset --seed takes the payload's seed hint, else 0.",
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -281,8 +283,14 @@ func newDecode() *cobra.Command {
 			}
 			if !single {
 				el := time.Since(start)
-				fmt.Fprintf(cmd.ErrOrStderr(), "decoded %d, skipped %d in %s (%.1f images/s)\n",
-					st.decoded, st.skipped, el.Round(time.Millisecond), float64(st.decoded)/max(el.Seconds(), 1e-9))
+				fmt.Fprintf(cmd.ErrOrStderr(), "decoded %d, skipped %d, failed %d in %s (%.1f images/s)\n",
+					st.decoded, st.skipped, st.failed, el.Round(time.Millisecond), float64(st.decoded)/max(el.Seconds(), 1e-9))
+			}
+			switch {
+			case st.failed == 1:
+				return fmt.Errorf("1 of %d payloads failed: %s", len(jobs), st.firstFail)
+			case st.failed > 1:
+				return fmt.Errorf("%d of %d payloads failed (listed above); the first: %s", st.failed, len(jobs), st.firstFail)
 			}
 			return nil
 		},
@@ -298,7 +306,10 @@ func newDecode() *cobra.Command {
 }
 
 // decodeStats count what decode did.
-type decodeStats struct{ decoded, skipped int }
+type decodeStats struct {
+	decoded, skipped, failed int
+	firstFail                string
+}
 
 // runDecode reads the payloads of todo and decodes them: consecutive payloads with the same
 // settings (the flags, else each payload's hints) together, up to batch at a time.
@@ -309,14 +320,31 @@ func runDecode(ctx context.Context, e engine.Executor, cmd *cobra.Command, df *d
 		pending = pending[:0]
 		return err
 	}
+	stderr := cmd.ErrOrStderr()
 	for _, j := range todo {
 		data, err := readLimited(j.in, int64(payload.DefaultLimits.MaxBytes))
-		if err != nil {
-			return err
-		}
 		p := new(payload.Payload)
-		if err := payload.Decode(data, p, payload.Options{}); err != nil {
-			return about("decode", j.in, err)
+		if err == nil {
+			err = payload.Decode(data, p, payload.Options{})
+		}
+		if err == nil && !e.Accepts(&p.Model) {
+			id := e.Identity()
+			err = fmt.Errorf("payload of model %q (%x…), this model is %q (%x…): %w",
+				p.Model.Name, p.Model.Digest[:4], id.Name, id.Digest[:4], engine.ErrModelMismatch)
+		}
+		if err != nil {
+			err = about("decode", j.in, err)
+			if single {
+				return err
+			}
+			// In a directory or list, a bad payload is reported and the others go on, as
+			// encode does with bad images; the exit status is then 1.
+			fmt.Fprintf(stderr, "flextok: %v\n", err)
+			if st.failed == 0 {
+				st.firstFail = err.Error()
+			}
+			st.failed++
+			continue
 		}
 		o := df.options(cmd, p, e.Hints())
 		o.K, o.Size = k, size

@@ -20,7 +20,7 @@ func TestDecodeMirrorsEncode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(stderr, "decoded 5, skipped 0 in ") {
+	if !strings.HasPrefix(stderr, "decoded 5, skipped 0, failed 0 in ") {
 		t.Fatalf("summary %q", stderr)
 	}
 	in, out := readTree(t, toks), readTree(t, pngs)
@@ -34,7 +34,7 @@ func TestDecodeMirrorsEncode(t *testing.T) {
 	}
 	// A rerun skips every existing PNG and loads no model.
 	_, stderr, err = runErr("decode", toks, "-o", pngs, "--steps", "2", "-m", "/no/such/model")
-	if err != nil || !strings.HasPrefix(stderr, "decoded 0, skipped 5 in ") {
+	if err != nil || !strings.HasPrefix(stderr, "decoded 0, skipped 5, failed 0 in ") {
 		t.Fatalf("rerun: %v, %q", err, stderr)
 	}
 	// A directory holding one payload is still mirrored into a directory.
@@ -51,6 +51,41 @@ func TestDecodeMirrorsEncode(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(x, "sub", "a.png")); err != nil || !st.Mode().IsRegular() {
 		t.Fatalf("one payload in a directory: %v", err)
+	}
+}
+
+// TestDecodeGoesOnAfterBadPayloads: in a directory, an unreadable payload and one of another
+// model are reported and the others decode; the exit status says how many failed.
+func TestDecodeGoesOnAfterBadPayloads(t *testing.T) {
+	data := encodeTree(t, 2)
+	toks := filepath.Join(t.TempDir(), "toks")
+	if _, _, err := runErr("encode", data, "-o", toks, "-k", "4"); err != nil {
+		t.Fatal(err)
+	}
+	in := readTree(t, toks)
+	other := filepath.Join(t.TempDir(), "other.msgpack")
+	if _, _, err := runErr("encode", filepath.Join(data, "000_cross.png"), "-o", other, "-m", "../../conformance/testdata/official/c1_w32_zero_e2"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range map[string][]byte{"bad.msgpack": []byte("not a payload"), "zz_other.msgpack": b} {
+		if err := os.WriteFile(filepath.Join(toks, name), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pngs := filepath.Join(t.TempDir(), "pngs")
+	_, stderr, err := runErr("decode", toks, "-o", pngs, "--steps", "1")
+	if err == nil || !strings.Contains(err.Error(), "2 of 4 payloads failed") {
+		t.Fatalf("exit error %v", err)
+	}
+	if !strings.Contains(stderr, "bad.msgpack") || !strings.Contains(stderr, "zz_other.msgpack") || !strings.Contains(stderr, "decoded 2, skipped 0, failed 2 in ") {
+		t.Fatalf("stderr %q", stderr)
+	}
+	if out := readTree(t, pngs); len(out) != len(in) {
+		t.Fatalf("PNGs %v for payloads %v", keys(out), keys(in))
 	}
 }
 
