@@ -118,6 +118,15 @@ describe("the conformance script, through the TS API, equals golden.json", () =>
     await assert.rejects(model.encode(scriptBMP(), { size: 30 }), { code: "bad_request" });
   });
 
+  test("exifOrientation: a JPEG stored sideways (EXIF orientation 6) is encoded upright unless turned off", async () => {
+    const jpeg = new Uint8Array(readFileSync(join(ROOT, "testdata", "orient6.jpg"))); // 32 wide, 16 high as stored
+    const upright = decodePayload((await model.encode(jpeg)).payload);
+    const stored = decodePayload((await model.encode(jpeg, { exifOrientation: false })).payload);
+    assert.deepEqual(upright.image.source, [32, 16]); // [height, width] after the rotation
+    assert.deepEqual(stored.image.source, [16, 32]);
+    assert.notDeepEqual(upright.ids, stored.ids);
+  });
+
   test("decode with the payload's hints (payload made by encodePayload)", async () => {
     const hinted = encodePayload({ ...decodePayload(pb), hints: { steps: 2, guidance: 2, seed: 99 } });
     const img = await model.decode(hinted);
