@@ -416,8 +416,8 @@ func (b *Backend) Bind(ids [][]uint32, k []int) (*Conditioned, error) {
 // Velocity implements flow.Denoiser: one run of the velocity graph over every item.
 func (c *Conditioned) Velocity(ctx context.Context, t float32, batch []flow.Item) error {
 	s := c.b.sizes
-	if !(t >= 0 && float64(t) <= c.b.maxT) {
-		return fmt.Errorf("flextok/native: Velocity: t = %v outside [0, %v]", t, c.b.maxT)
+	if err := engine.CheckTime(t, c.b.maxT); err != nil {
+		return fmt.Errorf("flextok/native: Velocity: %w", err)
 	}
 	if len(batch) == 0 {
 		return nil

@@ -236,8 +236,8 @@ func (c *Conditioned) Velocity(ctx context.Context, t float32, batch []flow.Item
 
 func (c *Conditioned) velocity(ctx context.Context, t float32, batch []flow.Item, tr tracer) error {
 	d := c.d
-	if !(t >= 0 && float64(t) <= d.cfg.MaxTimestep) {
-		return fmt.Errorf("flextok/engine: Velocity: t = %v outside [0, %v]", t, d.cfg.MaxTimestep)
+	if err := CheckTime(t, d.cfg.MaxTimestep); err != nil {
+		return fmt.Errorf("flextok/engine: Velocity: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

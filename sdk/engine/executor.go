@@ -97,6 +97,15 @@ func CheckTokens(ids [][]uint32, k []int, registers, codebook int) ([]int, error
 	return keep, nil
 }
 
+// CheckTime checks the t given to a decoder's Velocity: in [0, maxTimestep], as the official
+// TimestepEmbedder asserts (NaN is outside). The error names neither caller nor method.
+func CheckTime(t float32, maxTimestep float64) error {
+	if !(t >= 0 && float64(t) <= maxTimestep) {
+		return fmt.Errorf("t = %v outside [0, %v]", t, maxTimestep)
+	}
+	return nil
+}
+
 // CheckItem checks one item given to the Velocity of a decoder bound to images token
 // sequences, whose latents have channels channels, the rules both executors share: the image
 // index in [0, images), x_t a valid tensor [channels, h, w] with h, w >= 1, and V, when it has

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -68,5 +69,19 @@ func TestExecutorClose(t *testing.T) {
 	var x Executor = &Engine{}
 	if err := x.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// CheckTime is the t-range check both executors' Velocity make.
+func TestCheckTime(t *testing.T) {
+	for _, ok := range []float32{0, 0.5, 1000} {
+		if err := CheckTime(ok, 1000); err != nil {
+			t.Errorf("t = %v: %v", ok, err)
+		}
+	}
+	for _, bad := range []float32{-1e-7, 1000.5, float32(math.NaN())} {
+		if err := CheckTime(bad, 1000); err == nil || !strings.Contains(err.Error(), "outside [0, 1000]") {
+			t.Errorf("t = %v: %v", bad, err)
+		}
 	}
 }
