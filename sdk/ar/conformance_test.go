@@ -3,6 +3,7 @@ package ar
 import (
 	"context"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
@@ -210,5 +211,22 @@ func TestSeedGolden(t *testing.T) {
 	}
 	if h := hashIDs(got); h != seedGolden {
 		t.Fatalf("seeded ids hash %s, golden %s (ids %v)", h, seedGolden, got)
+	}
+}
+
+func TestKthLargest(t *testing.T) {
+	r := newRNG(3, 4)
+	for n := 1; n < 300; n += 7 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(int(r.uniform() * 20)) // many ties
+		}
+		s := append([]float32(nil), v...)
+		slices.Sort(s)
+		for k := 1; k <= n; k += 3 {
+			if got := kthLargest(v, k); got != s[n-k] {
+				t.Fatalf("n %d k %d: %v, want %v", n, k, got, s[n-k])
+			}
+		}
 	}
 }

@@ -71,10 +71,7 @@ func Filter(logits []float32, temperature float64, topK int, topP float64, scrat
 	}
 	inf := float32(math.Inf(-1))
 	if topK > 0 && topK < len(logits) {
-		s := make([]float32, len(logits))
-		copy(s, logits)
-		slices.Sort(s)
-		kth := s[len(s)-topK]
+		kth := kthLargest(logits, topK)
 		for i, v := range logits {
 			if v < kth {
 				logits[i] = inf
@@ -151,4 +148,37 @@ func pick(logits []float32, greedy bool, r rng) int {
 		}
 	}
 	return last
+}
+
+// kthLargest returns the k-th largest value of v (1-based) by quickselect on a copy (the
+// value is the same whichever pivots are chosen: the order statistic).
+func kthLargest(v []float32, k int) float32 {
+	a := append([]float32(nil), v...)
+	lo, hi, want := 0, len(a)-1, k-1 // index of the answer in descending order
+	for lo < hi {
+		p := a[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for a[i] > p {
+				i++
+			}
+			for a[j] < p {
+				j--
+			}
+			if i <= j {
+				a[i], a[j] = a[j], a[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case want <= j:
+			hi = j
+		case want >= i:
+			lo = i
+		default:
+			return a[want]
+		}
+	}
+	return a[want]
 }
