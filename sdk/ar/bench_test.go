@@ -8,8 +8,9 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/nn"
 )
 
-// officialLike is a random-weight model of the paper's smallest AR size (~50 M parameters):
-// width 640, 10 layers, 10 heads, 64,000 codes, 256 tokens.
+// officialLike is a random-weight model of the official-like size: width 640, 10 layers,
+// 10 heads, 64,000 codes, 256 tokens (133 M parameters: ~51 M in the blocks, 2 × 41 M in the
+// embedding and the head).
 func officialLike() *Model {
 	c := &Config{Dim: 640, Layers: 10, Heads: 10, KVHeads: 10, MultipleOf: 256, NormEps: 1e-5, RopeBase: 10000,
 		BlockSize: 256, NumClasses: 1000, ClassDropout: 0.1, VocabSize: 64000,
