@@ -1,6 +1,7 @@
 package ar
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
 	"github.com/flextok-sdk/flextok/sdk/nn"
+	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
 const (
@@ -227,6 +229,56 @@ func TestKthLargest(t *testing.T) {
 			if got := kthLargest(v, k); got != s[n-k] {
 				t.Fatalf("n %d k %d: %v, want %v", n, k, got, s[n-k])
 			}
+		}
+	}
+}
+
+// TestStream sends every sample as the payload stream form while it is generated (one chunk
+// per token, encoded and decoded as bytes) and gets back the payloads Generate returns.
+func TestStream(t *testing.T) {
+	g := tinyGen(t, nn.Options{})
+	classes := []int{1, 4}
+	const k = 6
+	wire := make([][]byte, len(classes))
+	for i, c := range classes {
+		h := g.StreamHeader(c, k)
+		b, err := h.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire[i] = b
+	}
+	s := DefaultSampling()
+	s.CFG = 3
+	ps, err := g.Generate(context.Background(), Request{Classes: classes, K: k, Sampling: s, Seed: 9,
+		OnToken: func(n int, ids []uint32) error {
+			for i := range classes {
+				h := g.StreamHeader(classes[i], k)
+				c := payload.Chunk{Start: n, IDs: []uint32{ids[i]}, End: n == k-1}
+				b, err := c.AppendBinary(wire[i], &h)
+				if err != nil {
+					return err
+				}
+				wire[i] = b
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range ps {
+		st, err := payload.DecodeStream(wire[i], payload.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.Payload()
+		if err != nil || !st.Done() {
+			t.Fatalf("stream %d: %v (done %v)", i, err, st.Done())
+		}
+		a, err1 := got.MarshalBinary()
+		b, err2 := p.MarshalBinary()
+		if err1 != nil || err2 != nil || !bytes.Equal(a, b) {
+			t.Fatalf("stream %d: payload differs from Generate's (%v, %v)", i, err1, err2)
 		}
 	}
 }

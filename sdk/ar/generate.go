@@ -225,3 +225,10 @@ func (g *Generator) Generate(ctx context.Context, req Request) ([]*payload.Paylo
 	}
 	return ps, nil
 }
+
+// StreamHeader is the header of the payload stream form (docs/payload.md) of one sample of
+// class with k tokens: a caller writes it, then a chunk per OnToken call (Start n, the
+// sample's id, End at n = k−1), and the receiver decodes the image coarse to fine as they come.
+func (g *Generator) StreamHeader(class, k int) payload.Header {
+	return payload.Header{Model: g.tok, Image: g.img, Count: k, Cond: &payload.Cond{Class: &class}, Hints: g.hints}
+}
