@@ -6,7 +6,7 @@ import (
 )
 
 // RotaryOps is the 1-D rotary position op of the AR model (LlamaGen's rope, issue #12), as an
-// optional interface of an executor (Eager implements it; the recorder does not yet).
+// optional interface of an executor (Eager and native/onnx's Recorder implement it).
 type RotaryOps[T, L any] interface {
 	Ops[T, L]
 	// Rotary takes a fused qkv [rows, (heads+2·kvHeads)·headDim] (q, then kvHeads heads of k,
