@@ -51,7 +51,7 @@ func NewGenerator(m *Model, o Options) (*Generator, error) {
 		g.img.Height, g.img.Width = o.Tokenizer.ImageSize()
 		g.hints = o.Tokenizer.Hints()
 	}
-	g.net = Bind(m, func(w []float32, out, in int) *nn.Linear { return nn.Pack(o.Exec, w, nil, out, in) })
+	g.net = Bind(m, func(_ string, w []float32, out, in int) *nn.Linear { return nn.Pack(o.Exec, w, nil, out, in) })
 	return g, nil
 }
 

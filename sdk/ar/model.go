@@ -226,8 +226,9 @@ type NetBlock[L any] struct {
 	QKV, WO, W1, W3, W2 L
 }
 
-// Bind binds m's weights with bind(w [out, in], out, in) (Eager: nn.Pack).
-func Bind[L any](m *Model, bind func(w []float32, out, in int) L) *Net[L] {
+// Bind binds m's weights with bind(name, w [out, in], out, in) (Eager: nn.Pack; the recorder:
+// onnx.NewRecLinear under name, the checkpoint's module name).
+func Bind[L any](m *Model, bind func(name string, w []float32, out, in int) L) *Net[L] {
 	c := m.Cfg
 	d, hd := c.Dim, c.HeadDim()
 	fold := func(w, g []float32, out int) []float32 {
@@ -242,12 +243,14 @@ func Bind[L any](m *Model, bind func(w []float32, out, in int) L) *Net[L] {
 	n := &Net[L]{Cfg: c, Freqs: nn.RotaryFrequencies(hd, c.RopeBase), Scale: float32(1 / math.Sqrt(float64(hd)))}
 	for i, l := range m.W.Layers {
 		qkvOut := (c.Heads + 2*c.KVHeads) * hd
-		n.Blocks = append(n.Blocks, NetBlock[L]{Name: fmt.Sprintf("layers.%d", i),
-			QKV: bind(fold(l.WQKV, l.AttnNorm, qkvOut), qkvOut, d), WO: bind(l.WO, d, d),
-			W1: bind(fold(l.W1, l.FFNNorm, c.FFNHidden), c.FFNHidden, d), W3: bind(fold(l.W3, l.FFNNorm, c.FFNHidden), c.FFNHidden, d),
-			W2: bind(l.W2, d, c.FFNHidden)})
+		p := fmt.Sprintf("layers.%d", i)
+		n.Blocks = append(n.Blocks, NetBlock[L]{Name: p,
+			QKV: bind(p+".attention.wqkv", fold(l.WQKV, l.AttnNorm, qkvOut), qkvOut, d), WO: bind(p+".attention.wo", l.WO, d, d),
+			W1: bind(p+".feed_forward.w1", fold(l.W1, l.FFNNorm, c.FFNHidden), c.FFNHidden, d),
+			W3: bind(p+".feed_forward.w3", fold(l.W3, l.FFNNorm, c.FFNHidden), c.FFNHidden, d),
+			W2: bind(p+".feed_forward.w2", l.W2, d, c.FFNHidden)})
 	}
-	n.Head = bind(fold(m.W.Output, m.W.Norm, c.VocabSize), c.VocabSize, d)
+	n.Head = bind("output", fold(m.W.Output, m.W.Norm, c.VocabSize), c.VocabSize, d)
 	return n
 }
 
