@@ -262,3 +262,29 @@ func TestNoNullRefusesCFG(t *testing.T) {
 		t.Errorf("cfg without null row: %v", err)
 	}
 }
+
+// TestSaveRoundTrip: Save writes what Load reads back, the same model.
+func TestSaveRoundTrip(t *testing.T) {
+	m, err := Load(tinyDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := m.Save(dir, true); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := m.Cfg.ConfigJSON()
+	b, _ := m2.Cfg.ConfigJSON()
+	if !bytes.Equal(a, b) {
+		t.Fatalf("config differs:\n%s\n%s", a, b)
+	}
+	for i, v := range m.W.Output {
+		if m2.W.Output[i] != v {
+			t.Fatal("weights differ")
+		}
+	}
+}
