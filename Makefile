@@ -9,6 +9,7 @@ SHORT_FUZZTIME ?= 15s
 FUZZ_TARGETS := ./sdk/payload:FuzzDecode ./sdk/payload:FuzzDecodeStream \
 	./sdk/internal/safetensors:FuzzOpen ./sdk/internal/pyliteral:FuzzParse \
 	./sdk/image:FuzzDecode ./sdk/image:FuzzExifOrientation ./sdk/service:FuzzHandle ./sdk/model:FuzzParseConfigJSON \
+	./sdk/ar:FuzzParseConfig \
 	./server:FuzzRequest
 
 # The official-code reference checkpoint (random weights) used by the browser conformance test.

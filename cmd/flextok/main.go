@@ -45,6 +45,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newServe())
 	root.AddCommand(newExportONNX())
 	root.AddCommand(newBench())
+	root.AddCommand(newGenerate())
 	return root
 }
 

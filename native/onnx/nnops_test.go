@@ -172,3 +172,38 @@ func TestRecordedAttendCached(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordedRotary records nn.RotaryOps' Rotary (grouped and plain heads, the zero table of
+// negative positions) and holds it to the eager executor within the per-op bound.
+func TestRecordedRotary(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, sz := range []struct{ N, L, H, Hkv, hd int }{{1, 1, 1, 1, 2}, {2, 3, 4, 2, 8}, {3, 2, 6, 3, 16}, {1, 5, 4, 4, 4}} {
+		t.Run(fmt.Sprintf("N=%d/L=%d/H=%d/Hkv=%d/hd=%d", sz.N, sz.L, sz.H, sz.Hkv, sz.hd), func(t *testing.T) {
+			rows, C := sz.N*sz.L, (sz.H+2*sz.Hkv)*sz.hd
+			x := make([]float32, rows*C)
+			for i := range x {
+				x[i] = float32(r.NormFloat64())
+			}
+			pos := make([]float32, rows)
+			for i := range pos {
+				pos[i] = float32(r.IntN(300) - 1)
+			}
+			pos[0] = -1
+			freqs := nn.RotaryFrequencies(sz.hd, 10000)
+			e := nn.NewEager(context.Background(), nn.Options{})
+			want := e.Rotary(nn.NewTensor(x, rows, C), nn.NewTensor(pos, rows, 1), sz.H, sz.Hkv, sz.hd, freqs).Data
+			g := NewGraph("rotary")
+			rec := NewRecorder(g)
+			y := rec.Rotary(Var{g.Input("qkv", Float, "N", "L", C), C}, Var{g.Input("pos", Float, "N", "L", 1), 1}, sz.H, sz.Hkv, sz.hd, freqs)
+			g.Output(y.V, "y", Float, "N", "L", 3*sz.H*sz.hd)
+			got, _ := runGraph(t, g.Model("Rotary"), []input{
+				{name: "qkv", shape: []int64{int64(sz.N), int64(sz.L), int64(C)}, f32: x},
+				{name: "pos", shape: []int64{int64(sz.N), int64(sz.L), 1}, f32: pos},
+			}, "y")
+			if e := nntest.NMSE(got[0], want); !(e <= nntest.DefaultNMSE) {
+				t.Fatalf("NMSE %.3g > %.3g", e, nntest.DefaultNMSE)
+			}
+			t.Logf("NMSE %.3g", nntest.NMSE(got[0], want))
+		})
+	}
+}

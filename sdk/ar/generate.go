@@ -1,0 +1,234 @@
+package ar
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/flextok-sdk/flextok/sdk/nn"
+	"github.com/flextok-sdk/flextok/sdk/payload"
+)
+
+// Tokenizer is what a Generator needs of the tokenizer its payloads are for: engine.Engine
+// satisfies it.
+type Tokenizer interface {
+	Identity() payload.Model
+	ImageSize() (height, width int)
+	Hints() *payload.Hints
+}
+
+// Options configure a Generator.
+type Options struct {
+	// Tokenizer, if set, is checked against the model's config (CheckTokenizer) and gives the
+	// payloads' model identity, image size and decode hints. Without it payloads carry the
+	// config's tokenizer identity and no image size (tests, conformance).
+	Tokenizer Tokenizer
+	// Exec selects the kernels: the zero value is the portable path (bit-identical everywhere);
+	// Fast the AVX-512 path where there is one; Threads per kernel.
+	Exec nn.Options
+}
+
+// Generator generates FlexTok token sequences with an AR model. It is safe for concurrent use
+// (each Generate call runs its own executor and caches).
+type Generator struct {
+	m     *Model
+	net   *Net[*nn.Linear]
+	o     Options
+	tok   payload.Model
+	img   payload.Image
+	hints *payload.Hints
+}
+
+// NewGenerator binds m for o.Exec's path (packing the weights once) and checks the tokenizer.
+func NewGenerator(m *Model, o Options) (*Generator, error) {
+	g := &Generator{m: m, o: o}
+	t := m.Cfg.Tokenizer
+	g.tok = payload.Model{Name: t.Name, Digest: t.Digest, Levels: t.Levels, MaxTokens: t.Registers}
+	if o.Tokenizer != nil {
+		g.tok = o.Tokenizer.Identity()
+		if err := m.CheckTokenizer(g.tok); err != nil {
+			return nil, err
+		}
+		g.img.Height, g.img.Width = o.Tokenizer.ImageSize()
+		g.hints = o.Tokenizer.Hints()
+	}
+	g.net = Bind(m, func(_ string, w []float32, out, in int) *nn.Linear { return nn.Pack(o.Exec, w, nil, out, in) })
+	return g, nil
+}
+
+// Model is the generator's model.
+func (g *Generator) Model() *Model { return g.m }
+
+// Runner runs the model step by step over a batch of sequences with a KV cache: Prefill, then
+// Step per token. It is the executor's direct form (conformance tests, custom samplers).
+type Runner struct {
+	g      *Generator
+	e      *nn.Eager
+	caches []*nn.KVCache
+	x, pos []float32
+	n, t   int
+}
+
+// NewRunner returns a runner for n sequences.
+func (g *Generator) NewRunner(ctx context.Context, n int) *Runner {
+	r := &Runner{g: g, e: nn.NewEager(ctx, g.o.Exec), n: n, t: -1}
+	for range g.m.Cfg.Layers {
+		r.caches = append(r.caches, nn.NewKVCache(n))
+	}
+	r.x, r.pos = make([]float32, n*g.m.Cfg.Dim), make([]float32, n)
+	return r
+}
+
+func (r *Runner) run(table []float32, rows []int) ([]float32, error) {
+	c := r.g.m.Cfg
+	d := c.Dim
+	if len(rows) != r.n {
+		return nil, fmt.Errorf("%w: %d rows for a runner of %d sequences", ErrArgument, len(rows), r.n)
+	}
+	if r.t+1 > c.BlockSize {
+		return nil, fmt.Errorf("%w: step %d past block size %d", ErrArgument, r.t+1, c.BlockSize)
+	}
+	for i, id := range rows {
+		copy(r.x[i*d:(i+1)*d], table[id*d:(id+1)*d])
+		r.pos[i] = float32(r.t)
+	}
+	logits, err := Forward[nn.Tensor, *nn.Linear, *nn.KVCache](r.e, r.g.net, nn.NewTensor(r.x, r.n, d), nn.NewTensor(r.pos, r.n, 1), r.caches)
+	if err != nil {
+		return nil, err
+	}
+	r.t++
+	return logits.Data, nil
+}
+
+// Prefill runs the class position of every sequence (classes may include the null class
+// NumClasses when the model has it) and returns the logits of token 0, [n, V]; the slice is
+// valid until the next call.
+func (r *Runner) Prefill(classes []int) ([]float32, error) {
+	if r.t != -1 {
+		return nil, fmt.Errorf("%w: prefill of a runner already used", ErrArgument)
+	}
+	for _, k := range classes {
+		if k < 0 || k >= r.g.m.Cfg.ClassRows() {
+			return nil, fmt.Errorf("%w: class %d outside 0..%d", ErrArgument, k, r.g.m.Cfg.ClassRows()-1)
+		}
+	}
+	return r.run(r.g.m.W.Cls, classes)
+}
+
+// Step feeds one token per sequence and returns the logits of the next, [n, V].
+func (r *Runner) Step(ids []uint32) ([]float32, error) {
+	if r.t < 0 {
+		return nil, fmt.Errorf("%w: step before prefill", ErrArgument)
+	}
+	rows := make([]int, len(ids))
+	for i, id := range ids {
+		if int(id) >= r.g.m.Cfg.VocabSize {
+			return nil, fmt.Errorf("%w: id %d outside the vocabulary of %d", ErrArgument, id, r.g.m.Cfg.VocabSize)
+		}
+		rows[i] = int(id)
+	}
+	return r.run(r.g.m.W.Tok, rows)
+}
+
+// Request is one generation call: one sample per entry of Classes, K tokens each.
+type Request struct {
+	Classes []int
+	K       int
+	Sampling
+	// Seed seeds the draws: sample i draws from the stream (Seed, i) of the project's PCG (so a
+	// sample's ids do not depend on the others in the batch), one uniform per token.
+	Seed uint64
+	// OnToken, if set, is called as token n (0-based) of every sample is produced; ids[i] is
+	// sample i's (valid during the call). An error stops the generation and is returned.
+	OnToken func(n int, ids []uint32) error
+}
+
+// Generate produces exactly K tokens per class and returns them as ordinary payloads of the
+// tokenizer (Cond.Class set; the tokenizer's decode hints): `flextok decode` decodes them.
+func (g *Generator) Generate(ctx context.Context, req Request) ([]*payload.Payload, error) {
+	c := g.m.Cfg
+	if err := req.Check(); err != nil {
+		return nil, err
+	}
+	B := len(req.Classes)
+	if B == 0 {
+		return nil, fmt.Errorf("%w: no classes", ErrArgument)
+	}
+	if req.K < 1 || req.K > c.BlockSize {
+		return nil, fmt.Errorf("%w: k = %d outside 1..%d (the tokenizer's maximum)", ErrArgument, req.K, c.BlockSize)
+	}
+	for _, k := range req.Classes {
+		if k < 0 || k >= c.NumClasses {
+			return nil, fmt.Errorf("%w: class %d outside 0..%d", ErrArgument, k, c.NumClasses-1)
+		}
+	}
+	cfg := req.CFG > 1
+	if cfg && !c.HasNull() {
+		return nil, fmt.Errorf("%w: cfg scale %v needs the null class, and this model has none (class_dropout 0)", ErrArgument, req.CFG)
+	}
+	rows := append([]int(nil), req.Classes...)
+	if cfg {
+		for range req.Classes {
+			rows = append(rows, c.NumClasses)
+		}
+	}
+	r := g.NewRunner(ctx, len(rows))
+	rngs := make([]rng, B)
+	for i := range rngs {
+		rngs[i] = newRNG(req.Seed, uint64(i))
+	}
+	V := c.VocabSize
+	out := make([][]uint32, B)
+	tok := make([]uint32, B)
+	feed := make([]uint32, len(rows))
+	row := make([]float32, V)
+	var scratch []int
+	s32 := float32(req.CFG)
+	logits, err := r.Prefill(rows)
+	for n := 0; n < req.K; n++ {
+		if err != nil {
+			return nil, err
+		}
+		guide := cfg && (req.GuidedTokens == 0 || n < req.GuidedTokens)
+		for i := 0; i < B; i++ {
+			cr := logits[i*V : (i+1)*V]
+			if guide {
+				ur := logits[(B+i)*V : (B+i+1)*V]
+				for j := range row {
+					row[j] = ur[j] + float32((cr[j]-ur[j])*s32)
+				}
+			} else {
+				copy(row, cr)
+			}
+			if req.TopK > 0 || req.TopP < 1 || !req.Greedy {
+				scratch = Filter(row, req.Temperature, req.TopK, req.TopP, scratch)
+			}
+			tok[i] = uint32(pick(row, req.Greedy, rngs[i]))
+			out[i] = append(out[i], tok[i])
+		}
+		if req.OnToken != nil {
+			if err := req.OnToken(n, tok); err != nil {
+				return nil, err
+			}
+		}
+		if n+1 < req.K {
+			copy(feed, tok)
+			if cfg {
+				copy(feed[B:], tok)
+			}
+			logits, err = r.Step(feed)
+		}
+	}
+	ps := make([]*payload.Payload, B)
+	for i, ids := range out {
+		cl := req.Classes[i]
+		ps[i] = &payload.Payload{Model: g.tok, Image: g.img, IDs: ids, Cond: &payload.Cond{Class: &cl}, Hints: g.hints}
+	}
+	return ps, nil
+}
+
+// StreamHeader is the header of the payload stream form (docs/payload.md) of one sample of
+// class with k tokens: a caller writes it, then a chunk per OnToken call (Start n, the
+// sample's id, End at n = k−1), and the receiver decodes the image coarse to fine as they come.
+func (g *Generator) StreamHeader(class, k int) payload.Header {
+	return payload.Header{Model: g.tok, Image: g.img, Count: k, Cond: &payload.Cond{Class: &class}, Hints: g.hints}
+}
