@@ -33,6 +33,7 @@ type request struct {
 	Orient    *bool // encode: apply the image's EXIF orientation (default true)
 
 	decodeParams
+	genParams
 	Decode *bool // stream_chunk: decode after adding the chunk (default true)
 }
 
@@ -47,6 +48,22 @@ type decodeParams struct {
 	Output   []string
 }
 
+// genParams are the fields of the AR ops; nil means "not given".
+type genParams struct {
+	AR           int64 // AR model handle
+	Generation   int64 // generation handle
+	Class        *int64
+	ClassName    *string
+	N            *int64
+	CFG          *float64
+	GuidedTokens *int64
+	Temperature  *float64
+	TopK         *int64
+	TopP         *float64
+	Greedy       *bool
+	Max          *int64 // generate_next: at most this many token positions
+}
+
 // fields lists the keys each op accepts besides "op" and "id".
 var fields = map[string][]string{
 	"version":      nil,
@@ -58,6 +75,11 @@ var fields = map[string][]string{
 	"stream_open":  {"handle", "header", "size", "steps", "guidance", "apg", "seed", "output"},
 	"stream_chunk": {"stream", "chunk", "size", "steps", "guidance", "apg", "seed", "output", "decode"},
 	"stream_close": {"stream"},
+	"ar_open":      {"handle", "config", "weights"},
+	"generate_open": {"ar", "class", "n", "k", "seed", "cfg", "guided_tokens", "temperature",
+		"top_k", "top_p", "greedy"},
+	"generate_next":  {"generation", "max"},
+	"generate_close": {"generation"},
 }
 
 // only refuses a key that the request's op does not take (a typo, or a field of another op).
@@ -215,6 +237,57 @@ func (r *request) field(d *msgpack.Decoder, key string) error {
 		r.Orient = &v
 	case "output":
 		r.Output, err = strs(d)
+	case "ar":
+		r.AR, err = handleValue(d)
+	case "generation":
+		r.Generation, err = handleValue(d)
+	case "class":
+		if c, _ := d.PeekCode(); isStr(c) {
+			var v string
+			v, err = str(d)
+			r.ClassName = &v
+		} else {
+			var v uint64
+			if err = expect(d, isInt, "a class name (str) or id (uint)"); err == nil {
+				v, err = uintValue(d)
+			}
+			c := int64(min(v, math.MaxInt32))
+			r.Class = &c
+		}
+	case "n", "guided_tokens", "top_k", "max":
+		var v uint64
+		v, err = uintValue(d)
+		x := int64(min(v, math.MaxInt32))
+		switch key {
+		case "n":
+			r.N = &x
+		case "guided_tokens":
+			r.GuidedTokens = &x
+		case "top_k":
+			r.TopK = &x
+		default:
+			if err == nil && x == 0 {
+				err = errors.New("max = 0: want ≥ 1")
+			}
+			r.Max = &x
+		}
+	case "cfg", "temperature", "top_p":
+		var v float64
+		if v, err = floatValue(d); err == nil && (math.IsNaN(v) || math.IsInf(v, 0)) {
+			err = errors.New("not a finite number")
+		}
+		switch key {
+		case "cfg":
+			r.CFG = &v
+		case "temperature":
+			r.Temperature = &v
+		default:
+			r.TopP = &v
+		}
+	case "greedy":
+		var v bool
+		v, err = boolValue(d)
+		r.Greedy = &v
 	default:
 		return errorf(CodeBadRequest, "unknown field %q", key)
 	}

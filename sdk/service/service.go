@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/flextok-sdk/flextok/sdk/ar"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/vmihailenco/msgpack/v5"
@@ -36,6 +37,12 @@ type Options struct {
 	MaxStreams     int   // open stream handles at a time, all models together (default 16)
 	MaxSteps       int   // largest "steps" a request may ask for (default 1000)
 	MaxImagePixels int64 // largest width×height an "encode" image may have (default 16 Mi)
+	// MaxSamples is the largest "n" of a "generate_open" (default 64); MaxGenerateTokens the
+	// largest n × k (default 64 × 256). Open AR models count towards MaxModels on their own
+	// (at most MaxModels AR models besides MaxModels tokenizers), open generations towards
+	// MaxStreams on their own.
+	MaxSamples        int
+	MaxGenerateTokens int
 	// Engine configures the models "open" builds with the default Load. Leave it zero: the
 	// portable path is what makes every front end (native, GOOS=js, GOOS=wasip1) give the
 	// same bits.
@@ -72,6 +79,12 @@ func (o Options) withDefaults() Options {
 	if o.MaxSteps <= 0 {
 		o.MaxSteps = 1000
 	}
+	if o.MaxSamples <= 0 {
+		o.MaxSamples = 64
+	}
+	if o.MaxGenerateTokens <= 0 {
+		o.MaxGenerateTokens = 64 * 256
+	}
 	if o.MaxImagePixels <= 0 {
 		o.MaxImagePixels = 16 << 20
 	}
@@ -94,6 +107,8 @@ type Service struct {
 	next    uint64 // last handle given out; handles are never reused
 	models  map[uint64]*model
 	streams map[uint64]*stream
+	ars     map[uint64]*arModel    // AR models ("ar_open")
+	gens    map[uint64]*generation // generations ("generate_open")
 }
 
 type model struct {
@@ -117,7 +132,8 @@ type stream struct {
 
 // New returns a Service with no open handles.
 func New(o Options) *Service {
-	return &Service{o: o.withDefaults(), models: map[uint64]*model{}, streams: map[uint64]*stream{}}
+	return &Service{o: o.withDefaults(), models: map[uint64]*model{}, streams: map[uint64]*stream{},
+		ars: map[uint64]*arModel{}, gens: map[uint64]*generation{}}
 }
 
 // Error is an error sent as data: the "error" map of a response.
@@ -154,8 +170,12 @@ func classify(err error, fallback string) *Error {
 		code = "model_mismatch"
 	case errors.Is(err, engine.ErrUnsupported):
 		code = CodeUnsupported
-	case errors.Is(err, engine.ErrArgument):
+	case errors.Is(err, engine.ErrArgument), errors.Is(err, ar.ErrArgument):
 		code = CodeBadRequest
+	case errors.Is(err, ar.ErrConfig), errors.Is(err, ar.ErrWeights):
+		code = CodeBadModel
+	case errors.Is(err, ar.ErrTokenizer):
+		code = CodeTokenizerMismatch
 	}
 	return &Error{Code: code, Message: err.Error(), Detail: err.Error()}
 }
@@ -249,6 +269,14 @@ func (s *Service) dispatch(ctx context.Context, r *request) (any, error) {
 		return s.streamChunk(ctx, h, r)
 	case "stream_close":
 		return s.streamClose(h, r)
+	case "ar_open":
+		return s.arOpen(h, r)
+	case "generate_open":
+		return s.generateOpen(h, r)
+	case "generate_next":
+		return s.generateNext(ctx, h, r)
+	case "generate_close":
+		return s.generateClose(h, r)
 	case "":
 		return nil, errorf(CodeBadRequest, `missing "op"`)
 	}
@@ -340,6 +368,11 @@ func (s *Service) Add(x engine.Executor) (uint64, error) {
 
 func (s *Service) close(h header, r *request) (any, error) {
 	s.mu.Lock()
+	if a, err := s.arLookup(r.Handle); err == nil {
+		n := s.closeAR(uint64(r.Handle), a)
+		s.mu.Unlock()
+		return closeResponse{h, n}, nil
+	}
 	m, mh, err := s.lookup(r.Handle)
 	if err != nil {
 		s.mu.Unlock()
@@ -384,6 +417,9 @@ func (s *Service) drop(mh uint64, m *model) int {
 func (s *Service) Close() error {
 	s.mu.Lock()
 	var now []engine.Executor
+	for ah, a := range s.ars {
+		s.closeAR(ah, a)
+	}
 	for mh, m := range s.models {
 		s.drop(mh, m)
 		if m.busy == 0 && m.owned {

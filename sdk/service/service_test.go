@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flextok-sdk/flextok/sdk/ar"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	ftimage "github.com/flextok-sdk/flextok/sdk/image"
 	"github.com/flextok-sdk/flextok/sdk/payload"
@@ -516,6 +517,7 @@ func TestConcurrent(t *testing.T) {
 // with a code and a message when not ok.
 func FuzzHandle(f *testing.F) {
 	c := loadC1(f)
+	arFixture(f)
 	eng, err := engine.LoadBytes(c.weights, c.config, c.vae, engine.Options{})
 	if err != nil {
 		f.Fatal(err)
@@ -539,10 +541,28 @@ func FuzzHandle(f *testing.F) {
 		{"op": "stream_chunk", "stream": 2, "chunk": cb},
 		{"op": "stream_chunk", "stream": 2, "decode": false},
 		{"op": "stream_close", "stream": 2},
+		// AR ops: handle 3 is the tiny AR checkpoint (a fictional tokenizer, so ar_open
+		// beside c1 is refused), generation handles are given out from 4.
+		{"op": "ar_open", "handle": 1, "config": tinyConfig, "weights": tinyW},
+		{"op": "ar_open", "handle": 1, "config": tinyConfig, "weights": tinyW[:100]},
+		{"op": "generate_open", "ar": 3, "class": "c1", "n": 2, "k": 3, "seed": 1, "cfg": 2.0, "temperature": 0.8, "top_k": 5, "top_p": 0.9},
+		{"op": "generate_open", "ar": 3, "class": 4, "k": 16, "greedy": true},
+		{"op": "generate_open", "ar": 3, "class": "c9", "k": 17, "top_p": 0.0, "temperature": -1.0},
+		{"op": "generate_next", "generation": 4, "max": 2},
+		{"op": "generate_close", "generation": 4},
+		{"op": "close", "handle": 3},
 	} {
 		f.Add(enc(f, m))
 	}
 	f.Add([]byte{0x80})
+	tinyM, err := ar.LoadBytes(tinyConfig, tinyW)
+	if err != nil {
+		f.Fatal(err)
+	}
+	tinyGen, err := ar.NewGenerator(tinyM, ar.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, req []byte) {
 		s := New(Options{MaxSteps: 2, MaxImagePixels: 1 << 12})
 		m := &model{x: eng, id: eng.Identity()}
@@ -550,6 +570,8 @@ func FuzzHandle(f *testing.F) {
 		s.models[s.next] = m
 		s.next++
 		s.streams[s.next] = &stream{model: 1, m: m, s: payload.Stream{Header: st.Header}}
+		s.next++
+		s.ars[s.next] = &arModel{g: tinyGen, cfg: tinyGen.Model().Cfg}
 		for _, b := range [][]byte{req, req} { // twice: state left by the first must not break the second
 			var r M
 			if err := msgpack.Unmarshal(s.Handle(b), &r); err != nil {
