@@ -6,6 +6,7 @@ import { decodeResponse, decodeStreamHeader, encodeRequest, unwrap, type StreamH
 import { FlexTokError, asFlexTokError } from "./errors.js";
 import type { FromWorker, ToWorker } from "./protocol.js";
 import type {
+  ARInfo,
   CloseResult,
   DecodeOptions,
   EncodeResult,
@@ -16,6 +17,7 @@ import type {
   OkResponse,
   Request,
   StreamDecodeOptions,
+  Uint64,
   VersionResult,
 } from "./types.js";
 
@@ -471,6 +473,28 @@ export class Model {
     return s;
   }
 
+  /**
+   * Opens a class-conditional AR model (docs/ar-checkpoint.md: its config.json and
+   * model.safetensors) beside this tokenizer; fails with "tokenizer_mismatch" if it was trained
+   * for another tokenizer, "bad_model" if the files do not load. The AR model stays open when
+   * this model is closed (it keeps the tokenizer's identity, not the tokenizer).
+   */
+  async openAR(config: Bytes | string, weights: Bytes, opts: CallOptions = {}): Promise<ARModel> {
+    const gen = this.check();
+    const cfg = typeof config === "string" ? new TextEncoder().encode(config) : u8(config);
+    const r = await this.flextok.request({ op: "ar_open", handle: this.handle, config: cfg, weights: u8(weights) }, { ...opts, gen });
+    const info: ARInfo = {
+      name: r.name,
+      classes: r.classes,
+      num_classes: r.num_classes,
+      max_tokens: r.max_tokens,
+      vocab: r.vocab,
+      cfg: r.cfg,
+      params: r.params,
+    };
+    return new ARModel(this, r.ar, gen, info);
+  }
+
   /** Closes the model and its streams. Idempotent. */
   async close(opts: CallOptions = {}): Promise<CloseResult> {
     if (this.closed) {
@@ -554,6 +578,164 @@ export class Stream {
     this.markClosed();
     this.model.streams.delete(this);
     await this.model.flextok.request({ op: "stream_close", stream: this.handle }, { ...opts, gen: this.gen });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AR generation.
+
+/** Options of ARModel.generate (sampling options absent: the AR config's hints, else plain sampling). */
+export interface GenerateOptions extends CallOptions {
+  /** A class name of the AR config's classes, or a class id. */
+  class: string | number;
+  /** Tokens per sample, 1..maxTokens (default: maxTokens). */
+  k?: number;
+  /** Samples, all of the class (default 1). */
+  n?: number;
+  /** Classifier-free guidance scale (> 1 guides; needs info.cfg). */
+  cfg?: number;
+  /** Guide only the first guidedTokens tokens (0: all). */
+  guidedTokens?: number;
+  /** ≥ 0. */
+  temperature?: number;
+  /** ≥ 0 (0: off). */
+  topK?: number;
+  /** In (0, 1] (1: off). */
+  topP?: number;
+  /** Arg-max instead of drawing. */
+  greedy?: boolean;
+  /** Seed of the draws (64 bits; default 0): the same seed gives the same ids on every host. */
+  seed?: Uint64;
+  /**
+   * Called as tokens arrive (one or more positions per call, in order), before the next are
+   * asked for: the place to push `chunks[i]` into a Stream opened with `headers[i]` and decode
+   * the image coarse to fine. A returned Promise is awaited.
+   */
+  onTokens?: (ev: TokensEvent) => void | Promise<void>;
+  /** Token positions per generate_next at most (default: all that are ready). */
+  perCall?: number;
+}
+
+/** What onTokens receives. */
+export interface TokensEvent {
+  /** Position of the first new id. */
+  start: number;
+  /** New ids per sample. */
+  count: number;
+  /** ids[i]: sample i's new ids. */
+  ids: number[][];
+  /** The new ids as one stream chunk per sample (docs/payload.md). */
+  chunks: Uint8Array[];
+  /** Every sample's stream header (the same array at every call). */
+  headers: Uint8Array[];
+  /** Ids per sample so far. */
+  received: number;
+  /** k: ids per sample at the end. */
+  k: number;
+  done: boolean;
+}
+
+/** What ARModel.generate returns. */
+export interface GenerateResult {
+  /** The class id. */
+  class: number;
+  k: number;
+  /** Each sample's whole payload: ordinary payloads of the tokenizer (Model.decode them). */
+  payloads: Uint8Array[];
+  /** Each sample's ids. */
+  ids: number[][];
+  /** Each sample's stream header. */
+  headers: Uint8Array[];
+}
+
+/** An open AR model: generates token payloads for the tokenizer it was opened beside. */
+export class ARModel {
+  /** The tokenizer model it was opened beside. */
+  readonly tokenizer: Model;
+  readonly handle: number;
+  readonly info: ARInfo;
+  private readonly gen: number;
+  private isClosed = false;
+
+  /** @internal */
+  constructor(tokenizer: Model, handle: number, gen: number, info: ARInfo) {
+    this.tokenizer = tokenizer;
+    this.handle = handle;
+    this.gen = gen;
+    this.info = info;
+  }
+
+  /** Class names (empty when the config names none). */
+  get classes(): string[] {
+    return this.info.classes ?? [];
+  }
+  /** Largest k. */
+  get maxTokens(): number {
+    return this.info.max_tokens;
+  }
+
+  get closed(): boolean {
+    const ft = this.tokenizer.flextok;
+    return this.isClosed || ft.closed || this.gen !== ft.generation;
+  }
+
+  private check(): number {
+    if (this.closed) throw closedError(`AR model ${this.handle}`);
+    return this.gen;
+  }
+
+  /**
+   * Generates n samples of k tokens of a class, handing the tokens to onTokens as they are
+   * produced. Aborting (signal) rejects with "aborted" and closes the generation.
+   */
+  async generate(opts: GenerateOptions): Promise<GenerateResult> {
+    const gen = this.check();
+    const ft = this.tokenizer.flextok;
+    const req: Request = { op: "generate_open", ar: this.handle, class: opts.class };
+    if (opts.k !== undefined) req.k = opts.k;
+    if (opts.n !== undefined) req.n = opts.n;
+    if (opts.cfg !== undefined) req.cfg = opts.cfg;
+    if (opts.guidedTokens !== undefined) req.guided_tokens = opts.guidedTokens;
+    if (opts.temperature !== undefined) req.temperature = opts.temperature;
+    if (opts.topK !== undefined) req.top_k = opts.topK;
+    if (opts.topP !== undefined) req.top_p = opts.topP;
+    if (opts.greedy !== undefined) req.greedy = opts.greedy;
+    if (opts.seed !== undefined) req.seed = opts.seed;
+    const call: CallOptions & { gen: number } = { gen };
+    if (opts.signal) call.signal = opts.signal;
+    if (opts.onProgress) call.onProgress = opts.onProgress;
+    const o = await ft.request(req, call);
+    const ids: number[][] = o.headers.map(() => []);
+    let received = 0;
+    try {
+      for (;;) {
+        if (opts.signal?.aborted) throw abortedError(opts.signal);
+        const next: Request = { op: "generate_next", generation: o.generation };
+        if (opts.perCall !== undefined) next.max = opts.perCall;
+        const r = await ft.request(next, call);
+        r.ids.forEach((v, i) => ids[i]!.push(...v));
+        received += r.count;
+        if (r.count > 0 || r.done) {
+          await opts.onTokens?.({ start: r.start, count: r.count, ids: r.ids, chunks: r.chunks, headers: o.headers, received, k: o.k, done: r.done });
+        }
+        if (r.done) return { class: o.class, k: o.k, payloads: r.payloads, ids, headers: o.headers };
+      }
+    } finally {
+      // Done, failed or aborted: the generation's handle is no longer needed.
+      if (!ft.closed && ft.generation === gen) {
+        ft.request({ op: "generate_close", generation: o.generation }, { gen }).catch(() => {});
+      }
+    }
+  }
+
+  /** Closes the AR model (and its generations). Idempotent. */
+  async close(opts: CallOptions = {}): Promise<void> {
+    if (this.closed) {
+      this.isClosed = true;
+      return;
+    }
+    this.isClosed = true;
+    await this.tokenizer.flextok.request({ op: "close", handle: this.handle }, { ...opts, gen: this.gen });
   }
 }
 

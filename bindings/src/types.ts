@@ -13,7 +13,11 @@ export type Op =
   | "encode"
   | "stream_open"
   | "stream_chunk"
-  | "stream_close";
+  | "stream_close"
+  | "ar_open"
+  | "generate_open"
+  | "generate_next"
+  | "generate_close";
 
 /** An image form a decode can return. */
 export type OutputForm = "rgba" | "png" | "tensor";
@@ -114,6 +118,59 @@ export interface StreamCloseRequest extends RequestBase {
   stream: number;
 }
 
+export interface AROpenRequest extends RequestBase {
+  op: "ar_open";
+  /** The tokenizer's model handle: the AR model must have been trained for it. */
+  handle: number;
+  /** The AR checkpoint's config.json bytes (docs/ar-checkpoint.md). */
+  config: Uint8Array;
+  /** The AR checkpoint's model.safetensors bytes. */
+  weights: Uint8Array;
+}
+
+/**
+ * Sampling options of a generation. Absent ones come from the AR config's sampling_hints,
+ * else plain sampling (no guidance, temperature 1, no filter).
+ */
+export interface SamplingOptions {
+  /** Classifier-free guidance scale, finite; > 1 guides (needs the model's null class), ≤ 1: off. */
+  cfg?: number;
+  /** Guide only tokens 0..guided_tokens−1 (0: every token). */
+  guided_tokens?: number;
+  /** ≥ 0. */
+  temperature?: number;
+  /** Keep the top_k largest logits (0: off), ≥ 0. */
+  top_k?: number;
+  /** Nucleus mass in (0, 1] (1: off). */
+  top_p?: number;
+  /** Take the arg-max instead of drawing. */
+  greedy?: boolean;
+}
+
+export interface GenerateOpenRequest extends RequestBase, SamplingOptions {
+  op: "generate_open";
+  /** The AR model's handle (ar_open). */
+  ar: number;
+  /** A class name of the AR config's "classes", or a class id. */
+  class: string | number;
+  /** Samples, all of the class (1..the service's MaxSamples, 64 by default; default 1). */
+  n?: number;
+  /** Tokens per sample (1..the tokenizer's maximum; default: the maximum). */
+  k?: number;
+  /** Seed of the draws: sample i draws from stream (seed, i). */
+  seed?: Uint64;
+}
+export interface GenerateNextRequest extends RequestBase {
+  op: "generate_next";
+  generation: number;
+  /** At most this many token positions (≥ 1; default: all that are ready, at least one). */
+  max?: number;
+}
+export interface GenerateCloseRequest extends RequestBase {
+  op: "generate_close";
+  generation: number;
+}
+
 export type Request =
   | VersionRequest
   | OpenRequest
@@ -123,7 +180,11 @@ export type Request =
   | EncodeRequest
   | StreamOpenRequest
   | StreamChunkRequest
-  | StreamCloseRequest;
+  | StreamCloseRequest
+  | AROpenRequest
+  | GenerateOpenRequest
+  | GenerateNextRequest
+  | GenerateCloseRequest;
 
 /** The stable error codes of sdk/service, payload codes included. */
 export type ServiceErrorCode =
@@ -136,6 +197,7 @@ export type ServiceErrorCode =
   | "unsupported"
   | "canceled"
   | "internal"
+  | "tokenizer_mismatch"
   // sdk/payload
   | "format"
   | "version"
@@ -241,6 +303,49 @@ export type StreamChunkResult =
 /** stream_close returns no fields. */
 export type StreamCloseResult = Record<never, never>;
 
+/** An open AR model (ar_open). */
+export interface ARInfo {
+  /** The config's name ("" if none). */
+  name: string;
+  /** Class names (null or empty when the config names none: use ids). */
+  classes: string[] | null;
+  num_classes: number;
+  /** Largest k: the tokenizer's register count. */
+  max_tokens: number;
+  vocab: number;
+  /** The model has the null class: cfg > 1 works. */
+  cfg: boolean;
+  params: number;
+}
+export interface AROpenResult extends ARInfo {
+  ar: number;
+}
+export interface GenerateOpenResult {
+  generation: number;
+  /** The class id. */
+  class: number;
+  n: number;
+  k: number;
+  /** One stream header per sample (docs/payload.md): open a Stream on the tokenizer with it. */
+  headers: Uint8Array[];
+}
+export interface GenerateNextResult {
+  /** Position of the first id of this response. */
+  start: number;
+  /** Ids per sample in this response (0 only after done). */
+  count: number;
+  /** ids[i]: sample i's ids start..start+count−1. */
+  ids: number[][];
+  /** The same ids as one stream chunk per sample (empty when count is 0). */
+  chunks: Uint8Array[];
+  /** All k tokens produced. */
+  done: boolean;
+  /** When done: each sample's whole payload. */
+  payloads: Uint8Array[];
+}
+/** generate_close returns no fields. */
+export type GenerateCloseResult = Record<never, never>;
+
 /** The result fields of a successful response, by op. */
 export interface ResultOf {
   version: VersionResult;
@@ -252,6 +357,10 @@ export interface ResultOf {
   stream_open: StreamOpenResult;
   stream_chunk: StreamChunkResult;
   stream_close: StreamCloseResult;
+  ar_open: AROpenResult;
+  generate_open: GenerateOpenResult;
+  generate_next: GenerateNextResult;
+  generate_close: GenerateCloseResult;
 }
 
 /** A successful response to a request of op O. */
