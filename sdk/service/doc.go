@@ -61,6 +61,14 @@
 //	stream_chunk  stream, chunk bin? (one stream chunk), decode bool? (default true),
 //	              options except k
 //	stream_close  stream
+//	ar_open       handle (the tokenizer's model handle), config bin (the AR checkpoint's
+//	              config.json), weights bin (its model.safetensors; docs/ar-checkpoint.md)
+//	generate_open ar (an AR handle), class str|uint (a name of the config's "classes", or an
+//	              id), n uint? (samples, 1..Options.MaxSamples; default 1), k uint? (tokens
+//	              per sample, 1..the tokenizer's maximum; default: the maximum), seed uint?,
+//	              sampling options
+//	generate_next generation, max uint? (at most this many token positions, ≥ 1)
+//	generate_close generation
 //
 // The model's identity (carried in every payload it makes and checked in every payload it
 // decodes) is the content digest of its weights and config, never a file or directory name
@@ -86,6 +94,42 @@
 // only decodes again (e.g. with other options). A chunk that is refused leaves the stream
 // as it was; a chunk that is added stays added even if its decode then fails.
 //
+// # Generation
+//
+// An AR model (sdk/ar) is opened beside a tokenizer handle: ar_open refuses one trained for
+// another tokenizer (ar.Model.CheckTokenizer) with code "tokenizer_mismatch", and the
+// payloads it generates carry the tokenizer's identity, image size and decode hints. "close"
+// with an AR handle closes it and its generations; closing the tokenizer does not close it.
+//
+// Generation is pull-based, so that it works the same on every host (a native caller, the
+// GOOS=js module whose handle returns a Promise, the synchronous GOOS=wasip1 export):
+// generate_open starts ar.Generator.Generate on a goroutine and returns a generation handle
+// and each sample's stream header (docs/payload.md); each generate_next waits for at least
+// one more token position (every sample's id at that position), takes those already
+// produced (at most max), and returns them as ids and as one stream chunk per sample, ready
+// for a stream_open/stream_chunk of the tokenizer (or any receiver of the stream form); the
+// response that completes the k tokens has done true and the whole payloads. Where no Go
+// code runs between calls (wasip1, a busy js event loop) the goroutine runs while
+// generate_next waits, so nothing is lost; where it does, tokens are produced ahead (at
+// most k positions are held). A generate_next after done answers count 0, done true and
+// the payloads again. generate_close (or closing the AR model) cancels a generation that is
+// still running. A canceled HandleContext ends that generate_next with "canceled", not the
+// generation. The ids depend only on the request (seed, sampling, model): with max 1 every
+// response is determined, which is how the conformance suite compares hosts byte for byte.
+// Open generations count towards Options.MaxStreams (separately from streams); n × k is at
+// most Options.MaxGenerateTokens.
+//
+// Sampling options, all optional; an absent one comes from the AR config's sampling_hints,
+// else plain sampling (no guidance, temperature 1, no filter):
+//
+//	cfg           float  classifier-free guidance scale, finite; > 1 guides (needs the
+//	                     model's null class), ≤ 1 does not
+//	guided_tokens uint   guide tokens 0..guided_tokens−1 only (0: all)
+//	temperature   float  ≥ 0
+//	top_k         uint   keep the top_k largest logits (0: off)
+//	top_p         float  nucleus mass in (0, 1] (1: off)
+//	greedy        bool   the arg-max instead of a draw
+//
 // # Responses
 //
 // A response is a msgpack map. Its first key is "id" when the request had one, then "ok"
@@ -110,6 +154,15 @@
 //	stream_chunk  received uint (ids so far), done bool (the end arrived), decoded bool,
 //	              and when decoded, the image result
 //	stream_close  -
+//	ar_open       ar uint (the AR handle), name str, classes [str] (nil if the config names
+//	              none), num_classes uint, max_tokens uint, vocab uint, cfg bool (the model
+//	              has the null class), params uint
+//	generate_open generation uint, class uint (the id), n uint, k uint, headers [bin] (one
+//	              stream header per sample)
+//	generate_next start uint (position of the first id), count uint (positions in this
+//	              response), ids [[uint]] (per sample), chunks [bin] (per sample; empty when
+//	              count is 0), done bool, payloads [bin] (when done: the whole payloads)
+//	generate_close -
 //
 // Image result: k uint, steps uint, guidance float, apg bool, seed uint (the options
 // actually used), width uint, height uint, then the forms asked for: rgba bin (width×height×4
@@ -121,12 +174,14 @@
 //
 //	bad_request       malformed request, unknown or misplaced field, bad option value
 //	unknown_op        "op" names no operation
-//	unknown_handle    no open model (handle) or stream (stream) has this number
+//	unknown_handle    no open model (handle), stream (stream), AR model (ar) or generation
+//	                  (generation) has this number
 //	too_many_handles  Options.MaxModels or MaxStreams reached; close something
-//	bad_model         weights or config that do not load
+//	bad_model         weights or config that do not load (AR checkpoints included)
 //	bad_image         image bytes that do not decode, or over Options.MaxImagePixels
 //	unsupported       a valid input this executor does not run (payloads of several frames)
 //	canceled          HandleContext's context ended
+//	tokenizer_mismatch  ar_open: the AR model was trained for another tokenizer
 //	internal          a bug: a recovered panic or an unexpected error
 //
 // and every payload code of sdk/payload, kept as it is: format, version, type, missing,
