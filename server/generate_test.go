@@ -242,3 +242,47 @@ func TestGenerateAbandoned(t *testing.T) {
 		t.Fatalf("%v tokens: the abandoned streams did not stop early", tokens)
 	}
 }
+
+// stallExec runs the Go runner for the prefill and then blocks every step until its context
+// ends: a generation that times out after its first token round.
+type stallExec struct{ g *ar.Generator }
+
+func (e stallExec) NewStepper(ctx context.Context, n int) (ar.Stepper, error) {
+	return &stallStepper{ctx: ctx, r: e.g.NewRunner(ctx, n)}, nil
+}
+
+type stallStepper struct {
+	ctx context.Context
+	r   *ar.Runner
+}
+
+func (s *stallStepper) Prefill(classes []int) ([]float32, error) { return s.r.Prefill(classes) }
+func (s *stallStepper) Step([]uint32) ([]float32, error) {
+	<-s.ctx.Done()
+	return nil, s.ctx.Err()
+}
+
+// TestGenerateErrorFrame: an error after the first byte (the request's time limit, here) ends
+// the stream with a JSON error frame naming the limit, after the frames already sent.
+func TestGenerateErrorFrame(t *testing.T) {
+	m := testAR(t)
+	g, err := ar.NewGenerator(m, ar.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTest(t, Config{Models: []Model{{Name: "m", Exec: testEngine(t), AR: m, AROptions: ar.Options{Executor: stallExec{g}}}},
+		Limits: Limits{Timeout: 300 * time.Millisecond}})
+	rec := do(s, "POST", "/v1/generate", "application/json", []byte(`{"class": 0, "n": 2, "k": 8}`), nil)
+	if rec.Code != 200 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	frames := readFrames(t, rec.Body)
+	if len(frames) != 2+2+1 { // 2 headers, token 0 of both samples, the error
+		t.Fatalf("%d frames", len(frames))
+	}
+	last := frames[len(frames)-1]
+	var eb apiErrorBody
+	if last[0] != '{' || json.Unmarshal(last, &eb) != nil || eb.Error.Code != CodeCanceled || eb.Error.Limit != "request_timeout" {
+		t.Fatalf("last frame %q", last)
+	}
+}
