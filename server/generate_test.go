@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strconv"
 	"strings"
@@ -285,4 +286,42 @@ func TestGenerateErrorFrame(t *testing.T) {
 	if last[0] != '{' || json.Unmarshal(last, &eb) != nil || eb.Error.Code != CodeCanceled || eb.Error.Limit != "request_timeout" {
 		t.Fatalf("last frame %q", last)
 	}
+}
+
+// FuzzGenerate fuzzes POST /v1/generate's query, content type and body: never a 5xx, every
+// error before the first byte a JSON body with a code, every 200 whole frames (the last a
+// payload or a JSON error frame).
+func FuzzGenerate(f *testing.F) {
+	for _, b := range []string{`{"class": "star", "n": 2, "k": 4, "cfg": 2, "top_k": 3, "top_p": 0.5, "seed": 1}`,
+		`{"class": 1, "greedy": true, "k": 1}`, `{"class": -1}`, `{"class": 1e400}`, `{"class": "star", "n": 1e9}`,
+		`{"class": 0, "temperature": "hot"}`, `[1, 2]`, `{"class": 0}{"class": 1}`, `{"class": 0, "k": 4, "top_p": 1e-300}`} {
+		f.Add("application/json", "", []byte(b))
+	}
+	f.Add("text/plain", "model=second", []byte(`{"class": 0}`))
+	s := newTest(f, Config{Limits: Limits{MaxN: 2, MaxGenTokens: 8, MaxBodyBytes: 1 << 16}})
+	f.Fuzz(func(t *testing.T, ct, query string, body []byte) {
+		req := httptest.NewRequest("POST", "/", bytes.NewReader(body))
+		req.URL.Path = "/v1/generate"
+		req.URL.RawQuery = query
+		req.Header.Set("Content-Type", ct)
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		switch {
+		case rec.Code >= 500:
+			t.Fatalf("%q %q %q: %d %s", ct, query, body, rec.Code, rec.Body)
+		case rec.Code >= 400:
+			var eb apiErrorBody
+			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error.Code == "" {
+				t.Fatalf("error body %q (%v)", rec.Body, err)
+			}
+		default:
+			frames := readFrames(t, rec.Body)
+			if len(frames) == 0 {
+				t.Fatal("a 200 without frames")
+			}
+			if last := frames[len(frames)-1]; last[0] == '{' {
+				t.Fatalf("error frame %s", last)
+			}
+		}
+	})
 }
