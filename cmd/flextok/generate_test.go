@@ -101,3 +101,30 @@ func TestServeARRefused(t *testing.T) {
 		t.Fatalf("--ar nope=: %v", err)
 	}
 }
+
+// TestGenerateORT: generate --backend ort writes the same greedy payloads as the Go executor.
+func TestGenerateORT(t *testing.T) {
+	needORT(t)
+	arDir := randomAR(t)
+	goOut, ortOut := t.TempDir(), t.TempDir()
+	args := []string{"generate", "--ar", arDir, "--class", "hexagon", "-n", "2", "-k", "16", "--cfg", "3", "--greedy", "--exact", "-q"}
+	if _, err := run(append(args, "-o", goOut)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(append(args, "-o", ortOut, "--backend", "ort", "--onnx-cache", t.TempDir())...); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"hexagon_000.msgpack", "hexagon_001.msgpack"} {
+		a, err := os.ReadFile(filepath.Join(goOut, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(ortOut, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a) != string(b) {
+			t.Fatalf("%s: ORT's payload differs from Go's", f)
+		}
+	}
+}
