@@ -151,14 +151,25 @@ func New(m *model.Model, o Options) (*Backend, error) {
 func (b *Backend) open(name string, build func(*model.Model, onnx.Sizes) (*pb.ModelProto, error), m *model.Model, in, out []string, o Options) (*Session, error) {
 	s := b.sizes
 	s.FP16 = o.FP16 && name == "decoder"
-	var cached string
+	cacheDir := ""
 	if o.ExportDir != "" {
-		cached = filepath.Join(b.cacheDir(o), name+".onnx")
+		cacheDir = b.cacheDir(o)
+	}
+	return openGraph(name, func() (*pb.ModelProto, error) { return build(m, s) }, cacheDir, &b.dir, in, out, o)
+}
+
+// openGraph opens the session of the graph name: from cacheDir/name.onnx when it is there,
+// else built and, with a cacheDir, saved there first (without one: handed to ONNX Runtime from
+// memory when small, else through the temporary directory *tmp, made on first use).
+func openGraph(name string, build func() (*pb.ModelProto, error), cacheDir string, tmp *string, in, out []string, o Options) (*Session, error) {
+	var cached string
+	if cacheDir != "" {
+		cached = filepath.Join(cacheDir, name+".onnx")
 		if _, err := os.Stat(cached); err == nil { // Save renames the graph last: it is whole
 			return NewSession(cached, in, out, o)
 		}
 	}
-	g, err := build(m, s)
+	g, err := build()
 	if err != nil {
 		return nil, err
 	}
@@ -172,12 +183,12 @@ func (b *Backend) open(name string, build func(*model.Model, onnx.Sizes) (*pb.Mo
 		}
 	}
 	if cached == "" { // too large for memory, no cache: a temporary directory
-		if b.dir == "" {
-			if b.dir, err = os.MkdirTemp("", "flextok-onnx-*"); err != nil {
+		if *tmp == "" {
+			if *tmp, err = os.MkdirTemp("", "flextok-onnx-*"); err != nil {
 				return nil, fmt.Errorf("flextok/native: %w", err)
 			}
 		}
-		cached = filepath.Join(b.dir, name+".onnx")
+		cached = filepath.Join(*tmp, name+".onnx")
 	}
 	path, err := onnx.Save(g, filepath.Dir(cached), name+".onnx")
 	if err != nil {

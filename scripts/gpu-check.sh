@@ -36,7 +36,7 @@ fi
 export FLEXTOK_ORT_LIB="$lib" FLEXTOK_REQUIRE_ORT=1 FLEXTOK_TEST_PROVIDER=cuda
 cd native
 echo "== conformance on CUDA (bounds as on the CPU)"
-../bin/native.test -test.count=1 -test.v -test.run 'TestBackend|TestProviders' 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|NMSE|PSNR|provider|cuda|CUDA'
+../bin/native.test -test.count=1 -test.v -test.run 'TestBackend|TestProviders|TestAR' 2>&1 | grep -E '^(=== RUN|--- |PASS|FAIL|ok)|NMSE|PSNR|provider|cuda|CUDA'
 status=${PIPESTATUS[0]}
 if [ -n "${FLEXTOK_D12:-}" ]; then
 	echo "== d12 decoder step, engine (CPU) vs ORT (CUDA)"

@@ -63,6 +63,8 @@ type modelInfo struct {
 	Hints      *hintsInfo     `json:"hints,omitempty"`
 	Decode     decodeDefaults `json:"decode_defaults"`
 	Operations []string       `json:"operations"`
+	Classes    []string       `json:"classes,omitempty"` // the AR model's class names (generate)
+	AR         *arInfo        `json:"ar,omitempty"`      // the paired AR model (generate)
 }
 
 type identityInfo struct {
@@ -98,6 +100,11 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request) *apiError {
 			Identity:   identityInfo{Name: id.Name, Digest: hex.EncodeToString(id.Digest[:]), FSQ: id.Levels, CodebookSize: id.CodebookSize(), MaxTokens: id.MaxTokens},
 			Decode:     decodeDefaults{Steps: d.Steps, Guidance: d.Guidance, APG: d.APG, Seed: d.Seed},
 			Operations: []string{"encode", "decode"}}
+		if g := s.gens[name]; g != nil {
+			mi.Operations = append(mi.Operations, "generate")
+			mi.Classes = g.Model().Cfg.Classes
+			mi.AR = arInfoOf(g)
+		}
 		if hi := e.Hints(); hi != nil {
 			mi.Hints = &hintsInfo{Steps: hi.Steps, Guidance: hi.Guidance, APG: hi.APG, Seed: hi.Seed}
 		}

@@ -12,7 +12,8 @@ import (
 )
 
 // errorCase is one request and the status and code it must get. setup picks the server's
-// state: "" the default, "timeout" a 1 ns time limit, "full" every work slot and queue place
+// state: "" the default, "timeout" a 1 ns time limit, "genlimits" small generate limits (n 4,
+// 40 tokens, k 16), "full" every work slot and queue place
 // taken, "draining" after Drain.
 type errorCase struct {
 	name, setup, method, target, ct string
@@ -20,6 +21,8 @@ type errorCase struct {
 	status                          int
 	code, limit                     string
 }
+
+func genBody(s string) func(testing.TB) []byte { return bytesOf([]byte(s)) }
 
 func bytesOf(b []byte) func(testing.TB) []byte { return func(testing.TB) []byte { return b } }
 
@@ -105,7 +108,36 @@ func errorCases() []errorCase {
 
 		{"readyz draining", "draining", "GET", "/readyz", "", nil, 503, CodeUnavailable, ""},
 		{"models POST", "", "POST", "/v1/models", "", nil, 405, CodeMethodNotAllowed, ""},
-		{"unknown v1 route", "", "GET", "/v1/generate", "", nil, 404, CodeNotFound, ""},
+		{"unknown v1 route", "", "GET", "/v1/nope", "", nil, 404, CodeNotFound, ""},
+
+		{"generate ok", "", "POST", "/v1/generate", "application/json", genBody(`{"class": "star", "k": 4, "seed": 1}`), 200, "", ""},
+		{"generate no type", "", "POST", "/v1/generate", "", genBody(`{"class": 1, "n": 2, "k": 2, "cfg": 2, "top_k": 5, "top_p": 0.9}`), 200, "", ""},
+		{"generate unknown class", "", "POST", "/v1/generate", "application/json", genBody(`{"class": "dodecahedron"}`), 400, CodeBadRequest, ""},
+		{"generate class index out of range", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 3}`), 400, CodeBadRequest, ""},
+		{"generate no class", "", "POST", "/v1/generate", "application/json", genBody(`{"k": 3}`), 400, CodeBadRequest, ""},
+		{"generate k 0", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "k": 0}`), 400, CodeBadRequest, ""},
+		{"generate k over model", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "k": 33}`), 400, CodeBadRequest, ""},
+		{"generate temperature negative", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "temperature": -0.5}`), 400, CodeBadRequest, ""},
+		{"generate top_p 0", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "top_p": 0}`), 400, CodeBadRequest, ""},
+		{"generate top_p over 1", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "top_p": 1.5}`), 400, CodeBadRequest, ""},
+		{"generate top_k negative", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "top_k": -1}`), 400, CodeBadRequest, ""},
+		{"generate cfg negative", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "cfg": -1}`), 400, CodeBadRequest, ""},
+		{"generate n 0", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "n": 0}`), 400, CodeBadRequest, ""},
+		{"generate unknown field", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "colour": "red"}`), 400, CodeBadRequest, ""},
+		{"generate not JSON", "", "POST", "/v1/generate", "application/json", genBody(`class=0`), 400, CodeBadRequest, ""},
+		{"generate two models", "", "POST", "/v1/generate?model=second", "application/json", genBody(`{"class": 0, "model": "default"}`), 400, CodeBadRequest, ""},
+		{"generate unknown query option", "", "POST", "/v1/generate?k=3", "application/json", genBody(`{"class": 0}`), 400, CodeBadRequest, ""},
+		{"generate unknown model", "", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "model": "nope"}`), 404, CodeUnknownModel, ""},
+		{"generate timeout", "timeout", "POST", "/v1/generate", "application/json", genBody(`{"class": 0}`), 408, CodeCanceled, "request_timeout"},
+		{"generate body over limit", "", "POST", "/v1/generate", "application/json", bytesOf(make([]byte, 65<<10)), 413, CodeTooLarge, "max_body_bytes"},
+		{"generate wrong type", "", "POST", "/v1/generate", "text/plain", genBody(`{"class": 0}`), 415, CodeMediaType, ""},
+		{"generate n over limit", "genlimits", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "n": 5, "k": 1}`), 422, CodeLimit, "max_n"},
+		{"generate tokens over limit", "genlimits", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "n": 3, "k": 16}`), 422, CodeLimit, "max_tokens"},
+		{"generate k over limit", "genlimits", "POST", "/v1/generate", "application/json", genBody(`{"class": 0, "k": 20}`), 422, CodeLimit, "max_k"},
+		{"generate model without AR", "", "POST", "/v1/generate?model=second", "application/json", genBody(`{"class": 0}`), 422, CodeUnsupported, ""},
+		{"generate full", "full", "POST", "/v1/generate", "application/json", genBody(`{"class": 0}`), 429, CodeOverloaded, "max_queue"},
+		{"generate draining", "draining", "POST", "/v1/generate", "application/json", genBody(`{"class": 0}`), 503, CodeUnavailable, ""},
+		{"generate GET", "", "GET", "/v1/generate", "", nil, 405, CodeMethodNotAllowed, ""},
 	}
 }
 
@@ -143,6 +175,8 @@ func caseServer1(t testing.TB, setup string) (*Server, func()) {
 			t.Fatal(err)
 		}
 		return s, func() { s.adm.release(); s.adm.leave() }
+	case "genlimits":
+		return newTest(t, Config{Limits: Limits{MaxN: 4, MaxGenTokens: 40, MaxK: 16}}), func() {}
 	case "draining":
 		s := newTest(t, Config{})
 		s.Drain()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/flextok-sdk/flextok/sdk/ar"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 )
 
@@ -38,6 +39,12 @@ func OpenAPI() []byte { return slices.Clone(openAPI) }
 type Model struct {
 	Name string          // the ?model= name; unique, [A-Za-z0-9._-]+
 	Exec engine.Executor // shared by every request: executors are safe for concurrent use
+	// AR, if set, is the AR model paired with Exec's tokenizer: the model generates (POST
+	// /v1/generate). New refuses one not made for Exec's tokenizer (ar.ErrTokenizer).
+	AR *ar.Model
+	// AROptions run AR: Exec for the Go kernels, or Executor (native.ARBackend: ONNX
+	// Runtime); New sets Tokenizer to Exec.
+	AROptions ar.Options
 }
 
 // Limits bound each request; zero fields take DefaultLimits'.
@@ -48,10 +55,13 @@ type Limits struct {
 	MaxSteps     int           // decode Euler steps
 	MaxSize      int           // encode/decode image side in pixels
 	Timeout      time.Duration // one request, from its headers to its response (408 after)
+	MaxN         int           // generate: samples per request
+	MaxGenTokens int           // generate: tokens per request (n × k)
 }
 
 // DefaultLimits are the limits of a zero Limits field.
-var DefaultLimits = Limits{MaxBodyBytes: 8 << 20, MaxPixels: 16 << 20, MaxK: 256, MaxSteps: 100, MaxSize: 1024, Timeout: 60 * time.Second}
+var DefaultLimits = Limits{MaxBodyBytes: 8 << 20, MaxPixels: 16 << 20, MaxK: 256, MaxSteps: 100, MaxSize: 1024, Timeout: 60 * time.Second,
+	MaxN: 16, MaxGenTokens: 4096}
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits
@@ -72,6 +82,12 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.Timeout <= 0 {
 		l.Timeout = d.Timeout
+	}
+	if l.MaxN <= 0 {
+		l.MaxN = d.MaxN
+	}
+	if l.MaxGenTokens <= 0 {
+		l.MaxGenTokens = d.MaxGenTokens
 	}
 	return l
 }
@@ -104,6 +120,7 @@ type Server struct {
 	cfg      Config
 	lim      Limits
 	models   map[string]*Model
+	gens     map[string]*ar.Generator // the models that generate
 	order    []string
 	adm      *admission
 	m        *metrics
@@ -118,7 +135,7 @@ type routeHandler func(w http.ResponseWriter, r *http.Request) *apiError
 
 // New builds a Server; it fails on a configuration error (no model, a duplicate name).
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, lim: cfg.Limits.withDefaults(), models: map[string]*Model{}, m: newMetrics(), log: cfg.Log}
+	s := &Server{cfg: cfg, lim: cfg.Limits.withDefaults(), models: map[string]*Model{}, gens: map[string]*ar.Generator{}, m: newMetrics(), log: cfg.Log}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -135,6 +152,15 @@ func New(cfg Config) (*Server, error) {
 		}
 		if _, dup := s.models[m.Name]; dup {
 			return nil, fmt.Errorf("flextok/server: two models named %q", m.Name)
+		}
+		if m.AR != nil {
+			o := m.AROptions
+			o.Tokenizer = m.Exec
+			g, err := ar.NewGenerator(m.AR, o)
+			if err != nil {
+				return nil, fmt.Errorf("flextok/server: model %q: its AR model: %w", m.Name, err)
+			}
+			s.gens[m.Name] = g
 		}
 		s.models[m.Name] = m
 		s.order = append(s.order, m.Name)
@@ -154,6 +180,7 @@ func New(cfg Config) (*Server, error) {
 	s.routes = map[string]map[string]routeHandler{
 		"/v1/encode":       {http.MethodPost: s.encode},
 		"/v1/decode":       {http.MethodPost: s.decode},
+		"/v1/generate":     {http.MethodPost: s.generate},
 		"/v1/models":       {http.MethodGet: s.listModels},
 		"/v1/openapi.json": {http.MethodGet: s.openapi},
 		"/healthz":         {http.MethodGet: s.healthz},
@@ -363,7 +390,7 @@ func (s *Server) crossOrigin(h http.Header, r *http.Request) {
 	if allowed != "*" {
 		h.Add("Vary", "Origin")
 	}
-	h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, Content-Disposition")
+	h.Set("Access-Control-Expose-Headers", "X-Request-Id, Retry-After, Content-Disposition, X-Flextok-Model, X-Flextok-Samples, X-Flextok-Seed")
 	h.Set("Cross-Origin-Resource-Policy", "cross-origin")
 	if r.Method == http.MethodOptions {
 		h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")

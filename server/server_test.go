@@ -42,7 +42,7 @@ func newTest(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	if cfg.Models == nil {
 		e := testEngine(t)
-		cfg.Models = []Model{{Name: "default", Exec: e}, {Name: "second", Exec: e}}
+		cfg.Models = []Model{{Name: "default", Exec: e, AR: testAR(t)}, {Name: "second", Exec: e}}
 	}
 	s, err := New(cfg)
 	if err != nil {

@@ -58,7 +58,7 @@ func checkBackendFlags(cmd *cobra.Command, backend, provider string) error {
 // loader's search path; --threads sizes its intra-op pool). Notes on the provider chosen go to
 // stderr. The caller closes the executor.
 func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (engine.Executor, error) {
-	backend, provider := bf.backend, bf.provider
+	backend := bf.backend
 	if backend != "ort" {
 		e, err := ef.load()
 		if err != nil {
@@ -66,14 +66,7 @@ func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (engine.Ex
 		}
 		return e, nil
 	}
-	o := native.Options{
-		Provider:       native.Provider(provider),
-		IntraOpThreads: ef.threads,
-		ImageSize:      ef.size,
-		ExportDir:      bf.cache,
-		LibraryPath:    bundledORT(),
-		Logf:           func(format string, a ...any) { fmt.Fprintf(stderr, "flextok: "+format+"\n", a...) },
-	}
+	o := nativeOptions(bf, ef, stderr)
 	var (
 		b   *native.Backend
 		err error
@@ -88,6 +81,19 @@ func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (engine.Ex
 		return nil, fmt.Errorf("--backend ort: %w", err)
 	}
 	return b, nil
+}
+
+// nativeOptions are the ONNX Runtime options of --backend ort (the provider, threads, export
+// cache and library), for the tokenizer and AR models alike.
+func nativeOptions(bf *backendFlags, ef *engineFlags, stderr io.Writer) native.Options {
+	return native.Options{
+		Provider:       native.Provider(bf.provider),
+		IntraOpThreads: ef.threads,
+		ImageSize:      ef.size,
+		ExportDir:      bf.cache,
+		LibraryPath:    bundledORT(),
+		Logf:           func(format string, a ...any) { fmt.Fprintf(stderr, "flextok: "+format+"\n", a...) },
+	}
 }
 
 // bundledORT is the library make setup installs next to this binary's checkout

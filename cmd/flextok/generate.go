@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flextok-sdk/flextok/native"
 	"github.com/flextok-sdk/flextok/sdk/ar"
 	"github.com/flextok-sdk/flextok/sdk/nn"
 )
@@ -18,6 +19,7 @@ import (
 func newGenerate() *cobra.Command {
 	var (
 		ef    engineFlags
+		bf    backendFlags
 		arDir string
 		class string
 		n, k  int
@@ -35,7 +37,9 @@ func newGenerate() *cobra.Command {
 			"tokenizer is refused). Each sample is written as DIR/<class>_<i>.msgpack, an ordinary\n" +
 			"payload: `flextok decode DIR -o PNGS` makes the images. Sampling as LlamaGen: --cfg S > 1\n" +
 			"guides with the null class (--cfg-tokens limits it to the first tokens), then temperature,\n" +
-			"top-k, top-p, or --greedy. The same --seed gives the same ids with --exact on every platform.",
+			"top-k, top-p, or --greedy. The same --seed gives the same ids with --exact on every platform.\n" +
+			"--backend ort runs the AR model in ONNX Runtime (the same sampler; greedy ids equal the Go\n" +
+			"executor's, docs/native.md).",
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if arDir == "" || class == "" || out == "" {
@@ -43,6 +47,9 @@ func newGenerate() *cobra.Command {
 			}
 			if n < 1 {
 				return usageError{fmt.Errorf("-n must be at least 1, got %d", n)}
+			}
+			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
+				return err
 			}
 			eng, err := ef.load()
 			if err != nil {
@@ -59,7 +66,19 @@ func newGenerate() *cobra.Command {
 			if !cmd.Flags().Changed("k") {
 				k = m.Cfg.BlockSize
 			}
-			g, err := ar.NewGenerator(m, ar.Options{Tokenizer: eng, Exec: nn.Options{Fast: !ef.exact, Threads: ef.threads}})
+			o := ar.Options{Tokenizer: eng, Exec: nn.Options{Fast: !ef.exact, Threads: ef.threads}}
+			if bf.backend == "ort" {
+				if err := m.CheckTokenizer(eng.Identity()); err != nil {
+					return about("load AR model", arDir, err)
+				}
+				b, err := native.NewAR(m, nativeOptions(&bf, &ef, cmd.ErrOrStderr()))
+				if err != nil {
+					return fmt.Errorf("--backend ort: %w", err)
+				}
+				defer b.Close()
+				o.Executor = b
+			}
+			g, err := ar.NewGenerator(m, o)
 			if err != nil {
 				return about("load AR model", arDir, err)
 			}
@@ -109,6 +128,7 @@ func newGenerate() *cobra.Command {
 		},
 	}
 	ef.register(cmd)
+	bf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&arDir, "ar", "", "AR checkpoint directory (config.json and model.safetensors)")
 	f.StringVar(&class, "class", "", "class name (the AR config's classes) or id")

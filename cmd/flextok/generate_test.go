@@ -78,3 +78,53 @@ func TestGenerate(t *testing.T) {
 		}
 	}
 }
+
+// TestServeARRefused: serve refuses at start an AR model made for another tokenizer, and an
+// --ar NAME that names no served model.
+func TestServeARRefused(t *testing.T) {
+	c := &ar.Config{Dim: 8, Layers: 1, Heads: 2, KVHeads: 1, MultipleOf: 8, NormEps: 1e-5, RopeBase: 10000,
+		BlockSize: 32, NumClasses: 3, ClassDropout: 0.1, VocabSize: 64000,
+		Tokenizer: ar.TokenizerSpec{Levels: []int{8, 8, 8, 5, 5, 5}, CodebookSize: 64000, Registers: 32}}
+	c.FFNHidden = ar.FFNHiddenRule(c.Dim, c.MultipleOf, nil)
+	m, err := ar.New(c, ar.RandomWeights(c, 5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "ar")
+	if err := m.Save(other, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run("serve", "--addr", "127.0.0.1:0", "--samples", "none", "--ar", other); err == nil || !strings.Contains(err.Error(), "tokenizer") {
+		t.Fatalf("a mismatched AR model: %v", err)
+	}
+	if _, err := run("serve", "--addr", "127.0.0.1:0", "--samples", "none", "--ar", "nope="+randomAR(t)); err == nil || !strings.Contains(err.Error(), `no served model "nope"`) {
+		t.Fatalf("--ar nope=: %v", err)
+	}
+}
+
+// TestGenerateORT: generate --backend ort writes the same greedy payloads as the Go executor.
+func TestGenerateORT(t *testing.T) {
+	needORT(t)
+	arDir := randomAR(t)
+	goOut, ortOut := t.TempDir(), t.TempDir()
+	args := []string{"generate", "--ar", arDir, "--class", "hexagon", "-n", "2", "-k", "16", "--cfg", "3", "--greedy", "--exact", "-q"}
+	if _, err := run(append(args, "-o", goOut)...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(append(args, "-o", ortOut, "--backend", "ort", "--onnx-cache", t.TempDir())...); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"hexagon_000.msgpack", "hexagon_001.msgpack"} {
+		a, err := os.ReadFile(filepath.Join(goOut, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(ortOut, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(a) != string(b) {
+			t.Fatalf("%s: ORT's payload differs from Go's", f)
+		}
+	}
+}

@@ -15,14 +15,19 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/flextok-sdk/flextok/native"
+	"github.com/flextok-sdk/flextok/sdk/ar"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	ftimage "github.com/flextok-sdk/flextok/sdk/image"
+	"github.com/flextok-sdk/flextok/sdk/nn"
 	ftserver "github.com/flextok-sdk/flextok/server"
 	"github.com/flextok-sdk/flextok/web"
 )
@@ -108,6 +113,8 @@ type serveFlags struct {
 	shutdownTimeout, drainDelay time.Duration
 	corsOrigins                 []string
 	coop, coep, logFormat       string
+	maxN, maxGenTokens          int
+	ar                          modelList // --ar [NAME=]DIR: AR models paired with served models
 }
 
 func (f *serveFlags) register(cmd *cobra.Command) {
@@ -129,6 +136,10 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.coop, "coop", "", "Cross-Origin-Opener-Policy header of every response (e.g. same-origin)")
 	fl.StringVar(&f.coep, "coep", "", "Cross-Origin-Embedder-Policy header of every response (e.g. require-corp)")
 	fl.StringVar(&f.logFormat, "log-format", "json", "request log format on stderr: json or text")
+	fl.IntVar(&f.maxN, "max-n", d.MaxN, "largest number of samples (n) a generate request may ask for")
+	fl.IntVar(&f.maxGenTokens, "max-gen-tokens", d.MaxGenTokens, "largest number of tokens (n × k) a generate request may ask for")
+	fl.Var(&f.ar, "ar", "[NAME=]AR checkpoint directory: pairs the AR model with the served model NAME (default: the first), "+
+		"which then serves POST /v1/generate; refused at start when it was not made for that model's tokenizer; repeatable")
 }
 
 // modelList is serve's -m/--model: repeatable, each [NAME=]PATH.
@@ -173,15 +184,17 @@ func newServe() *cobra.Command {
 		maxUpload int64
 	)
 	cmd := &cobra.Command{
-		Use:   "serve [--addr HOST:PORT] [-m [NAME=]MODEL]...",
-		Short: "Serve the token API (/v1/encode, /v1/decode, /v1/models), metrics and the demo page",
+		Use:   "serve [--addr HOST:PORT] [-m [NAME=]MODEL]... [--ar [NAME=]AR_DIR]...",
+		Short: "Serve the token API (/v1/encode, /v1/decode, /v1/generate, /v1/models), metrics and the demo page",
 		Long: "Serve FlexTok's HTTP token service (docs/server.md): POST /v1/encode (an image → a payload),\n" +
 			"POST /v1/decode (a payload → PNG), GET /v1/models, GET /v1/openapi.json, /healthz, /readyz\n" +
 			"and Prometheus /metrics, with a bounded admission queue (429 with Retry-After when full),\n" +
 			"per-request limits and JSON request logs on stderr. -m [NAME=]MODEL is repeatable: each\n" +
 			"model is served under its NAME (default: its own name), ?model=NAME selects one, the first\n" +
-			"is the default; without -m the embedded default model is served. --backend ort runs them\n" +
-			"in ONNX Runtime.\n\n" +
+			"is the default; without -m the embedded default model is served. --ar [NAME=]DIR pairs an AR\n" +
+			"checkpoint with the served model NAME (default: the first), which then serves POST\n" +
+			"/v1/generate (a class → payloads streamed as the tokens are produced); an AR model made for\n" +
+			"another tokenizer is refused at start. --backend ort runs them all in ONNX Runtime.\n\n" +
 			"Beside the API: the demo page, the @flextok/sdk browser modules and flextok.wasm (embedded\n" +
 			"by `make demo`), the first model's files under /model/ for the page to load, sample images\n" +
 			"encoded at start-up under /samples/ and the page's POST /encode (= /v1/encode). The samples\n" +
@@ -241,6 +254,50 @@ func newServe() *cobra.Command {
 				served = append(served, ftserver.Model{Name: name, Exec: e})
 				log.Info("model", "name", name, "model", e.Identity().Name, "path", me.path, "backend", bf.backend)
 			}
+			var arClose []func() error
+			defer func() {
+				for _, c := range arClose {
+					c()
+				}
+			}()
+			for _, a := range sf.ar.entries {
+				i := 0
+				if a.name != "" {
+					i = slices.IndexFunc(served, func(m ftserver.Model) bool { return m.Name == a.name })
+					if i < 0 {
+						var names []string
+						for _, m := range served {
+							names = append(names, m.Name)
+						}
+						return usageError{fmt.Errorf("--ar %s=%s: no served model %q (served: %s)", a.name, a.path, a.name, strings.Join(names, ", "))}
+					}
+				}
+				if served[i].AR != nil {
+					return usageError{fmt.Errorf("--ar: two AR models for %q", served[i].Name)}
+				}
+				m, err := ar.Load(a.path)
+				if err != nil {
+					return fmt.Errorf("--ar %s: %w", a.path, err)
+				}
+				if err := m.CheckTokenizer(served[i].Exec.Identity()); err != nil {
+					return fmt.Errorf("--ar %s: not for model %q: %w", a.path, served[i].Name, err)
+				}
+				threads := ef.threads
+				if threads <= 0 {
+					threads = runtime.GOMAXPROCS(0)
+				}
+				o := ar.Options{Exec: nn.Options{Fast: !ef.exact, Threads: threads}}
+				if bf.backend == "ort" {
+					b, err := native.NewAR(m, nativeOptions(&bf, &ef, cmd.ErrOrStderr()))
+					if err != nil {
+						return fmt.Errorf("--ar %s: --backend ort: %w", a.path, err)
+					}
+					arClose = append(arClose, b.Close)
+					o = ar.Options{Executor: b}
+				}
+				served[i].AR, served[i].AROptions = m, o
+				log.Info("ar model", "model", served[i].Name, "ar", m.Cfg.Name, "path", a.path, "classes", m.Cfg.NumClasses, "backend", bf.backend)
+			}
 			e := served[0].Exec
 			cfg.engine = e
 			cfg.modelName = e.Identity().Name
@@ -272,7 +329,7 @@ func newServe() *cobra.Command {
 			api, err := ftserver.New(ftserver.Config{
 				Models: served,
 				Limits: ftserver.Limits{MaxBodyBytes: body, MaxPixels: sf.maxPixels, MaxK: sf.maxK, MaxSteps: sf.maxSteps,
-					MaxSize: sf.maxSize, Timeout: sf.requestTimeout},
+					MaxSize: sf.maxSize, Timeout: sf.requestTimeout, MaxN: sf.maxN, MaxGenTokens: sf.maxGenTokens},
 				MaxConcurrent: sf.maxConcurrent, MaxQueue: sf.maxQueue,
 				CORSOrigins: sf.corsOrigins, COOP: sf.coop, COEP: sf.coep,
 				Log: log, Fallback: newServer(cfg),

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,7 +36,7 @@ func TestServeFromEmptyDir(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	empty := t.TempDir()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0", "--drain-delay", "1s")
+	cmd := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0", "--drain-delay", "1s", "--ar", randomAR(t))
 	cmd.Dir = empty
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -91,6 +92,16 @@ func TestServeFromEmptyDir(t *testing.T) {
 				t.Errorf("/v1/models: %v", v)
 			}
 		}
+	}
+	// --ar paired an AR model with it: POST /v1/generate streams.
+	resp, err = client.Post(base+"v1/generate", "application/json", strings.NewReader(`{"class": "star", "k": 4, "seed": 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/vnd.flextok.stream+msgpack" || len(gen) < 4*6 {
+		t.Errorf("POST /v1/generate: %d %q %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(gen))
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

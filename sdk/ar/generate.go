@@ -25,7 +25,26 @@ type Options struct {
 	// Exec selects the kernels: the zero value is the portable path (bit-identical everywhere);
 	// Fast the AVX-512 path where there is one; Threads per kernel.
 	Exec nn.Options
+	// Executor, if set, runs the model instead of the Go executor (native.ARBackend: ONNX
+	// Runtime); the sampler (Generate) is the same code either way. Exec is then unused.
+	Executor Executor
 }
+
+// Stepper runs the model step by step over a fixed batch of sequences and holds their KV
+// cache: Prefill once (the class position), then Step per token. Both return the logits of
+// the next token, [n, V], valid until the next call. *Runner is the Go executor's.
+type Stepper interface {
+	Prefill(classes []int) ([]float32, error)
+	Step(ids []uint32) ([]float32, error)
+}
+
+// Executor makes a Stepper for n sequences; Generate drives whichever Options.Executor names
+// (nil: the Go executor).
+type Executor interface {
+	NewStepper(ctx context.Context, n int) (Stepper, error)
+}
+
+var _ Stepper = (*Runner)(nil)
 
 // Generator generates FlexTok token sequences with an AR model. It is safe for concurrent use
 // (each Generate call runs its own executor and caches).
@@ -51,7 +70,9 @@ func NewGenerator(m *Model, o Options) (*Generator, error) {
 		g.img.Height, g.img.Width = o.Tokenizer.ImageSize()
 		g.hints = o.Tokenizer.Hints()
 	}
-	g.net = Bind(m, func(_ string, w []float32, out, in int) *nn.Linear { return nn.Pack(o.Exec, w, nil, out, in) })
+	if o.Executor == nil {
+		g.net = Bind(m, func(_ string, w []float32, out, in int) *nn.Linear { return nn.Pack(o.Exec, w, nil, out, in) })
+	}
 	return g, nil
 }
 
@@ -68,8 +89,12 @@ type Runner struct {
 	n, t   int
 }
 
-// NewRunner returns a runner for n sequences.
+// NewRunner returns a Go-executor runner for n sequences (it panics on a Generator made with
+// Options.Executor, which has no Go weights bound).
 func (g *Generator) NewRunner(ctx context.Context, n int) *Runner {
+	if g.net == nil {
+		panic("flextok/ar: NewRunner on a Generator with another Executor")
+	}
 	r := &Runner{g: g, e: nn.NewEager(ctx, g.o.Exec), n: n, t: -1}
 	for range g.m.Cfg.Layers {
 		r.caches = append(r.caches, nn.NewKVCache(n))
@@ -171,7 +196,15 @@ func (g *Generator) Generate(ctx context.Context, req Request) ([]*payload.Paylo
 			rows = append(rows, c.NumClasses)
 		}
 	}
-	r := g.NewRunner(ctx, len(rows))
+	var r Stepper
+	if g.o.Executor != nil {
+		var err error
+		if r, err = g.o.Executor.NewStepper(ctx, len(rows)); err != nil {
+			return nil, err
+		}
+	} else {
+		r = g.NewRunner(ctx, len(rows))
+	}
 	rngs := make([]rng, B)
 	for i := range rngs {
 		rngs[i] = newRNG(req.Seed, uint64(i))

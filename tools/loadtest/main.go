@@ -1,6 +1,7 @@
 // Command loadtest measures `flextok serve` on loopback: it starts the binary (or uses a
 // server already listening on 127.0.0.1), runs N concurrent clients for a fixed time over a
-// mix of POST /v1/encode and /v1/decode, and reports latency percentiles, throughput, errors
+// mix of POST /v1/encode, /v1/decode and (with -generate and a server given --ar) /v1/generate,
+// and reports latency percentiles, throughput, errors
 // and the server's peak RSS; then it goes beyond capacity (many more clients than the
 // server admits) and sends parallel decompression bombs, and checks that the server answers
 // 429/413, stays up and keeps its memory bounded. Every loop is bounded in time and count;
@@ -45,6 +46,8 @@ type config struct {
 	clients, over    int
 	duration, overD  time.Duration
 	encodeShare      float64
+	genShare         float64
+	genBody          string
 	steps            int
 	maxRequests      int64
 	maxRSSMB         int64
@@ -61,7 +64,9 @@ func main() {
 	flag.DurationVar(&c.duration, "d", 10*time.Second, "duration of the measured phase")
 	flag.IntVar(&c.over, "over", 32, "concurrent clients of the beyond-capacity phase (0: skip it)")
 	flag.DurationVar(&c.overD, "over-d", 0, "duration of the beyond-capacity phase (0: half of -d)")
-	flag.Float64Var(&c.encodeShare, "encode", 0.5, "share of encode requests (the rest decode)")
+	flag.Float64Var(&c.encodeShare, "encode", 0.5, "share of encode requests (the rest decode, or generate)")
+	flag.Float64Var(&c.genShare, "generate", 0, "share of generate requests (the server needs --ar in -server-args)")
+	flag.StringVar(&c.genBody, "gen-body", `{"class": 0, "k": 32, "cfg": 2, "seed": 1}`, "JSON body of the generate requests")
 	flag.IntVar(&c.steps, "steps", 0, "decode steps (0: the payload's hint)")
 	flag.Int64Var(&c.maxRequests, "max-requests", 1_000_000, "stop a phase after this many requests")
 	flag.Int64Var(&c.maxRSSMB, "max-rss-mb", 1024, "fail if the server's peak RSS exceeds this (MB; 0: no check)")
@@ -91,6 +96,7 @@ type phase struct {
 	PeakRSSMB   float64        `json:"server_peak_rss_mb"`
 	EncodeCount int64          `json:"encodes"`
 	DecodeCount int64          `json:"decodes"`
+	GenCount    int64          `json:"generates"`
 }
 
 type report struct {
@@ -165,12 +171,15 @@ func run(c config) error {
 	if c.steps > 0 {
 		decodeURL += "?steps=" + strconv.Itoa(c.steps)
 	}
-	mixed := func(i int64) (string, string, []byte, bool) {
+	mixed := func(i int64) (string, string, []byte, string) {
 		// A fixed interleaving by share: request i encodes when its share's counter steps.
-		if float64(i%100) < c.encodeShare*100 {
-			return base + "/v1/encode", "image/png", images[i%int64(len(images))], true
+		switch r := float64(i % 100); {
+		case r < c.encodeShare*100:
+			return base + "/v1/encode", "image/png", images[i%int64(len(images))], "encode"
+		case r < (c.encodeShare+c.genShare)*100:
+			return base + "/v1/generate", "application/json", []byte(c.genBody), "generate"
 		}
-		return decodeURL, "application/vnd.msgpack", payloads[i%int64(len(payloads))], false
+		return decodeURL, "application/vnd.msgpack", payloads[i%int64(len(payloads))], "decode"
 	}
 	p := load(client, "measured", c.clients, c.duration, c.maxRequests, mixed, rss)
 	rep.Phases = append(rep.Phases, p)
@@ -184,8 +193,8 @@ func run(c config) error {
 	if c.bombs > 0 {
 		bomb := bombPNG(8000, 6000)
 		rounds := int64(c.bombRound)
-		rep.Phases = append(rep.Phases, load(client, "pixel bombs", c.bombs, time.Minute, rounds*int64(c.bombs), func(int64) (string, string, []byte, bool) {
-			return base + "/v1/encode", "image/png", bomb, true
+		rep.Phases = append(rep.Phases, load(client, "pixel bombs", c.bombs, time.Minute, rounds*int64(c.bombs), func(int64) (string, string, []byte, string) {
+			return base + "/v1/encode", "image/png", bomb, "encode"
 		}, rss))
 	}
 	rep.Alive = waitReady(client, base) == nil
@@ -257,7 +266,7 @@ func post(client *http.Client, u, ct string, body []byte) ([]byte, int, error) {
 }
 
 // load runs clients goroutines for d (and at most maxReq requests in all).
-func load(client *http.Client, name string, clients int, d time.Duration, maxReq int64, next func(int64) (string, string, []byte, bool), rss *rssWatch) *phase {
+func load(client *http.Client, name string, clients int, d time.Duration, maxReq int64, next func(int64) (string, string, []byte, string), rss *rssWatch) *phase {
 	p := &phase{Name: name, Clients: clients, Statuses: map[string]int{}}
 	rss.resetPeak()
 	var (
@@ -277,9 +286,12 @@ func load(client *http.Client, name string, clients int, d time.Duration, maxReq
 				if i > maxReq {
 					return
 				}
-				u, ct, body, enc := next(i)
+				u, ct, body, kind := next(i)
 				t0 := time.Now()
-				_, st, err := post(client, u, ct, body)
+				b, st, err := post(client, u, ct, body)
+				if err == nil && st == 200 && kind == "generate" && !streamOK(b) {
+					st = 0 // a 200 whose stream ends in an error frame
+				}
 				lat := time.Since(t0).Seconds() * 1000
 				mu.Lock()
 				if err != nil {
@@ -291,9 +303,12 @@ func load(client *http.Client, name string, clients int, d time.Duration, maxReq
 						lats = append(lats, lat)
 					}
 				}
-				if enc {
+				switch kind {
+				case "encode":
 					p.EncodeCount++
-				} else {
+				case "generate":
+					p.GenCount++
+				default:
 					p.DecodeCount++
 				}
 				mu.Unlock()
@@ -441,4 +456,21 @@ func bombPNG(w, h uint32) []byte {
 	binary.BigEndian.PutUint32(b[20:], h)
 	binary.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
 	return append(b, make([]byte, 6000)...)
+}
+
+// streamOK reports whether a /v1/generate body is whole frames (4-byte big-endian length, then
+// the message) whose last is not a JSON error frame (docs/server.md).
+func streamOK(b []byte) bool {
+	var last []byte
+	for len(b) > 0 {
+		if len(b) < 4 {
+			return false
+		}
+		n := int(binary.BigEndian.Uint32(b))
+		if len(b) < 4+n {
+			return false
+		}
+		last, b = b[4:4+n], b[4+n:]
+	}
+	return len(last) > 0 && last[0] != '{'
 }
