@@ -4,7 +4,7 @@ prefill logits, 3 KV-cache steps, greedy ids (no CFG, CFG 3, CFG 3 with cfg_inte
 sampling filter, compares them with refs.safetensors, and checks that the loader and the sampler
 refuse bad input. Prints ALL OK. (CPU, a few seconds.)
 
-  /work/main/tools/reference/.venv/bin/python train/check_ar.py
+  tools/reference/.venv/bin/python train/check_ar.py
 """
 import sys
 from pathlib import Path

@@ -26,7 +26,7 @@ Tensors in refs.safetensors (B = 3 conditional rows, classes cond_labels; CFG ba
   min_greedy_gap     f32   [1]       smallest top-1 minus top-2 logit over the greedy decisions
                                      (ties would make greedy ids ambiguous; it is well above 1e-5)
 
-  /work/main/tools/reference/.venv/bin/python conformance/testdata/ar/make_ar_reference.py
+  tools/reference/.venv/bin/python conformance/testdata/ar/make_ar_reference.py
 """
 import hashlib
 import json
