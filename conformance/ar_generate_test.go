@@ -2,22 +2,18 @@ package conformance
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/conformance/arfixture"
-	"github.com/flextok-sdk/flextok/conformance/wasmhost"
 	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/service"
 )
@@ -148,34 +144,7 @@ func TestARGenerateExecutors(t *testing.T) {
 	}
 
 	t.Run("wasip1", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("builds the wasip1 module (-short)")
-		}
-		if runtime.GOOS == "js" || runtime.GOOS == "wasip1" {
-			t.Skip("the host side runs natively")
-		}
-		path, err := wasmhost.Build(context.Background(), t.TempDir())
-		if errors.Is(err, exec.ErrNotFound) {
-			t.Skip("no go command in PATH: cannot build the wasip1 module")
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		wasm, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx := context.Background()
-		h, err := wasmhost.New(ctx, wasm, wasmhost.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close(ctx)
-		inst, err := h.Instantiate(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer inst.Close(ctx)
+		inst := wasip1Instance(t)
 		resps := make([][]byte, len(script))
 		for i, s := range script {
 			if resps[i], err = inst.Handle(s.Req); err != nil {

@@ -2,12 +2,10 @@ package conformance
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"image"
 	"image/color"
 	"image/png"
@@ -21,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flextok-sdk/flextok/conformance/wasmhost"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/sdk/service"
 	"github.com/vmihailenco/msgpack/v5"
@@ -276,34 +273,7 @@ func TestServiceExecutors(t *testing.T) {
 	}
 
 	t.Run("wasip1", func(t *testing.T) {
-		if testing.Short() {
-			t.Skip("builds the wasip1 module (-short)")
-		}
-		if runtime.GOOS == "js" || runtime.GOOS == "wasip1" {
-			t.Skip("the host side runs natively")
-		}
-		path, err := wasmhost.Build(context.Background(), t.TempDir())
-		if errors.Is(err, exec.ErrNotFound) {
-			t.Skip("no go command in PATH: cannot build the wasip1 module")
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		wasm, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx := context.Background()
-		h, err := wasmhost.New(ctx, wasm, wasmhost.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer h.Close(ctx)
-		inst, err := h.Instantiate(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer inst.Close(ctx)
+		inst := wasip1Instance(t)
 		t0 := time.Now()
 		resps := make([]M, len(script))
 		for i, s := range script {
@@ -313,7 +283,7 @@ func TestServiceExecutors(t *testing.T) {
 			}
 			resps[i] = decodeResp(t, s.Name, b)
 		}
-		t.Logf("wasip1 (wazero): %d requests in %v, module %d bytes", len(script), time.Since(t0).Round(time.Millisecond), len(wasm))
+		t.Logf("wasip1 (wazero): %d requests in %v", len(script), time.Since(t0).Round(time.Millisecond))
 		same(t, "wasip1", script, native, resps)
 	})
 
