@@ -3,12 +3,9 @@ package conformance
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -156,32 +153,11 @@ func TestARGenerateExecutors(t *testing.T) {
 
 	t.Run("js", func(t *testing.T) {
 		wasm, execJS := buildJS(t)
-		dir := t.TempDir()
-		var in bytes.Buffer
-		for _, s := range script {
-			_ = binary.Write(&in, binary.LittleEndian, uint32(len(s.Req)))
-			in.Write(s.Req)
+		reqs := make([][]byte, len(script))
+		for i, s := range script {
+			reqs[i] = s.Req
 		}
-		reqs, out := filepath.Join(dir, "requests"), filepath.Join(dir, "responses")
-		if err := os.WriteFile(reqs, in.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if msg, err := exec.Command("node", "../wasm/js/run.mjs", wasm, execJS, reqs, out).CombinedOutput(); err != nil {
-			t.Fatalf("node run.mjs: %v\n%s", err, msg)
-		}
-		b, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var resps [][]byte
-		for len(b) >= 4 {
-			n := binary.LittleEndian.Uint32(b)
-			resps = append(resps, b[4:4+n])
-			b = b[4+n:]
-		}
-		if len(resps) != len(script) {
-			t.Fatalf("%d responses for %d requests", len(resps), len(script))
-		}
+		resps := jsResponses(t, wasm, execJS, reqs)
 		compare(t, "js", resps)
 	})
 }

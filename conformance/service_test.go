@@ -3,7 +3,6 @@ package conformance
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"image"
@@ -289,34 +288,16 @@ func TestServiceExecutors(t *testing.T) {
 
 	t.Run("js", func(t *testing.T) {
 		wasm, execJS := buildJS(t)
-		dir := t.TempDir()
-		var in bytes.Buffer
-		for _, s := range script {
-			_ = binary.Write(&in, binary.LittleEndian, uint32(len(s.Req)))
-			in.Write(s.Req)
-		}
-		reqs, resps := filepath.Join(dir, "requests"), filepath.Join(dir, "responses")
-		if err := os.WriteFile(reqs, in.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
+		reqs := make([][]byte, len(script))
+		for i, s := range script {
+			reqs[i] = s.Req
 		}
 		t0 := time.Now()
-		cmd := exec.Command("node", "../wasm/js/run.mjs", wasm, execJS, reqs, resps)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("node run.mjs: %v\n%s", err, out)
-		}
+		raw := jsResponses(t, wasm, execJS, reqs)
 		t.Logf("js (node): %d requests in %v (with start-up)", len(script), time.Since(t0).Round(time.Millisecond))
-		raw, err := os.ReadFile(resps)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []M
-		for len(raw) >= 4 {
-			n := binary.LittleEndian.Uint32(raw)
-			if int(n) > len(raw)-4 {
-				t.Fatalf("truncated response frame")
-			}
-			got = append(got, decodeResp(t, script[min(len(got), len(script)-1)].Name, raw[4:4+n]))
-			raw = raw[4+n:]
+		got := make([]M, len(raw))
+		for i, b := range raw {
+			got[i] = decodeResp(t, script[i].Name, b)
 		}
 		same(t, "js", script, native, got)
 
