@@ -2,6 +2,7 @@ package native
 
 import (
 	"context"
+	"github.com/flextok-sdk/flextok/conformance/arfixture"
 	"math"
 	"os"
 	"path/filepath"
@@ -23,12 +24,8 @@ func randomARForDefault(t testing.TB) (*ar.Model, ar.Tokenizer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := eng.Identity()
-	c := &ar.Config{Dim: 64, Layers: 2, Heads: 4, KVHeads: 2, MultipleOf: 32, NormEps: 1e-5, RopeBase: 10000,
-		BlockSize: id.MaxTokens, NumClasses: 3, ClassDropout: 0.1, VocabSize: 64000, Classes: []string{"cross", "star", "hexagon"},
-		Tokenizer: ar.TokenizerSpec{Digest: id.Digest, Levels: id.Levels, CodebookSize: 64000, Registers: id.MaxTokens}}
-	c.FFNHidden = ar.FFNHiddenRule(c.Dim, c.MultipleOf, nil)
-	m, err := ar.New(c, ar.RandomWeights(c, 7))
+	m, err := arfixture.RandomForDefault(arfixture.Shape{Dim: 64, Layers: 2, Heads: 4, KVHeads: 2, MultipleOf: 32},
+		[]string{"cross", "star", "hexagon"}, 7)
 	if err != nil {
 		t.Fatal(err)
 	}

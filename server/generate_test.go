@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"github.com/flextok-sdk/flextok/conformance/arfixture"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -29,12 +30,8 @@ func testARWidth(t testing.TB, dim int) *ar.Model {
 	if m, ok := arOnce.Load(dim); ok {
 		return m.(*ar.Model)
 	}
-	id := testEngine(t).Identity()
-	c := &ar.Config{Dim: dim, Layers: 1, Heads: 2, KVHeads: 1, MultipleOf: 8, NormEps: 1e-5, RopeBase: 10000,
-		BlockSize: id.MaxTokens, NumClasses: 3, ClassDropout: 0.1, VocabSize: 64000, Classes: []string{"cross", "star", "hexagon"},
-		Tokenizer: ar.TokenizerSpec{Digest: id.Digest, Levels: id.Levels, CodebookSize: 64000, Registers: id.MaxTokens}}
-	c.FFNHidden = ar.FFNHiddenRule(c.Dim, c.MultipleOf, nil)
-	m, err := ar.New(c, ar.RandomWeights(c, 5))
+	m, err := arfixture.RandomForDefault(arfixture.Shape{Dim: dim, Layers: 1, Heads: 2, KVHeads: 1, MultipleOf: 8},
+		[]string{"cross", "star", "hexagon"}, 5)
 	if err != nil {
 		t.Fatal(err)
 	}

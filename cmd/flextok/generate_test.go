@@ -1,28 +1,19 @@
 package main
 
 import (
+	"github.com/flextok-sdk/flextok/conformance/arfixture"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/ar"
-	"github.com/flextok-sdk/flextok/sdk/engine"
 )
 
 // randomAR writes a random-weight AR checkpoint made for the default tokenizer.
 func randomAR(t *testing.T) string {
-	eng, err := models.LoadDefault(engine.DefaultOptions())
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := eng.Identity()
-	c := &ar.Config{Dim: 8, Layers: 1, Heads: 2, KVHeads: 1, MultipleOf: 8, NormEps: 1e-5, RopeBase: 10000,
-		BlockSize: id.MaxTokens, NumClasses: 3, ClassDropout: 0.1, VocabSize: 64000, Classes: []string{"cross", "star", "hexagon"},
-		Tokenizer: ar.TokenizerSpec{Digest: id.Digest, Levels: id.Levels, CodebookSize: 64000, Registers: id.MaxTokens}}
-	c.FFNHidden = ar.FFNHiddenRule(c.Dim, c.MultipleOf, nil)
-	m, err := ar.New(c, ar.RandomWeights(c, 5))
+	m, err := arfixture.RandomForDefault(arfixture.Shape{Dim: 8, Layers: 1, Heads: 2, KVHeads: 1, MultipleOf: 8},
+		[]string{"cross", "star", "hexagon"}, 5)
 	if err != nil {
 		t.Fatal(err)
 	}

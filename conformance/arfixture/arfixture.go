@@ -20,6 +20,7 @@ import (
 	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/ar"
 	"github.com/flextok-sdk/flextok/sdk/engine"
+	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
 // Seed is the seed of the fixture's random weights.
@@ -28,6 +29,35 @@ const Seed = 20261207
 // Classes are the fixture's class names (the default model's training classes are shapes; the
 // fixture's are arbitrary).
 var Classes = []string{"circle", "square", "triangle"}
+
+// Shape sizes a random AR model: width, layers, query and key/value heads, and the SwiGLU
+// hidden size's multiple (ar.FFNHiddenRule).
+type Shape struct{ Dim, Layers, Heads, KVHeads, MultipleOf int }
+
+// ConfigFor is the config of an AR model of shape s made for the tokenizer tok (its digest, FSQ
+// levels, codebook and token count), with the named classes and a null class (CFG works).
+func ConfigFor(tok payload.Model, s Shape, classes []string) *ar.Config {
+	return &ar.Config{
+		Dim: s.Dim, Layers: s.Layers, Heads: s.Heads, KVHeads: s.KVHeads, MultipleOf: s.MultipleOf,
+		FFNHidden: ar.FFNHiddenRule(s.Dim, s.MultipleOf, nil),
+		NormEps:   1e-5, RopeBase: 10000, BlockSize: tok.MaxTokens, NumClasses: len(classes), ClassDropout: 0.1,
+		VocabSize: tok.CodebookSize(), Classes: classes,
+		Tokenizer: ar.TokenizerSpec{Digest: tok.Digest, Levels: tok.Levels, CodebookSize: tok.CodebookSize(), Registers: tok.MaxTokens},
+	}
+}
+
+// RandomForDefault is a random-weight AR model (ar.RandomWeights with seed) of shape s made
+// for the embedded default tokenizer, with the named classes: what tests of the generate paths
+// (CLI, server, ONNX Runtime) run when no trained AR model is at hand.
+func RandomForDefault(s Shape, classes []string, seed uint64) (*ar.Model, error) {
+	e, err := models.LoadDefault(engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	defer e.Close()
+	c := ConfigFor(e.Identity(), s, classes)
+	return ar.New(c, ar.RandomWeights(c, seed))
+}
 
 // Config is the fixture's config: width 8, 1 layer, 2 heads over 1 KV head, the default
 // tokenizer's identity and vocabulary, 3 classes and the null row (CFG works).
@@ -38,13 +68,9 @@ func Config() (*ar.Config, error) {
 	}
 	defer e.Close()
 	id := e.Identity()
-	return &ar.Config{
-		Dim: 8, Layers: 1, Heads: 2, KVHeads: 1, MultipleOf: 8, FFNHidden: ar.FFNHiddenRule(8, 8, nil),
-		NormEps: 1e-5, RopeBase: 10000, BlockSize: id.MaxTokens, NumClasses: len(Classes), ClassDropout: 0.1,
-		VocabSize: id.CodebookSize(), Name: "conformance-random-ar", Classes: Classes,
-		Tokenizer: ar.TokenizerSpec{Name: id.Name, Digest: id.Digest, Levels: id.Levels,
-			CodebookSize: id.CodebookSize(), Registers: id.MaxTokens},
-	}, nil
+	c := ConfigFor(id, Shape{Dim: 8, Layers: 1, Heads: 2, KVHeads: 1, MultipleOf: 8}, Classes)
+	c.Name, c.Tokenizer.Name = "conformance-random-ar", id.Name
+	return c, nil
 }
 
 // Write writes config.json and model.safetensors (BF16) into dir.
