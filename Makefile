@@ -7,7 +7,7 @@ FUZZTIME ?= 10m
 # target's seeds and testdata/fuzz corpus deterministically (RATIONALE: fuzzing outside CI).
 SHORT_FUZZTIME ?= 15s
 FUZZ_TARGETS := ./sdk/payload:FuzzDecode ./sdk/payload:FuzzDecodeStream \
-	./sdk/internal/safetensors:FuzzOpen ./sdk/internal/pyliteral:FuzzParse \
+	./internal/safetensors:FuzzOpen ./sdk/internal/pyliteral:FuzzParse \
 	./sdk/image:FuzzDecode ./sdk/image:FuzzExifOrientation ./sdk/service:FuzzHandle ./sdk/model:FuzzParseConfigJSON \
 	./sdk/ar:FuzzParseConfig \
 	./server:FuzzRequest ./server:FuzzGenerate

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/internal/safetensors"
 )
 
 // ConfigJSON renders c as the config.json of docs/ar-checkpoint.md (ParseConfig reads it back).

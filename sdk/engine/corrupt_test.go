@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/internal/safetensors"
 )
 
 // TestCorruptWeights: a NaN or infinity anywhere in the weights is refused at load, naming the

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/internal/safetensors"
 	"github.com/flextok-sdk/flextok/sdk/model"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )

@@ -4,7 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/internal/safetensors"
 )
 
 // TestOfficialTokens quantises the official encoder's pre-FSQ registers (enc_registers, made by

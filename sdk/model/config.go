@@ -5,7 +5,7 @@ import (
 	"strings"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/internal/safetensors"
 )
 
 // The config parser's entry points and the parts that every section shares: the order of the

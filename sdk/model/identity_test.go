@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/internal/safetensors"
 )
 
 const (

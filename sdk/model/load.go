@@ -13,7 +13,7 @@ import (
 	"sync"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/internal/safetensors"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 

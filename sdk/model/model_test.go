@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
-	"github.com/flextok-sdk/flextok/sdk/internal/safetensors"
+	"github.com/flextok-sdk/flextok/internal/safetensors"
 )
 
 func readTestdata(t *testing.T) (cfg, vae []byte) {
