@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/internal/safetensors"
+	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/model"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 )

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
 	"github.com/flextok-sdk/flextok/internal/safetensors"
+	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
 )
 
 // The config parser's entry points and the parts that every section shares: the order of the

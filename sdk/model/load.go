@@ -12,8 +12,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
 	"github.com/flextok-sdk/flextok/internal/safetensors"
+	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
 	"github.com/flextok-sdk/flextok/internal/safetensors"
+	"github.com/flextok-sdk/flextok/sdk/internal/pyliteral"
 )
 
 func readTestdata(t *testing.T) (cfg, vae []byte) {
