@@ -51,6 +51,8 @@ type flags struct {
 	temperature, topP               float64
 	topK, gridCols, threads         int
 	seed                            uint64
+	steps                           int
+	guidance                        float64
 	quiet                           bool
 }
 
@@ -70,6 +72,8 @@ func main() {
 	flag.StringVar(&f.gridKs, "grid-ks", "4,32", "token counts of the PNG grids (rows: classes; columns: samples)")
 	flag.IntVar(&f.gridCols, "grid-cols", 10, "samples per class in the grids")
 	flag.IntVar(&f.threads, "threads", 0, "worker goroutines (0: all CPUs)")
+	flag.IntVar(&f.steps, "steps", 0, "decode: Euler steps (0: the tokenizer's hint)")
+	flag.Float64Var(&f.guidance, "guidance", 0, "decode: guidance scale (0: the tokenizer's hint; 1: off)")
 	flag.BoolVar(&f.quiet, "q", false, "no progress on stderr")
 	flag.Parse()
 	if err := run(context.Background(), f, os.Stdout); err != nil {
@@ -240,7 +244,7 @@ func run(ctx context.Context, f flags, stdout io.Writer) error {
 		out := make([]*image.NRGBA, len(ps))
 		const chunk = 32
 		for i := 0; i < len(ps); i += chunk {
-			ts, err := eng.DecodeBatch(ctx, ps[i:min(i+chunk, len(ps))], engine.DecodeOptions{K: k})
+			ts, err := eng.DecodeBatch(ctx, ps[i:min(i+chunk, len(ps))], engine.DecodeOptions{K: k, Steps: f.steps, Guidance: f.guidance})
 			if err != nil {
 				return nil, err
 			}
