@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/flextok-sdk/flextok/sdk/nn"
 	"github.com/flextok-sdk/flextok/sdk/payload"
@@ -19,7 +21,8 @@ import (
 // no cut of a matrix product crosses its reduction; TestBatchSameIDs).
 //
 // A Batch is not safe for concurrent use: one goroutine (a scheduler) calls Add, Remove and
-// Step. ONNX Runtime's step graph (native.ARBackend) takes one past length for the whole batch,
+// Step. Step samples the requests on up to Options.Exec.Threads goroutines, so the OnToken
+// calls of different requests may run concurrently (one request's are never concurrent). ONNX Runtime's step graph (native.ARBackend) takes one past length for the whole batch,
 // so a Batch needs the Go executor (Options.Executor nil).
 type Batch struct {
 	g      *Generator
@@ -29,6 +32,7 @@ type Batch struct {
 	rows   int
 	x, pos []float32
 	keep   []bool
+	offs   []int // each request's first row in a step
 }
 
 // Seq is a request in a Batch.
@@ -165,15 +169,41 @@ func (b *Batch) Step() ([]*Seq, error) {
 		}
 		return left, err
 	}
-	var left []*Seq
+	// Sample each request from its rows: the requests on up to Exec.Threads goroutines (the
+	// sampler's softmax over the vocabulary costs more than the pass on a small model).
+	b.offs = b.offs[:0]
 	r = 0
 	for _, q := range b.seqs {
-		n := len(q.s.rows)
+		b.offs = append(b.offs, r)
+		r += len(q.s.rows)
+	}
+	sample := func(i int) {
+		q := b.seqs[i]
 		q.started = true
-		if err := q.s.next(logits.Data[r*V : (r+n)*V]); err != nil {
+		if err := q.s.next(logits.Data[b.offs[i]*V : (b.offs[i]+len(q.s.rows))*V]); err != nil {
 			q.err = err
 		}
-		r += n
+	}
+	if th := min(b.g.o.Exec.Threads, len(b.seqs)); th > 1 {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range th {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1)) - 1; i < len(b.seqs); i = int(next.Add(1)) - 1 {
+					sample(i)
+				}
+			}()
+		}
+		wg.Wait()
+	} else {
+		for i := range b.seqs {
+			sample(i)
+		}
+	}
+	var left []*Seq
+	for _, q := range b.seqs {
 		if q.err != nil || q.s.done() {
 			q.removed = true
 			left = append(left, q)
