@@ -52,6 +52,14 @@ func (a *admission) acquire(ctx context.Context) error {
 	}
 }
 
+// wait counts n more (n < 0: fewer) admitted requests waiting without a work slot of their
+// own: generate requests about to join their model's batch.
+func (a *admission) wait(n int) {
+	if n != 0 {
+		a.m.queue.Set(float64(a.waiting.Add(int64(n))))
+	}
+}
+
 func (a *admission) release() {
 	<-a.slots
 	a.m.working.Dec()

@@ -263,11 +263,8 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request) *apiError {
 		s.m.tokens.WithLabelValues("generate", m.Name).Add(float64(len(ids)))
 		return flush()
 	}
-	e = s.work(ctx, func() error {
-		ps, err := g.Generate(ctx, areq)
-		if err != nil {
-			return err
-		}
+	finish := func(ps []*payload.Payload) error {
+		var err error
 		for _, p := range ps { // the complete payloads, last
 			if msg, err = p.AppendBinary(msg[:0]); err != nil {
 				return err
@@ -276,7 +273,31 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request) *apiError {
 		}
 		s.m.images.WithLabelValues("generate", m.Name).Add(float64(n))
 		return flush()
-	})
+	}
+	if b := s.batchers[m.Name]; b != nil {
+		// One batch per model: no work slot of its own (the batch takes one per step).
+		onToken := areq.OnToken
+		areq.OnToken = nil
+		ps, err := b.generate(ctx, areq, onToken)
+		if err == nil {
+			err = finish(ps)
+		}
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			e = classify(ctx.Err())
+		default:
+			e = classify(err)
+		}
+	} else {
+		e = s.work(ctx, func() error {
+			ps, err := g.Generate(ctx, areq)
+			if err != nil {
+				return err
+			}
+			return finish(ps)
+		})
+	}
 	if e == nil {
 		return nil
 	}

@@ -19,6 +19,8 @@ type metrics struct {
 	bytesIn  *prometheus.CounterVec // route
 	bytesOut *prometheus.CounterVec // route
 	rejected *prometheus.CounterVec // reason
+	// batchRows: the rows (samples, twice with CFG) of each AR model's running batch
+	batchRows *prometheus.GaugeVec // model
 }
 
 func newMetrics() *metrics {
@@ -41,7 +43,9 @@ func newMetrics() *metrics {
 		Help: "Response body bytes written, by route."}, []string{"route"})
 	m.rejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flextok_rejected_total",
 		Help: "Requests refused before running the model, by reason (queue_full, draining, a limit's name)."}, []string{"reason"})
-	m.reg.MustRegister(m.requests, m.latency, m.inFlight, m.queue, m.working, m.images, m.tokens, m.bytesIn, m.bytesOut, m.rejected,
+	m.batchRows = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flextok_generate_batch_rows",
+		Help: "Rows (samples; twice with CFG) in the AR model's continuous batch, by model."}, []string{"model"})
+	m.reg.MustRegister(m.requests, m.latency, m.inFlight, m.queue, m.working, m.images, m.tokens, m.bytesIn, m.bytesOut, m.rejected, m.batchRows,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

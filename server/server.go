@@ -110,10 +110,18 @@ type Config struct {
 	Log         *slog.Logger // nil: discard
 	// Fallback serves every path outside the API (the demo page); nil: 404.
 	Fallback http.Handler
+	// ARBatching runs each AR model's generate requests as one continuous batch (docs/server.md,
+	// "Continuous batching"): "on", "off", or "" for the default (DefaultARBatching with the
+	// Go executor; off with another, which cannot batch: New refuses "on" for it).
+	ARBatching string
 	// Health holds extra fields of /healthz's JSON (`flextok serve`: the demo's model,
 	// samples and assets); "status" is always "ok".
 	Health map[string]any
 }
+
+// DefaultARBatching is Config.ARBatching's default with the Go executor (docs/server.md,
+// "Continuous batching": measured on this project's 2-CPU machine).
+const DefaultARBatching = true
 
 // Server is the HTTP service. Its Handler is safe for concurrent use.
 type Server struct {
@@ -121,6 +129,7 @@ type Server struct {
 	lim      Limits
 	models   map[string]*Model
 	gens     map[string]*ar.Generator // the models that generate
+	batchers map[string]*batcher      // the models that generate in a continuous batch
 	order    []string
 	adm      *admission
 	m        *metrics
@@ -135,12 +144,18 @@ type routeHandler func(w http.ResponseWriter, r *http.Request) *apiError
 
 // New builds a Server; it fails on a configuration error (no model, a duplicate name).
 func New(cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, lim: cfg.Limits.withDefaults(), models: map[string]*Model{}, gens: map[string]*ar.Generator{}, m: newMetrics(), log: cfg.Log}
+	s := &Server{cfg: cfg, lim: cfg.Limits.withDefaults(), models: map[string]*Model{}, gens: map[string]*ar.Generator{}, m: newMetrics(), log: cfg.Log,
+		batchers: map[string]*batcher{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if len(cfg.Models) == 0 {
 		return nil, errors.New("flextok/server: no models")
+	}
+	switch cfg.ARBatching {
+	case "", "on", "off":
+	default:
+		return nil, fmt.Errorf("flextok/server: AR batching %q: want on, off or empty (the default)", cfg.ARBatching)
 	}
 	for i := range cfg.Models {
 		m := &cfg.Models[i]
@@ -161,6 +176,14 @@ func New(cfg Config) (*Server, error) {
 				return nil, fmt.Errorf("flextok/server: model %q: its AR model: %w", m.Name, err)
 			}
 			s.gens[m.Name] = g
+			switch batch := cfg.ARBatching == "on" || cfg.ARBatching == "" && DefaultARBatching; {
+			case batch && o.Executor != nil:
+				if cfg.ARBatching == "on" {
+					return nil, fmt.Errorf("flextok/server: model %q: AR batching on: %w (ONNX Runtime's step graph takes one past length for the whole batch)", m.Name, ar.ErrExecutor)
+				}
+			case batch:
+				s.batchers[m.Name] = newBatcher(s, m.Name, g)
+			}
 		}
 		s.models[m.Name] = m
 		s.order = append(s.order, m.Name)

@@ -113,6 +113,7 @@ type serveFlags struct {
 	shutdownTimeout, drainDelay time.Duration
 	corsOrigins                 []string
 	coop, coep, logFormat       string
+	arBatching                  string
 	maxN, maxGenTokens          int
 	ar                          modelList // --ar [NAME=]DIR: AR models paired with served models
 }
@@ -136,6 +137,8 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.coop, "coop", "", "Cross-Origin-Opener-Policy header of every response (e.g. same-origin)")
 	fl.StringVar(&f.coep, "coep", "", "Cross-Origin-Embedder-Policy header of every response (e.g. require-corp)")
 	fl.StringVar(&f.logFormat, "log-format", "json", "request log format on stderr: json or text")
+	fl.StringVar(&f.arBatching, "ar-batching", "", "generate: on runs each AR model's concurrent requests as one continuous batch (one model step for all), off one request per work slot "+
+		"(default: on with the Go executor, off with --backend ort, which cannot batch)")
 	fl.IntVar(&f.maxN, "max-n", d.MaxN, "largest number of samples (n) a generate request may ask for")
 	fl.IntVar(&f.maxGenTokens, "max-gen-tokens", d.MaxGenTokens, "largest number of tokens (n × k) a generate request may ask for")
 	fl.Var(&f.ar, "ar", "[NAME=]AR checkpoint directory: pairs the AR model with the served model NAME (default: the first), "+
@@ -213,6 +216,11 @@ func newServe() *cobra.Command {
 			ctx, stop := signalContext()
 			defer stop()
 			var log *slog.Logger
+			switch sf.arBatching {
+			case "", "on", "off":
+			default:
+				return usageError{fmt.Errorf("--ar-batching %q: want on or off", sf.arBatching)}
+			}
 			switch sf.logFormat {
 			case "json":
 				log = slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), nil))
@@ -330,7 +338,7 @@ func newServe() *cobra.Command {
 				Models: served,
 				Limits: ftserver.Limits{MaxBodyBytes: body, MaxPixels: sf.maxPixels, MaxK: sf.maxK, MaxSteps: sf.maxSteps,
 					MaxSize: sf.maxSize, Timeout: sf.requestTimeout, MaxN: sf.maxN, MaxGenTokens: sf.maxGenTokens},
-				MaxConcurrent: sf.maxConcurrent, MaxQueue: sf.maxQueue,
+				MaxConcurrent: sf.maxConcurrent, MaxQueue: sf.maxQueue, ARBatching: sf.arBatching,
 				CORSOrigins: sf.corsOrigins, COOP: sf.coop, COEP: sf.coep,
 				Log: log, Fallback: newServer(cfg),
 				// What the demo's own /healthz said (the browser test reads assets).

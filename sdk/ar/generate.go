@@ -170,6 +170,53 @@ type Request struct {
 // Generate produces exactly K tokens per class and returns them as ordinary payloads of the
 // tokenizer (Cond.Class set; the tokenizer's decode hints): `flextok decode` decodes them.
 func (g *Generator) Generate(ctx context.Context, req Request) ([]*payload.Payload, error) {
+	st, err := g.newSeq(req)
+	if err != nil {
+		return nil, err
+	}
+	var r Stepper
+	if g.o.Executor != nil {
+		if r, err = g.o.Executor.NewStepper(ctx, len(st.rows)); err != nil {
+			return nil, err
+		}
+	} else {
+		r = g.NewRunner(ctx, len(st.rows))
+	}
+	feed := make([]uint32, len(st.rows))
+	logits, err := r.Prefill(st.rows)
+	for {
+		if err != nil {
+			return nil, err
+		}
+		if err := st.next(logits); err != nil {
+			return nil, err
+		}
+		if st.done() {
+			return st.payloads(), nil
+		}
+		logits, err = r.Step(st.feed(feed))
+	}
+}
+
+// seq is one request's sampling state, the sampler written once: Generate drives it over a
+// Stepper of its own, Batch over rows shared with other requests. Its rows are the
+// conditional rows of its samples, then (with CFG) their null-class rows, in that order.
+type seq struct {
+	g       *Generator
+	req     Request
+	b       int   // samples
+	cfg     bool  // guided: the null rows follow
+	rows    []int // the class (embedding table) row of each model row
+	rngs    []rng
+	out     [][]uint32
+	tok     []uint32
+	row     []float32
+	scratch []int
+	n       int // tokens produced per sample
+}
+
+// newSeq checks req against the model and starts its sampling state.
+func (g *Generator) newSeq(req Request) (*seq, error) {
 	c := g.m.Cfg
 	if err := req.Check(); err != nil {
 		return nil, err
@@ -190,73 +237,70 @@ func (g *Generator) Generate(ctx context.Context, req Request) ([]*payload.Paylo
 	if cfg && !c.HasNull() {
 		return nil, fmt.Errorf("%w: cfg scale %v needs the null class, and this model has none (class_dropout 0)", ErrArgument, req.CFG)
 	}
-	rows := append([]int(nil), req.Classes...)
+	s := &seq{g: g, req: req, b: B, cfg: cfg, rows: append([]int(nil), req.Classes...),
+		rngs: make([]rng, B), out: make([][]uint32, B), tok: make([]uint32, B), row: make([]float32, c.VocabSize)}
 	if cfg {
 		for range req.Classes {
-			rows = append(rows, c.NumClasses)
+			s.rows = append(s.rows, c.NumClasses)
 		}
 	}
-	var r Stepper
-	if g.o.Executor != nil {
-		var err error
-		if r, err = g.o.Executor.NewStepper(ctx, len(rows)); err != nil {
-			return nil, err
-		}
-	} else {
-		r = g.NewRunner(ctx, len(rows))
+	for i := range s.rngs {
+		s.rngs[i] = newRNG(req.Seed, uint64(i))
 	}
-	rngs := make([]rng, B)
-	for i := range rngs {
-		rngs[i] = newRNG(req.Seed, uint64(i))
-	}
-	V := c.VocabSize
-	out := make([][]uint32, B)
-	tok := make([]uint32, B)
-	feed := make([]uint32, len(rows))
-	row := make([]float32, V)
-	var scratch []int
+	return s, nil
+}
+
+// next samples token s.n of every sample from logits, this request's rows ([len(rows), V]),
+// and calls OnToken.
+func (s *seq) next(logits []float32) error {
+	req, B, V, row := &s.req, s.b, s.g.m.Cfg.VocabSize, s.row
 	s32 := float32(req.CFG)
-	logits, err := r.Prefill(rows)
-	for n := 0; n < req.K; n++ {
-		if err != nil {
-			return nil, err
-		}
-		guide := cfg && (req.GuidedTokens == 0 || n < req.GuidedTokens)
-		for i := 0; i < B; i++ {
-			cr := logits[i*V : (i+1)*V]
-			if guide {
-				ur := logits[(B+i)*V : (B+i+1)*V]
-				for j := range row {
-					row[j] = ur[j] + float32((cr[j]-ur[j])*s32)
-				}
-			} else {
-				copy(row, cr)
+	guide := s.cfg && (req.GuidedTokens == 0 || s.n < req.GuidedTokens)
+	for i := 0; i < B; i++ {
+		cr := logits[i*V : (i+1)*V]
+		if guide {
+			ur := logits[(B+i)*V : (B+i+1)*V]
+			for j := range row {
+				row[j] = ur[j] + float32((cr[j]-ur[j])*s32)
 			}
-			if req.TopK > 0 || req.TopP < 1 || !req.Greedy {
-				scratch = Filter(row, req.Temperature, req.TopK, req.TopP, scratch)
-			}
-			tok[i] = uint32(pick(row, req.Greedy, rngs[i]))
-			out[i] = append(out[i], tok[i])
+		} else {
+			copy(row, cr)
 		}
-		if req.OnToken != nil {
-			if err := req.OnToken(n, tok); err != nil {
-				return nil, err
-			}
+		if req.TopK > 0 || req.TopP < 1 || !req.Greedy {
+			s.scratch = Filter(row, req.Temperature, req.TopK, req.TopP, s.scratch)
 		}
-		if n+1 < req.K {
-			copy(feed, tok)
-			if cfg {
-				copy(feed[B:], tok)
-			}
-			logits, err = r.Step(feed)
-		}
+		s.tok[i] = uint32(pick(row, req.Greedy, s.rngs[i]))
+		s.out[i] = append(s.out[i], s.tok[i])
 	}
-	ps := make([]*payload.Payload, B)
-	for i, ids := range out {
-		cl := req.Classes[i]
-		ps[i] = &payload.Payload{Model: g.tok, Image: g.img, IDs: ids, Cond: &payload.Cond{Class: &cl}, Hints: g.hints}
+	s.n++
+	if req.OnToken != nil {
+		return req.OnToken(s.n-1, s.tok)
 	}
-	return ps, nil
+	return nil
+}
+
+// done reports whether every sample has its K tokens.
+func (s *seq) done() bool { return s.n >= s.req.K }
+
+// feed writes the ids to feed next (the last token of each sample, again for its null row)
+// into dst[:len(rows)] and returns it.
+func (s *seq) feed(dst []uint32) []uint32 {
+	dst = dst[:len(s.rows)]
+	copy(dst, s.tok)
+	if s.cfg {
+		copy(dst[s.b:], s.tok)
+	}
+	return dst
+}
+
+// payloads are the samples as payloads of the tokenizer.
+func (s *seq) payloads() []*payload.Payload {
+	ps := make([]*payload.Payload, s.b)
+	for i, ids := range s.out {
+		cl := s.req.Classes[i]
+		ps[i] = &payload.Payload{Model: s.g.tok, Image: s.g.img, IDs: ids, Cond: &payload.Cond{Class: &cl}, Hints: s.g.hints}
+	}
+	return ps
 }
 
 // StreamHeader is the header of the payload stream form (docs/payload.md) of one sample of
