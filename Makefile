@@ -50,8 +50,10 @@ run: setup build demo
 	./bin/flextok decode out/sample.msgpack -k 4 -o out/sample_k4.png --force
 	./bin/flextok encode testdata/heldout -o out/tokens_ort --backend ort --batch 16 --force
 	./bin/flextok decode out/tokens_ort -o out/decoded_ort/ --backend ort --batch 16 -k 8 --force
+	./bin/flextok generate --class all -n 8 --seed 1 -o out/generated --png --grid out/generated.png --force
 	@echo "wrote out/grid.png (rows: images; columns: input, then k = 1, 2, 4, ..., 32), out/eval.json,"
-	@echo "out/sample.msgpack, out/sample_k4.png, and the same model in ONNX Runtime: out/tokens_ort/, out/decoded_ort/."
+	@echo "out/sample.msgpack, out/sample_k4.png, and the same model in ONNX Runtime: out/tokens_ort/, out/decoded_ort/;"
+	@echo "generated images: out/generated/ (payloads and PNGs), out/generated.png (rows: classes; columns: samples)."
 	@echo "Demo: ./bin/flextok serve, then open http://127.0.0.1:8080/"
 
 test: check test-go loadtest-smoke test-wasm wasm-smoke test-bindings test-browser
