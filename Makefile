@@ -50,8 +50,10 @@ run: setup build demo
 	./bin/flextok decode out/sample.msgpack -k 4 -o out/sample_k4.png --force
 	./bin/flextok encode testdata/heldout -o out/tokens_ort --backend ort --batch 16 --force
 	./bin/flextok decode out/tokens_ort -o out/decoded_ort/ --backend ort --batch 16 -k 8 --force
+	./bin/flextok generate --class all -n 8 --seed 1 -o out/generated --png --grid out/generated.png --force
 	@echo "wrote out/grid.png (rows: images; columns: input, then k = 1, 2, 4, ..., 32), out/eval.json,"
-	@echo "out/sample.msgpack, out/sample_k4.png, and the same model in ONNX Runtime: out/tokens_ort/, out/decoded_ort/."
+	@echo "out/sample.msgpack, out/sample_k4.png, and the same model in ONNX Runtime: out/tokens_ort/, out/decoded_ort/;"
+	@echo "generated images: out/generated/ (payloads and PNGs), out/generated.png (rows: classes; columns: samples)."
 	@echo "Demo: ./bin/flextok serve, then open http://127.0.0.1:8080/"
 
 test: check test-go loadtest-smoke test-wasm wasm-smoke test-bindings test-browser
@@ -143,7 +145,8 @@ wasm-smoke: wasm
 # `make bindings` installs the pinned npm dev dependencies (npm ci, when the lock file is newer
 # than node_modules), compiles src/ and test/ with tsc into bindings/dist/, and puts the
 # GOOS=js module and its wasm_exec.js next to the compiled package (bindings/dist/src/), where
-# initialize() finds them by default. `make test-bindings` runs the Node tests (node:test).
+# initialize() finds them by default, and the default AR model's files in bindings/dist/src/ar/
+# (Model.openAR() without files reads them: they are not in flextok.wasm; RATIONALE). `make test-bindings` runs the Node tests (node:test).
 .PHONY: bindings test-bindings
 bindings:
 	cd bindings && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npx tsc -p tsconfig.json
@@ -151,8 +154,11 @@ bindings:
 	GOOS=js GOARCH=wasm $(GO) build -trimpath -o bindings/dist/src/flextok.wasm ./wasm/js
 	GOOS=js GOARCH=wasm $(GO) build -trimpath -tags noweights -o bindings/dist/src/flextok-lean.wasm ./wasm/js
 	cp $(WASM_PATH)/wasm_exec.js bindings/dist/src/wasm_exec.js
+	@mkdir -p bindings/dist/src/ar
+	cp models/default/ar/config.json models/default/ar/model.safetensors bindings/dist/src/ar/
 	@echo "bindings/dist/src: $$(cat bindings/dist/src/*.js | wc -c) bytes of JS ($$(cat bindings/dist/src/*.js | gzip -9 | wc -c) gzipped)," \
-		"flextok.wasm $$(wc -c <bindings/dist/src/flextok.wasm) bytes ($$(gzip -9c bindings/dist/src/flextok.wasm | wc -c) gzipped)"
+		"flextok.wasm $$(wc -c <bindings/dist/src/flextok.wasm) bytes ($$(gzip -9c bindings/dist/src/flextok.wasm | wc -c) gzipped)," \
+		"ar/model.safetensors $$(wc -c <bindings/dist/src/ar/model.safetensors) bytes ($$(gzip -9c bindings/dist/src/ar/model.safetensors | wc -c) gzipped)"
 
 test-bindings: bindings
 	cd bindings && node --test dist/test/*.test.js

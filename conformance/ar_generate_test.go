@@ -183,3 +183,42 @@ func toInt(v any) int64 {
 	}
 	return -1
 }
+
+// TestARDefaultModelWasip1: the GOOS=wasip1 module embeds the default AR model, so a host
+// generates with "ar_open" and no files; its responses equal the native service's with
+// Options.DefaultAR = models.DefaultAR() byte for byte. (The GOOS=js module does not embed it:
+// the TypeScript package sends the files, bindings/test/ar.test.ts.)
+func TestARDefaultModelWasip1(t *testing.T) {
+	var script []step
+	add := func(name string, m M) { script = append(script, step{name, mp(t, m)}) }
+	add("open", M{"op": "open"})
+	add("ar_open", M{"op": "ar_open", "handle": 1})
+	add("generate_open", M{"op": "generate_open", "ar": 2, "class": "star", "n": 2, "k": 8, "seed": 5})
+	for i := range 8 {
+		add("next_"+itoa(i), M{"op": "generate_next", "generation": 3, "max": 1})
+	}
+	d, a := models.Default(), models.DefaultAR()
+	svc := service.New(service.Options{Default: &service.Checkpoint{Weights: d.Weights, Config: d.Config, VAEConfig: d.VAEConfig},
+		DefaultAR: &service.ARCheckpoint{Config: a.Config, Weights: a.Weights}})
+	defer svc.Close()
+	native := make([][]byte, len(script))
+	for i, s := range script {
+		native[i] = svc.Handle(s.Req)
+		if r := decodeResp(t, s.Name, native[i]); r["ok"] != true {
+			t.Fatalf("native %s: %v", s.Name, r["error"])
+		}
+	}
+	if r := decodeResp(t, "next_7", native[len(native)-1]); r["done"] != true {
+		t.Fatalf("not done after 8 tokens: %v", r)
+	}
+	inst := wasip1Instance(t)
+	for i, s := range script {
+		got, err := inst.Handle(s.Req)
+		if err != nil {
+			t.Fatalf("%s: %v", s.Name, err)
+		}
+		if !bytes.Equal(got, native[i]) {
+			t.Fatalf("wasip1 %s: response differs from native\nnative %v\nwasip1 %v", s.Name, decodeResp(t, s.Name, native[i]), decodeResp(t, s.Name, got))
+		}
+	}
+}

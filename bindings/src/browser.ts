@@ -1,7 +1,17 @@
 // The browser entry point: initialize() loads the wasm module in a Web Worker (default) or on
 // the main thread and returns a FlexTok.
 
-import { FlexTok, DirectTransport, WorkerTransport, abortedError, type FlexTokOptions, type Progress, type WorkerLike } from "./core.js";
+import {
+  FlexTok,
+  DirectTransport,
+  WorkerTransport,
+  abortedError,
+  fetchCached,
+  type DefaultARLoader,
+  type FlexTokOptions,
+  type Progress,
+  type WorkerLike,
+} from "./core.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
 import { runGo, type GoGlobals } from "./protocol.js";
 
@@ -28,6 +38,21 @@ export interface InitializeOptions {
   worker?: boolean;
   /** URL of worker.js, for pages that serve it elsewhere. Default: next to this file. */
   workerURL?: string | URL;
+  /**
+   * URL of the default AR model's model.safetensors, which Model.openAR() downloads when a
+   * page first generates (17 MB; not in flextok.wasm, so decode-only pages never fetch it).
+   * Default: ar/model.safetensors next to this file, where `make bindings` puts it. false:
+   * openAR() uses the AR model the module embeds (a module built with -tags arweights).
+   */
+  arURL?: string | URL | false;
+  /** URL of the default AR model's config.json. Default: ar/config.json next to this file. */
+  arConfigURL?: string | URL;
+  /**
+   * Cache API cache for the default AR model's downloads (keyed by URL). Default false: the
+   * package's URLs do not change when its files do, so only the HTTP cache (which revalidates)
+   * keeps them; give a cache name when arURL carries a version.
+   */
+  arCache?: string | false;
   /** Aborts the initialization (rejects with "aborted"). */
   signal?: AbortSignal;
   /** Progress of every call. */
@@ -93,6 +118,7 @@ export async function initialize(opts: InitializeOptions = {}): Promise<FlexTok>
   const wasmExecURL = String(opts.wasmExecURL ?? here("./wasm_exec.js"));
   const fopts: FlexTokOptions = {};
   if (opts.onProgress) fopts.onProgress = opts.onProgress;
+  if (opts.arURL !== false) fopts.defaultAR = arDownloader(opts);
   if (opts.signal?.aborted) throw abortedError(opts.signal);
   const module = opts.wasmModule ?? (await compile(String(opts.wasmURL ?? here("./flextok.wasm")), opts.signal));
   if (opts.worker === false) {
@@ -107,6 +133,18 @@ export async function initialize(opts: InitializeOptions = {}): Promise<FlexTok>
   const t = new WorkerTransport(spawn, module, wasmExecURL);
   await raceAbort(t.ready, opts.signal, () => t.close());
   return new FlexTok(t, fopts);
+}
+
+/** The default AR model's files, downloaded from next to this file (or the URLs given). */
+function arDownloader(opts: InitializeOptions): DefaultARLoader {
+  const weightsURL = String(opts.arURL || here("./ar/model.safetensors"));
+  const configURL = String(opts.arConfigURL ?? here("./ar/config.json"));
+  return async (o) => {
+    const fo: { cache: string | false; signal?: AbortSignal } = { cache: opts.arCache ?? false };
+    if (o.signal) fo.signal = o.signal;
+    const [weights, config] = await Promise.all([fetchCached(weightsURL, fo, o.emit), fetchCached(configURL, fo, o.emit)]);
+    return { config, weights };
+  };
 }
 
 /** Starts the module on this thread; returns its handle. */

@@ -174,6 +174,38 @@ export interface LoadOptions extends CallOptions {
 export interface FlexTokOptions {
   /** Progress of every call. */
   onProgress?: (p: Progress) => void;
+  /**
+   * Where Model.openAR() without files gets the default AR model's files (initialize sets it:
+   * the files the package ships in `ar/` next to its module). Absent: openAR() asks the module
+   * for the AR model it embeds (flextok-wasip1, or a GOOS=js module built with -tags arweights).
+   */
+  defaultAR?: DefaultARLoader;
+}
+
+/** The files of an AR checkpoint (docs/ar-checkpoint.md). */
+export interface ARFiles {
+  /** config.json */
+  config: Uint8Array;
+  /** model.safetensors */
+  weights: Uint8Array;
+}
+
+/** Gets the default AR model's files (a download in the browser, a file read in Node). */
+export type DefaultARLoader = (opts: CallOptions & { emit: (p: Progress) => void }) => Promise<ARFiles>;
+
+/** Options of Model.openAR without files. */
+export interface OpenAROptions extends CallOptions {
+  /**
+   * URL of another AR checkpoint's model.safetensors to download (with configURL) instead of
+   * the default AR model.
+   */
+  url?: string | URL;
+  /** URL of its config.json (required with url). */
+  configURL?: string | URL;
+  /** Cache API cache for url's downloads, as LoadOptions.cache (default "flextok-models"). */
+  cache?: string | false;
+  /** fetch options for url's downloads. */
+  fetch?: Omit<RequestInit, "signal">;
 }
 
 /**
@@ -183,6 +215,8 @@ export interface FlexTokOptions {
 export class FlexTok {
   private readonly transport: Transport;
   private readonly onProgress: ((p: Progress) => void) | undefined;
+  /** @internal */
+  readonly defaultAR: DefaultARLoader | undefined;
   private seq = 0;
   private isClosed = false;
   /** @internal */
@@ -191,6 +225,7 @@ export class FlexTok {
   constructor(transport: Transport | HandleFunction, opts: FlexTokOptions = {}) {
     this.transport = typeof transport === "function" ? new DirectTransport(transport) : transport;
     this.onProgress = opts.onProgress;
+    this.defaultAR = opts.defaultAR;
   }
 
   get closed(): boolean {
@@ -474,15 +509,51 @@ export class Model {
   }
 
   /**
-   * Opens a class-conditional AR model (docs/ar-checkpoint.md: its config.json and
-   * model.safetensors) beside this tokenizer; fails with "tokenizer_mismatch" if it was trained
-   * for another tokenizer, "bad_model" if the files do not load. The AR model stays open when
-   * this model is closed (it keeps the tokenizer's identity, not the tokenizer).
+   * Opens a class-conditional AR model (docs/ar-checkpoint.md) beside this tokenizer; fails
+   * with "tokenizer_mismatch" if it was trained for another tokenizer, "bad_model" if the files
+   * do not load. The AR model stays open when this model is closed (it keeps the tokenizer's
+   * identity, not the tokenizer).
+   *
+   * - `openAR()`: the SDK's default AR model, made for the default tokenizer (openDefault()).
+   *   Its files (17 MB) are not in flextok.wasm: initialize() reads them from `ar/` next to the
+   *   module (browser: a download, Node: a file; InitializeOptions.arURL / arPath move them).
+   * - `openAR({url, configURL})`: another AR checkpoint, downloaded (Cache API as loadModel).
+   * - `openAR(config, weights)`: another AR checkpoint from its files' bytes.
    */
-  async openAR(config: Bytes | string, weights: Bytes, opts: CallOptions = {}): Promise<ARModel> {
+  async openAR(opts?: OpenAROptions): Promise<ARModel>;
+  async openAR(config: Bytes | string, weights: Bytes, opts?: CallOptions): Promise<ARModel>;
+  async openAR(a?: OpenAROptions | Bytes | string, weights?: Bytes, callOpts: CallOptions = {}): Promise<ARModel> {
     const gen = this.check();
-    const cfg = typeof config === "string" ? new TextEncoder().encode(config) : u8(config);
-    const r = await this.flextok.request({ op: "ar_open", handle: this.handle, config: cfg, weights: u8(weights) }, { ...opts, gen });
+    let files: { config: Uint8Array; weights: Uint8Array } | undefined;
+    let opts: CallOptions = callOpts;
+    if (typeof a === "string" || a instanceof Uint8Array || a instanceof ArrayBuffer) {
+      if (weights === undefined) throw new FlexTokError("bad_request", "flextok: openAR(config, weights): weights missing");
+      files = { config: typeof a === "string" ? new TextEncoder().encode(a) : u8(a), weights: u8(weights) };
+    } else {
+      const o: OpenAROptions = a ?? {};
+      opts = o;
+      const emit = (p: Progress): void => this.flextok.emit(p, o);
+      if (o.url !== undefined) {
+        if (o.configURL === undefined) throw new FlexTokError("bad_request", "flextok: openAR({url}) needs configURL too");
+        const fo: Pick<LoadOptions, "cache" | "signal" | "fetch"> = {};
+        if (o.cache !== undefined) fo.cache = o.cache;
+        if (o.signal) fo.signal = o.signal;
+        if (o.fetch) fo.fetch = o.fetch;
+        const [w, c] = await Promise.all([fetchCached(o.url, fo, emit), fetchCached(o.configURL, fo, emit)]);
+        files = { config: c, weights: w };
+      } else if (this.flextok.defaultAR) {
+        const lo: CallOptions & { emit: (p: Progress) => void } = { emit };
+        if (o.signal) lo.signal = o.signal;
+        files = await this.flextok.defaultAR(lo);
+      }
+      // Otherwise: ar_open without files, the AR model the module embeds (if any).
+    }
+    const req: Request = { op: "ar_open", handle: this.handle };
+    if (files) {
+      req.config = files.config;
+      req.weights = files.weights;
+    }
+    const r = await this.flextok.request(req, { ...opts, gen });
     const info: ARInfo = {
       name: r.name,
       classes: r.classes,

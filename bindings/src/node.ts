@@ -5,12 +5,14 @@
 // Cache API, so loadModel downloads every time; openModel takes bytes read with fs.
 
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { Worker as ThreadWorker, type TransferListItem, type WorkerOptions } from "node:worker_threads";
 import {
   DirectTransport,
   FlexTok,
   WorkerTransport,
+  type DefaultARLoader,
   type FlexTokOptions,
   type Progress,
   type WorkerLike,
@@ -41,6 +43,12 @@ export interface NodeInitializeOptions {
    * file (new URL("./node-worker.js", import.meta.url)).
    */
   workerPath?: string | URL;
+  /**
+   * Directory of the default AR model's files (config.json, model.safetensors), which
+   * Model.openAR() reads. Default: ar/ next to this file, where `make bindings` puts them.
+   * false: openAR() uses the AR model the module embeds (a module built with -tags arweights).
+   */
+  arPath?: string | false;
   onProgress?: (p: Progress) => void;
 }
 
@@ -138,6 +146,7 @@ export class NodeWorker implements WorkerLike {
 export async function initialize(opts: NodeInitializeOptions = {}): Promise<FlexTok> {
   const fopts: FlexTokOptions = {};
   if (opts.onProgress) fopts.onProgress = opts.onProgress;
+  if (opts.arPath !== false) fopts.defaultAR = arReader(opts.arPath ?? here("./ar"));
   if (opts.worker === false) {
     const m = await startModule(opts);
     return new FlexTok(new DirectTransport(m.handle, m.stop), fopts);
@@ -162,4 +171,16 @@ export async function initialize(opts: NodeInitializeOptions = {}): Promise<Flex
     throw asFlexTokError(e, "load_failed", "flextok: failed to start the worker");
   }
   return new FlexTok(t, fopts);
+}
+
+/** The default AR model's files, read from dir. */
+function arReader(dir: string): DefaultARLoader {
+  return async () => {
+    try {
+      const [config, weights] = await Promise.all([readFile(join(dir, "config.json")), readFile(join(dir, "model.safetensors"))]);
+      return { config: new Uint8Array(config.buffer, config.byteOffset, config.byteLength), weights: new Uint8Array(weights.buffer, weights.byteOffset, weights.byteLength) };
+    } catch (e) {
+      throw asFlexTokError(e, "load_failed", `flextok: the default AR model's files in ${JSON.stringify(dir)} (make bindings puts them there)`);
+    }
+  };
 }

@@ -122,10 +122,13 @@ export interface AROpenRequest extends RequestBase {
   op: "ar_open";
   /** The tokenizer's model handle: the AR model must have been trained for it. */
   handle: number;
-  /** The AR checkpoint's config.json bytes (docs/ar-checkpoint.md). */
-  config: Uint8Array;
+  /**
+   * The AR checkpoint's config.json bytes (docs/ar-checkpoint.md). config and weights both
+   * absent: the AR model the module embeds (flextok-wasip1, -tags arweights), if any.
+   */
+  config?: Uint8Array;
   /** The AR checkpoint's model.safetensors bytes. */
-  weights: Uint8Array;
+  weights?: Uint8Array;
 }
 
 /**

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { FlexTokError, initialize, type ARModel, type FlexTok, type Model, type TokensEvent } from "../src/node.js";
-import { ROOT, WASM, WASM_EXEC, ensureWasm, read, sha256 } from "./util.js";
+import { ROOT, WASM, WASM_EXEC, ensureDefaultAR, ensureWasm, read, sha256 } from "./util.js";
 
 interface Golden {
   config_sha256: string;
@@ -126,6 +126,37 @@ describe("AR generation", () => {
     const a = await tok.openAR(config, weights);
     await a.close();
     await assert.rejects(a.generate({ class: 0 }), (e: unknown) => e instanceof FlexTokError && e.code === "closed");
+  });
+
+  test("openAR() without files opens the default AR model from ar/ next to the package", async () => {
+    ensureDefaultAR();
+    const def = await tok.openAR();
+    assert.deepEqual(def.classes, ["circle", "ring", "square", "triangle", "cross", "star", "hexagon", "crescent"]);
+    assert.equal(def.maxTokens, 32);
+    const dir = join(ROOT, "models", "default", "ar");
+    const same = await tok.openAR(read(join(dir, "config.json")), read(join(dir, "model.safetensors")));
+    const a = await def.generate({ class: "star", k: 4, seed: 9 });
+    const b = await same.generate({ class: "star", k: 4, seed: 9 });
+    assert.deepEqual(a.ids, b.ids);
+    assert.deepEqual(a.payloads.map(sha256), b.payloads.map(sha256));
+    await def.close();
+    await same.close();
+  });
+
+  test("openAR() where the package has no AR files, or the module embeds none", async () => {
+    const code = (c: string) => (e: unknown) => e instanceof FlexTokError && e.code === c;
+    const missing = await initialize({ wasmPath: WASM, wasmExecPath: WASM_EXEC, arPath: join(tmpdir(), "no-such-flextok-ar") });
+    try {
+      await assert.rejects((await missing.openDefault()).openAR(), code("load_failed"));
+    } finally {
+      missing.close();
+    }
+    const none = await initialize({ wasmPath: WASM, wasmExecPath: WASM_EXEC, arPath: false });
+    try {
+      await assert.rejects((await none.openDefault()).openAR(), (e: unknown) => code("bad_request")(e) && /embeds no default AR model/.test(String((e as Error).message)));
+    } finally {
+      none.close();
+    }
   });
 
   // Last: an abort restarts the worker, closing every handle.

@@ -32,6 +32,18 @@ export function ensureWasm(): void {
   copyFileSync(join(goroot, "lib", "wasm", "wasm_exec.js"), WASM_EXEC);
 }
 
+/**
+ * Copies the default AR model's files (models/default/ar) into bindings/dist/src/ar, where
+ * initialize() finds them, unless `make bindings` put them there.
+ */
+export function ensureDefaultAR(): void {
+  const dir = join(PKG_DIST, "ar");
+  mkdirSync(dir, { recursive: true });
+  for (const f of ["config.json", "model.safetensors"]) {
+    if (!existsSync(join(dir, f))) copyFileSync(join(ROOT, "models", "default", "ar", f), join(dir, f));
+  }
+}
+
 export function read(path: string): Uint8Array {
   return new Uint8Array(readFileSync(path));
 }

@@ -1,13 +1,15 @@
 package main
 
 import (
-	"github.com/flextok-sdk/flextok/conformance/arfixture"
+	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/flextok-sdk/flextok/conformance/arfixture"
 	"github.com/flextok-sdk/flextok/sdk/ar"
+	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
 // randomAR writes a random-weight AR checkpoint made for the default tokenizer.
@@ -56,10 +58,10 @@ func TestGenerate(t *testing.T) {
 		want string
 	}{
 		{[]string{"--class", "circle"}, `--class "circle": not a class`},
-		{[]string{"--class", "star", "-k", "33"}, "k = 33 outside 1..32"},
-		{[]string{"--class", "star", "--top-p", "0"}, "top-p 0"},
-		{[]string{"--class", "star", "--temperature", "-1"}, "temperature -1"},
-		{[]string{"--class", "star", "--top-k", "-2"}, "top-k -2"},
+		{[]string{"--class", "star", "-k", "33"}, "-k 33: the AR model makes 1 to 32 tokens"},
+		{[]string{"--class", "star", "--top-p", "0"}, "--top-p 0: want in (0, 1]"},
+		{[]string{"--class", "star", "--temperature", "-1"}, "--temperature -1: want ≥ 0"},
+		{[]string{"--class", "star", "--top-k", "-2"}, "--top-k -2: want ≥ 0"},
 		{[]string{"--class", "star", "-m", "../../conformance/testdata/official/c1_w32_zero_e2"}, "AR model trained for tokenizer"},
 	} {
 		args := append([]string{"generate", "--ar", arDir, "-q", "-o", t.TempDir()}, c.args...)
@@ -116,6 +118,76 @@ func TestGenerateORT(t *testing.T) {
 		}
 		if string(a) != string(b) {
 			t.Fatalf("%s: ORT's payload differs from Go's", f)
+		}
+	}
+}
+
+// TestGenerateDefault: without --ar, generate uses the embedded default AR model beside the
+// embedded tokenizer; --png writes the decoded images, --grid one picture (a row per class);
+// progress goes to stderr unless -q; a rerun refuses to replace files before any work.
+func TestGenerateDefault(t *testing.T) {
+	dir := t.TempDir()
+	out, grid := filepath.Join(dir, "gen"), filepath.Join(dir, "grid.png")
+	_, stderr, err := runErr("generate", "--class", "star,cross", "-n", "3", "-k", "4", "--steps", "1", "--exact", "--seed", "1",
+		"-o", out, "--png", "--grid", grid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr, "generating 6 × 4 tokens") || !strings.Contains(stderr, "wrote 6 payloads and PNGs") {
+		t.Errorf("stderr %q", stderr)
+	}
+	for _, f := range []string{"star_000.msgpack", "star_002.png", "cross_000.png", "cross_002.msgpack"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(out, "star_001.msgpack"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p payload.Payload
+	if err := p.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if p.Count() != 4 || p.Cond == nil || p.Cond.Class == nil || *p.Cond.Class != 5 || p.Model.Name != "flextok-sdk-shapes32" {
+		t.Errorf("payload: %d tokens, cond %+v, model %q", p.Count(), p.Cond, p.Model.Name)
+	}
+	f, err := os.Open(grid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := png.DecodeConfig(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two rows (classes) of three 32-pixel samples, gridPad between tiles.
+	if w, h := 3*32+2*gridPad, 2*32+gridPad; cfg.Width < w || cfg.Height < h || cfg.Width > w+2*gridPad || cfg.Height > h+2*gridPad {
+		t.Errorf("grid %d×%d, want about %d×%d", cfg.Width, cfg.Height, w, h)
+	}
+	// -q: nothing on stderr; existing files are refused before generating.
+	_, stderr, err = runErr("generate", "--class", "star", "-n", "1", "-k", "2", "-q", "-o", out)
+	if err == nil || !strings.Contains(err.Error(), "star_000.msgpack exists") || stderr != "" {
+		t.Errorf("rerun: %v, stderr %q", err, stderr)
+	}
+	if _, stderr, err = runErr("generate", "--class", "hexagon", "-k", "2", "-q", "--steps", "1", "--grid", filepath.Join(dir, "one.png")); err != nil || stderr != "" {
+		t.Errorf("-q --grid: %v, stderr %q", err, stderr)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--class", "blob", "-o", dir}, `--class "blob": not a class of the AR model (8 classes: circle, ring, square, triangle, cross, star, hexagon, crescent`},
+		{[]string{"--class", "star", "-k", "33", "-o", dir}, "-k 33: the AR model makes 1 to 32 tokens"},
+		{[]string{"--class", "star", "-k", "0", "-o", dir}, "-k must be at least 1"},
+		{[]string{"--class", "star"}, "give -o DIR"},
+		{[]string{"--class", "star", "--png", "--grid", grid}, "--png writes into -o DIR"},
+		{[]string{"--class", "star", "--grid", filepath.Join(dir, "g.jpg")}, "the grid is a PNG file"},
+		{[]string{"--class", "star", "-o", dir, "--cfg", "NaN"}, "--cfg NaN: want a finite number"},
+	} {
+		_, err := run(append([]string{"generate", "-q"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,10 +20,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/native"
 	"github.com/flextok-sdk/flextok/sdk/ar"
 	"github.com/flextok-sdk/flextok/sdk/engine"
@@ -91,6 +94,20 @@ type demoInfo struct {
 	Encode  bool       `json:"encode"`  // POST /encode is available
 	Assets  bool       `json:"assets"`  // the wasm module and its scripts are embedded
 	Missing []string   `json:"missing,omitempty"`
+	// AR is the default AR model the page's Generate mode opens beside the module's embedded
+	// default tokenizer: its files are served under /dist/ar/ (where @flextok/sdk's openAR()
+	// looks by default), from the copy embedded in this binary.
+	AR *demoAR `json:"ar"`
+}
+
+type demoAR struct {
+	Name      string   `json:"name"`
+	Weights   string   `json:"weights"` // URLs carry ?v=<sha256 prefix>: the page's Cache API key
+	Config    string   `json:"config"`
+	Classes   []string `json:"classes"`
+	MaxTokens int      `json:"max_tokens"`
+	CFG       bool     `json:"cfg"`
+	Hints     any      `json:"sampling_hints,omitempty"`
 }
 
 type demoModel struct {
@@ -492,6 +509,7 @@ func newServer(cfg serveConfig) http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /demo.json", s.demo)
 	mux.HandleFunc("GET /model/{file...}", s.model)
+	mux.HandleFunc("GET /dist/ar/{file}", s.arFile)
 	mux.HandleFunc("GET /samples/{$}", s.sampleList)
 	mux.HandleFunc("GET /samples/{name}", s.sample)
 	mux.HandleFunc("POST /encode", s.encode)
@@ -555,7 +573,59 @@ func (s *server) demo(w http.ResponseWriter, r *http.Request) {
 		}
 		d.Model = m
 	}
+	d.AR = defaultARInfo()
 	writeJSON(w, d)
+}
+
+// defaultAR is the embedded default AR model's files by URL name under /dist/ar/, their ETags,
+// and its demo.json entry (nil if its config does not parse, which a test of package models
+// rules out); computed once (the weights' digest).
+var defaultAR = sync.OnceValues(func() (map[string][]byte, map[string]string) {
+	a := models.DefaultAR()
+	files := map[string][]byte{"config.json": a.Config, "model.safetensors": a.Weights}
+	tags := map[string]string{}
+	for n, b := range files {
+		sum := sha256.Sum256(b)
+		tags[n] = hex.EncodeToString(sum[:16])
+	}
+	return files, tags
+})
+
+func defaultARInfo() *demoAR {
+	files, tags := defaultAR()
+	c, err := ar.ParseConfig(files["config.json"])
+	if err != nil {
+		return nil
+	}
+	d := &demoAR{Name: c.Name, Weights: "/dist/ar/model.safetensors?v=" + tags["model.safetensors"][:16],
+		Config: "/dist/ar/config.json?v=" + tags["config.json"][:16], Classes: c.Classes, MaxTokens: c.BlockSize, CFG: c.HasNull()}
+	var raw struct {
+		Hints map[string]any `json:"sampling_hints"`
+	}
+	if json.Unmarshal(files["config.json"], &raw) == nil && raw.Hints != nil {
+		d.Hints = raw.Hints
+	}
+	return d
+}
+
+// arFile serves the embedded default AR model's files under /dist/ar/, where the browser
+// build of @flextok/sdk looks for them (they are not in flextok.wasm: RATIONALE).
+func (s *server) arFile(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("file")
+	files, tags := defaultAR()
+	b, ok := files[name]
+	if !ok {
+		httpError(w, http.StatusNotFound, "the default AR model has no file %q (served: config.json, model.safetensors)", name)
+		return
+	}
+	if strings.HasSuffix(name, ".json") {
+		w.Header().Set("Content-Type", "application/json")
+	} else {
+		w.Header().Set("Content-Type", "application/octet-stream")
+	}
+	w.Header().Set("ETag", `"`+tags[name]+`"`)
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(b))
 }
 
 func (s *server) model(w http.ResponseWriter, r *http.Request) {

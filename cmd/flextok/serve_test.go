@@ -12,6 +12,7 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/web"
@@ -315,5 +316,30 @@ func TestServeModelFlag(t *testing.T) {
 	}
 	if err := l.Set("x="); err == nil {
 		t.Error("an empty path was accepted")
+	}
+}
+
+// TestServeDefaultAR: demo.json names the embedded default AR model, and its files are served
+// under /dist/ar/ (where @flextok/sdk's openAR() looks) byte for byte, with an ETag.
+func TestServeDefaultAR(t *testing.T) {
+	srv, _ := newTestServer(t)
+	_, b := get(t, srv.URL+"/demo.json")
+	var d demoInfo
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
+	}
+	a := models.DefaultAR()
+	if d.AR == nil || len(d.AR.Classes) != 8 || d.AR.MaxTokens != 32 || !d.AR.CFG ||
+		!strings.HasPrefix(d.AR.Weights, "/dist/ar/model.safetensors?v=") || !strings.HasPrefix(d.AR.Config, "/dist/ar/config.json?v=") {
+		t.Fatalf("/demo.json ar = %+v", d.AR)
+	}
+	for url, want := range map[string][]byte{d.AR.Weights: a.Weights, d.AR.Config: a.Config, "/dist/ar/model.safetensors": a.Weights} {
+		resp, got := get(t, srv.URL+url)
+		if resp.StatusCode != 200 || !bytes.Equal(got, want) || resp.Header.Get("ETag") == "" {
+			t.Errorf("GET %s: %d, %d bytes (want %d), ETag %q", url, resp.StatusCode, len(got), len(want), resp.Header.Get("ETag"))
+		}
+	}
+	if resp, _ := get(t, srv.URL+"/dist/ar/other.bin"); resp.StatusCode != 404 {
+		t.Errorf("GET /dist/ar/other.bin: %d", resp.StatusCode)
 	}
 }

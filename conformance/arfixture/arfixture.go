@@ -102,3 +102,30 @@ func Build() (config, weights []byte, err error) {
 	weights, err = os.ReadFile(filepath.Join(dir, "model.safetensors"))
 	return config, weights, err
 }
+
+// InterimShape is the shape of the default AR model the recipe trains (docs/ar-checkpoint.md,
+// "Size budget"): width 64, 6 layers, 4 heads, SwiGLU multiple 64.
+var InterimShape = Shape{Dim: 64, Layers: 6, Heads: 4, KVHeads: 4, MultipleOf: 64}
+
+// WriteInterimDefault writes into dir a random-weight AR checkpoint with exactly the shape,
+// classes (models/default/labels.json) and sampling hints of the trained default AR model
+// (BF16, about 17 MB): a stand-in for models/default/ar while the trained one is not there, so
+// that the embedded-model paths (models.DefaultAR, flextok generate, the wasm modules, the
+// demo) build and run. Its images are noise. Never commit its output.
+func WriteInterimDefault(dir string, classes []string) error {
+	e, err := models.LoadDefault(engine.Options{})
+	if err != nil {
+		return err
+	}
+	id := e.Identity()
+	e.Close()
+	c := ConfigFor(id, InterimShape, classes)
+	c.Name, c.Tokenizer.Name = "flextok-sdk-shapes32-ar-interim-random", id.Name
+	cfg, t, k, p := 2.0, 1.0, 0, 1.0
+	c.Hints = &ar.SamplingHints{CFGScale: &cfg, Temperature: &t, TopK: &k, TopP: &p}
+	m, err := ar.New(c, ar.RandomWeights(c, Seed))
+	if err != nil {
+		return err
+	}
+	return m.Save(dir, true)
+}

@@ -103,6 +103,8 @@ try {
   browser = ctx;
   results.chromium = ctx.browser()?.version() ?? execFileSync(executablePath, ["--version"]).toString().trim();
   const page = ctx.pages()[0] ?? (await ctx.newPage());
+  const arRequests = [];
+  page.on("request", (r) => r.url().includes("/dist/ar/") && arRequests.push(r.url()));
   const consoleErrors = [];
   page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
@@ -135,6 +137,30 @@ try {
     check(same, `${name}: RGBA of every stage bit-identical to the native Go service`);
     results.samples[name] = { page: got, native: want, identical: same };
   }
+
+  // Generate mode: the default AR model (downloaded from /dist/ar/ only now, not by the decode
+  // runs above) generates a class token by token in the worker, each token pushed into a stream
+  // of the default tokenizer that decodes at k = 1, 2, 4, ..., 32: ids, payload and every
+  // stage's RGBA bit-identical to the native Go service doing the same (./expected -generate).
+  check(arRequests.length === 0, "decoding never downloads the AR model", arRequests.join(" "));
+  const arInfo = (await (await fetch(new URL("demo.json", base))).json()).ar;
+  check(arInfo?.classes?.length > 0, `demo.json names the default AR model (${arInfo?.name}, classes ${arInfo?.classes?.join(", ")})`);
+  results.generate = {};
+  for (const [cls, seed] of [["star", 7], ["cross", 11]]) {
+    const want = JSON.parse(execFileSync(helper, ["-generate", cls, "-seed", String(seed), "-steps", String(steps)]).toString());
+    const got = await page.evaluate(([c, sd, s]) => window.flextokDemo.generate(c, { seed: sd, steps: s }), [cls, seed, steps]);
+    check(got.ok, `generate ${cls}: the page generated and decoded every stage`, JSON.stringify(got.error));
+    if (!got.ok) continue;
+    check(JSON.stringify(got.ids) === JSON.stringify(want.ids), `generate ${cls}: ${want.ids.length} ids equal the native Go service's (seed ${seed})`);
+    check(got.payload_sha256 === want.payload_sha256 && got.header_sha256 === want.header_sha256, `generate ${cls}: payload and stream header bytes equal Go's`);
+    const ks = got.stages.map((st) => st.k).join(",");
+    check(ks === want.stages.map((st) => st.k).join(","), `generate ${cls}: decoded as the tokens arrived at k = ${ks}`);
+    let same = got.stages.length === want.stages.length;
+    for (let i = 0; same && i < got.stages.length; i++) same = got.stages[i].rgba_sha256 === want.stages[i].rgba_sha256;
+    check(same, `generate ${cls}: RGBA of every stage bit-identical to the native Go service`);
+    results.generate[cls] = { page: got, native: want, identical: same };
+  }
+  check(arRequests.length > 0 && arRequests.every((u) => u.includes("?v=")), "the AR files were downloaded for Generate, from versioned URLs", arRequests.join(" "));
 
   // The asynchronous wasm entry on Chromium's main thread (initialize({worker: false}), no
   // Worker): the module's handle returns a Promise, and every sample's stages decoded all in
@@ -184,6 +210,22 @@ try {
   const inputImg = page.locator('figure[data-role="input"] img');
   check((await inputImg.count()) === 1 && (await inputImg.evaluate((i) => i.complete && i.naturalWidth > 0)),
     "the sample's input image is shown beside its reconstructions");
+
+  // The Generate mode through its controls: pick a class, press Generate, the stages fill in.
+  await page.check("#mode-generate");
+  check(await page.locator("#controls").isHidden() && await page.locator("#gen-controls").isVisible(), "Generate mode shows its controls instead of the decode controls");
+  await page.selectOption("#gen-class", "star");
+  await page.fill("#gen-seed", "7");
+  await page.fill("#gen-steps", String(steps));
+  await page.click("#gen-go");
+  await page.locator('figure[data-k="4"][data-state="done"]').waitFor({ timeout: 60_000 });
+  await page.screenshot({ path: join(outDir, "demo-generate-midway.png") });
+  await page.locator('figure[data-k="32"][data-state="done"]').waitFor({ timeout: 120_000 });
+  await page.waitForFunction(() => !document.getElementById("gen-go").disabled);
+  await page.screenshot({ path: join(outDir, "demo-generate.png") });
+  check(await page.locator("#error:not([hidden])").count() === 0 && await page.locator("figure[data-state=done]").count() === 6,
+    "the Generate button generates a star and draws k = 1, 2, 4, 8, 16, 32");
+  await page.check("#mode-decode");
 
   // Decode decodes what was chosen last: after a file that fails, Decode shows its error again
   // (not the sample); after a sample is picked again, the sample.
@@ -276,12 +318,16 @@ if (rows.length) {
     results.median.push(m);
     console.log(`  ${String(k).padStart(2)}  ${m.chromium_ms.toFixed(1).padStart(8)}  ${m.chromium_decode_ms.toFixed(1).padStart(8)}  ${m.native_ms.toFixed(1).padStart(8)}`);
   }
+  for (const [cls, r] of Object.entries(results.generate ?? {})) {
+    const p = r.page;
+    console.log(`generate ${cls}: ${p.k} tokens and ${p.stages.length} decodes in ${p.total_ms.toFixed(0)} ms in Chromium (first image ${p.first_image_ms.toFixed(0)} ms; AR opened in ${p.open_ms?.toFixed(0)} ms)`);
+  }
   console.log(`module ${results.wasm_bytes} bytes, ${results.wasm_gzip_bytes} gzipped; page ready in ${results.page_ready_ms} ms (init ${results.init_ms?.toFixed(0)} ms, open ${results.open_ms?.toFixed(0)} ms); ${results.chromium}`);
 }
 writeFileSync(join(outDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
 if (toDocs && failures === 0) {
   mkdirSync(join(root, "docs/img"), { recursive: true });
-  for (const f of ["demo-progressive.png", "demo-midway.png", "demo-error.png"]) copyFileSync(join(outDir, f), join(root, "docs/img", f));
+  for (const f of ["demo-progressive.png", "demo-midway.png", "demo-error.png", "demo-generate.png", "demo-generate-midway.png"]) copyFileSync(join(outDir, f), join(root, "docs/img", f));
   console.log("screenshots copied to docs/img/");
 }
 console.log(failures === 0 ? "\nPASS" : `\n${failures} FAILED`);

@@ -62,7 +62,8 @@
 //	              options except k
 //	stream_close  stream
 //	ar_open       handle (the tokenizer's model handle), config bin (the AR checkpoint's
-//	              config.json), weights bin (its model.safetensors; docs/ar-checkpoint.md)
+//	              config.json), weights bin (its model.safetensors; docs/ar-checkpoint.md);
+//	              neither: the front end's default AR model (Options.DefaultAR), if any
 //	generate_open ar (an AR handle), class str|uint (a name of the config's "classes", or an
 //	              id), n uint? (samples, 1..Options.MaxSamples; default 1), k uint? (tokens
 //	              per sample, 1..the tokenizer's maximum; default: the maximum), seed uint?,

@@ -74,8 +74,16 @@ type generateNextResponse struct {
 }
 
 func (s *Service) arOpen(h header, r *request) (any, error) {
-	if len(r.Config) == 0 || len(r.Weights) == 0 {
-		return nil, errorf(CodeBadRequest, `"ar_open" needs "config" and "weights" (the AR checkpoint's config.json and model.safetensors)`)
+	config, weights := r.Config, r.Weights
+	switch {
+	case len(config) == 0 && len(weights) == 0:
+		d := s.o.DefaultAR
+		if d == nil {
+			return nil, errorf(CodeBadRequest, `"ar_open" needs "config" and "weights" (the AR checkpoint's config.json and model.safetensors): this front end embeds no default AR model`)
+		}
+		config, weights = d.Config, d.Weights
+	case len(config) == 0 || len(weights) == 0:
+		return nil, errorf(CodeBadRequest, `"ar_open" needs both "config" and "weights" (the AR checkpoint's config.json and model.safetensors), or neither for the default AR model`)
 	}
 	m, mh, err := s.model(r.Handle)
 	if err != nil {
@@ -88,7 +96,7 @@ func (s *Service) arOpen(h header, r *request) (any, error) {
 	if full {
 		return nil, errorf(CodeTooManyHandles, "%d AR models open, the limit; close one first", s.o.MaxModels)
 	}
-	am, err := ar.LoadBytes(r.Config, r.Weights)
+	am, err := ar.LoadBytes(config, weights)
 	if err != nil {
 		return nil, classify(err, CodeBadModel)
 	}

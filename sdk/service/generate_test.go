@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 
@@ -263,5 +264,38 @@ func TestGenerateCancel(t *testing.T) {
 	ids, _, _ := drain(t, s, r, 0)
 	if n := len(ids[0]); e["ok"] == false && n != 4 || e["ok"] == true && n != 3 {
 		t.Fatalf("%d ids after the canceled call (ok %v)", n, e["ok"])
+	}
+}
+
+// TestDefaultAR: "ar_open" without config and weights opens Options.DefaultAR (the wasm
+// modules' embedded default AR model) beside the tokenizer handle; without one, or with only
+// one of the two files, it is refused with a message that says so.
+func TestDefaultAR(t *testing.T) {
+	s := defaultService()
+	defer s.Close()
+	tok := num(call(t, s, M{"op": "open"})["handle"])
+	e := fail(t, s, M{"op": "ar_open", "handle": tok}, CodeBadRequest)
+	if msg, _ := e["message"].(string); !strings.Contains(msg, "embeds no default AR model") {
+		t.Errorf("no default AR: %v", e)
+	}
+	d := models.DefaultAR()
+	s2 := New(Options{Default: s.o.Default, DefaultAR: &ARCheckpoint{Config: d.Config, Weights: d.Weights}})
+	defer s2.Close()
+	tok = num(call(t, s2, M{"op": "open"})["handle"])
+	r := call(t, s2, M{"op": "ar_open", "handle": tok})
+	if num(r["num_classes"]) != 8 || num(r["max_tokens"]) != 32 || r["cfg"] != true {
+		t.Fatalf("ar_open of the default: %v", r)
+	}
+	arFixture(t)
+	e = fail(t, s2, M{"op": "ar_open", "handle": tok, "weights": arW}, CodeBadRequest)
+	if msg, _ := e["message"].(string); !strings.Contains(msg, "or neither for the default AR model") {
+		t.Errorf("weights alone: %v", e)
+	}
+	g := call(t, s2, M{"op": "generate_open", "ar": num(r["ar"]), "class": "star", "k": 2, "seed": 1})
+	for got := int64(0); got < 2; {
+		n := call(t, s2, M{"op": "generate_next", "generation": num(g["generation"])})
+		if got += num(n["count"]); (got == 2) != (n["done"] == true) {
+			t.Fatalf("generate_next: %v", n)
+		}
 	}
 }

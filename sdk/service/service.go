@@ -54,6 +54,15 @@ type Options struct {
 	// Default, if set, is the model an "open" without "weights" opens: the front end's
 	// embedded default model (the wasm modules pass models.Default()).
 	Default *Checkpoint
+	// DefaultAR, if set, is the AR model an "ar_open" without "config" and "weights" opens
+	// (beside the tokenizer handle it names): the front end's embedded default AR model
+	// (models.DefaultAR()), made for the Default model.
+	DefaultAR *ARCheckpoint
+}
+
+// ARCheckpoint is an AR checkpoint (docs/ar-checkpoint.md) held in memory.
+type ARCheckpoint struct {
+	Config, Weights []byte // config.json, model.safetensors
 }
 
 // Checkpoint is an official-format checkpoint held in memory. Its name and decode hints come

@@ -24,7 +24,7 @@ import (
 )
 
 var (
-	svc = service.New(service.Options{Default: defaultmodel.Checkpoint()})
+	svc = service.New(service.Options{Default: defaultmodel.Checkpoint(), DefaultAR: defaultmodel.AR()})
 	// live keeps every buffer handed to the host reachable (Go's collector does not move
 	// objects, so a pointer stays valid while its slice is here).
 	live = map[uint32][]byte{}

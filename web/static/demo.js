@@ -11,20 +11,29 @@
 // has it, or the image file chosen (a payload file has none). The Decode button decodes what was
 // chosen last: the file, until another sample is picked.
 //
+// Generate mode: the module's embedded default tokenizer and the default AR model (its files
+// under /dist/ar/, served by flextok serve from its embedded copy, downloaded when the page first
+// generates: 17 MB, kept in the Cache API) generate one sample of a class token by token
+// (generate_next one position at a time); every token is pushed into a stream of the tokenizer,
+// which decodes at k = 1, 2, 4, ... as the tokens arrive.
+//
 // Test hook: window.flextokDemo (see conformance/browser/test.mjs):
 //   ready                        Promise<{ok, model?, error?}>
 //   run(sampleName, opts?)       decode a sample from /samples/
 //   runBytes(base64, opts?)      decode payload bytes given as base64
-// opts: {steps, delay}. Both resolve (never reject) to
+//   generate(cls, opts?)         generate a sample of a class (name or id); opts {seed, cfg, steps}
+// opts: {steps, delay}. run and runBytes resolve (never reject) to
 //   {ok, header_sha256, chunks_sha256, stages: [{k, received, bytes, ms, decode_ms, rgba_sha256}],
-//    first_image_ms, total_ms, error?: {code, message, field}}.
+//    first_image_ms, total_ms, error?: {code, message, field}};
+// generate to {ok, class, k, ids, header_sha256, payload_sha256, open_ms,
+//   stages: [{k, ms, decode_ms, rgba_sha256}], first_image_ms, total_ms, error?}.
 
 const $ = (id) => document.getElementById(id);
 
 /** Milliseconds a single module call may take before the page gives up on it. */
 const CALL_TIMEOUT_MS = 120_000;
 
-const state = { sdk: null, flextok: null, model: null, info: null, busy: false, samples: new Map(), source: "sample" };
+const state = { sdk: null, flextok: null, model: null, info: null, busy: false, samples: new Map(), source: "sample", gen: { tok: null, ar: null } };
 
 function hex(buf) {
   return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -137,6 +146,21 @@ async function start() {
     showError(typed(e));
   }
   $("go").disabled = false;
+  const ar = state.info.ar;
+  if (ar?.classes?.length) {
+    const sel = $("gen-class");
+    for (const c of ar.classes) {
+      const o = document.createElement("option");
+      o.value = c;
+      o.textContent = c;
+      sel.append(o);
+    }
+    sel.disabled = false;
+    $("gen-go").disabled = false;
+    $("ar-model").textContent = `${ar.name} (${ar.classes.length} classes, up to ${ar.max_tokens} tokens; downloaded when you first generate)`;
+  } else {
+    $("ar-model").textContent = "none (this server has no default AR model)";
+  }
   setStatus(`Ready: module started in ${tInit.toFixed(0)} ms, model opened in ${tOpen.toFixed(0)} ms.`, "ready");
   return { ok: true, init_ms: tInit, open_ms: tOpen, model: { name: state.model.model.name, digest: hex(state.model.model.digest) } };
 }
@@ -255,11 +279,109 @@ async function decodeProgressive(bytes, opts = {}, input = null) {
     out.error = typed(e);
     showError(out.error);
     // A worker that died or restarted loses its models: open again next time.
-    if (["worker_died", "closed", "aborted"].includes(out.error.code)) state.model = null;
+    if (["worker_died", "closed", "aborted"].includes(out.error.code)) {
+      state.model = null;
+      state.gen = { tok: null, ar: null };
+    }
   } finally {
     if (stream && !stream.closed) await stream.close().catch(() => {});
     state.busy = false;
     $("go").disabled = false;
+  }
+  return out;
+}
+
+/** Stage sizes of a generation: 1, 2, 4, ... and k itself. */
+function stageKs(k) {
+  const ks = [];
+  for (let n = 1; n < k; n *= 2) ks.push(n);
+  ks.push(k);
+  return ks;
+}
+
+/**
+ * The generator: the default tokenizer (the page's model when it is the module's default, else
+ * opened beside it) and the default AR model from the URLs of demo.json (Cache API: the URLs
+ * carry the weights' digest).
+ */
+async function ensureGenerator() {
+  const g = state.gen;
+  if (g.ar && !g.ar.closed) return g;
+  g.tok = state.info.model ? await state.flextok.openDefault() : await ensureModel();
+  const a = state.info.ar;
+  const t0 = performance.now();
+  g.ar = await g.tok.openAR(a ? { url: a.weights, configURL: a.config, signal: AbortSignal.timeout(CALL_TIMEOUT_MS) } : {});
+  g.openMs = performance.now() - t0;
+  $("ar-model").textContent = `${g.ar.info.name} (${g.ar.classes.length} classes, ${(g.ar.info.params / 1e6).toFixed(1)} M parameters, opened in ${g.openMs.toFixed(0)} ms)`;
+  return g;
+}
+
+/** Generates one sample of class cls, decoding at k = 1, 2, 4, ... as the tokens arrive. */
+async function generateProgressive(cls, opts = {}) {
+  const out = { ok: false, stages: [] };
+  if (state.busy) return { ...out, error: { code: "busy", message: "a decode is already running" } };
+  if (!state.flextok) return { ...out, error: { code: "load_failed", message: "the module is not loaded" } };
+  state.busy = true;
+  $("go").disabled = true;
+  $("gen-go").disabled = true;
+  clearError();
+  $("stages").replaceChildren();
+  $("summary").textContent = "Opening the generator…";
+  let stream = null;
+  try {
+    const g = await ensureGenerator();
+    out.open_ms = g.openMs;
+    const k = g.ar.maxTokens;
+    const ks = stageKs(k);
+    const figs = new Map(ks.map((n) => [n, stageFigure(n)]));
+    $("stages").replaceChildren(...figs.values());
+    const steps = opts.steps ?? (Number($("gen-steps").value) || undefined);
+    const cfg = opts.cfg ?? (Number($("gen-cfg").value) || undefined);
+    const seed = opts.seed ?? (Number($("gen-seed").value) || 0);
+    const req = { class: cls, k, seed, perCall: 1, signal: AbortSignal.timeout(CALL_TIMEOUT_MS) };
+    if (cfg !== undefined) req.cfg = cfg;
+    const t0 = performance.now();
+    let tToken = t0;
+    req.onTokens = async (e) => {
+      if (!stream) {
+        const so = { signal: AbortSignal.timeout(CALL_TIMEOUT_MS) };
+        if (steps !== undefined) so.steps = steps;
+        stream = await g.tok.openStream(e.headers[0], so);
+        out.header_sha256 = await sha256(e.headers[0]);
+      }
+      const decode = figs.has(e.received);
+      const ts = performance.now();
+      const r = await stream.push(e.chunks[0], { decode, signal: AbortSignal.timeout(CALL_TIMEOUT_MS) });
+      const ms = performance.now() - ts;
+      $("summary").textContent = `${e.received} of ${e.k} tokens of "${cls}" generated (seed ${seed}).`;
+      if (!r.image) return;
+      if (out.first_image_ms === undefined) out.first_image_ms = performance.now() - t0;
+      const st = { k: r.received, ms, token_ms: ts - tToken, decode_ms: r.image.decode_ms, rgba_sha256: await sha256(r.image.rgba) };
+      tToken = performance.now();
+      out.stages.push(st);
+      draw(figs.get(r.received), r.image, `token at ${(ts - t0).toFixed(0)} ms · decoded in ${ms.toFixed(0)} ms`);
+    };
+    const res = await g.ar.generate(req);
+    out.total_ms = performance.now() - t0;
+    out.class = res.class;
+    out.k = res.k;
+    out.ids = res.ids[0];
+    out.payload_sha256 = await sha256(res.payloads[0]);
+    out.ok = true;
+    $("summary").textContent = `${res.k} tokens of "${cls}" generated and decoded at k = ${ks.join(", ")} in ${out.total_ms.toFixed(0)} ms ` +
+      `(first image after ${out.first_image_ms.toFixed(0)} ms; generator opened in ${g.openMs.toFixed(0)} ms).`;
+  } catch (e) {
+    out.error = typed(e);
+    showError(out.error);
+    if (["worker_died", "closed", "aborted"].includes(out.error.code)) {
+      state.model = null;
+      state.gen = { tok: null, ar: null };
+    }
+  } finally {
+    if (stream && !stream.closed) await stream.close().catch(() => {});
+    state.busy = false;
+    $("go").disabled = false;
+    $("gen-go").disabled = !state.info?.ar;
   }
   return out;
 }
@@ -329,7 +451,19 @@ window.flextokDemo = {
   ready,
   run: (name, opts) => runSample(name, opts),
   runBytes: (b64, opts) => decodeProgressive(fromBase64(b64), opts),
+  generate: (cls, opts) => generateProgressive(cls, opts),
 };
+
+function setMode(mode) {
+  $("controls").hidden = mode !== "decode";
+  $("gen-controls").hidden = mode !== "generate";
+}
+$("mode-decode").addEventListener("change", () => setMode("decode"));
+$("mode-generate").addEventListener("change", () => setMode("generate"));
+$("gen-go").addEventListener("click", () => {
+  const c = $("gen-class").value;
+  if (c) generateProgressive(c);
+});
 
 // Decode decodes what was chosen last: the file, until a sample is picked again.
 $("go").addEventListener("click", () => {

@@ -6,6 +6,14 @@
 // time of each push. conformance/browser/test.mjs requires the page's hashes to be equal.
 //
 //	go run ./conformance/browser/expected -m MODEL_DIR [-name NAME] [-steps N] PAYLOAD.msgpack
+//
+// With -generate CLASS it computes instead what the page's Generate mode must produce: the
+// embedded default tokenizer and default AR model (the bytes flextok serve hands the page),
+// one sample of CLASS with -seed (sampling from the AR config's hints), pulled one token
+// position at a time and pushed into a stream of the tokenizer that decodes at k = 1, 2, 4,
+// ..., 32; it prints the ids, the payload's and header's SHA-256 and each stage's RGBA SHA-256.
+//
+//	go run ./conformance/browser/expected -generate star -seed 7 [-steps N]
 package main
 
 import (
@@ -20,6 +28,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/flextok-sdk/flextok/models"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/sdk/service"
 )
@@ -44,7 +53,19 @@ func main() {
 	model := flag.String("m", "", "model directory (model.safetensors, config.json, vae/config.json)")
 	name := flag.String("name", "", "model name in payloads (default: the model's own, as flextok serve)")
 	steps := flag.Uint("steps", 0, "Euler steps (0: the payload's hints or the default)")
+	class := flag.String("generate", "", "generate a sample of this class with the embedded default models instead")
+	seed := flag.Uint64("seed", 0, "with -generate: the seed")
 	flag.Parse()
+	if *class != "" {
+		res, err := generate(*class, *seed, *steps)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "expected:", err)
+			os.Exit(1)
+		}
+		b, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Println(string(b))
+		return
+	}
 	if *model == "" || flag.NArg() != 1 {
 		fmt.Fprintln(os.Stderr, "usage: expected -m MODEL_DIR [-name NAME] [-steps N] PAYLOAD.msgpack")
 		os.Exit(2)
@@ -182,4 +203,91 @@ func toUint(v any) uint64 {
 		return x
 	}
 	return 0
+}
+
+type genResult struct {
+	Class         uint64   `json:"class"`
+	K             int      `json:"k"`
+	IDs           []uint64 `json:"ids"`
+	HeaderSHA256  string   `json:"header_sha256"`
+	PayloadSHA256 string   `json:"payload_sha256"`
+	Stages        []stage  `json:"stages"`
+}
+
+// generate is the page's Generate mode, natively: open (the default tokenizer), ar_open (the
+// default AR model), generate_open, then generate_next with max 1 until done, each position's
+// chunk pushed into a stream that decodes at k = 1, 2, 4, ... and k.
+func generate(class string, seed uint64, steps uint) (*genResult, error) {
+	d, a := models.Default(), models.DefaultAR()
+	svc := service.New(service.Options{Default: &service.Checkpoint{Weights: d.Weights, Config: d.Config, VAEConfig: d.VAEConfig}})
+	call := func(req M) (M, float64, error) {
+		b, err := msgpack.Marshal(req)
+		if err != nil {
+			return nil, 0, err
+		}
+		t0 := time.Now()
+		out := svc.Handle(b)
+		ms := float64(time.Since(t0).Microseconds()) / 1000
+		var r M
+		if err := msgpack.Unmarshal(out, &r); err != nil {
+			return nil, 0, err
+		}
+		if r["ok"] != true {
+			return nil, 0, fmt.Errorf("%v: %v", req["op"], r["error"])
+		}
+		return r, ms, nil
+	}
+	r, _, err := call(M{"op": "open"})
+	if err != nil {
+		return nil, err
+	}
+	tok := r["handle"]
+	// The page sends the files it downloaded from /dist/ar/: the same bytes.
+	if r, _, err = call(M{"op": "ar_open", "handle": tok, "config": a.Config, "weights": a.Weights}); err != nil {
+		return nil, err
+	}
+	if r, _, err = call(M{"op": "generate_open", "ar": r["ar"], "class": class, "seed": seed}); err != nil {
+		return nil, err
+	}
+	gen := r["generation"]
+	res := &genResult{Class: toUint(r["class"]), K: int(toUint(r["k"]))}
+	header := r["headers"].([]any)[0].([]byte)
+	res.HeaderSHA256 = hash(header)
+	so := M{"op": "stream_open", "handle": tok, "header": header}
+	if steps > 0 {
+		so["steps"] = steps
+	}
+	if r, _, err = call(so); err != nil {
+		return nil, err
+	}
+	stream := r["stream"]
+	stageAt := map[int]bool{res.K: true}
+	for n := 1; n < res.K; n *= 2 {
+		stageAt[n] = true
+	}
+	for received := 0; ; {
+		n, _, err := call(M{"op": "generate_next", "generation": gen, "max": 1})
+		if err != nil {
+			return nil, err
+		}
+		if c := int(toUint(n["count"])); c > 0 {
+			received += c
+			for _, id := range n["ids"].([]any)[0].([]any) {
+				res.IDs = append(res.IDs, toUint(id))
+			}
+			chunk := n["chunks"].([]any)[0].([]byte)
+			r, ms, err := call(M{"op": "stream_chunk", "stream": stream, "chunk": chunk, "decode": stageAt[received]})
+			if err != nil {
+				return nil, err
+			}
+			if rgba, ok := r["rgba"].([]byte); ok {
+				dms, _ := r["decode_ms"].(float64)
+				res.Stages = append(res.Stages, stage{K: received, RGBASHA256: hash(rgba), Ms: ms, DecodeMs: dms})
+			}
+		}
+		if n["done"] == true {
+			res.PayloadSHA256 = hash(n["payloads"].([]any)[0].([]byte))
+			return res, nil
+		}
+	}
 }
