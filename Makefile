@@ -192,8 +192,8 @@ test-browser: demo
 # ---------------------------------------------------------------------------------------------
 # The token service's load test (tools/loadtest; docs/server.md): it starts bin/flextok serve
 # on 127.0.0.1 with LOADTEST_SERVER_ARGS, runs LOADTEST_CLIENTS clients for LOADTEST_TIME over
-# a mix of /v1/encode and /v1/decode (0 errors expected: the clients fit the work + queue
-# slots), then LOADTEST_OVER clients beyond capacity (429s, no crash) and rounds of eight
+# a mix of /v1/encode, /v1/decode and LOADTEST_GENERATE of /v1/generate (the embedded default
+# AR model; 0 errors expected: the clients fit the work + queue slots), then LOADTEST_OVER clients beyond capacity (429s, no crash) and rounds of eight
 # parallel pixel bombs (413s), and fails if the server's peak RSS passes LOADTEST_MAX_RSS_MB.
 # `make loadtest` is the full run (outside CI); `make loadtest-smoke`, a few seconds, is part
 # of `make test`.
@@ -203,11 +203,12 @@ LOADTEST_CLIENTS ?= 4
 LOADTEST_TIME ?= 30s
 LOADTEST_OVER ?= 64
 LOADTEST_MAX_RSS_MB ?= 512
+LOADTEST_GENERATE ?= 0.2
 loadtest: build
 	@mkdir -p out
 	$(GO) run ./tools/loadtest -bin bin/flextok -server-args "$(LOADTEST_SERVER_ARGS)" -c $(LOADTEST_CLIENTS) \
-		-d $(LOADTEST_TIME) -over $(LOADTEST_OVER) -bomb-rounds 20 -max-rss-mb $(LOADTEST_MAX_RSS_MB) -json out/loadtest.json
+		-generate $(LOADTEST_GENERATE) -d $(LOADTEST_TIME) -over $(LOADTEST_OVER) -bomb-rounds 20 -max-rss-mb $(LOADTEST_MAX_RSS_MB) -json out/loadtest.json
 
 loadtest-smoke: build
 	$(GO) run ./tools/loadtest -bin bin/flextok -server-args "$(LOADTEST_SERVER_ARGS)" -c $(LOADTEST_CLIENTS) \
-		-d 2s -over 16 -bomb-rounds 1 -max-rss-mb $(LOADTEST_MAX_RSS_MB)
+		-generate $(LOADTEST_GENERATE) -d 2s -over 16 -bomb-rounds 1 -max-rss-mb $(LOADTEST_MAX_RSS_MB)

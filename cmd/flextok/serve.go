@@ -159,13 +159,17 @@ func (f *serveFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.maxN, "max-n", d.MaxN, "largest number of samples (n) a generate request may ask for")
 	fl.IntVar(&f.maxGenTokens, "max-gen-tokens", d.MaxGenTokens, "largest number of tokens (n × k) a generate request may ask for")
 	fl.Var(&f.ar, "ar", "[NAME=]AR checkpoint directory: pairs the AR model with the served model NAME (default: the first), "+
-		"which then serves POST /v1/generate; refused at start when it was not made for that model's tokenizer; repeatable")
+		"which then serves POST /v1/generate; refused at start when it was not made for that model's tokenizer; repeatable. "+
+		"Without -m and --ar the embedded default model serves generation with the embedded default AR model; --ar none: no generation")
 }
 
 // modelList is serve's -m/--model: repeatable, each [NAME=]PATH.
 type modelList struct{ entries []modelEntry }
 
-type modelEntry struct{ name, path string }
+type modelEntry struct {
+	name, path string
+	embedded   bool // the embedded default AR model (serve without -m and --ar)
+}
 
 func (l *modelList) String() string {
 	var parts []string
@@ -187,7 +191,7 @@ func (l *modelList) Set(v string) error {
 	if p == "" {
 		return fmt.Errorf("empty model path in %q", v)
 	}
-	l.entries = append(l.entries, modelEntry{name, p})
+	l.entries = append(l.entries, modelEntry{name: name, path: p})
 	return nil
 }
 
@@ -195,13 +199,13 @@ func (l *modelList) Type() string { return "[name=]path" }
 
 func newServe() *cobra.Command {
 	var (
-		ef        engineFlags
-		bf        backendFlags
-		sf        serveFlags
-		models    modelList
-		addr      string
-		samples   string
-		maxUpload int64
+		ef         engineFlags
+		bf         backendFlags
+		sf         serveFlags
+		modelFlags modelList
+		addr       string
+		samples    string
+		maxUpload  int64
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--addr HOST:PORT] [-m [NAME=]MODEL]... [--ar [NAME=]AR_DIR]...",
@@ -214,7 +218,9 @@ func newServe() *cobra.Command {
 			"is the default; without -m the embedded default model is served. --ar [NAME=]DIR pairs an AR\n" +
 			"checkpoint with the served model NAME (default: the first), which then serves POST\n" +
 			"/v1/generate (a class → payloads streamed as the tokens are produced); an AR model made for\n" +
-			"another tokenizer is refused at start. --backend ort runs them all in ONNX Runtime.\n\n" +
+			"another tokenizer is refused at start. Without -m and --ar, the embedded default AR model\n" +
+			"serves generation beside the embedded default model (--ar none: no /v1/generate).\n" +
+			"--backend ort runs them all in ONNX Runtime.\n\n" +
 			"Beside the API: the demo page, the @flextok/sdk browser modules and flextok.wasm (embedded\n" +
 			"by `make demo`), the first model's files under /model/ for the page to load, sample images\n" +
 			"encoded at start-up under /samples/ and the page's POST /encode (= /v1/encode). The samples\n" +
@@ -253,7 +259,7 @@ func newServe() *cobra.Command {
 			if err := checkBackendFlags(cmd, bf.backend, bf.provider); err != nil {
 				return err
 			}
-			entries := models.entries
+			entries := modelFlags.entries
 			if len(entries) == 0 {
 				entries = []modelEntry{{}} // the embedded default model
 			}
@@ -285,7 +291,16 @@ func newServe() *cobra.Command {
 					c()
 				}
 			}()
-			for _, a := range sf.ar.entries {
+			arEntries := sf.ar.entries
+			if len(arEntries) == 0 && len(modelFlags.entries) == 0 {
+				// The embedded default model gets the embedded default AR model (--ar none: no
+				// generation).
+				arEntries = []modelEntry{{path: "(embedded default AR model)", embedded: true}}
+			}
+			for _, a := range arEntries {
+				if a.path == "none" {
+					continue
+				}
 				i := 0
 				if a.name != "" {
 					i = slices.IndexFunc(served, func(m ftserver.Model) bool { return m.Name == a.name })
@@ -300,7 +315,13 @@ func newServe() *cobra.Command {
 				if served[i].AR != nil {
 					return usageError{fmt.Errorf("--ar: two AR models for %q", served[i].Name)}
 				}
-				m, err := ar.Load(a.path)
+				var m *ar.Model
+				var err error
+				if a.embedded {
+					m, err = models.DefaultAR().Model()
+				} else {
+					m, err = ar.Load(a.path)
+				}
 				if err != nil {
 					return fmt.Errorf("--ar %s: %w", a.path, err)
 				}
@@ -372,7 +393,7 @@ func newServe() *cobra.Command {
 	bf.register(cmd)
 	sf.register(cmd)
 	mf := cmd.Flags().Lookup("model")
-	mf.Value, mf.DefValue = &models, ""
+	mf.Value, mf.DefValue = &modelFlags, ""
 	mf.Usage = "[NAME=]model directory or model.safetensors; repeatable, the first is the default (default: the embedded default model)"
 	cmd.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (port 0: any free port; the URL is printed)")
 	cmd.Flags().StringVar(&samples, "samples", "", "directory of images to encode as sample payloads (default: eight held-out shapes embedded in the binary; none: no samples)")

@@ -36,7 +36,7 @@ func TestServeFromEmptyDir(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	empty := t.TempDir()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0", "--drain-delay", "1s", "--ar", randomAR(t))
+	cmd := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0", "--drain-delay", "1s")
 	cmd.Dir = empty
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -93,7 +93,8 @@ func TestServeFromEmptyDir(t *testing.T) {
 			}
 		}
 	}
-	// --ar paired an AR model with it: POST /v1/generate streams.
+	// Without -m and --ar the embedded default AR model is paired with it: POST /v1/generate
+	// streams.
 	resp, err = client.Post(base+"v1/generate", "application/json", strings.NewReader(`{"class": "star", "k": 4, "seed": 1}`))
 	if err != nil {
 		t.Fatal(err)

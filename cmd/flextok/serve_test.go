@@ -305,7 +305,7 @@ func TestServeModelFlag(t *testing.T) {
 	if !ok {
 		t.Fatalf("-m is a %T", cmd.Flags().Lookup("model").Value)
 	}
-	want := []modelEntry{{"d18", "/models/d18"}, {"", "/data/a=b/model"}, {"", "models/default"}}
+	want := []modelEntry{{name: "d18", path: "/models/d18"}, {path: "/data/a=b/model"}, {path: "models/default"}}
 	if len(l.entries) != len(want) {
 		t.Fatalf("entries %v", l.entries)
 	}
