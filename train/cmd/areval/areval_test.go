@@ -154,7 +154,7 @@ func TestRun(t *testing.T) {
 		mod  func(*flags)
 		want string
 	}{
-		{func(f *flags) { f.arDir = "" }, "need -heldout"},
+		{func(f *flags) { f.classifier = "" }, "need -heldout"},
 		{func(f *flags) { f.ks = "1,x" }, "-ks"},
 		{func(f *flags) { f.cfgs = "-1" }, "-cfg"},
 		{func(f *flags) { f.n = 1 }, "-n 1"},

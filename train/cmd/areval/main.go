@@ -13,8 +13,7 @@
 // sizes. The held-out directory holds NNN_<class>.png files (train/export_heldout.py); its
 // first half is reconstructed, its second half is the FID reference.
 //
-//	go run ./train/cmd/areval -heldout train/eval/heldout -classifier train/eval/classifier.safetensors \
-//	    -ar models/default/ar -o train/eval/ar
+//	go run ./train/cmd/areval -heldout train/eval/heldout -classifier train/eval/classifier.safetensors -o train/eval/ar
 //
 // A generated sample's first k tokens are the k-token sample (the model is causal and each
 // token takes one draw), so one 32-token generation gives every column.
@@ -60,7 +59,7 @@ func main() {
 	var f flags
 	flag.StringVar(&f.heldout, "heldout", "", "directory of held-out images NNN_<class>.png (train/export_heldout.py), required")
 	flag.StringVar(&f.classifier, "classifier", "", "the evaluation classifier (train/eval/classifier.safetensors), required")
-	flag.StringVar(&f.arDir, "ar", "", "AR checkpoint directory (docs/ar-checkpoint.md), required")
+	flag.StringVar(&f.arDir, "ar", "", "AR checkpoint directory (docs/ar-checkpoint.md; default: the embedded default AR model)")
 	flag.StringVar(&f.out, "o", "", "output directory: areval.json and the grids (optional)")
 	flag.IntVar(&f.n, "n", 32, "generated samples per class")
 	flag.StringVar(&f.ks, "ks", "1,2,4,8,16,32", "token counts")
@@ -111,8 +110,8 @@ func ints(s, name string) ([]int, error) {
 }
 
 func run(ctx context.Context, f flags, stdout io.Writer) error {
-	if f.heldout == "" || f.classifier == "" || f.arDir == "" {
-		return errors.New("need -heldout, -classifier and -ar (see -h)")
+	if f.heldout == "" || f.classifier == "" {
+		return errors.New("need -heldout and -classifier (see -h)")
 	}
 	if f.n < 2 {
 		return fmt.Errorf("-n %d: need at least 2 samples per class (a covariance)", f.n)
@@ -142,7 +141,12 @@ func run(ctx context.Context, f flags, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	arm, err := ar.Load(f.arDir)
+	var arm *ar.Model
+	if f.arDir == "" {
+		arm, err = models.DefaultAR().Model()
+	} else {
+		arm, err = ar.Load(f.arDir)
+	}
 	if err != nil {
 		return err
 	}
@@ -342,7 +346,8 @@ func run(ctx context.Context, f flags, stdout io.Writer) error {
 		"rows": rows, "classes": names, "n_per_class": f.n, "seed": f.seed,
 		"temperature": f.temperature, "top_k": f.topK, "top_p": f.topP,
 		"heldout_images": len(all), "heldout_accuracy": float64(heldAcc) / float64(len(all)),
-		"reconstructed": half, "fid_reference": len(all) - half, "ar": f.arDir,
+		"reconstructed": half, "fid_reference": len(all) - half, "ar": arm.Cfg.Name,
+		"decode_steps": f.steps, "decode_guidance": f.guidance,
 		"note": "proxy FID: Fréchet distance of the evaluation classifier's 64 features to held-out real images; not ImageNet FID",
 	}
 	b, _ := json.MarshalIndent(doc, "", "  ")
