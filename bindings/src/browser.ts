@@ -19,6 +19,7 @@ export * from "./core.js";
 export * from "./errors.js";
 export * from "./codec.js";
 export * from "./types.js";
+export * from "./http.js";
 
 /** Options of initialize. */
 export interface InitializeOptions {

@@ -15,7 +15,24 @@ export type ClientErrorCode =
   /** A response the client cannot read: a bug or a version skew between JS and wasm. */
   | "bad_response";
 
-export type ErrorCode = ServiceErrorCode | ClientErrorCode;
+/**
+ * Codes of the token service's HTTP layer (`flextok serve`, docs/server.md), beside the
+ * service codes it shares: readGenerateStream and fetchGenerateStream throw them as the server
+ * sent them.
+ */
+export type HTTPErrorCode =
+  /** An option over a configured limit (FlexTokError.limit names it: max_k, max_n, ...). */
+  | "limit"
+  | "not_found"
+  | "unknown_model"
+  | "method_not_allowed"
+  | "unsupported_media_type"
+  /** The admission queue is full (429; retry after Retry-After). */
+  | "overloaded"
+  /** The server is draining for shutdown. */
+  | "unavailable";
+
+export type ErrorCode = ServiceErrorCode | ClientErrorCode | HTTPErrorCode;
 
 const CLIENT_CODES: ReadonlySet<string> = new Set<ClientErrorCode>([
   "load_failed",
@@ -45,11 +62,13 @@ export class FlexTokError extends Error {
   readonly detail: string;
   /** The op of the failed request, when there was one. */
   readonly op: Op | undefined;
+  /** HTTP errors of the token service: the configured limit at fault (max_k, request_timeout, ...). */
+  readonly limit: string | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { field?: string; detail?: string; op?: Op; cause?: unknown } = {},
+    opts: { field?: string; detail?: string; op?: Op; limit?: string; cause?: unknown } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = "FlexTokError";
@@ -57,6 +76,7 @@ export class FlexTokError extends Error {
     this.field = opts.field;
     this.detail = opts.detail ?? "";
     this.op = opts.op;
+    this.limit = opts.limit;
   }
 
   /** The error of a failed service response. The service's message already carries the
@@ -67,8 +87,8 @@ export class FlexTokError extends Error {
   }
 
   /** Plain data for postMessage or logs. */
-  toJSON(): { name: string; code: ErrorCode; message: string; field?: string; detail: string; op?: Op } {
-    const o: { name: string; code: ErrorCode; message: string; field?: string; detail: string; op?: Op } = {
+  toJSON(): { name: string; code: ErrorCode; message: string; field?: string; detail: string; op?: Op; limit?: string } {
+    const o: { name: string; code: ErrorCode; message: string; field?: string; detail: string; op?: Op; limit?: string } = {
       name: this.name,
       code: this.code,
       message: this.message,
@@ -76,6 +96,7 @@ export class FlexTokError extends Error {
     };
     if (this.field !== undefined) o.field = this.field;
     if (this.op !== undefined) o.op = this.op;
+    if (this.limit !== undefined) o.limit = this.limit;
     return o;
   }
 }

@@ -24,6 +24,7 @@ export * from "./core.js";
 export * from "./errors.js";
 export * from "./codec.js";
 export * from "./types.js";
+export * from "./http.js";
 
 /** Options of initialize in Node. */
 export interface NodeInitializeOptions {

@@ -13,6 +13,7 @@
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, copyFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -59,8 +60,8 @@ const helper = join(tmp, "expected");
 execFileSync("go", ["build", "-o", helper, "./conformance/browser/expected"], { cwd: root, stdio: "inherit" });
 
 // The server, on a free port; it prints "serving http://ADDR/".
-function startServer() {
-  const p = spawn(flextok, ["serve", "--addr", "127.0.0.1:0", "-m", model, "--samples", join(root, "testdata/heldout")], {
+function startServer(args = ["-m", model, "--samples", join(root, "testdata/heldout")]) {
+  const p = spawn(flextok, ["serve", "--addr", "127.0.0.1:0", ...args], {
     cwd: root,
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -269,6 +270,152 @@ try {
   const again = await page.evaluate(([n, s]) => window.flextokDemo.run(n, { steps: s, delay: 0 }), [shot, steps]);
   check(again.ok && again.stages.at(-1).rgba_sha256 === results.samples[shot]?.native.stages.at(-1).rgba_sha256, "after the errors the same sample decodes to the same bits");
 
+  // Generate on the server: `flextok serve` as it runs out of the box (the embedded default
+  // model and default AR model, so POST /v1/generate is there) serves a second page, whose
+  // Generate mode then defaults to "on the server": the page POSTs /v1/generate, reads the
+  // frames with fetch() streams (@flextok/sdk's readGenerateStream) and pushes each token into
+  // a stream of the module's default tokenizer, decoding at k = 1, 2, 4, ... as they arrive.
+  // Every stage's RGBA must be bit-identical to the native Go service decoding the stream's
+  // final complete payload (./expected without -m: the embedded default model; stream decodes
+  // at the same k, and a plain decode of the whole payload). The first class runs through a
+  // gate in the page's fetch that holds the body after the first token's frame until k = 1 is
+  // drawn: a page that waited for the whole response would never draw it.
+  results.server_generate = {};
+  const server2 = startServer(["--samples", "none"]);
+  serverGen: try {
+    const base2 = await server2.url;
+    const models = (await (await fetch(new URL("v1/models", base2))).json()).models;
+    check(models.some((m) => m.operations.includes("generate")), `flextok serve without -m serves /v1/generate (${models.map((m) => m.name + ": " + m.operations.join("+")).join(", ")})`);
+    const pg = await ctx.newPage();
+    const pgErrors = [];
+    pg.on("console", (m) => m.type() === "error" && pgErrors.push(m.text()));
+    pg.on("pageerror", (e) => pgErrors.push(String(e)));
+    const pgAR = [];
+    const pgGenerate = [];
+    pg.on("request", (r) => {
+      if (r.url().includes("/dist/ar/")) pgAR.push(r.url());
+      if (r.url().endsWith("/v1/generate")) pgGenerate.push(r.method());
+    });
+    await pg.goto(base2);
+    const ready2 = await pg.evaluate(() => window.flextokDemo.ready);
+    check(ready2.ok, "server-generate page: ready", JSON.stringify(ready2.error));
+    if (!ready2.ok) break serverGen;
+    check((await pg.locator("#gen-where").inputValue()) === "server", "Generate defaults to \"on the server\" when the page's server serves /v1/generate");
+    check((await page.locator("#gen-where").inputValue()) === "browser" && (await page.locator('#gen-where option[value="server"]').isDisabled()),
+      "... and to \"in this browser\" when it does not (-m c1: no AR model)");
+    for (const [cls, seed, gated] of [["star", 7, true], ["cross", 11, false]]) {
+      if (gated) {
+        await pg.evaluate(() => {
+          const real = window.fetch.bind(window);
+          const gate = (window.__gate = { armed: true, released_by: null, held_ms: 0 });
+          const drawn = () => document.querySelector('figure[data-k="1"][data-state="done"]');
+          window.fetch = async (input, init) => {
+            const resp = await real(input, init);
+            if (!gate.armed || !String(input).endsWith("/v1/generate") || !resp.ok) return resp;
+            gate.armed = false;
+            const reader = resp.body.getReader();
+            let buf = new Uint8Array(0), sent = 0, boundary = null, released = false, done = false;
+            const u32 = (o) => new DataView(buf.buffer, buf.byteOffset).getUint32(o);
+            const body = new ReadableStream({
+              async pull(ctl) {
+                for (;;) {
+                  // Forward up to the end of frame 1 (the header, then token 0's chunk), then hold.
+                  const limit = released || boundary === null ? buf.length : Math.min(buf.length, boundary);
+                  if (sent < limit) {
+                    ctl.enqueue(buf.slice(sent, limit));
+                    sent = limit;
+                    return;
+                  }
+                  if (!released && boundary !== null && sent === boundary) {
+                    const t0 = performance.now();
+                    while (!drawn() && performance.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 10));
+                    gate.held_ms = performance.now() - t0;
+                    gate.released_by = drawn() ? "k=1 drawn" : "timeout";
+                    released = true;
+                    continue;
+                  }
+                  if (done) {
+                    ctl.close();
+                    return;
+                  }
+                  const r = await reader.read();
+                  if (r.done) {
+                    done = true;
+                    continue;
+                  }
+                  const b = new Uint8Array(buf.length + r.value.length);
+                  b.set(buf);
+                  b.set(r.value, buf.length);
+                  buf = b;
+                  if (boundary === null && buf.length >= 4 && buf.length >= 8 + u32(0)) boundary = 8 + u32(0) + u32(4 + u32(0));
+                }
+              },
+              cancel: (why) => reader.cancel(why),
+            });
+            return new Response(body, { status: resp.status, statusText: resp.statusText, headers: resp.headers });
+          };
+        });
+      }
+      const got = await pg.evaluate(([c, sd, st]) => window.flextokDemo.generate(c, { seed: sd, steps: st }), [cls, seed, steps]);
+      const what = `server generate ${cls} (seed ${seed}${gated ? ", gated" : ""})`;
+      check(got.ok && got.where === "server", `${what}: the page streamed POST /v1/generate and decoded every stage`, JSON.stringify(got.error));
+      if (!got.ok) continue;
+      const payloadPath = join(tmp, `server-${cls}.msgpack`);
+      writeFileSync(payloadPath, Buffer.from(got.payload_b64, "base64"));
+      const want = JSON.parse(execFileSync(helper, ["-steps", String(steps), payloadPath]).toString());
+      check(createHash("sha256").update(readFileSync(payloadPath)).digest("hex") === got.payload_sha256, `${what}: the stream's complete payload handed over intact`);
+      check(JSON.stringify(got.ids) === JSON.stringify(got.payload_ids) && got.ids.length === got.k, `${what}: the ${got.k} streamed ids are the complete payload's`);
+      check(got.header_sha256 === want.header_sha256, `${what}: the streamed header equals Go's payload.Split of the complete payload`);
+      const ks = got.stages.map((st) => st.k).join(",");
+      check(ks === want.stages.map((st) => st.k).join(","), `${what}: decoded as the tokens arrived at k = ${ks}`);
+      let same = got.stages.length === want.stages.length;
+      for (let i = 0; same && i < got.stages.length; i++) same = got.stages[i].rgba_sha256 === want.stages[i].rgba_sha256;
+      check(same, `${what}: RGBA of every stage bit-identical to the native Go service decoding the complete payload`);
+      check(got.stages.at(-1)?.rgba_sha256 === want.final.rgba_sha256 && want.final.k === got.k,
+        `${what}: the final image bit-identical to a native decode of the complete payload (op decode, k = ${want.final.k})`);
+      // Ungated, the interim AR model streams all 32 tokens in about 0.1 s, faster than one
+      // decode: only the gated run can show k = 1 drawn before the end; the other's times are
+      // reported.
+      if (gated) {
+        const gate = await pg.evaluate(() => window.__gate);
+        check(gate.released_by === "k=1 drawn", `${what}: with the rest of the body held after token 0, the page drew k = 1 from the partial stream (held ${gate.held_ms.toFixed(0)} ms)`, JSON.stringify(gate));
+        check(got.stages[0]?.k === 1 && got.stages[0].drawn_ms < got.stream_end_ms,
+          `${what}: k = 1 drawn (${got.stages[0]?.drawn_ms?.toFixed(0)} ms) before the stream ended (${got.stream_end_ms?.toFixed(0)} ms)`);
+      }
+      results.server_generate[cls] = { page: { ...got, payload_b64: undefined }, native: want, identical: same, gated };
+    }
+    check(pgGenerate.length === 2 && pgGenerate.every((m) => m === "POST"), `the page POSTed /v1/generate once per generation (${pgGenerate.length})`);
+    check(pgAR.length === 0, "generating on the server never downloads the AR model", pgAR.join(" "));
+    // Typed errors on the server path: a class the server does not know (its 400 before any
+    // frame), shown on the page.
+    const bad = await pg.evaluate(() => window.flextokDemo.generate("no_such_class", { where: "server" }));
+    check(!bad.ok && bad.error?.code === "bad_request", "server generate of an unknown class: the server's bad_request, typed", JSON.stringify(bad.error));
+    check((await pg.locator("#error:not([hidden])").getAttribute("data-code")) === "bad_request", "... and shown on the page");
+    // The controls: Generate mode, "on the server", a class, the button; all six stages drawn.
+    await pg.check("#mode-generate");
+    await pg.selectOption("#gen-class", "star");
+    await pg.fill("#gen-seed", "7");
+    await pg.fill("#gen-steps", String(steps));
+    await pg.click("#gen-go");
+    await pg.locator('figure[data-k="32"][data-state="done"]').waitFor({ timeout: 120_000 });
+    await pg.waitForFunction(() => !document.getElementById("gen-go").disabled);
+    await pg.screenshot({ path: join(outDir, "demo-generate-server.png") });
+    check(await pg.locator("#error:not([hidden])").count() === 0 && await pg.locator("figure[data-state=done]").count() === 6 &&
+      (await pg.locator("#summary").textContent()).includes("on the server"),
+      "the Generate button, on the server, draws k = 1, 2, 4, 8, 16, 32 and says where it ran");
+    // Chromium logs the refused POST (400) of the unknown class; nothing else may appear.
+    const unexpected = pgErrors.filter((m) => !m.includes("status of 400"));
+    check(unexpected.length === 0, "server-generate page: no console errors or CSP violations besides the 400", pgErrors.join(" | "));
+    await pg.close();
+  } catch (e) {
+    failures++;
+    console.log(`FAIL  server generate: ${e instanceof Error ? e.stack : e}`);
+  } finally {
+    const ex2 = new Promise((res) => server2.p.on("exit", (code) => res(code)));
+    server2.p.kill("SIGTERM");
+    await Promise.race([ex2, new Promise((res) => setTimeout(res, 15_000))]);
+  }
+
   // A wasm module that fails to load: load_failed on the page.
   const page2 = await ctx.newPage();
   await page2.route("**/dist/flextok.wasm", (r) => r.fulfill({ status: 200, contentType: "application/wasm", body: Buffer.from("not wasm at all") }));
@@ -322,12 +469,17 @@ if (rows.length) {
     const p = r.page;
     console.log(`generate ${cls}: ${p.k} tokens and ${p.stages.length} decodes in ${p.total_ms.toFixed(0)} ms in Chromium (first image ${p.first_image_ms.toFixed(0)} ms; AR opened in ${p.open_ms?.toFixed(0)} ms)`);
   }
+  for (const [cls, r] of Object.entries(results.server_generate ?? {})) {
+    const p = r.page;
+    console.log(`server generate ${cls}${r.gated ? " (gated)" : ""}: first frame ${p.first_frame_ms.toFixed(0)} ms, stream ended ${p.stream_end_ms.toFixed(0)} ms, first image ${p.first_image_ms.toFixed(0)} ms, ` +
+      `${p.stages.length} decodes done ${p.total_ms.toFixed(0)} ms after the POST (stages drawn at ${p.stages.map((st) => `k=${st.k}: ${st.drawn_ms.toFixed(0)}`).join(", ")} ms)`);
+  }
   console.log(`module ${results.wasm_bytes} bytes, ${results.wasm_gzip_bytes} gzipped; page ready in ${results.page_ready_ms} ms (init ${results.init_ms?.toFixed(0)} ms, open ${results.open_ms?.toFixed(0)} ms); ${results.chromium}`);
 }
 writeFileSync(join(outDir, "results.json"), JSON.stringify(results, null, 2) + "\n");
 if (toDocs && failures === 0) {
   mkdirSync(join(root, "docs/img"), { recursive: true });
-  for (const f of ["demo-progressive.png", "demo-midway.png", "demo-error.png", "demo-generate.png", "demo-generate-midway.png"]) copyFileSync(join(outDir, f), join(root, "docs/img", f));
+  for (const f of ["demo-progressive.png", "demo-midway.png", "demo-error.png", "demo-generate.png", "demo-generate-midway.png", "demo-generate-server.png"]) copyFileSync(join(outDir, f), join(root, "docs/img", f));
   console.log("screenshots copied to docs/img/");
 }
 console.log(failures === 0 ? "\nPASS" : `\n${failures} FAILED`);

@@ -15,25 +15,39 @@
 // under /dist/ar/, served by flextok serve from its embedded copy, downloaded when the page first
 // generates: 17 MB, kept in the Cache API) generate one sample of a class token by token
 // (generate_next one position at a time); every token is pushed into a stream of the tokenizer,
-// which decodes at k = 1, 2, 4, ... as the tokens arrive.
+// which decodes at k = 1, 2, 4, ... as the tokens arrive. Or on the server (the default when
+// /v1/models lists a model with "generate" whose tokenizer this page can open: the page's
+// model or the module's embedded default): POST /v1/generate streams length-prefixed frames
+// of the payload stream form (docs/server.md), which @flextok/sdk's readGenerateStream splits
+// as they arrive (fetch() streams); the header and each token's chunk go into a stream of
+// the tokenizer in the worker, which decodes at k = 1, 2, 4, ... while the rest arrives.
 //
 // Test hook: window.flextokDemo (see conformance/browser/test.mjs):
 //   ready                        Promise<{ok, model?, error?}>
 //   run(sampleName, opts?)       decode a sample from /samples/
 //   runBytes(base64, opts?)      decode payload bytes given as base64
-//   generate(cls, opts?)         generate a sample of a class (name or id); opts {seed, cfg, steps}
+//   generate(cls, opts?)         generate a sample of a class (name or id); opts {seed, cfg, steps,
+//                                where: "server" | "browser" (default: the page's choice)}
 // opts: {steps, delay}. run and runBytes resolve (never reject) to
 //   {ok, header_sha256, chunks_sha256, stages: [{k, received, bytes, ms, decode_ms, rgba_sha256}],
 //    first_image_ms, total_ms, error?: {code, message, field}};
-// generate to {ok, class, k, ids, header_sha256, payload_sha256, open_ms,
-//   stages: [{k, ms, decode_ms, rgba_sha256}], first_image_ms, total_ms, error?}.
+// generate to {ok, where, class, k, ids, header_sha256, payload_sha256, open_ms,
+//   stages: [{k, ms, token_ms, decode_ms, rgba_sha256}], first_image_ms, total_ms, error?};
+//   on the server also seed, request_id, payload_b64 (the stream's complete payload),
+//   first_frame_ms, stream_end_ms (when the last frame arrived), and per stage arrived_ms (its
+//   token's frame) and drawn_ms.
 
 const $ = (id) => document.getElementById(id);
 
 /** Milliseconds a single module call may take before the page gives up on it. */
 const CALL_TIMEOUT_MS = 120_000;
 
-const state = { sdk: null, flextok: null, model: null, info: null, busy: false, samples: new Map(), source: "sample", gen: { tok: null, ar: null } };
+const state = {
+  sdk: null, flextok: null, model: null, info: null, busy: false, samples: new Map(), source: "sample",
+  gen: { tok: null, ar: null },
+  // The server's generation (/v1/models): {model, classes, maxK, digest}, or null.
+  serverGen: null,
+};
 
 function hex(buf) {
   return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -146,23 +160,61 @@ async function start() {
     showError(typed(e));
   }
   $("go").disabled = false;
-  const ar = state.info.ar;
-  if (ar?.classes?.length) {
-    const sel = $("gen-class");
-    for (const c of ar.classes) {
-      const o = document.createElement("option");
-      o.value = c;
-      o.textContent = c;
-      sel.append(o);
-    }
-    sel.disabled = false;
-    $("gen-go").disabled = false;
-    $("ar-model").textContent = `${ar.name} (${ar.classes.length} classes, up to ${ar.max_tokens} tokens; downloaded when you first generate)`;
+  state.serverGen = await detectServerGen();
+  // On the server by default when it generates; else in the browser.
+  $("gen-where").value = state.serverGen ? "server" : "browser";
+  $("gen-where").querySelector('option[value="server"]').disabled = !state.serverGen;
+  showGenerator();
+  setStatus(`Ready: module started in ${tInit.toFixed(0)} ms, model opened in ${tOpen.toFixed(0)} ms.`, "ready");
+  return { ok: true, init_ms: tInit, open_ms: tOpen, model: { name: state.model.model.name, digest: hex(state.model.model.digest) } };
+}
+
+/**
+ * The server's generation, if it has one: the first model of /v1/models with "generate" among
+ * its operations. Its tokenizer must be one the page can open (checked when it generates).
+ */
+async function detectServerGen() {
+  try {
+    const resp = await fetch("/v1/models");
+    if (!resp.ok) return null;
+    const { models } = await resp.json();
+    const m = models?.find((x) => x.operations?.includes("generate") && x.classes?.length);
+    if (!m) return null;
+    return { model: m.name, classes: m.classes, maxK: m.ar?.max_k ?? m.max_tokens, digest: m.identity?.digest, arName: m.ar?.name ?? "" };
+  } catch {
+    return null;
+  }
+}
+
+/** The class list and the generator line of the chosen path (server or browser). */
+function showGenerator() {
+  const where = $("gen-where").value;
+  const sel = $("gen-class");
+  const prev = sel.value;
+  sel.replaceChildren();
+  let classes = [];
+  if (where === "server" && state.serverGen) {
+    const g = state.serverGen;
+    classes = g.classes;
+    $("ar-model").textContent = `on the server: ${g.arName || "AR model"} of model ${g.model} (${g.classes.length} classes, up to ${g.maxK} tokens; POST /v1/generate, streamed)`;
+  } else if (state.info?.ar?.classes?.length) {
+    const ar = state.info.ar;
+    classes = ar.classes;
+    $("ar-model").textContent = state.gen.ar && !state.gen.ar.closed
+      ? `in this browser: ${state.gen.ar.info.name} (${state.gen.ar.classes.length} classes, opened in ${state.gen.openMs.toFixed(0)} ms)`
+      : `in this browser: ${ar.name} (${ar.classes.length} classes, up to ${ar.max_tokens} tokens; downloaded when you first generate)`;
   } else {
     $("ar-model").textContent = "none (this server has no default AR model)";
   }
-  setStatus(`Ready: module started in ${tInit.toFixed(0)} ms, model opened in ${tOpen.toFixed(0)} ms.`, "ready");
-  return { ok: true, init_ms: tInit, open_ms: tOpen, model: { name: state.model.model.name, digest: hex(state.model.model.digest) } };
+  for (const c of classes) {
+    const o = document.createElement("option");
+    o.value = c;
+    o.textContent = c;
+    sel.append(o);
+  }
+  if (classes.includes(prev)) sel.value = prev;
+  sel.disabled = classes.length === 0;
+  $("gen-go").disabled = classes.length === 0 || state.busy;
 }
 
 /** Chunk sizes 1, 1, 2, 4, ...: after chunk i the stream holds 2^i ids (the rest in the last). */
@@ -307,28 +359,162 @@ function stageKs(k) {
 async function ensureGenerator() {
   const g = state.gen;
   if (g.ar && !g.ar.closed) return g;
-  g.tok = state.info.model ? await state.flextok.openDefault() : await ensureModel();
+  g.tok = state.info.model ? (g.tok && !g.tok.closed ? g.tok : await state.flextok.openDefault()) : await ensureModel();
   const a = state.info.ar;
   const t0 = performance.now();
   g.ar = await g.tok.openAR(a ? { url: a.weights, configURL: a.config, signal: AbortSignal.timeout(CALL_TIMEOUT_MS) } : {});
   g.openMs = performance.now() - t0;
-  $("ar-model").textContent = `${g.ar.info.name} (${g.ar.classes.length} classes, ${(g.ar.info.params / 1e6).toFixed(1)} M parameters, opened in ${g.openMs.toFixed(0)} ms)`;
+  $("ar-model").textContent = `in this browser: ${g.ar.info.name} (${g.ar.classes.length} classes, ${(g.ar.info.params / 1e6).toFixed(1)} M parameters, opened in ${g.openMs.toFixed(0)} ms)`;
   return g;
 }
 
-/** Generates one sample of class cls, decoding at k = 1, 2, 4, ... as the tokens arrive. */
+/**
+ * The tokenizer that decodes the server's generations: the page's model, or the module's
+ * embedded default, whichever the server's generating model is (by its weights' digest).
+ */
+async function serverTokenizer() {
+  const want = state.serverGen.digest;
+  const page = await ensureModel();
+  if (!want || hex(page.model.digest) === want) return page;
+  if (!state.gen.tok || state.gen.tok.closed) state.gen.tok = await state.flextok.openDefault();
+  if (hex(state.gen.tok.model.digest) === want) return state.gen.tok;
+  throw { code: "model_mismatch", message: `the server generates for model ${state.serverGen.model} (sha256 ${want.slice(0, 12)}…), which this page cannot open: generate in the browser` };
+}
+
+function toBase64(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/**
+ * Generates one sample of class cls on the server (POST /v1/generate) and decodes it in the
+ * worker as its tokens arrive, at k = 1, 2, 4, ... . The frames are read on their own (a pump
+ * into a queue), so a token's arrival time is when it came off the network, not when the
+ * decoder got to it; the decoder takes them in order, decoding at the stage sizes.
+ */
+async function generateOnServer(cls, opts, out, setStream) {
+  const sg = state.serverGen;
+  const tok = await serverTokenizer();
+  const k = sg.maxK;
+  const ks = stageKs(k);
+  const figs = new Map(ks.map((n) => [n, stageFigure(n)]));
+  $("stages").replaceChildren(...figs.values());
+  const steps = opts.steps ?? (Number($("gen-steps").value) || undefined);
+  const cfg = opts.cfg ?? (Number($("gen-cfg").value) || undefined);
+  const seed = opts.seed ?? (Number($("gen-seed").value) || 0);
+  const body = { class: cls, n: 1, k, seed, model: sg.model };
+  if (cfg !== undefined) body.cfg = cfg;
+  const ac = new AbortController();
+  const timeout = setTimeout(() => ac.abort(new Error(`no answer in ${CALL_TIMEOUT_MS} ms`)), CALL_TIMEOUT_MS);
+  const t0 = performance.now();
+  const queue = [];
+  let wake = null;
+  let ended = false;
+  let failure = null;
+  try {
+    let resp;
+    try {
+      resp = await fetch("/v1/generate", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal: ac.signal });
+    } catch (e) {
+      throw { code: "fetch_failed", message: `POST /v1/generate: ${typed(e).message}` };
+    }
+    out.request_id = resp.headers.get("X-Request-Id") ?? undefined;
+    const pump = (async () => {
+      try {
+        for await (const ev of state.sdk.readGenerateStream(resp, { signal: ac.signal })) {
+          ev.at = performance.now() - t0;
+          if (out.first_frame_ms === undefined) out.first_frame_ms = ev.at;
+          queue.push(ev);
+          wake?.();
+        }
+        out.stream_end_ms = performance.now() - t0;
+      } catch (e) {
+        failure = e;
+      } finally {
+        ended = true;
+        wake?.();
+      }
+    })();
+    out.seed = Number(resp.headers.get("X-Flextok-Seed") ?? seed);
+    let stream = null;
+    let tLast = t0;
+    out.ids = [];
+    for (;;) {
+      if (queue.length === 0) {
+        if (ended) break;
+        await new Promise((r) => (wake = r));
+        wake = null;
+        continue;
+      }
+      const ev = queue.shift();
+      if (ev.type === "header") {
+        const so = { signal: AbortSignal.timeout(CALL_TIMEOUT_MS) };
+        if (steps !== undefined) so.steps = steps;
+        stream = await tok.openStream(ev.bytes, so);
+        setStream(stream);
+        out.header_sha256 = await sha256(ev.bytes);
+      } else if (ev.type === "chunk") {
+        out.ids.push(ev.chunk.ids[0]);
+        const n = ev.position + 1;
+        const decode = figs.has(n);
+        const ts = performance.now();
+        const r = await stream.push(ev.bytes, { decode, signal: AbortSignal.timeout(CALL_TIMEOUT_MS) });
+        const ms = performance.now() - ts;
+        $("summary").textContent = `${n} of ${k} tokens of "${cls}" received from the server (seed ${out.seed})${out.stream_end_ms !== undefined ? ", the stream has ended" : ""}; decoding k = ${n}…`;
+        if (!r.image) continue;
+        const drawn = performance.now() - t0;
+        if (out.first_image_ms === undefined) out.first_image_ms = drawn;
+        const st = { k: r.received, ms, token_ms: ts - tLast, arrived_ms: ev.at, drawn_ms: drawn, decode_ms: r.image.decode_ms, rgba_sha256: await sha256(r.image.rgba) };
+        tLast = performance.now();
+        out.stages.push(st);
+        draw(figs.get(r.received), r.image, `token at ${ev.at.toFixed(0)} ms · decoded in ${ms.toFixed(0)} ms`);
+      } else if (ev.type === "payload") {
+        out.payload_sha256 = await sha256(ev.bytes);
+        out.payload_b64 = toBase64(ev.bytes);
+        const view = state.sdk.decodePayload(ev.bytes);
+        out.class = view.cond?.class;
+        out.k = view.ids.length;
+        out.payload_ids = Array.from(view.ids);
+      }
+    }
+    await pump;
+    if (failure) throw failure;
+    if (out.payload_sha256 === undefined) throw { code: "truncated", message: "the generation stream ended without its payload" };
+    out.total_ms = performance.now() - t0;
+    out.ok = true;
+    const before = out.stages.filter((s) => s.drawn_ms < out.stream_end_ms).map((s) => s.k);
+    $("summary").textContent = `${out.k} tokens of "${cls}" generated on the server (seed ${out.seed}) and decoded here at k = ${ks.join(", ")} in ${out.total_ms.toFixed(0)} ms: ` +
+      `first token after ${out.first_frame_ms.toFixed(0)} ms, first image after ${out.first_image_ms.toFixed(0)} ms, the stream ended after ${out.stream_end_ms.toFixed(0)} ms` +
+      `${before.length ? ` (k = ${before.join(", ")} drawn before it ended)` : ""}.`;
+  } finally {
+    clearTimeout(timeout);
+    ac.abort(); // a stream not read to its end: cancel it (the server stops generating)
+  }
+}
+
+/**
+ * Generates one sample of class cls, on the server or in this browser (opts.where, default the
+ * page's choice), decoding at k = 1, 2, 4, ... as the tokens arrive.
+ */
 async function generateProgressive(cls, opts = {}) {
-  const out = { ok: false, stages: [] };
+  const where = opts.where ?? $("gen-where").value;
+  const out = { ok: false, where, stages: [] };
   if (state.busy) return { ...out, error: { code: "busy", message: "a decode is already running" } };
   if (!state.flextok) return { ...out, error: { code: "load_failed", message: "the module is not loaded" } };
+  if (where === "server" && !state.serverGen) return failBefore({ code: "unsupported", message: "this server does not generate (no model with an AR model in /v1/models): generate in the browser" });
   state.busy = true;
   $("go").disabled = true;
   $("gen-go").disabled = true;
   clearError();
   $("stages").replaceChildren();
-  $("summary").textContent = "Opening the generator…";
+  $("summary").textContent = where === "server" ? "Asking the server…" : "Opening the generator…";
   let stream = null;
   try {
+    if (where === "server") {
+      await generateOnServer(cls, opts, out, (st) => (stream = st));
+      return out;
+    }
     const g = await ensureGenerator();
     out.open_ms = g.openMs;
     const k = g.ar.maxTokens;
@@ -363,12 +549,13 @@ async function generateProgressive(cls, opts = {}) {
     };
     const res = await g.ar.generate(req);
     out.total_ms = performance.now() - t0;
+    out.seed = seed;
     out.class = res.class;
     out.k = res.k;
     out.ids = res.ids[0];
     out.payload_sha256 = await sha256(res.payloads[0]);
     out.ok = true;
-    $("summary").textContent = `${res.k} tokens of "${cls}" generated and decoded at k = ${ks.join(", ")} in ${out.total_ms.toFixed(0)} ms ` +
+    $("summary").textContent = `${res.k} tokens of "${cls}" generated in this browser and decoded at k = ${ks.join(", ")} in ${out.total_ms.toFixed(0)} ms ` +
       `(first image after ${out.first_image_ms.toFixed(0)} ms; generator opened in ${g.openMs.toFixed(0)} ms).`;
   } catch (e) {
     out.error = typed(e);
@@ -381,7 +568,7 @@ async function generateProgressive(cls, opts = {}) {
     if (stream && !stream.closed) await stream.close().catch(() => {});
     state.busy = false;
     $("go").disabled = false;
-    $("gen-go").disabled = !state.info?.ar;
+    showGenerator();
   }
   return out;
 }
@@ -460,6 +647,7 @@ function setMode(mode) {
 }
 $("mode-decode").addEventListener("change", () => setMode("decode"));
 $("mode-generate").addEventListener("change", () => setMode("generate"));
+$("gen-where").addEventListener("change", () => showGenerator());
 $("gen-go").addEventListener("click", () => {
   const c = $("gen-class").value;
   if (c) generateProgressive(c);

@@ -7,6 +7,10 @@
 //
 //	go run ./conformance/browser/expected -m MODEL_DIR [-name NAME] [-steps N] PAYLOAD.msgpack
 //
+// Without -m the payload is decoded with the embedded default model (models.Default: the one
+// flextok serve without -m generates for, and the page opens from the module): the test
+// decodes the complete payload that POST /v1/generate streamed to the page this way.
+//
 // With -generate CLASS it computes instead what the page's Generate mode must produce: the
 // embedded default tokenizer and default AR model (the bytes flextok serve hands the page),
 // one sample of CLASS with -seed (sampling from the AR config's hints), pulled one token
@@ -47,6 +51,8 @@ type result struct {
 	ChunksSHA256 []string `json:"chunks_sha256"`
 	Stages       []stage  `json:"stages"`
 	OpenMs       float64  `json:"open_ms"`
+	// Final is a plain decode (op "decode", not a stream) of the whole payload.
+	Final stage `json:"final"`
 }
 
 func main() {
@@ -66,8 +72,8 @@ func main() {
 		fmt.Println(string(b))
 		return
 	}
-	if *model == "" || flag.NArg() != 1 {
-		fmt.Fprintln(os.Stderr, "usage: expected -m MODEL_DIR [-name NAME] [-steps N] PAYLOAD.msgpack")
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: expected [-m MODEL_DIR] [-name NAME] [-steps N] PAYLOAD.msgpack")
 		os.Exit(2)
 	}
 	res, err := run(*model, *name, *steps, flag.Arg(0))
@@ -97,19 +103,27 @@ func hash(b []byte) string {
 
 func run(dir, name string, steps uint, payloadPath string) (*result, error) {
 	read := func(p string) ([]byte, error) { return os.ReadFile(p) }
-	weights, err := read(filepath.Join(dir, "model.safetensors"))
-	if err != nil {
-		return nil, err
+	open := M{"op": "open"}
+	var opts service.Options
+	if dir == "" {
+		// "open" without weights: the embedded default model.
+		d := models.Default()
+		opts.Default = &service.Checkpoint{Weights: d.Weights, Config: d.Config, VAEConfig: d.VAEConfig}
+	} else {
+		weights, err := read(filepath.Join(dir, "model.safetensors"))
+		if err != nil {
+			return nil, err
+		}
+		open["weights"] = weights
+		if b, err := read(filepath.Join(dir, "config.json")); err == nil {
+			open["config"] = b
+		}
+		if b, err := read(filepath.Join(dir, "vae", "config.json")); err == nil {
+			open["vae_config"] = b
+		}
 	}
-	open := M{"op": "open", "weights": weights}
 	if name != "" {
 		open["name"] = name
-	}
-	if b, err := read(filepath.Join(dir, "config.json")); err == nil {
-		open["config"] = b
-	}
-	if b, err := read(filepath.Join(dir, "vae", "config.json")); err == nil {
-		open["vae_config"] = b
 	}
 	raw, err := read(payloadPath)
 	if err != nil {
@@ -138,7 +152,7 @@ func run(dir, name string, steps uint, payloadPath string) (*result, error) {
 		res.ChunksSHA256 = append(res.ChunksSHA256, hash(c))
 	}
 
-	svc := service.New(service.Options{})
+	svc := service.New(opts)
 	call := func(req M) (M, float64, error) {
 		b, err := msgpack.Marshal(req)
 		if err != nil {
@@ -161,7 +175,8 @@ func run(dir, name string, steps uint, payloadPath string) (*result, error) {
 		return nil, err
 	}
 	res.OpenMs = ms
-	so := M{"op": "stream_open", "handle": r["handle"], "header": header}
+	handle := r["handle"]
+	so := M{"op": "stream_open", "handle": handle, "header": header}
 	if steps > 0 {
 		so["steps"] = steps
 	}
@@ -180,6 +195,17 @@ func run(dir, name string, steps uint, payloadPath string) (*result, error) {
 		dms, _ := r["decode_ms"].(float64)
 		res.Stages = append(res.Stages, stage{K: int(k), RGBASHA256: hash(rgba), Ms: ms, DecodeMs: dms})
 	}
+	dec := M{"op": "decode", "handle": handle, "payload": raw}
+	if steps > 0 {
+		dec["steps"] = steps
+	}
+	r, ms, err = call(dec)
+	if err != nil {
+		return nil, err
+	}
+	rgba, _ := r["rgba"].([]byte)
+	dms, _ := r["decode_ms"].(float64)
+	res.Final = stage{K: int(toUint(r["k"])), RGBASHA256: hash(rgba), Ms: ms, DecodeMs: dms}
 	return res, nil
 }
 
