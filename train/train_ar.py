@@ -204,14 +204,15 @@ def stage_export(args):
     model.load_state_dict(st["model"])
     out = work / "ar_model"
     extra = {"name": args.name, "classes": CLASSES, "tokenizer": TOKENIZER,
-             "sampling_hints": {"cfg_scale": args.hint_cfg, "temperature": 1.0, "top_k": 0, "top_p": 1.0}}
+             "sampling_hints": {"cfg_scale": args.hint_cfg, "temperature": args.hint_temperature, "top_k": 0, "top_p": 1.0}}
     save_ar(out, model, dtype=args.dtype, extra=extra)
     m2, conf = load_ar(out)
     _, _, vi, vl = load_tokens(args)
     log(f"exported {out} ({(out / 'model.safetensors').stat().st_size:,} bytes, {args.dtype}); "
         f"val loss f32 {val_loss(model, vi, vl):.4f}, stored weights {val_loss(m2, vi, vl):.4f}")
     g = torch.Generator().manual_seed(0)
-    ids = generate(m2, torch.arange(cfg.num_classes), cfg.block_size, cfg_scale=args.hint_cfg, generator=g)
+    ids = generate(m2, torch.arange(cfg.num_classes), cfg.block_size, cfg_scale=args.hint_cfg,
+                   temperature=args.hint_temperature, generator=g)
     np.save(out.parent / "ar_samples_ids.npy", ids.numpy().astype(np.uint16))
     log(f"one sample per class -> {out.parent / 'ar_samples_ids.npy'}")
 
@@ -241,7 +242,8 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--dtype", choices=["bf16", "f16", "f32"], default="bf16")
     ap.add_argument("--name", default="flextok-sdk-shapes32-ar")
-    ap.add_argument("--hint-cfg", type=float, default=2.0)
+    ap.add_argument("--hint-cfg", type=float, default=4.0, help="sampling hint: CFG scale (train/cmd/areval picks it)")
+    ap.add_argument("--hint-temperature", type=float, default=0.5, help="sampling hint: temperature")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.work).mkdir(parents=True, exist_ok=True)
