@@ -3,6 +3,8 @@ package ar
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/sdk/nn"
@@ -36,8 +38,21 @@ func BenchmarkGenerate(b *testing.B) {
 		m    func() *Model
 		k    int
 	}{{"tiny", func() *Model { return tiny }, 16}, {"official-like-50M", officialLike, 32}}
+	// FLEXTOK_AR_BENCH_DIR adds a checkpoint from disk as "dir" (train/bench_ar.py runs the
+	// PyTorch recipe on the same checkpoint and this benchmark in one run, side by side).
+	if dir := os.Getenv("FLEXTOK_AR_BENCH_DIR"); dir != "" {
+		m, err := Load(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		models = append(models, struct {
+			name string
+			m    func() *Model
+			k    int
+		}{"dir", func() *Model { return m }, m.Cfg.BlockSize})
+	}
 	for _, md := range models {
-		if md.name != "tiny" && testing.Short() {
+		if md.name == "official-like-50M" && testing.Short() {
 			continue
 		}
 		m := md.m()
@@ -45,6 +60,9 @@ func BenchmarkGenerate(b *testing.B) {
 			name string
 			o    nn.Options
 		}{{"portable", nn.Options{}}, {"fast", nn.Options{Fast: true}}} {
+			if md.name == "dir" {
+				p.o.Threads = runtime.GOMAXPROCS(0) // as PyTorch's intra-op pool in train/bench_ar.py
+			}
 			g, err := NewGenerator(m, Options{Exec: p.o})
 			if err != nil {
 				b.Fatal(err)
