@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"runtime"
@@ -167,6 +166,6 @@ func TestARBatchingConfig(t *testing.T) {
 		t.Fatalf("default: %v", err)
 	}
 	if _, err := New(Config{Models: []Model{{Name: "m", Exec: e, AR: m}}, ARBatching: "yes"}); err == nil {
-		t.Fatal(fmt.Sprint("yes accepted"))
+		t.Fatal("yes accepted")
 	}
 }
