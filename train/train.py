@@ -180,6 +180,24 @@ def load_vae_into(model, work):
     model.vae.eval()
 
 
+def init_state(d, prefix=""):
+    """The state dict of an exported model directory (model.safetensors), keys under prefix."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(Path(d) / "model.safetensors"))
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def init_from(model, d):
+    """Loads an exported model (train.py export, or models/default) strictly, VAE included, and
+    freezes the VAE: fine-tuning starts from it (--init-from; its spec comes from its config)."""
+    model.load_state_dict(init_state(d), strict=True)
+    for p in model.vae.parameters():
+        p.requires_grad_(False)
+    model.vae.eval()
+    log(f"tokenizer: initialised from {d}")
+
+
 def cached_latents(args, model, x, name):
     path = Path(args.work) / f"latents_{name}_{x.shape[0]}.pt"
     if path.exists():
@@ -213,10 +231,21 @@ def train_tokenizer(args, spec):
     x_train, y_train, x_val, _ = get_data(args, spec)
     torch.manual_seed(args.seed)
     model = FlexTok(spec)  # seeded init of encoder/decoder
-    load_vae_into(model, work)
+    if args.init_from:
+        init_from(model, args.init_from)  # fine-tune an exported model (its VAE included)
+    else:
+        load_vae_into(model, work)
     z_train = cached_latents(args, model, x_train, "train")
     z_flip = cached_latents(args, model, x_train.flip(3), "train_flip")
     params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("vae.")]
+    # --aux-class: a small classifier of the first --aux-tokens registers' FSQ codes, trained
+    # with the tokenizer (cross-entropy with the image's class, weight --aux-class), so that the
+    # first tokens carry the class; it is not part of the exported model.
+    aux = None
+    if args.aux_class > 0:
+        aux = torch.nn.Sequential(torch.nn.Linear(len(spec.fsq_levels) * args.aux_tokens, 64), torch.nn.GELU(),
+                                  torch.nn.Linear(64, len(CLASSES)))
+        params += list(aux.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.99), weight_decay=0.01)
     py, gen = random.Random(args.seed), torch.Generator().manual_seed(args.seed)
     step = 0
@@ -224,6 +253,8 @@ def train_tokenizer(args, spec):
     if ck.exists():
         st = torch.load(ck, weights_only=False)
         model.load_state_dict(st["model"])
+        if aux is not None:
+            aux.load_state_dict(st["aux"])
         opt.load_state_dict(st["opt"])
         set_rng_state(st["rng"], py, gen)
         step = st["step"]
@@ -234,7 +265,8 @@ def train_tokenizer(args, spec):
         ema = copy.deepcopy(model)
     ema.eval()
     total, start = args.steps, step
-    logger = Logger(work / "tokenizer_log.csv", ["step", "time_s", "lr", "loss", "loss_k1", "loss_kR", "grad_norm"])
+    fields = ["step", "time_s", "lr", "loss", "loss_k1", "loss_kR", "grad_norm"] + (["aux_loss", "aux_acc"] if aux else [])
+    logger = Logger(work / "tokenizer_log.csv", fields)
     t0, last_save = time.time(), time.time()
     R = spec.n_registers
     while step < total:
@@ -251,6 +283,11 @@ def train_tokenizer(args, spec):
         for g in opt.param_groups:
             g["lr"] = lr
         loss, info = model.flow_loss(z, py, gen)
+        if aux is not None:
+            logits = aux(info["quants"][:, :args.aux_tokens].flatten(1))
+            aux_loss = torch.nn.functional.cross_entropy(logits, y_train[idx])
+            aux_acc = (logits.argmax(-1) == y_train[idx]).float().mean()
+            loss = loss + args.aux_class * aux_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -263,6 +300,8 @@ def train_tokenizer(args, spec):
             lR = per[k == R].mean().item() if (k == R).any() else float("nan")
             row = dict(step=step, time_s=round(time.time() - t0, 1), lr=f"{lr:.3e}", loss=f"{loss.item():.5f}",
                        loss_k1=f"{l1:.5f}", loss_kR=f"{lR:.5f}", grad_norm=f"{gn.item():.3f}")
+            if aux is not None:
+                row.update(aux_loss=f"{aux_loss.item():.4f}", aux_acc=f"{aux_acc.item():.3f}")
             logger.write(row)
             sps = (time.time() - t0) / (step - start)
             eta = sps * (total - step) / 60
@@ -272,10 +311,12 @@ def train_tokenizer(args, spec):
             preview(ema, x_val, work / f"preview_{step:06d}.png", args.sample_steps, args.guidance, args.seed)
         if time.time() - last_save > args.save_every_min * 60:
             save_ckpt(ck, dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                               rng=rng_state(py, gen), step=step, spec=spec.to_dict()))
+                               rng=rng_state(py, gen), step=step, spec=spec.to_dict(),
+                               aux=aux.state_dict() if aux is not None else None))
             last_save = time.time()
     save_ckpt(ck, dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                       rng=rng_state(py, gen), step=step, spec=spec.to_dict()))
+                       rng=rng_state(py, gen), step=step, spec=spec.to_dict(),
+                               aux=aux.state_dict() if aux is not None else None))
     ks = preview(ema, x_val, work / "preview_final.png", args.sample_steps, args.guidance, args.seed)
     log(f"tokenizer: step {step}; wrote preview_final.png (rows: input, k={ks})")
     return step >= total
@@ -285,10 +326,12 @@ def export(args, spec):
     work = Path(args.work)
     out = Path(args.out or work / "model")
     model = FlexTok(spec)
-    load_vae_into(model, work)
     st = torch.load(work / "tokenizer_ckpt.pt", weights_only=False)
     model.load_state_dict(st["ema"])  # EMA weights; the VAE part is the stage-1 VAE
-    load_vae_into(model, work)
+    if args.init_from:
+        model.vae.load_state_dict(init_state(args.init_from, "vae."))
+    else:
+        load_vae_into(model, work)
     save_checkpoint_dir(model, out)
     (out / "labels.json").write_text(json.dumps({"classes": CLASSES}, indent=2) + "\n")
     size = (out / "model.safetensors").stat().st_size
@@ -324,12 +367,18 @@ def main():
     ap.add_argument("--preview-every", type=int, default=1000)
     ap.add_argument("--sample-steps", type=int, default=10)
     ap.add_argument("--guidance", type=float, default=1.5)
+    ap.add_argument("--init-from", default=None, help="tokenizer stage: fine-tune this exported model directory (its config is the spec)")
+    ap.add_argument("--aux-class", type=float, default=0.0, help="tokenizer stage: weight of the first tokens' class loss (0: off)")
+    ap.add_argument("--aux-tokens", type=int, default=1, help="how many first tokens the class loss reads")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     Path(args.work).mkdir(parents=True, exist_ok=True)
     spec = Spec()
-    if args.spec:
+    if args.init_from:
+        d = Path(args.init_from)
+        spec = Spec.from_config(json.loads((d / "config.json").read_text()), json.loads((d / "vae" / "config.json").read_text()))
+    elif args.spec:
         spec = Spec.from_dict({**spec.to_dict(), **json.loads(Path(args.spec).read_text())})
     (Path(args.work) / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2) + "\n")
     (Path(args.work) / "args.json").write_text(json.dumps(vars(args), indent=2) + "\n")

@@ -224,4 +224,4 @@ class FlexTok(nn.Module):
         x_t = tt * noise + (1 - tt) * latents
         v = self.decoder(x_t, t, quants, keep_k, drop)
         per = ((v - (noise - latents)) ** 2).mean(dim=(1, 2, 3))
-        return per.mean(), dict(keep_k=keep_k, t=t, per=per)
+        return per.mean(), dict(keep_k=keep_k, t=t, per=per, quants=quants)

@@ -45,6 +45,7 @@ import (
 
 type flags struct {
 	heldout, classifier, arDir, out string
+	model                           string
 	n                               int
 	ks, cfgs, gridKs                string
 	temperature, topP               float64
@@ -61,7 +62,8 @@ func main() {
 	flag.StringVar(&f.classifier, "classifier", "", "the evaluation classifier (train/eval/classifier.safetensors), required")
 	flag.StringVar(&f.arDir, "ar", "", "AR checkpoint directory (docs/ar-checkpoint.md; default: the embedded default AR model)")
 	flag.StringVar(&f.out, "o", "", "output directory: areval.json and the grids (optional)")
-	flag.IntVar(&f.n, "n", 32, "generated samples per class")
+	flag.StringVar(&f.model, "m", "", "tokenizer model directory (default: the embedded default model); with another tokenizer use -n 0 (reconstructions only) or an -ar made for it")
+	flag.IntVar(&f.n, "n", 32, "generated samples per class (0: reconstructions only)")
 	flag.StringVar(&f.ks, "ks", "1,2,4,8,16,32", "token counts")
 	flag.StringVar(&f.cfgs, "cfg", "", "guidance scales to evaluate, comma-separated (default: 1 and the model's hint)")
 	flag.Float64Var(&f.temperature, "temperature", 1, "sampling temperature")
@@ -113,8 +115,8 @@ func run(ctx context.Context, f flags, stdout io.Writer) error {
 	if f.heldout == "" || f.classifier == "" {
 		return errors.New("need -heldout and -classifier (see -h)")
 	}
-	if f.n < 2 {
-		return fmt.Errorf("-n %d: need at least 2 samples per class (a covariance)", f.n)
+	if f.n == 1 || f.n < 0 {
+		return fmt.Errorf("-n %d: need at least 2 samples per class (a covariance), or 0 (no generation)", f.n)
 	}
 	ks, err := ints(f.ks, "ks")
 	if err != nil {
@@ -137,7 +139,13 @@ func run(ctx context.Context, f flags, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	eng, err := models.LoadDefault(engine.Options{Threads: threads, Fast: true})
+	eo := engine.Options{Threads: threads, Fast: true}
+	var eng *engine.Engine
+	if f.model == "" {
+		eng, err = models.LoadDefault(eo)
+	} else {
+		eng, err = engine.Load(f.model, eo)
+	}
 	if err != nil {
 		return err
 	}
@@ -150,9 +158,11 @@ func run(ctx context.Context, f flags, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gen, err := ar.NewGenerator(arm, ar.Options{Tokenizer: eng, Exec: nn.Options{Threads: threads, Fast: true}})
-	if err != nil {
-		return err
+	var gen *ar.Generator
+	if f.n > 0 {
+		if gen, err = ar.NewGenerator(arm, ar.Options{Tokenizer: eng, Exec: nn.Options{Threads: threads, Fast: true}}); err != nil {
+			return err
+		}
 	}
 	names := arm.Cfg.Classes
 	if len(names) == 0 {
@@ -173,6 +183,9 @@ func run(ctx context.Context, f flags, stdout io.Writer) error {
 		}
 	} else if h := arm.Cfg.Hints; h != nil && h.CFGScale != nil && *h.CFGScale > 1 {
 		cfgs = append(cfgs, *h.CFGScale)
+	}
+	if f.n == 0 {
+		cfgs = nil // reconstructions only
 	}
 
 	imgs, labels, err := readHeldout(f.heldout, names)
