@@ -62,6 +62,25 @@ function sleep(ms) {
 }
 
 /** Any thrown value as {code, message, field?}: FlexTokError keeps its code. */
+// failed shows a run's error and returns it typed; a worker that died or restarted loses its
+// models, so they are opened again next time.
+function failed(e) {
+  const err = typed(e);
+  showError(err);
+  if (["worker_died", "closed", "aborted"].includes(err.code)) {
+    state.model = null;
+    state.gen = { tok: null, ar: null };
+  }
+  return err;
+}
+
+// settle ends a run: its stream closed, the page ready for the next.
+async function settle(stream) {
+  if (stream && !stream.closed) await stream.close().catch(() => {});
+  state.busy = false;
+  $("go").disabled = false;
+}
+
 function typed(e) {
   if (e && typeof e === "object" && typeof e.code === "string") {
     const out = { code: e.code, message: String(e.message ?? e.code) };
@@ -328,17 +347,9 @@ async function decodeProgressive(bytes, opts = {}, input = null) {
     out.ok = true;
     $("summary").textContent += ` Decoding took ${out.total_ms.toFixed(1)} ms in all (${out.stages.length} decodes, ${steps ?? "the payload's hinted"} steps each).`;
   } catch (e) {
-    out.error = typed(e);
-    showError(out.error);
-    // A worker that died or restarted loses its models: open again next time.
-    if (["worker_died", "closed", "aborted"].includes(out.error.code)) {
-      state.model = null;
-      state.gen = { tok: null, ar: null };
-    }
+    out.error = failed(e);
   } finally {
-    if (stream && !stream.closed) await stream.close().catch(() => {});
-    state.busy = false;
-    $("go").disabled = false;
+    await settle(stream);
   }
   return out;
 }
@@ -558,16 +569,9 @@ async function generateProgressive(cls, opts = {}) {
     $("summary").textContent = `${res.k} tokens of "${cls}" generated in this browser and decoded at k = ${ks.join(", ")} in ${out.total_ms.toFixed(0)} ms ` +
       `(first image after ${out.first_image_ms.toFixed(0)} ms; generator opened in ${g.openMs.toFixed(0)} ms).`;
   } catch (e) {
-    out.error = typed(e);
-    showError(out.error);
-    if (["worker_died", "closed", "aborted"].includes(out.error.code)) {
-      state.model = null;
-      state.gen = { tok: null, ar: null };
-    }
+    out.error = failed(e);
   } finally {
-    if (stream && !stream.closed) await stream.close().catch(() => {});
-    state.busy = false;
-    $("go").disabled = false;
+    await settle(stream);
     showGenerator();
   }
   return out;

@@ -153,23 +153,7 @@ func run(dir, name string, steps uint, payloadPath string) (*result, error) {
 	}
 
 	svc := service.New(opts)
-	call := func(req M) (M, float64, error) {
-		b, err := msgpack.Marshal(req)
-		if err != nil {
-			return nil, 0, err
-		}
-		t0 := time.Now()
-		out := svc.Handle(b)
-		ms := float64(time.Since(t0).Microseconds()) / 1000
-		var r M
-		if err := msgpack.Unmarshal(out, &r); err != nil {
-			return nil, 0, err
-		}
-		if r["ok"] != true {
-			return nil, 0, fmt.Errorf("%v: %v", req["op"], r["error"])
-		}
-		return r, ms, nil
-	}
+	call := func(req M) (M, float64, error) { return callService(svc, req) }
 	r, ms, err := call(open)
 	if err != nil {
 		return nil, err
@@ -246,23 +230,7 @@ type genResult struct {
 func generate(class string, seed uint64, steps uint) (*genResult, error) {
 	d, a := models.Default(), models.DefaultAR()
 	svc := service.New(service.Options{Default: &service.Checkpoint{Weights: d.Weights, Config: d.Config, VAEConfig: d.VAEConfig}})
-	call := func(req M) (M, float64, error) {
-		b, err := msgpack.Marshal(req)
-		if err != nil {
-			return nil, 0, err
-		}
-		t0 := time.Now()
-		out := svc.Handle(b)
-		ms := float64(time.Since(t0).Microseconds()) / 1000
-		var r M
-		if err := msgpack.Unmarshal(out, &r); err != nil {
-			return nil, 0, err
-		}
-		if r["ok"] != true {
-			return nil, 0, fmt.Errorf("%v: %v", req["op"], r["error"])
-		}
-		return r, ms, nil
-	}
+	call := func(req M) (M, float64, error) { return callService(svc, req) }
 	r, _, err := call(M{"op": "open"})
 	if err != nil {
 		return nil, err
@@ -316,4 +284,24 @@ func generate(class string, seed uint64, steps uint) (*genResult, error) {
 			return res, nil
 		}
 	}
+}
+
+// callService sends one request to the service and returns its response, the milliseconds
+// Handle took, and the response's error when it is not ok.
+func callService(svc *service.Service, req M) (M, float64, error) {
+	b, err := msgpack.Marshal(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	t0 := time.Now()
+	out := svc.Handle(b)
+	ms := float64(time.Since(t0).Microseconds()) / 1000
+	var r M
+	if err := msgpack.Unmarshal(out, &r); err != nil {
+		return nil, 0, err
+	}
+	if r["ok"] != true {
+		return nil, 0, fmt.Errorf("%v: %v", req["op"], r["error"])
+	}
+	return r, ms, nil
 }
