@@ -18,7 +18,6 @@ import argparse
 import copy
 import csv
 import json
-import math
 import os
 import random
 import sys
@@ -35,17 +34,7 @@ from flextok_train.config import save_checkpoint_dir  # noqa: E402
 from flextok_train.data import CLASSES, make_dataset, save_grid, to_tensor  # noqa: E402
 from flextok_train.model import FlexTok  # noqa: E402
 from flextok_train.spec import Spec  # noqa: E402
-
-
-def log(msg):
-    print(time.strftime("%H:%M:%S"), msg, flush=True)
-
-
-def lr_at(step, total, base, warmup):
-    if step < warmup:
-        return base * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
+from flextok_train.util import log, lr_at  # noqa: E402
 
 
 def get_data(args, spec):

@@ -18,7 +18,6 @@ Stages (--stage data | train | export | all):
 import argparse
 import csv
 import json
-import math
 import os
 import subprocess
 import sys
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flextok_train.ar import ARConfig, ARModel, generate  # noqa: E402
 from flextok_train.ar_format import load_ar, save_ar  # noqa: E402
 from flextok_train.data import CLASSES, make_dataset  # noqa: E402
+from flextok_train.util import log, lr_at  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 # The tokenizer this recipe trains for: `go run ./train/cmd/artokens -identity` on the embedded
@@ -43,17 +43,6 @@ TOKENIZER = {
     "codebook_size": 64000,
     "n_registers": 32,
 }
-
-
-def log(msg):
-    print(time.strftime("%H:%M:%S"), msg, flush=True)
-
-
-def lr_at(step, total, base, warmup):
-    if step < warmup:
-        return base * (step + 1) / warmup
-    p = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
 def go_tokenize(imgs_u8, work, name, go):
