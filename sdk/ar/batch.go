@@ -169,22 +169,28 @@ func (b *Batch) Step() ([]*Seq, error) {
 		}
 		return left, err
 	}
-	// Sample each request from its rows: the requests on up to Exec.Threads goroutines (the
-	// sampler's softmax over the vocabulary costs more than the pass on a small model).
+	// Sample each request from its rows: the requests on up to samplerThreads goroutines (the
+	// sampler's softmax over the vocabulary costs more than the pass on a small model), or, for
+	// a single request, its samples (seq.next).
 	b.offs = b.offs[:0]
 	r = 0
 	for _, q := range b.seqs {
 		b.offs = append(b.offs, r)
 		r += len(q.s.rows)
 	}
+	th := min(b.g.samplerThreads(), len(b.seqs))
+	inner := 1 // threads per request
+	if th <= 1 {
+		inner = b.g.samplerThreads()
+	}
 	sample := func(i int) {
 		q := b.seqs[i]
 		q.started = true
-		if err := q.s.next(logits.Data[b.offs[i]*V : (b.offs[i]+len(q.s.rows))*V]); err != nil {
+		if err := q.s.next(logits.Data[b.offs[i]*V:(b.offs[i]+len(q.s.rows))*V], inner); err != nil {
 			q.err = err
 		}
 	}
-	if th := min(b.g.o.Exec.Threads, len(b.seqs)); th > 1 {
+	if th > 1 {
 		var next atomic.Int64
 		var wg sync.WaitGroup
 		for range th {

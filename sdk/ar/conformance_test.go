@@ -214,6 +214,18 @@ func TestSeedGolden(t *testing.T) {
 	if h := hashIDs(got); h != seedGolden {
 		t.Fatalf("seeded ids hash %s, golden %s (ids %v)", h, seedGolden, got)
 	}
+	// The samples drawn on 3 goroutines (seq.next shares them out) are the same ids.
+	ps3, err := tinyGen(t, nn.Options{Threads: 3}).Generate(context.Background(), Request{Classes: []int{0, 1, 2, 3, 4}, K: 16, Sampling: s, Seed: 42})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got3 []uint32
+	for _, p := range ps3 {
+		got3 = append(got3, p.IDs...)
+	}
+	if h := hashIDs(got3); h != seedGolden {
+		t.Fatalf("seeded ids on 3 threads hash %s, golden %s", h, seedGolden)
+	}
 }
 
 func TestKthLargest(t *testing.T) {
@@ -226,8 +238,12 @@ func TestKthLargest(t *testing.T) {
 		s := append([]float32(nil), v...)
 		slices.Sort(s)
 		for k := 1; k <= n; k += 3 {
-			if got := kthLargest(v, k); got != s[n-k] {
-				t.Fatalf("n %d k %d: %v, want %v", n, k, got, s[n-k])
+			if got := kthLargestInPlace(append([]float32(nil), v...), k); got != s[n-k] {
+				t.Fatalf("quickselect: n %d k %d: %v, want %v", n, k, got, s[n-k])
+			}
+			var b sampleBuf
+			if got := b.kthLargestHeap(v, k); got != s[n-k] {
+				t.Fatalf("heap: n %d k %d: %v, want %v", n, k, got, s[n-k])
 			}
 		}
 	}

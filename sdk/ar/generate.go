@@ -3,6 +3,8 @@ package ar
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/flextok-sdk/flextok/sdk/nn"
 	"github.com/flextok-sdk/flextok/sdk/payload"
@@ -78,6 +80,16 @@ func NewGenerator(m *Model, o Options) (*Generator, error) {
 
 // Model is the generator's model.
 func (g *Generator) Model() *Model { return g.m }
+
+// samplerThreads is the number of goroutines among which a step's samples are drawn: the
+// executor's threads (Exec.Threads, at least 1), or GOMAXPROCS when another executor runs the
+// model (its threads are idle while the sampler runs).
+func (g *Generator) samplerThreads() int {
+	if g.o.Executor != nil {
+		return runtime.GOMAXPROCS(0)
+	}
+	return max(g.o.Exec.Threads, 1)
+}
 
 // Runner runs the model step by step over a batch of sequences with a KV cache: Prefill, then
 // Step per token. It is the executor's direct form (conformance tests, custom samplers).
@@ -188,7 +200,7 @@ func (g *Generator) Generate(ctx context.Context, req Request) ([]*payload.Paylo
 		if err != nil {
 			return nil, err
 		}
-		if err := st.next(logits); err != nil {
+		if err := st.next(logits, g.samplerThreads()); err != nil {
 			return nil, err
 		}
 		if st.done() {
@@ -202,17 +214,16 @@ func (g *Generator) Generate(ctx context.Context, req Request) ([]*payload.Paylo
 // Stepper of its own, Batch over rows shared with other requests. Its rows are the
 // conditional rows of its samples, then (with CFG) their null-class rows, in that order.
 type seq struct {
-	g       *Generator
-	req     Request
-	b       int   // samples
-	cfg     bool  // guided: the null rows follow
-	rows    []int // the class (embedding table) row of each model row
-	rngs    []rng
-	out     [][]uint32
-	tok     []uint32
-	row     []float32
-	scratch []int
-	n       int // tokens produced per sample
+	g    *Generator
+	req  Request
+	b    int   // samples
+	cfg  bool  // guided: the null rows follow
+	rows []int // the class (embedding table) row of each model row
+	rngs []rng
+	out  [][]uint32
+	tok  []uint32
+	bufs []sampleBuf // one per sampling goroutine
+	n    int         // tokens produced per sample
 }
 
 // newSeq checks req against the model and starts its sampling state.
@@ -238,7 +249,7 @@ func (g *Generator) newSeq(req Request) (*seq, error) {
 		return nil, fmt.Errorf("%w: cfg scale %v needs the null class, and this model has none (class_dropout 0)", ErrArgument, req.CFG)
 	}
 	s := &seq{g: g, req: req, b: B, cfg: cfg, rows: append([]int(nil), req.Classes...),
-		rngs: make([]rng, B), out: make([][]uint32, B), tok: make([]uint32, B), row: make([]float32, c.VocabSize)}
+		rngs: make([]rng, B), out: make([][]uint32, B), tok: make([]uint32, B)}
 	if cfg {
 		for range req.Classes {
 			s.rows = append(s.rows, c.NumClasses)
@@ -251,32 +262,74 @@ func (g *Generator) newSeq(req Request) (*seq, error) {
 }
 
 // next samples token s.n of every sample from logits, this request's rows ([len(rows), V]),
-// and calls OnToken.
-func (s *seq) next(logits []float32) error {
-	req, B, V, row := &s.req, s.b, s.g.m.Cfg.VocabSize, s.row
-	s32 := float32(req.CFG)
-	guide := s.cfg && (req.GuidedTokens == 0 || s.n < req.GuidedTokens)
-	for i := 0; i < B; i++ {
-		cr := logits[i*V : (i+1)*V]
-		if guide {
-			ur := logits[(B+i)*V : (B+i+1)*V]
-			for j := range row {
-				row[j] = ur[j] + float32((cr[j]-ur[j])*s32)
-			}
-		} else {
-			copy(row, cr)
+// and calls OnToken. The samples are shared among up to threads goroutines: each has its own
+// row, RNG stream and output, so the ids do not depend on how they are shared.
+func (s *seq) next(logits []float32, threads int) error {
+	B := s.b
+	workers := max(min(threads, B), 1)
+	for len(s.bufs) < workers {
+		s.bufs = append(s.bufs, sampleBuf{row: make([]float32, s.g.m.Cfg.VocabSize)})
+	}
+	if workers <= 1 {
+		for i := range B {
+			s.sample(i, logits, &s.bufs[0])
 		}
-		if req.TopK > 0 || req.TopP < 1 || !req.Greedy {
-			s.scratch = Filter(row, req.Temperature, req.TopK, req.TopP, s.scratch)
+	} else {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := B * w / workers; i < B*(w+1)/workers; i++ {
+					s.sample(i, logits, &s.bufs[w])
+				}
+			})
 		}
-		s.tok[i] = uint32(pick(row, req.Greedy, s.rngs[i]))
-		s.out[i] = append(s.out[i], s.tok[i])
+		wg.Wait()
+	}
+	for i, t := range s.tok {
+		s.out[i] = append(s.out[i], t)
 	}
 	s.n++
-	if req.OnToken != nil {
-		return req.OnToken(s.n-1, s.tok)
+	if s.req.OnToken != nil {
+		return s.req.OnToken(s.n-1, s.tok)
 	}
 	return nil
+}
+
+// sample draws token s.n of sample i into s.tok[i]: guidance and temperature in one pass over
+// the row (the same float32 operations, in the same order, as guiding and then Filter), then
+// top-k and top-p, then the draw.
+func (s *seq) sample(i int, logits []float32, b *sampleBuf) {
+	req, V, row := &s.req, s.g.m.Cfg.VocabSize, b.row
+	s32 := float32(req.CFG)
+	t := float32(1)
+	filter := req.TopK > 0 || req.TopP < 1 || !req.Greedy
+	if filter {
+		t = float32(max(req.Temperature, 1e-5))
+	}
+	guide := s.cfg && (req.GuidedTokens == 0 || s.n < req.GuidedTokens)
+	cr := logits[i*V : (i+1)*V]
+	switch {
+	case guide && filter:
+		ur := logits[(s.b+i)*V : (s.b+i+1)*V]
+		for j := range row {
+			row[j] = float32(ur[j]+float32((cr[j]-ur[j])*s32)) / t
+		}
+	case guide:
+		ur := logits[(s.b+i)*V : (s.b+i+1)*V]
+		for j := range row {
+			row[j] = ur[j] + float32((cr[j]-ur[j])*s32)
+		}
+	case filter:
+		for j, v := range cr {
+			row[j] = v / t
+		}
+	default:
+		copy(row, cr)
+	}
+	if filter {
+		b.truncate(row, req.TopK, req.TopP)
+	}
+	s.tok[i] = uint32(pick(row, req.Greedy, s.rngs[i]))
 }
 
 // done reports whether every sample has its K tokens.

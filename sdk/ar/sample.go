@@ -69,9 +69,31 @@ func Filter(logits []float32, temperature float64, topK int, topP float64, scrat
 	for i, v := range logits {
 		logits[i] = v / t
 	}
+	b := sampleBuf{idx: scratch}
+	b.truncate(logits, topK, topP)
+	return b.idx
+}
+
+// sampleBuf is one sampling goroutine's scratch: the row being filtered, the indices top-p
+// sorts and the copy quickselect permutes. Reused from token to token.
+type sampleBuf struct {
+	row []float32
+	idx []int
+	sel []float32
+}
+
+// truncate applies top-k and top-p to logits already divided by the temperature (Filter's
+// second half).
+func (b *sampleBuf) truncate(logits []float32, topK int, topP float64) {
 	inf := float32(math.Inf(-1))
 	if topK > 0 && topK < len(logits) {
-		kth := kthLargest(logits, topK)
+		var kth float32
+		if topK <= heapTopK {
+			kth = b.kthLargestHeap(logits, topK)
+		} else {
+			b.sel = append(b.sel[:0], logits...)
+			kth = kthLargestInPlace(b.sel, topK)
+		}
 		for i, v := range logits {
 			if v < kth {
 				logits[i] = inf
@@ -79,7 +101,7 @@ func Filter(logits []float32, temperature float64, topK int, topP float64, scrat
 		}
 	}
 	if topP < 1 {
-		idx := scratch[:0]
+		idx := b.idx[:0]
 		for i, v := range logits {
 			if v != inf {
 				idx = append(idx, i)
@@ -112,9 +134,8 @@ func Filter(logits []float32, temperature float64, topK int, topP float64, scrat
 				drop = true
 			}
 		}
-		scratch = idx
+		b.idx = idx
 	}
-	return scratch
 }
 
 // pick draws one id from softmax(logits) (or the arg-max when greedy), in float64 with the
@@ -130,15 +151,18 @@ func pick(logits []float32, greedy bool, r rng) int {
 		return best
 	}
 	mx := float64(logits[best])
+	inf := float32(math.Inf(-1))
 	var z float64
 	for _, v := range logits {
-		z += fmath.Exp(float64(v) - mx)
+		if v != inf { // exp(−Inf) is 0: skipping it leaves z as it was, bit for bit
+			z += fmath.Exp(float64(v) - mx)
+		}
 	}
 	u := r.uniform() * z
 	var cum float64
 	last := best
 	for i, v := range logits {
-		if math.IsInf(float64(v), -1) {
+		if v == inf {
 			continue
 		}
 		cum += fmath.Exp(float64(v) - mx)
@@ -150,10 +174,49 @@ func pick(logits []float32, greedy bool, r rng) int {
 	return last
 }
 
-// kthLargest returns the k-th largest value of v (1-based) by quickselect on a copy (the
-// value is the same whichever pivots are chosen: the order statistic).
-func kthLargest(v []float32, k int) float32 {
-	a := append([]float32(nil), v...)
+// heapTopK is the largest k for which kthLargestHeap is used: one pass that compares most
+// entries with the heap's minimum only, against quickselect's copy and partition passes.
+const heapTopK = 1024
+
+// kthLargestHeap returns the k-th largest value of v (1-based, 1 ≤ k ≤ len(v)) with a min-heap
+// of the k largest values seen: the same order statistic as kthLargestInPlace.
+func (b *sampleBuf) kthLargestHeap(v []float32, k int) float32 {
+	h := append(b.sel[:0], v[:k]...)
+	for i := k/2 - 1; i >= 0; i-- {
+		siftDown(h, i)
+	}
+	for _, x := range v[k:] {
+		if x > h[0] {
+			h[0] = x
+			siftDown(h, 0)
+		}
+	}
+	b.sel = h
+	return h[0]
+}
+
+// siftDown restores the min-heap order of h below i.
+func siftDown(h []float32, i int) {
+	n := len(h)
+	for {
+		c := 2*i + 1
+		if c >= n {
+			return
+		}
+		if c+1 < n && h[c+1] < h[c] {
+			c++
+		}
+		if !(h[c] < h[i]) {
+			return
+		}
+		h[i], h[c] = h[c], h[i]
+		i = c
+	}
+}
+
+// kthLargestInPlace returns the k-th largest value of a (1-based) by quickselect, permuting a
+// (the value is the same whichever pivots are chosen: the order statistic).
+func kthLargestInPlace(a []float32, k int) float32 {
 	lo, hi, want := 0, len(a)-1, k-1 // index of the answer in descending order
 	for lo < hi {
 		p := a[lo+(hi-lo)/2]
