@@ -96,3 +96,29 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+// TestServeWebPackageRefusals: serve --web-package DIR refuses a package exported from another
+// model than the one it serves, a missing directory and a damaged chunk, before listening.
+func TestServeWebPackageRefusals(t *testing.T) {
+	other := filepath.Join(t.TempDir(), "other")
+	if out, err := run("export-web", "-m", "../../conformance/testdata/official/c1_w32_zero_e2", "-o", other, "--chunk-size", "64KiB"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	mine := filepath.Join(t.TempDir(), "mine")
+	if out, err := run("export-web", "-o", mine, "--chunk-size", "64KiB"); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(mine, "vae_decoder.onnx.data.part000"), make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]string{
+		other:                        "exported from model",
+		filepath.Join(other, "nope"): "no such file",
+		mine:                         "vae_decoder.onnx.data.part000: sha256",
+	} {
+		_, err := run("serve", "--addr", "127.0.0.1:0", "--samples", "none", "--ar", "none", "--web-package", dir)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--web-package %s: %v, want an error saying %q", dir, err, want)
+		}
+	}
+}
