@@ -7,6 +7,7 @@
 // It needs no wasm and runs in browsers, workers and Node >= 20 (fetch, WebCrypto).
 
 import { FlexTokError, type ErrorCode } from "./errors.js";
+import type { ModelIdentity } from "./types.js";
 
 /** The manifest's "format". */
 export const WEB_PACKAGE_FORMAT = "flextok-web";
@@ -298,6 +299,12 @@ export interface FetchModelPackageOptions {
   concurrency?: number;
   /** The fetch function (default globalThis.fetch). */
   fetch?: typeof fetch;
+  /**
+   * The model the page needs, e.g. a payload's (decodePayload(...).model) or a ModelInfo's: a
+   * package of another model (other digest, FSQ levels or length) is refused with
+   * "model_mismatch" before any chunk is downloaded. A hex string compares the digest only.
+   */
+  model?: Pick<ModelIdentity, "digest" | "fsq" | "max_tokens"> | string;
 }
 
 /** A downloaded, verified package. */
@@ -314,6 +321,25 @@ export interface ModelPackage {
   graph(role: GraphRole): { graph: Uint8Array; data: Uint8Array; dataName: string; precision: "fp32" | "fp16" };
 }
 
+function hex(b: Uint8Array): string {
+  let s = "";
+  for (const x of b) s += x.toString(16).padStart(2, "0");
+  return s;
+}
+
+/** Refuses a package of another model than want (code "model_mismatch"). */
+function checkModel(m: WebPackageManifest, want: Pick<ModelIdentity, "digest" | "fsq" | "max_tokens"> | string, url: string): void {
+  const got = m.model;
+  const digest = typeof want === "string" ? want.toLowerCase() : hex(want.digest);
+  const same =
+    got.digest === digest &&
+    (typeof want === "string" || (want.max_tokens === got.max_tokens && want.fsq.length === got.fsq_levels.length && want.fsq.every((l, i) => l === got.fsq_levels[i])));
+  if (!same) {
+    const detail = `the package at ${url} is model "${got.name}" (digest ${got.digest.slice(0, 12)}…, fsq ${got.fsq_levels.join(",")}, ${got.max_tokens} tokens); want digest ${digest.slice(0, 12)}…`;
+    throw new FlexTokError("model_mismatch", `flextok: ${detail}`, { detail });
+  }
+}
+
 function abortError(signal: AbortSignal): FlexTokError {
   const r: unknown = signal.reason;
   const why = r instanceof Error ? r.message : r === undefined ? "" : String(r);
@@ -321,10 +347,7 @@ function abortError(signal: AbortSignal): FlexTokError {
 }
 
 async function sha256Hex(b: Uint8Array): Promise<string> {
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", b as Uint8Array<ArrayBuffer>));
-  let s = "";
-  for (const x of d) s += x.toString(16).padStart(2, "0");
-  return s;
+  return hex(new Uint8Array(await crypto.subtle.digest("SHA-256", b as Uint8Array<ArrayBuffer>)));
 }
 
 async function httpError(resp: Response, what: string): Promise<FlexTokError> {
@@ -370,7 +393,8 @@ function manifestURL(url: string | URL): string {
  * Throws FlexTokError: "manifest_invalid" or "unsupported_version" (the manifest),
  * "http_error" (a non-2xx status), "fetch_failed" (no response), "truncated" (a chunk's body
  * shorter than listed or cut off), "hash_mismatch" (a chunk or file whose bytes are not the
- * listed ones), "aborted", "out_of_memory" (a file too large to allocate).
+ * listed ones), "aborted", "out_of_memory" (a file too large to allocate), "model_mismatch"
+ * (opts.model names another model).
  */
 export async function fetchModelPackage(url: string | URL, opts: FetchModelPackageOptions = {}): Promise<ModelPackage> {
   const doFetch = opts.fetch ?? globalThis.fetch.bind(globalThis);
@@ -395,6 +419,7 @@ export async function fetchModelPackage(url: string | URL, opts: FetchModelPacka
     throw new FlexTokError("truncated", `flextok: reading ${murl}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   const manifest = parseManifest(raw);
+  if (opts.model !== undefined) checkModel(manifest, opts.model, murl);
 
   const roles = opts.graphs ?? (Object.keys(manifest.graphs) as GraphRole[]);
   const wanted: string[] = [];
@@ -555,4 +580,5 @@ export const PACKAGE_ERROR_CODES: readonly ErrorCode[] = [
   "hash_mismatch",
   "aborted",
   "out_of_memory",
+  "model_mismatch",
 ];

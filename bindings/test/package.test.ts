@@ -265,6 +265,30 @@ describe("fetchModelPackage", () => {
     }
   });
 
+  test("a package of another model, and one too large to allocate, fail before any chunk", async () => {
+    reset();
+    const digest = Uint8Array.from(Buffer.from(manifest.model.digest, "hex"));
+    const ok = await fetchModelPackage(base, { cache: null, graphs: ["vae_decoder"], model: { digest, fsq: manifest.model.fsq_levels, max_tokens: manifest.model.max_tokens } });
+    assert.equal(ok.manifest.model.digest, manifest.model.digest);
+    for (const model of [
+      "00".repeat(32),
+      { digest, fsq: manifest.model.fsq_levels, max_tokens: 256 },
+      { digest: new Uint8Array(32), fsq: manifest.model.fsq_levels, max_tokens: manifest.model.max_tokens },
+    ]) {
+      reset();
+      await rejectsWith(fetchModelPackage(base, { cache: null, model }), "model_mismatch", manifest.model.name);
+      assert.deepEqual(requested, ["manifest.json"]);
+    }
+    // A 1 TiB data file (the manifest's limit): no buffer for it, and nothing downloaded.
+    const m = JSON.parse(manifestText) as Record<string, any>;
+    const big = { size: 2 ** 40, sha256: "ab".repeat(32), chunks: [{ name: "vae_decoder.onnx.data", size: 2 ** 40, sha256: "ab".repeat(32) }] };
+    m.files["vae_decoder.onnx.data"] = big;
+    reset();
+    faults.manifest = JSON.stringify(m);
+    await rejectsWith(fetchModelPackage(base, { cache: null, graphs: ["vae_decoder"] }), "out_of_memory", "vae_decoder.onnx.data");
+    assert.deepEqual(requested, ["manifest.json"]);
+  });
+
   test("abort keeps the verified chunks", async () => {
     reset();
     const store = new MemoryChunkStore();
