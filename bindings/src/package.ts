@@ -300,6 +300,12 @@ export interface FetchModelPackageOptions {
   /** The fetch function (default globalThis.fetch). */
   fetch?: typeof fetch;
   /**
+   * Also check every reassembled file's SHA-256 (default false: the chunks' hashes already
+   * cover every byte; this catches a manifest whose file hash disagrees with its chunks, at
+   * the cost of hashing everything a second time).
+   */
+  verifyFiles?: boolean;
+  /**
    * The model the page needs, e.g. a payload's (decodePayload(...).model) or a ModelInfo's: a
    * package of another model (other digest, FSQ levels or length) is refused with
    * "model_mismatch" before any chunk is downloaded. A hex string compares the digest only.
@@ -388,7 +394,7 @@ function manifestURL(url: string | URL): string {
  * fetched (at most `concurrency` at once) from its content-addressed URL, checked for length and
  * SHA-256, and put in the store before the next is counted done: an interrupted download
  * (abort, a network error, a closed tab) resumes with only the missing chunks. Files are
- * reassembled in place and their whole SHA-256 checked.
+ * reassembled in place (with verifyFiles, their whole SHA-256 is checked too).
  *
  * Throws FlexTokError: "manifest_invalid" or "unsupported_version" (the manifest),
  * "http_error" (a non-2xx status), "fetch_failed" (no response), "truncated" (a chunk's body
@@ -546,7 +552,7 @@ export async function fetchModelPackage(url: string | URL, opts: FetchModelPacka
     if (failure instanceof FlexTokError) throw failure;
     throw new FlexTokError("fetch_failed", `flextok: ${failure instanceof Error ? failure.message : String(failure)}`, { cause: failure });
   }
-  for (const name of wanted) {
+  for (const name of opts.verifyFiles ? wanted : []) {
     const h = await sha256Hex(files.get(name)!);
     if (h !== manifest.files[name]!.sha256) {
       throw new FlexTokError("hash_mismatch", `flextok: file ${name}: reassembled sha256 ${h}, the manifest lists ${manifest.files[name]!.sha256}`, { detail: h });

@@ -142,7 +142,7 @@ describe("fetchModelPackage", () => {
     reset();
     const events: PackageProgress[] = [];
     const store = new MemoryChunkStore();
-    const pkg = await fetchModelPackage(base, { cache: store, onProgress: (p) => events.push(p) });
+    const pkg = await fetchModelPackage(base, { cache: store, verifyFiles: true, onProgress: (p) => events.push(p) });
     assert.equal(pkg.url, base + "manifest.json");
     assert.deepEqual(pkg.manifest, manifest);
     const total = Object.values(manifest.files).reduce((s, f) => s + f.size, 0);
@@ -221,6 +221,17 @@ describe("fetchModelPackage", () => {
     const pkg = await fetchModelPackage(base, { cache: store });
     assert.deepEqual(new Set(requested.filter((n) => n !== "manifest.json")), missing([...kept]), "the retry fetched chunks it had, or not all it lacked");
     for (const [name, f] of Object.entries(manifest.files)) assert.equal(sha256(pkg.files.get(name)), f.sha256);
+  });
+
+  test("verifyFiles catches a file hash that disagrees with its chunks", async () => {
+    const m = JSON.parse(manifestText) as Record<string, any>;
+    m.files["decoder.onnx.data"].sha256 = "ab".repeat(32);
+    reset();
+    faults.manifest = JSON.stringify(m);
+    await rejectsWith(fetchModelPackage(base, { cache: null, graphs: ["decoder"], verifyFiles: true }), "hash_mismatch", "file decoder.onnx.data: reassembled");
+    reset();
+    faults.manifest = JSON.stringify(m);
+    await fetchModelPackage(base, { cache: null, graphs: ["decoder"] }); // the chunks are right
   });
 
   test("a short chunk is truncated", async () => {
