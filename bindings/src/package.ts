@@ -172,7 +172,8 @@ export function parseManifest(input: string | Uint8Array): WebPackageManifest {
     const field = `files[${JSON.stringify(fname)}]`;
     const why = badName(fname);
     if (why) throw invalid(field, why);
-    const f = obj(files, fname, "files.");
+    const f = files[fname];
+    if (!isObject(f)) throw invalid(field, `${JSON.stringify(f)?.slice(0, 40)} (want an object)`);
     const size = int(f, "size", `${field}.`, 0, MAX_FILE_SIZE);
     if (!HEX64.test(str(f, "sha256", `${field}.`))) throw invalid(`${field}.sha256`, "want 64 lowercase hex digits");
     const chunks = f.chunks;
@@ -201,7 +202,8 @@ export function parseManifest(input: string | Uint8Array): WebPackageManifest {
     const field = `graphs[${JSON.stringify(role)}]`;
     const want = role === "decoder_fp16" ? "fp16" : role === "decoder" || role === "vae_decoder" ? "fp32" : "";
     if (!want) throw invalid(field, "unknown role (want decoder, decoder_fp16 or vae_decoder)");
-    const g = obj(graphs, role, "graphs.");
+    const g = graphs[role];
+    if (!isObject(g)) throw invalid(field, `${JSON.stringify(g)?.slice(0, 40)} (want an object)`);
     if (g.precision !== want) throw invalid(`${field}.precision`, `${JSON.stringify(g.precision)} (want "${want}")`);
     for (const k of ["graph", "data"]) {
       const f = str(g, k, `${field}.`);

@@ -137,6 +137,29 @@ async function rejectsWith(p: Promise<unknown>, code: string, text?: string): Pr
   assert.fail(`resolved; want code ${code}`);
 }
 
+describe("parseManifest", () => {
+  test("says of sdk/webpkg's vectors what the Go reader says", () => {
+    // sdk/webpkg/testdata/vectors.json: written from the Go tests' table (go test -update).
+    const vectors = JSON.parse(readFileSync(join(ROOT, "sdk", "webpkg", "testdata", "vectors.json"), "utf8")) as {
+      name: string;
+      manifest: string;
+      code: string;
+      field: string;
+    }[];
+    assert.ok(vectors.length > 40);
+    for (const v of vectors) {
+      let got: { code: string; field: string } = { code: "", field: "" };
+      try {
+        parseManifest(v.manifest);
+      } catch (e) {
+        assert.ok(e instanceof FlexTokError, `${v.name}: ${String(e)}`);
+        got = { code: e.code, field: e.field ?? "" };
+      }
+      assert.deepEqual(got, { code: v.code, field: v.field }, v.name);
+    }
+  });
+});
+
 describe("fetchModelPackage", () => {
   test("downloads, verifies and reassembles every file, with progress", async () => {
     reset();
@@ -260,6 +283,7 @@ describe("fetchModelPackage", () => {
     for (const [m, code, field] of [
       [edit((m) => (m.version = 2)), "unsupported_version", "version"],
       [edit((m) => (m.format = "flextok-onnx")), "manifest_invalid", "format"],
+      [edit((m) => (m.opset = "17")), "manifest_invalid", "opset"],
       [edit((m) => (m.files["decoder.onnx"].sha256 = "XYZ")), "manifest_invalid", 'files["decoder.onnx"].sha256'],
       [edit((m) => (m.files["decoder.onnx.data"].size += 1)), "manifest_invalid", 'files["decoder.onnx.data"].chunks'],
       [edit((m) => delete m.files["vae_decoder.onnx"]), "manifest_invalid", 'graphs["vae_decoder"].graph'],
