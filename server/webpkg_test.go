@@ -176,7 +176,7 @@ func TestOpenWebPackage(t *testing.T) {
 		{"missing chunk", func(d string) { os.Remove(filepath.Join(d, "decoder.onnx.data.part002")) }, false, "decoder.onnx.data.part002"},
 		{"short chunk", func(d string) { os.WriteFile(filepath.Join(d, "vae_decoder.onnx"), []byte("va"), 0o644) }, false, "vae_decoder.onnx: 2 bytes, the manifest says 3"},
 		{"altered chunk", func(d string) { os.WriteFile(filepath.Join(d, "vae_decoder.onnx"), []byte("VAE"), 0o644) }, true, "vae_decoder.onnx: sha256"},
-		{"bad manifest", func(d string) { os.WriteFile(filepath.Join(d, "manifest.json"), []byte(`{"format":"x"}`), 0o644) }, false, "unsupported web package manifest"},
+		{"bad manifest", func(d string) { os.WriteFile(filepath.Join(d, "manifest.json"), []byte(`{"format":"x"}`), 0o644) }, false, `invalid web package manifest: format: "x"`},
 		{"no manifest", func(d string) { os.Remove(filepath.Join(d, "manifest.json")) }, false, "manifest.json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
