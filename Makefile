@@ -10,7 +10,7 @@ FUZZ_TARGETS := ./sdk/payload:FuzzDecode ./sdk/payload:FuzzDecodeStream \
 	./internal/safetensors:FuzzOpen ./sdk/internal/pyliteral:FuzzParse \
 	./sdk/image:FuzzDecode ./sdk/image:FuzzExifOrientation ./sdk/service:FuzzHandle ./sdk/model:FuzzParseConfigJSON \
 	./sdk/ar:FuzzParseConfig \
-	./server:FuzzRequest ./server:FuzzGenerate
+	./server:FuzzRequest ./server:FuzzGenerate ./sdk/webpkg:FuzzParse
 
 # The official-code reference checkpoint (random weights) used by the browser conformance test.
 REF_MODEL := conformance/testdata/official/c1_w32_zero_e2
@@ -188,6 +188,16 @@ test-browser: demo
 	bash scripts/setup-chromium.sh
 	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && \
 		node test.mjs --flextok ../../bin/flextok --model ../../$(DEMO_MODEL)
+
+# fetchModelPackage (bindings/src/package.ts) in headless Chromium with the browser's own Cache
+# API: download, reload from the cache, resume after a server dies half way, a corrupted chunk
+# (bindings/test/package-chromium.mjs; docs/web-package.md). Part of `make test`.
+.PHONY: test-package-browser
+test-package-browser: demo
+	bash scripts/setup-chromium.sh
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
+	node bindings/test/package-chromium.mjs --flextok bin/flextok
+test: test-package-browser
 
 # ---------------------------------------------------------------------------------------------
 # The token service's load test (tools/loadtest; docs/server.md): it starts bin/flextok serve

@@ -20,6 +20,7 @@ export * from "./errors.js";
 export * from "./codec.js";
 export * from "./types.js";
 export * from "./http.js";
+export * from "./package.js";
 
 /** Options of initialize. */
 export interface InitializeOptions {

@@ -25,6 +25,7 @@ export * from "./errors.js";
 export * from "./codec.js";
 export * from "./types.js";
 export * from "./http.js";
+export * from "./package.js";
 
 /** Options of initialize in Node. */
 export interface NodeInitializeOptions {

@@ -74,6 +74,7 @@ type serveConfig struct {
 	static    fs.FS
 	missing   []string // required static files that are not embedded
 	log       *slog.Logger
+	webPkg    string // the web package manifest's URL; "": none
 }
 
 type sample struct {
@@ -98,6 +99,9 @@ type demoInfo struct {
 	// default tokenizer: its files are served under /dist/ar/ (where @flextok/sdk's openAR()
 	// looks by default), from the copy embedded in this binary.
 	AR *demoAR `json:"ar"`
+	// WebPackage is the URL of the served model's browser model package manifest
+	// (docs/web-package.md), for pages that decode with onnxruntime-web; absent: none.
+	WebPackage string `json:"web_package,omitempty"`
 }
 
 type demoAR struct {
@@ -202,6 +206,7 @@ func newServe() *cobra.Command {
 		ef         engineFlags
 		bf         backendFlags
 		sf         serveFlags
+		wf         webFlags
 		modelFlags modelList
 		addr       string
 		samples    string
@@ -223,7 +228,9 @@ func newServe() *cobra.Command {
 			"--backend ort runs them all in ONNX Runtime.\n\n" +
 			"Beside the API: the demo page, the @flextok/sdk browser modules and flextok.wasm (embedded\n" +
 			"by `make demo`), the first model's files under /model/ for the page to load, sample images\n" +
-			"encoded at start-up under /samples/ and the page's POST /encode (= /v1/encode). The samples\n" +
+			"encoded at start-up under /samples/ and the page's POST /encode (= /v1/encode), and the first\n" +
+			"model's browser model package (onnxruntime-web graphs in chunks, docs/web-package.md) under\n" +
+			"/v1/web-package/, built once into --web-cache (--web-package). The samples\n" +
 			"are eight held-out shapes embedded in the binary; --samples DIR encodes DIR's images instead,\n" +
 			"--samples none serves none. On SIGTERM or SIGINT: /readyz fails, new API requests get 503,\n" +
 			"those in flight finish (--shutdown-timeout), then it exits.",
@@ -368,6 +375,13 @@ func newServe() *cobra.Command {
 				return err
 			}
 			log.Info("demo", "model", cfg.modelName, "samples", len(cfg.samples), "files", len(cfg.files))
+			wp, err := openWebPackage(&wf, entries[0].path, e.Identity(), log)
+			if err != nil {
+				return err
+			}
+			if wp != nil {
+				cfg.webPkg = ftserver.WebPackagePrefix + "manifest.json"
+			}
 			body := maxUpload
 			if !cmd.Flags().Changed("max-upload") {
 				body = ftserver.DefaultLimits.MaxBodyBytes
@@ -378,7 +392,7 @@ func newServe() *cobra.Command {
 					MaxSize: sf.maxSize, Timeout: sf.requestTimeout, MaxN: sf.maxN, MaxGenTokens: sf.maxGenTokens},
 				MaxConcurrent: sf.maxConcurrent, MaxQueue: sf.maxQueue, ARBatching: sf.arBatching,
 				CORSOrigins: sf.corsOrigins, COOP: sf.coop, COEP: sf.coep,
-				Log: log, Fallback: newServer(cfg),
+				Log: log, Fallback: newServer(cfg), WebPackage: wp,
 				// What the demo's own /healthz said (the browser test reads assets).
 				Health: map[string]any{"model": cfg.modelName, "samples": len(cfg.samples), "assets": len(cfg.missing) == 0},
 			})
@@ -392,6 +406,7 @@ func newServe() *cobra.Command {
 	ef.register(cmd)
 	bf.register(cmd)
 	sf.register(cmd)
+	wf.register(cmd)
 	mf := cmd.Flags().Lookup("model")
 	mf.Value, mf.DefValue = &modelFlags, ""
 	mf.Usage = "[NAME=]model directory or model.safetensors; repeatable, the first is the default (default: the embedded default model)"
@@ -595,6 +610,7 @@ func (s *server) demo(w http.ResponseWriter, r *http.Request) {
 		d.Model = m
 	}
 	d.AR = defaultARInfo()
+	d.WebPackage = s.cfg.webPkg
 	writeJSON(w, d)
 }
 
