@@ -44,7 +44,7 @@ func TestGenerateBatched(t *testing.T) {
 		if (s.batchers["m"] != nil) != (mode == "on") {
 			t.Fatalf("ARBatching %s: batcher %v", mode, s.batchers["m"])
 		}
-		ts := liveServer(t, s, 5*time.Second)
+		ts := liveServerWrite(t, s, 5*time.Second, 10*time.Minute)
 		client := &http.Client{}
 		base := runtime.NumGoroutine()
 		out := make([][]byte, len(batchBodies))

@@ -19,10 +19,16 @@ import (
 
 // liveServer serves s on 127.0.0.1 with the read timeout given, like `flextok serve`.
 func liveServer(t *testing.T, s *Server, read time.Duration) *httptest.Server {
+	return liveServerWrite(t, s, read, 30*time.Second)
+}
+
+// liveServerWrite is liveServer with another write timeout (a test whose queued streams may
+// take minutes under -race on a loaded machine).
+func liveServerWrite(t *testing.T, s *Server, read, write time.Duration) *httptest.Server {
 	ts := httptest.NewUnstartedServer(s.Handler())
 	ts.Config.ReadHeaderTimeout = read
 	ts.Config.ReadTimeout = read
-	ts.Config.WriteTimeout = 30 * time.Second
+	ts.Config.WriteTimeout = write
 	ts.Start()
 	return ts
 }
