@@ -150,7 +150,7 @@ func (g *GraphDenoiser) Velocity(ctx context.Context, t float32, batch []flow.It
 		return err
 	}
 	if len(v) != n*per {
-		return fmt.Errorf("%s: the graph gave %d values for %d items of %d", g.prefix, len(v), n, per)
+		return fmt.Errorf("%s: %w: the graph gave %d values for %d items of %d", g.prefix, ErrGraphMismatch, len(v), n, per)
 	}
 	for i := range batch {
 		it := &batch[i]
@@ -300,7 +300,7 @@ func (x *GraphExecutor) decodeLatents(ctx context.Context, latents tensor.Tensor
 		return tensor.Tensor{}, err
 	}
 	if want := []int{n, 3, s.Height, s.Width}; img.Check() != nil || !tensor.SameShape(img, tensor.Tensor{Shape: want}) {
-		return tensor.Tensor{}, fmt.Errorf("flextok/engine: the VAE graph gave shape %v with %d values, want %v", img.Shape, len(img.Data), want)
+		return tensor.Tensor{}, fmt.Errorf("%w: the VAE graph gave shape %v with %d values, want %v", ErrGraphMismatch, img.Shape, len(img.Data), want)
 	}
 	return img, nil
 }
