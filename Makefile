@@ -10,7 +10,7 @@ FUZZ_TARGETS := ./sdk/payload:FuzzDecode ./sdk/payload:FuzzDecodeStream \
 	./internal/safetensors:FuzzOpen ./sdk/internal/pyliteral:FuzzParse \
 	./sdk/image:FuzzDecode ./sdk/image:FuzzExifOrientation ./sdk/service:FuzzHandle ./sdk/model:FuzzParseConfigJSON \
 	./sdk/ar:FuzzParseConfig \
-	./server:FuzzRequest ./server:FuzzGenerate
+	./server:FuzzRequest ./server:FuzzGenerate ./sdk/webpkg:FuzzParse
 
 # The official-code reference checkpoint (random weights) used by the browser conformance test.
 REF_MODEL := conformance/testdata/official/c1_w32_zero_e2
