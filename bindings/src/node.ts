@@ -18,13 +18,15 @@ import {
   type WorkerLike,
 } from "./core.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
-import { runGo, type FromWorker, type GoGlobals, type ToWorker } from "./protocol.js";
+import { installGraphHost, type Ort } from "./ortweb.js";
+import { runGo, type FromWorker, type GoGlobals, type OrtInit, type ToWorker } from "./protocol.js";
 
 export * from "./core.js";
 export * from "./errors.js";
 export * from "./codec.js";
 export * from "./types.js";
 export * from "./http.js";
+export { webgpuAdapter, type GraphRunner, type PackageFiles } from "./ortweb.js";
 
 /** Options of initialize in Node. */
 export interface NodeInitializeOptions {
@@ -51,6 +53,21 @@ export interface NodeInitializeOptions {
    */
   arPath?: string | false;
   onProgress?: (p: Progress) => void;
+  /**
+   * URL of onnxruntime-web's ES module, which runs web models (openWebModel) in the module's
+   * thread. Default: the onnxruntime-web package this one depends on (its Node entry: the
+   * wasm provider).
+   */
+  ortURL?: string | URL;
+  /** Threads of onnxruntime-web's wasm provider (default 1; 2 matches the browser's isolated pages). */
+  ortThreads?: number;
+}
+
+/** The OrtInit of opts. */
+function ortInit(opts: NodeInitializeOptions): OrtInit {
+  const o: OrtInit = { url: String(opts.ortURL ?? import.meta.resolve("onnxruntime-web")) };
+  if (opts.ortThreads !== undefined) o.numThreads = opts.ortThreads;
+  return o;
 }
 
 function here(file: string): string {
@@ -78,6 +95,10 @@ export async function startModule(
     const go = new g.Go();
     const instance = await WebAssembly.instantiate(module, go.importObject);
     const ft = runGo(g, go, instance);
+    const ort = ortInit(opts);
+    const ho: { numThreads?: number } = {};
+    if (ort.numThreads !== undefined) ho.numThreads = ort.numThreads;
+    installGraphHost(ft.global, async () => (await import(ort.url)) as Ort, ho);
     return {
       handle: ft.handle,
       version: ft.version,
@@ -164,7 +185,7 @@ export async function initialize(opts: NodeInitializeOptions = {}): Promise<Flex
   const wasmExecURL = pathToFileURL(opts.wasmExecPath ?? here("./wasm_exec.js")).href;
   // A literal new URL(..., import.meta.url): bundlers that follow workers see the file.
   const script = opts.workerPath ?? new URL("./node-worker.js", import.meta.url);
-  const t = new WorkerTransport(() => new NodeWorker(script), module, wasmExecURL);
+  const t = new WorkerTransport(() => new NodeWorker(script), module, wasmExecURL, ortInit(opts));
   try {
     await t.ready;
   } catch (e) {
