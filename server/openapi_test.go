@@ -49,6 +49,12 @@ func errorCases() []errorCase {
 		{"encode multipart ok", "", "POST", "/v1/encode", mpCT, func(t testing.TB) []byte { _, b := multipartBodyBoundary(nil, samplePNG(t)); return b }, 200, "", ""},
 		{"decode ok", "", "POST", "/v1/decode?steps=1", MsgpackType, pl, 200, "", ""},
 		{"models", "", "GET", "/v1/models", "", nil, 200, "", ""},
+		{"web manifest", "web", "GET", "/v1/web-package/manifest.json", "", nil, 200, "", ""},
+		{"web chunk", "web", "GET", "/v1/web-package/decoder.onnx.data.part001?sha256=" + testWebChunkSHA, "", nil, 200, "", ""},
+		{"web chunk unknown", "web", "GET", "/v1/web-package/nope.part000", "", nil, 404, CodeNotFound, ""},
+		{"web chunk path", "web", "GET", "/v1/web-package/../manifest.json", "", nil, 404, CodeNotFound, ""},
+		{"web chunk stale hash", "web", "GET", "/v1/web-package/decoder.onnx?sha256=" + strings.Repeat("0", 64), "", nil, 404, CodeNotFound, ""},
+		{"web no package", "", "GET", "/v1/web-package/manifest.json", "", nil, 404, CodeNotFound, ""},
 		{"openapi", "", "GET", "/v1/openapi.json", "", nil, 200, "", ""},
 		{"healthz", "", "GET", "/healthz", "", nil, 200, "", ""},
 		{"readyz", "", "GET", "/readyz", "", nil, 200, "", ""},
@@ -175,6 +181,8 @@ func caseServer1(t testing.TB, setup string) (*Server, func()) {
 			t.Fatal(err)
 		}
 		return s, func() { s.adm.release(); s.adm.leave() }
+	case "web":
+		return newTest(t, Config{WebPackage: testWebPackage(t)}), func() {}
 	case "genlimits":
 		return newTest(t, Config{Limits: Limits{MaxN: 4, MaxGenTokens: 40, MaxK: 16}}), func() {}
 	case "draining":
@@ -211,6 +219,9 @@ func runCases(t *testing.T) map[string]map[int]bool {
 				t.Fatalf("status %d, want %d: %s", rec.Code, c.status, rec.Body)
 			}
 			path := strings.SplitN(c.target, "?", 2)[0]
+			if strings.HasPrefix(path, WebPackagePrefix) {
+				path = webPackageRoute
+			}
 			key := c.method + " " + path
 			if seen[key] == nil {
 				seen[key] = map[int]bool{}

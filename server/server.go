@@ -114,6 +114,9 @@ type Config struct {
 	// "Continuous batching"): "on", "off", or "" for the default (DefaultARBatching with the
 	// Go executor; off with another, which cannot batch: New refuses "on" for it).
 	ARBatching string
+	// WebPackage, if set, is the browser model package served under WebPackagePrefix
+	// (docs/web-package.md); nil: those paths answer 404.
+	WebPackage *WebPackage
 	// Health holds extra fields of /healthz's JSON (`flextok serve`: the demo's model,
 	// samples and assets); "status" is always "ok".
 	Health map[string]any
@@ -209,6 +212,7 @@ func New(cfg Config) (*Server, error) {
 		"/healthz":         {http.MethodGet: s.healthz},
 		"/readyz":          {http.MethodGet: s.readyz},
 		"/metrics":         {http.MethodGet: s.metricsHandler()},
+		webPackageRoute:    {http.MethodGet: s.webPackage},
 	}
 	s.handler = s.middleware(http.HandlerFunc(s.route))
 	return s, nil
@@ -426,6 +430,13 @@ func (s *Server) crossOrigin(h http.Header, r *http.Request) {
 // methods; other paths go to the fallback.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	st := state(r)
+	if strings.HasPrefix(r.URL.Path, WebPackagePrefix) {
+		st.route = webPackageRoute
+		if err := s.webPackage(w, r); err != nil {
+			s.fail(w, r, err)
+		}
+		return
+	}
 	ms, ok := s.routes[r.URL.Path]
 	if !ok {
 		if s.cfg.Fallback != nil && !strings.HasPrefix(r.URL.Path, "/v1/") && r.URL.Path != "/v1" {

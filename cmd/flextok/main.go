@@ -43,7 +43,7 @@ func newRoot() *cobra.Command {
 	root.AddCommand(newEncode(), newDecode(), newInspect(), newInspectModel(), newVersion())
 	root.AddCommand(newEval())
 	root.AddCommand(newServe())
-	root.AddCommand(newExportONNX())
+	root.AddCommand(newExportONNX(), newExportWeb())
 	root.AddCommand(newBench())
 	root.AddCommand(newGenerate())
 	return root

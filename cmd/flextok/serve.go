@@ -202,6 +202,7 @@ func newServe() *cobra.Command {
 		ef         engineFlags
 		bf         backendFlags
 		sf         serveFlags
+		wf         webFlags
 		modelFlags modelList
 		addr       string
 		samples    string
@@ -223,7 +224,9 @@ func newServe() *cobra.Command {
 			"--backend ort runs them all in ONNX Runtime.\n\n" +
 			"Beside the API: the demo page, the @flextok/sdk browser modules and flextok.wasm (embedded\n" +
 			"by `make demo`), the first model's files under /model/ for the page to load, sample images\n" +
-			"encoded at start-up under /samples/ and the page's POST /encode (= /v1/encode). The samples\n" +
+			"encoded at start-up under /samples/ and the page's POST /encode (= /v1/encode), and the first\n" +
+			"model's browser model package (onnxruntime-web graphs in chunks, docs/web-package.md) under\n" +
+			"/v1/web-package/, built once into --web-cache (--web-package). The samples\n" +
 			"are eight held-out shapes embedded in the binary; --samples DIR encodes DIR's images instead,\n" +
 			"--samples none serves none. On SIGTERM or SIGINT: /readyz fails, new API requests get 503,\n" +
 			"those in flight finish (--shutdown-timeout), then it exits.",
@@ -368,6 +371,10 @@ func newServe() *cobra.Command {
 				return err
 			}
 			log.Info("demo", "model", cfg.modelName, "samples", len(cfg.samples), "files", len(cfg.files))
+			wp, err := openWebPackage(&wf, entries[0].path, e.Identity(), log)
+			if err != nil {
+				return err
+			}
 			body := maxUpload
 			if !cmd.Flags().Changed("max-upload") {
 				body = ftserver.DefaultLimits.MaxBodyBytes
@@ -378,7 +385,7 @@ func newServe() *cobra.Command {
 					MaxSize: sf.maxSize, Timeout: sf.requestTimeout, MaxN: sf.maxN, MaxGenTokens: sf.maxGenTokens},
 				MaxConcurrent: sf.maxConcurrent, MaxQueue: sf.maxQueue, ARBatching: sf.arBatching,
 				CORSOrigins: sf.corsOrigins, COOP: sf.coop, COEP: sf.coep,
-				Log: log, Fallback: newServer(cfg),
+				Log: log, Fallback: newServer(cfg), WebPackage: wp,
 				// What the demo's own /healthz said (the browser test reads assets).
 				Health: map[string]any{"model": cfg.modelName, "samples": len(cfg.samples), "assets": len(cfg.missing) == 0},
 			})
@@ -392,6 +399,7 @@ func newServe() *cobra.Command {
 	ef.register(cmd)
 	bf.register(cmd)
 	sf.register(cmd)
+	wf.register(cmd)
 	mf := cmd.Flags().Lookup("model")
 	mf.Value, mf.DefValue = &modelFlags, ""
 	mf.Usage = "[NAME=]model directory or model.safetensors; repeatable, the first is the default (default: the embedded default model)"

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flextok-sdk/flextok/sdk/webpkg"
 )
 
 // TestServeFromEmptyDir builds flextok and runs `flextok serve` as a user would, from an empty
@@ -38,6 +40,8 @@ func TestServeFromEmptyDir(t *testing.T) {
 	empty := t.TempDir()
 	cmd := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0", "--drain-delay", "1s")
 	cmd.Dir = empty
+	cache := t.TempDir() // where --web-package auto builds the browser package
+	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+cache)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -92,6 +96,30 @@ func TestServeFromEmptyDir(t *testing.T) {
 				t.Errorf("/v1/models: %v", v)
 			}
 		}
+	}
+	// The browser model package of the embedded model, built at start into the user cache.
+	resp, err = client.Get(base + "v1/web-package/manifest.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	man, err := webpkg.Parse(raw)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /v1/web-package/manifest.json: %d %v", resp.StatusCode, err)
+	}
+	if ents, _ := filepath.Glob(filepath.Join(cache, "flextok", "web", "*", "manifest.json")); len(ents) != 1 {
+		t.Errorf("the package is not in the user cache: %v", ents)
+	}
+	c := man.Files[man.Graphs[webpkg.RoleDecoder].Data].Chunks[0]
+	resp, err = client.Get(base + "v1/web-package/" + c.Name + "?sha256=" + c.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || n != c.Size || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
+		t.Errorf("GET chunk %s: %d, %d bytes, %v", c.Name, resp.StatusCode, n, resp.Header)
 	}
 	// Without -m and --ar the embedded default AR model is paired with it: POST /v1/generate
 	// streams.
