@@ -113,7 +113,7 @@ async function sha256Hex(b: Uint8Array): Promise<string> {
  */
 export async function webgpuAdapter(): Promise<{ ok: true; f16: boolean } | { ok: false; reason: string }> {
   const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<{ features: { has(f: string): boolean } } | null> } } }).navigator?.gpu;
-  if (!gpu) return { ok: false, reason: "no WebGPU in this browser (navigator.gpu is undefined)" };
+  if (!gpu) return { ok: false, reason: "no WebGPU here (navigator.gpu is undefined)" };
   try {
     const a = await gpu.requestAdapter();
     if (!a) return { ok: false, reason: "no WebGPU adapter (navigator.gpu.requestAdapter() gave null)" };
