@@ -15,6 +15,7 @@ import {
   type DefaultARLoader,
   type FlexTokOptions,
   type Progress,
+  type WebModelPackage,
   type WorkerLike,
 } from "./core.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
@@ -193,6 +194,42 @@ export async function initialize(opts: NodeInitializeOptions = {}): Promise<Flex
     throw asFlexTokError(e, "load_failed", "flextok: failed to start the worker");
   }
   return new FlexTok(t, fopts);
+}
+
+/**
+ * Reads a web model package from a directory (what `flextok export-web -o DIR` wrote), for
+ * FlexTok.openWebModel: manifest.json and every file it lists, each reassembled from its chunks.
+ * The hashes are not checked here: openWebModel's worker checks the graphs' (verified false).
+ * A missing or short chunk fails with "fetch_failed", naming it.
+ */
+export async function readModelPackage(dir: string): Promise<WebModelPackage> {
+  const manifest = new Uint8Array(await readFile(join(dir, "manifest.json")));
+  let man: { files?: Record<string, { size: number; chunks: { name: string; size: number }[] }> };
+  try {
+    man = JSON.parse(new TextDecoder().decode(manifest)) as typeof man;
+  } catch (e) {
+    throw new FlexTokError("bad_package", `flextok: ${join(dir, "manifest.json")}: ${String(e)}`, { cause: e });
+  }
+  const files = new Map<string, Uint8Array>();
+  for (const [name, f] of Object.entries(man.files ?? {})) {
+    const out = new Uint8Array(f.size);
+    let off = 0;
+    for (const c of f.chunks) {
+      let b: Uint8Array;
+      try {
+        b = await readFile(join(dir, c.name));
+      } catch (e) {
+        throw asFlexTokError(e, "fetch_failed", `flextok: chunk ${JSON.stringify(c.name)} of ${JSON.stringify(name)}`);
+      }
+      if (b.length !== c.size || off + b.length > f.size) {
+        throw new FlexTokError("fetch_failed", `flextok: chunk ${JSON.stringify(c.name)} has ${b.length} bytes, the manifest says ${c.size}`);
+      }
+      out.set(b, off);
+      off += b.length;
+    }
+    files.set(name, out);
+  }
+  return { manifest, files, verified: false };
 }
 
 /** The default AR model's files, read from dir. */
