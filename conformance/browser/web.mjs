@@ -1,0 +1,160 @@
+// Web models in headless Chromium (Debian's /usr/bin/chromium via playwright-core): the hybrid
+// executor (@flextok/sdk's openWebModel: onnxruntime-web runs the decoder and VAE graphs, the Go
+// wasm module the payloads and the sampler) against the native Go engine, with onnxruntime-web's
+// wasm provider (fp32 and fp16 decoders) and its WebGPU provider (SwiftShader through
+// --enable-unsafe-webgpu: software, so slow: correctness only), and the fallback to wasm where
+// WebGPU has no adapter. The page is served cross-origin isolated (COOP/COEP), so the wasm
+// provider runs 2 threads.
+//
+//   node web.mjs [--quick] [--no-webgpu]
+//
+// --quick (CI): the default model and c1 only. Needs `make bindings` (bindings/dist/src) and go.
+// Writes out/web-results.json. Exit status 1 on failure.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve, dirname, extname, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+import http from "node:http";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../..");
+const quick = process.argv.includes("--quick");
+const webgpu = !process.argv.includes("--no-webgpu");
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const outDir = join(here, "out");
+mkdirSync(outDir, { recursive: true });
+
+// The bounds of bindings/test/webmodel.test.ts (wasm provider), and for WebGPU on SwiftShader.
+const MAX_NMSE = 1e-9, MAX_ABS = 1e-4, MIN_PSNR_FP16 = 60;
+const MAX_NMSE_WEBGPU = 1e-7, MAX_ABS_WEBGPU = 1e-3;
+
+let failures = 0;
+function check(cond, what, detail = "") {
+  if (cond) console.log(`ok    ${what}`);
+  else {
+    failures++;
+    console.log(`FAIL  ${what}${detail ? ": " + detail : ""}`);
+  }
+}
+
+const dist = join(root, "bindings/dist/src");
+for (const f of ["browser.js", "worker.js", "flextok-lean.wasm", "wasm_exec.js"]) {
+  if (!existsSync(join(dist, f))) {
+    console.error(`web: ${join(dist, f)} is missing: run make bindings first`);
+    process.exit(1);
+  }
+}
+
+const tmp = mkdtempSync(join(tmpdir(), "flextok-webexec-"));
+const official = join(root, "conformance/testdata/official");
+const models = ["default", "c1_w32_zero_e2", ...(quick ? [] : ["c2_w64_learned_t1", "c3_bf16_w48_e1_d2", "c4_w32_nulltok_e2", "c5_w32_img48_tab64_g8"])];
+execFileSync("go", ["run", "./bindings/test/webhelper", tmp, join(root, "testdata/images/shapes.png"), ...models.map((m) => (m === "default" ? m : join(official, m)))], {
+  cwd: root,
+  stdio: "inherit",
+});
+const cases = JSON.parse(readFileSync(join(tmp, "cases.json"), "utf8"));
+
+// A static server: the page, @flextok/sdk's browser build, onnxruntime-web, @msgpack/msgpack and
+// the cases, cross-origin isolated.
+const mounts = [
+  ["/dist/", dist],
+  ["/ort/", join(root, "bindings/node_modules/onnxruntime-web/dist")],
+  ["/msgpack/", join(root, "bindings/node_modules/@msgpack/msgpack/dist.esm")],
+  ["/cases/", tmp],
+  ["/", join(here, "web")],
+];
+const types = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".json": "application/json" };
+const server = http.createServer((req, res) => {
+  let path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+  if (path === "/") path = "/index.html";
+  for (const [prefix, dir] of mounts) {
+    if (!path.startsWith(prefix)) continue;
+    const file = normalize(join(dir, path.slice(prefix.length)));
+    if (!file.startsWith(dir) || !existsSync(file) || !statSync(file).isFile()) break;
+    res.setHeader("content-type", types[extname(file)] ?? "application/octet-stream");
+    res.setHeader("cross-origin-opener-policy", "same-origin");
+    res.setHeader("cross-origin-embedder-policy", "require-corp");
+    res.setHeader("cross-origin-resource-policy", "same-origin");
+    res.end(readFileSync(file));
+    return;
+  }
+  res.statusCode = 404;
+  res.end("not found");
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const base = `http://127.0.0.1:${server.address().port}/`;
+
+const results = { quick, models };
+async function launch(gpu) {
+  const args = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+  if (gpu) args.push("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader", "--use-webgpu-adapter=swiftshader", "--disable-vulkan-surface");
+  else args.push("--disable-gpu");
+  const b = await chromium.launch({ executablePath, args });
+  const page = await b.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  await page.goto(base);
+  await page.waitForFunction(() => window.pageReady === true);
+  return { b, page, errors };
+}
+
+function worst(out) {
+  return out.reduce((w, r) => ({ nmse: Math.max(w.nmse, r.nmse), maxAbs: Math.max(w.maxAbs, r.maxAbs), psnr: Math.min(w.psnr, r.psnr) }), { nmse: 0, maxAbs: 0, psnr: Infinity });
+}
+
+try {
+  // Without WebGPU: auto falls back to wasm, and says why.
+  {
+    const { b, page, errors } = await launch(false);
+    check(await page.evaluate(() => crossOriginIsolated), "page is cross-origin isolated (the wasm provider's threads)");
+    const r = await page.evaluate((m) => window.conform(m, "auto", "auto", 1), cases.slice(0, 1));
+    check(r.ok && r.out[0].provider === "wasm" && /WebGPU/.test(r.out[0].fallback), "no WebGPU: auto runs wasm and says why", JSON.stringify(r.ok ? r.out[0] : r.error));
+    results.fallback = r.ok ? r.out[0].fallback : r.error;
+    const g = await page.evaluate(() => window.openCode("default", { provider: "webgpu" }));
+    check(!g.ok && g.error.code === "webgpu_unavailable", "no WebGPU: provider webgpu gives webgpu_unavailable", JSON.stringify(g));
+    check(errors.length === 0, "no page errors", errors.join("; "));
+    await b.close();
+  }
+  const { b, page, errors } = await launch(webgpu);
+  // wasm provider, fp32 and fp16 decoders, every model.
+  for (const precision of ["fp32", "fp16"]) {
+    const t0 = Date.now();
+    const r = await page.evaluate(([m, p]) => window.conform(m, "wasm", p), [cases, precision]);
+    check(r.ok, `wasm ${precision}: every case decoded`, JSON.stringify(r.error));
+    if (!r.ok) continue;
+    const w = worst(r.out);
+    results[`wasm_${precision}`] = { worst: w, ms: Date.now() - t0, cases: r.out };
+    if (precision === "fp32") check(w.nmse <= MAX_NMSE && w.maxAbs <= MAX_ABS, `wasm fp32 vs native Go on ${models.length} models: NMSE ${w.nmse.toExponential(2)} <= ${MAX_NMSE}, max |Δ| ${w.maxAbs.toExponential(2)} <= ${MAX_ABS}`);
+    else check(w.psnr >= MIN_PSNR_FP16, `wasm fp16 decoder vs native Go: PSNR ${w.psnr.toFixed(1)} dB >= ${MIN_PSNR_FP16}`);
+  }
+  // The WebGPU provider (SwiftShader): one case per model in quick mode, all otherwise.
+  if (webgpu) {
+    const t0 = Date.now();
+    const r = await page.evaluate(([m, n]) => window.conform(m, "webgpu", "fp32", n), [quick ? cases.slice(0, 1) : cases, quick ? 1 : 99]);
+    check(r.ok, "webgpu: every case decoded", JSON.stringify(r.error));
+    if (r.ok) {
+      const w = worst(r.out);
+      results.webgpu_fp32 = { worst: w, ms: Date.now() - t0, cases: r.out };
+      check(r.out.every((x) => x.provider === "webgpu"), "webgpu: the WebGPU provider ran");
+      check(w.nmse <= MAX_NMSE_WEBGPU && w.maxAbs <= MAX_ABS_WEBGPU, `webgpu fp32 vs native Go: NMSE ${w.nmse.toExponential(2)} <= ${MAX_NMSE_WEBGPU}, max |Δ| ${w.maxAbs.toExponential(2)} <= ${MAX_ABS_WEBGPU}`);
+    }
+  }
+  // A graph file that is not the manifest's: a typed error, and the page decodes afterwards.
+  const bad = await page.evaluate(() => window.openCode("default", { provider: "wasm" }, "flip"));
+  check(!bad.ok && bad.error.code === "graph_mismatch", "a graph that is not the manifest's: graph_mismatch", JSON.stringify(bad));
+  const after = await page.evaluate((m) => window.conform(m, "wasm", "fp32", 1), cases.slice(0, 1));
+  check(after.ok, "the page decodes after the error", JSON.stringify(after.error));
+  check(errors.length === 0, "no page errors", errors.join("; "));
+  await b.close();
+} catch (e) {
+  failures++;
+  console.log(`FAIL  ${e.stack ?? e}`);
+} finally {
+  server.close();
+  rmSync(tmp, { recursive: true, force: true });
+}
+writeFileSync(join(outDir, "web-results.json"), JSON.stringify(results, null, 2));
+console.log(failures === 0 ? "web: all checks passed" : `web: ${failures} check(s) failed`);
+process.exit(failures === 0 ? 0 : 1);
