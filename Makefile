@@ -188,6 +188,14 @@ test-browser: demo
 	bash scripts/setup-chromium.sh
 	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && \
 		node test.mjs --flextok ../../bin/flextok --model ../../$(DEMO_MODEL)
+	cd conformance/browser && node web.mjs --quick
+
+# The hybrid executor's full browser conformance (every official checkpoint, WebGPU on every case:
+# slow on SwiftShader), outside CI.
+.PHONY: test-browser-web
+test-browser-web: bindings
+	bash scripts/setup-chromium.sh
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs
 
 # ---------------------------------------------------------------------------------------------
 # The token service's load test (tools/loadtest; docs/server.md): it starts bin/flextok serve
