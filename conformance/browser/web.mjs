@@ -7,8 +7,15 @@
 // provider runs 2 threads.
 //
 //   node web.mjs [--quick] [--no-webgpu]
+//   node web.mjs --bench DIR
 //
 // --quick (CI): the default model and c1 only. Needs `make bindings` (bindings/dist/src) and go.
+// --bench DIR (`make bench-web`, outside CI): the speed run instead of the checks. DIR holds a
+// checkpoint (DIR/ckpt, tools/mkcheckpoint -size d12) and its web package (DIR/pkg, flextok
+// export-web --fp16). In one page, cross-origin isolated, no GPU: the 20-step guided decode and
+// one guided step (from the 1- and 20-step decodes) with onnxruntime-web's wasm provider (SIMD, 2
+// threads), then one guided step of the same decoder on the Go wasm engine (portable path,
+// tools/webbench); writes out/web-bench.json.
 // Writes out/web-results.json. Exit status 1 on failure.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, statSync } from "node:fs";
@@ -47,7 +54,13 @@ for (const f of ["browser.js", "worker.js", "flextok-lean.wasm", "wasm_exec.js"]
   }
 }
 
+const benchIdx = process.argv.indexOf("--bench");
+const benchDir = benchIdx >= 0 ? resolve(process.argv[benchIdx + 1] ?? "") : "";
 const tmp = mkdtempSync(join(tmpdir(), "flextok-webexec-"));
+if (benchDir) {
+  await bench();
+  process.exit(0);
+}
 const official = join(root, "conformance/testdata/official");
 const models = ["default", "c1_w32_zero_e2", ...(quick ? [] : ["c2_w64_learned_t1", "c3_bf16_w48_e1_d2", "c4_w32_nulltok_e2", "c5_w32_img48_tab64_g8"])];
 execFileSync("go", ["run", "./bindings/test/webhelper", tmp, join(root, "testdata/images/shapes.png"), ...models.map((m) => (m === "default" ? m : join(official, m)))], {
@@ -55,10 +68,13 @@ execFileSync("go", ["run", "./bindings/test/webhelper", tmp, join(root, "testdat
   stdio: "inherit",
 });
 const cases = JSON.parse(readFileSync(join(tmp, "cases.json"), "utf8"));
+const { server, base } = await serve([]);
 
 // A static server: the page, @flextok/sdk's browser build, onnxruntime-web, @msgpack/msgpack and
 // the cases, cross-origin isolated.
+async function serve(extra) {
 const mounts = [
+  ...extra,
   ["/dist/", dist],
   ["/ort/", join(root, "bindings/node_modules/onnxruntime-web/dist")],
   ["/msgpack/", join(root, "bindings/node_modules/@msgpack/msgpack/dist.esm")],
@@ -84,10 +100,11 @@ const server = http.createServer((req, res) => {
   res.end("not found");
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
-const base = `http://127.0.0.1:${server.address().port}/`;
+return { server, base: `http://127.0.0.1:${server.address().port}/` };
+}
 
 const results = { quick, models };
-async function launch(gpu) {
+async function launch(gpu, base) {
   const args = ["--headless", "--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
   if (gpu) args.push("--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader", "--use-webgpu-adapter=swiftshader", "--disable-vulkan-surface");
   else args.push("--disable-gpu");
@@ -107,7 +124,7 @@ function worst(out) {
 try {
   // Without WebGPU: auto falls back to wasm, and says why.
   {
-    const { b, page, errors } = await launch(false);
+    const { b, page, errors } = await launch(false, base);
     check(await page.evaluate(() => crossOriginIsolated), "page is cross-origin isolated (the wasm provider's threads)");
     const r = await page.evaluate((m) => window.conform(m, "auto", "auto", 1), cases.slice(0, 1));
     check(r.ok && r.out[0].provider === "wasm" && /WebGPU/.test(r.out[0].fallback), "no WebGPU: auto runs wasm and says why", JSON.stringify(r.ok ? r.out[0] : r.error));
@@ -117,7 +134,7 @@ try {
     check(errors.length === 0, "no page errors", errors.join("; "));
     await b.close();
   }
-  const { b, page, errors } = await launch(webgpu);
+  const { b, page, errors } = await launch(webgpu, base);
   // wasm provider, fp32 and fp16 decoders, every model.
   for (const precision of ["fp32", "fp16"]) {
     const t0 = Date.now();
@@ -158,3 +175,35 @@ try {
 writeFileSync(join(outDir, "web-results.json"), JSON.stringify(results, null, 2));
 console.log(failures === 0 ? "web: all checks passed" : `web: ${failures} check(s) failed`);
 process.exit(failures === 0 ? 0 : 1);
+
+async function bench() {
+  const wasm = join(tmp, "webbench.wasm");
+  execFileSync("go", ["build", "-trimpath", "-o", wasm, "./tools/webbench"], { cwd: root, stdio: "inherit", env: { ...process.env, GOOS: "js", GOARCH: "wasm" } });
+  const { server, base } = await serve([["/bench/webbench.wasm", wasm], ["/bench/", benchDir]]);
+  const r = { chromium: execFileSync(executablePath, ["--version"]).toString().trim() };
+  try {
+    const { b, page } = await launch(false, base);
+    page.setDefaultTimeout(0);
+    console.log("bench: onnxruntime-web wasm (1- and 20-step guided decodes)...");
+    r.ort = await page.evaluate(() => window.benchORT());
+    console.log(JSON.stringify(r.ort));
+    console.log("bench: Go wasm, one guided decoder step...");
+    r.go = await page.evaluate(() => window.benchGo());
+    console.log(JSON.stringify(r.go));
+    await b.close();
+    if (r.ort.ok && r.go.ok) {
+      r.speedup = r.go.ms / r.ort.step_ms;
+      r.ort_gflops = r.go.gflop / (r.ort.step_ms / 1000);
+      r.go_gflops = r.go.gflop / (r.go.ms / 1000);
+      const s = r.ort.sizes;
+      r.download_fp32 = (s["decoder.onnx"] ?? 0) + (s["decoder.onnx.data"] ?? 0) + (s["vae_decoder.onnx"] ?? 0) + (s["vae_decoder.onnx.data"] ?? 0);
+      r.download_fp16 = (s["decoder_fp16.onnx"] ?? 0) + (s["decoder_fp16.onnx.data"] ?? 0) + (s["vae_decoder.onnx"] ?? 0) + (s["vae_decoder.onnx.data"] ?? 0);
+      console.log(`guided decoder step at d12: onnxruntime-web wasm ${r.ort.step_ms.toFixed(0)} ms (${r.ort_gflops.toFixed(1)} GFLOP/s), Go wasm ${r.go.ms.toFixed(0)} ms (${r.go_gflops.toFixed(2)} GFLOP/s): ${r.speedup.toFixed(1)}x`);
+      console.log(`20-step guided decode at d12 (onnxruntime-web wasm): ${(r.ort.decode20_ms / 1000).toFixed(1)} s; download ${(r.download_fp32 / 2 ** 20).toFixed(0)} MiB fp32, ${(r.download_fp16 / 2 ** 20).toFixed(0)} MiB with the fp16 decoder`);
+    }
+  } finally {
+    server.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+  writeFileSync(join(outDir, "web-bench.json"), JSON.stringify(r, null, 2));
+}

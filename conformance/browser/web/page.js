@@ -2,7 +2,7 @@
 // networks, the Go wasm module for payloads and the sampler) in headless Chromium. window.conform
 // decodes the cases of bindings/test/webhelper and compares them with the native Go engine's
 // tensors; window.bench times a guided decoder step against the Go wasm engine.
-import { initialize, FlexTokError } from "/dist/browser.js";
+import { initialize, FlexTokError, encodePayload } from "/dist/browser.js";
 
 let ft;
 async function flextok() {
@@ -11,12 +11,13 @@ async function flextok() {
 }
 
 /** Reads a web package from the server: manifest.json and every file, from its chunks. */
-async function readPackage(base) {
+async function readPackage(base, keep = () => true) {
   const manifest = new Uint8Array(await (await fetch(`${base}/manifest.json`)).arrayBuffer());
   const man = JSON.parse(new TextDecoder().decode(manifest));
   const files = new Map();
   let bytes = 0;
   for (const [name, f] of Object.entries(man.files)) {
+    if (!keep(name)) continue;
     const out = new Uint8Array(f.size);
     let off = 0;
     for (const c of f.chunks) {
@@ -89,6 +90,54 @@ window.openCode = async (name, opts, edit) => {
     const wm = await t.openWebModel({ manifest: pkg.manifest, files: pkg.files }, opts);
     await wm.close();
     return { ok: true, provider: wm.provider };
+  } catch (e) {
+    return { ok: false, error: err(e) };
+  }
+};
+
+/**
+ * The speed run: a web package at /bench/pkg decoded with onnxruntime-web's wasm provider (1 and
+ * 20 guided steps: a step is their difference over 19), then one guided step of the same model's
+ * decoder on the Go wasm engine (webbench.wasm, this thread). Both in this page, one after the
+ * other (never together: the machine has 2 cores).
+ */
+window.benchORT = async () => {
+  try {
+    const t = await flextok();
+    const t0 = performance.now();
+    const pkg = await readPackage("/bench/pkg", (n) => !n.startsWith("decoder_fp16"));
+    const read_ms = performance.now() - t0;
+    const sizes = {};
+    for (const [name, f] of Object.entries(pkg.man.files)) sizes[name] = f.size;
+    const t1 = performance.now();
+    const wm = await t.openWebModel({ manifest: pkg.manifest, files: pkg.files }, { provider: "wasm", precision: "fp32" });
+    const open_ms = performance.now() - t1;
+    const ids = new Uint16Array(wm.model.max_tokens).map((_, i) => (i * 977) % 64000);
+    const payload = encodePayload({
+      format: "flextok-tokens", version: [1, 0], model: wm.model, image: { height: wm.height, width: wm.width },
+      count: ids.length, ids, codebook: wm.codebook, frames: 1,
+    });
+    const d1 = await wm.decode(payload, { steps: 1, guidance: 7.5, apg: true, seed: 1, output: ["rgba"] });
+    const d20 = await wm.decode(payload, { steps: 20, guidance: 7.5, apg: true, seed: 1, output: ["rgba"] });
+    await wm.close();
+    return {
+      ok: true, provider: wm.provider, threads: crossOriginIsolated ? 2 : 1, read_ms, open_ms, sizes,
+      decode1_ms: d1.decode_ms, decode20_ms: d20.decode_ms, step_ms: (d20.decode_ms - d1.decode_ms) / 19,
+    };
+  } catch (e) {
+    return { ok: false, error: err(e) };
+  }
+};
+
+window.benchGo = async () => {
+  try {
+    if (!globalThis.Go) await import("/dist/wasm_exec.js");
+    const go = new globalThis.Go();
+    const { instance } = await WebAssembly.instantiateStreaming(fetch("/bench/webbench.wasm"), go.importObject);
+    void go.run(instance);
+    const weights = await bytesOf("/bench/ckpt/model.safetensors");
+    const r = await globalThis.flextokBench.step(weights, new Uint8Array(0));
+    return r.error ? { ok: false, error: { code: "go", message: r.error } } : { ok: true, ...r };
   } catch (e) {
     return { ok: false, error: err(e) };
   }
