@@ -32,19 +32,41 @@ export type HTTPErrorCode =
   /** The server is draining for shutdown. */
   | "unavailable";
 
-export type ErrorCode = ServiceErrorCode | ClientErrorCode | HTTPErrorCode;
+/**
+ * Codes of the browser model package download (fetchModelPackage, docs/web-package.md), beside
+ * "truncated" (a chunk shorter than its manifest entry, or its body cut off), "aborted" and
+ * "fetch_failed" (the network failed before a response).
+ */
+export type PackageErrorCode =
+  /** A chunk's or a reassembled file's SHA-256 is not the manifest's. */
+  | "hash_mismatch"
+  /** manifest.json is not a valid flextok-web manifest (FlexTokError.field names the field). */
+  | "manifest_invalid"
+  /** manifest.json is of a version this package does not read. */
+  | "unsupported_version"
+  /** The server answered a request with an HTTP error status (the message gives it). */
+  | "http_error"
+  /** A file's buffer could not be allocated: the model is too large for this tab or process. */
+  | "out_of_memory";
 
-const CLIENT_CODES: ReadonlySet<string> = new Set<ClientErrorCode>([
+export type ErrorCode = ServiceErrorCode | ClientErrorCode | HTTPErrorCode | PackageErrorCode;
+
+const CLIENT_CODES: ReadonlySet<string> = new Set<ClientErrorCode | PackageErrorCode>([
   "load_failed",
   "worker_died",
   "closed",
   "aborted",
   "fetch_failed",
   "bad_response",
+  "hash_mismatch",
+  "manifest_invalid",
+  "unsupported_version",
+  "http_error",
+  "out_of_memory",
 ]);
 
 /** Reports whether code is made by the JS side (not the wasm module). */
-export function isClientCode(code: string): code is ClientErrorCode {
+export function isClientCode(code: string): code is ClientErrorCode | PackageErrorCode {
   return CLIENT_CODES.has(code);
 }
 

@@ -28,6 +28,7 @@ export * from "./codec.js";
 export * from "./types.js";
 export * from "./http.js";
 export { webgpuAdapter, type GraphRunner, type PackageFiles } from "./ortweb.js";
+export * from "./package.js";
 
 /** Options of initialize in Node. */
 export interface NodeInitializeOptions {

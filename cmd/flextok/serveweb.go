@@ -58,11 +58,13 @@ func openWebPackage(f *webFlags, modelPath string, id payload.Model, log *slog.L
 	}
 	root := f.cache
 	if root == "" {
-		c, err := os.UserCacheDir()
-		if err != nil {
-			return nil, fmt.Errorf("--web-package auto: no user cache directory (%v): give --web-cache DIR or --web-package none", err)
+		// A container user often has no home: then the system's temporary directory.
+		if c, err := os.UserCacheDir(); err == nil {
+			root = filepath.Join(c, "flextok", "web")
+		} else {
+			root = filepath.Join(os.TempDir(), fmt.Sprintf("flextok-web-%d", os.Getuid()))
+			log.Info("web package: no user cache directory, using the temporary directory", "reason", err.Error(), "dir", root)
 		}
-		root = filepath.Join(c, "flextok", "web")
 	}
 	prec := "fp32"
 	if f.fp16 {
