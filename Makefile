@@ -174,7 +174,9 @@ test-bindings: bindings
 DEMO_MODEL ?= $(REF_MODEL)
 demo-assets: bindings
 	rm -rf web/static/dist && mkdir -p web/static/dist/msgpack
-	cd bindings/dist/src && cp browser.js core.js codec.js errors.js http.js protocol.js types.js worker.js flextok.wasm wasm_exec.js ../../../web/static/dist/
+	cd bindings/dist/src && cp browser.js core.js codec.js errors.js http.js protocol.js types.js worker.js ortweb.js package.js flextok.wasm wasm_exec.js ../../../web/static/dist/
+	@mkdir -p web/static/dist/ort
+	cd bindings/node_modules/onnxruntime-web/dist && cp ort.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.jsep.wasm ../../../../web/static/dist/ort/
 	cd bindings/node_modules/@msgpack/msgpack/dist.esm && find . -name "*.mjs" -exec cp --parents {} ../../../../../web/static/dist/msgpack/ \;
 	sed -i 's#from "@msgpack/msgpack"#from "./msgpack/index.mjs"#' web/static/dist/codec.js
 	@! grep -l '@msgpack/msgpack"' web/static/dist/*.js || { echo "a bare @msgpack/msgpack import is left"; exit 1; }

@@ -332,8 +332,10 @@ export class FlexTok {
     const files = pkg.files instanceof Map ? pkg.files : new Map(Object.entries(pkg.files));
     const key = `pkg-${++webKeys}`;
     const gen = this.transport.generation;
-    put(key, files, pkg.verified === true);
-    const req: Request = { op: "open_graphs", manifest: pkg.manifest, files: key };
+    const verified = pkg.verified ?? ("downloadedBytes" in pkg && "cachedBytes" in pkg);
+    const manifest = pkg.manifest instanceof Uint8Array ? pkg.manifest : new TextEncoder().encode(JSON.stringify(pkg.manifest));
+    put(key, files, verified);
+    const req: Request = { op: "open_graphs", manifest, files: key };
     if (opts.provider !== undefined) req.provider = opts.provider;
     if (opts.precision !== undefined) req.precision = opts.precision;
     if (opts.name !== undefined) req.name = opts.name;
@@ -463,11 +465,14 @@ function imageOf(r: ImageResult): ImageResult {
 
 /** A web model package as openWebModel takes it. */
 export interface WebModelPackage {
-  /** manifest.json's bytes. */
-  manifest: Uint8Array;
+  /** manifest.json's bytes, or the manifest parsed (fetchModelPackage's ModelPackage.manifest). */
+  manifest: Uint8Array | object;
   /** The package's files by name (at least the graphs the manifest names; chunks reassembled). */
   files: PackageFiles | Record<string, Uint8Array>;
-  /** Every file's SHA-256 was checked against the manifest already (fetchModelPackage does); else the worker checks the graphs'. */
+  /**
+   * Every file's SHA-256 was checked against the manifest already, so the worker need not hash
+   * the graphs again. Default: true for fetchModelPackage's result (it verifies), else false.
+   */
   verified?: boolean;
 }
 

@@ -166,11 +166,12 @@ export function installGraphHost(ft: object, load: OrtLoader, opts: GraphHostOpt
           fallback = a.reason;
         }
       }
-      const hasF16 = man.graphs.decoder_fp16 !== undefined;
+      const files = stored.files;
+      const f16g = man.graphs.decoder_fp16;
+      const hasF16 = f16g !== undefined && files.has(f16g.graph) && files.has(f16g.data); // downloaded
       let precision: "fp32" | "fp16" = "fp32";
       if (o.precision === "fp16") precision = "fp16";
       else if (o.precision === "auto" && provider === "webgpu" && f16 && hasF16) precision = "fp16";
-      const files = stored.files;
       const graphFiles = async (role: string): Promise<{ graph: Uint8Array; data: Uint8Array; dataName: string }> => {
         const g = man.graphs[role];
         if (!g) throw new GraphHostError("bad_package", `flextok/ortweb: the package has no "${role}" graph`);

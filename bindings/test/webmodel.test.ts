@@ -9,7 +9,9 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { FlexTokError, initialize, readModelPackage, splitPayload, type FlexTok, type WebModel } from "../src/node.js";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { FlexTokError, fetchModelPackage, initialize, readModelPackage, splitPayload, type FlexTok, type WebModel } from "../src/node.js";
 import { ROOT, ensureWasm } from "./util.js";
 
 /**
@@ -138,6 +140,32 @@ describe("web models (onnxruntime-web wasm in Node)", () => {
     await m.close();
   });
 
+  test("a package downloaded by fetchModelPackage opens and decodes as one read from disk", async () => {
+    const r = refs[0]!;
+    const server = createServer((req, res) => {
+      const name = decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname.slice(1));
+      try {
+        res.end(readFileSync(join(r.package, name.replaceAll("/", ""))));
+      } catch {
+        res.statusCode = 404;
+        res.end();
+      }
+    });
+    await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const pkg = await fetchModelPackage(`http://127.0.0.1:${port}/`, { cache: null, graphs: ["decoder", "vae_decoder"] });
+      const m = await ft.openWebModel(pkg);
+      const c = r.cases[0]!;
+      const got = await m.decode(new Uint8Array(readFileSync(r.payload)), { k: c.k, steps: c.steps, guidance: c.guidance, apg: c.apg, seed: c.seed, output: ["tensor"] });
+      const d = compare(f32(got.tensor!), f32(readFileSync(c.tensor)));
+      assert.ok(d.nmse <= MAX_NMSE && d.maxAbs <= MAX_ABS, `NMSE ${d.nmse}, max |Δ| ${d.maxAbs}`);
+      await m.close();
+    } finally {
+      server.close();
+    }
+  });
+
   test("bad packages give typed errors and the FlexTok stays usable", async () => {
     const r = refs[0]!;
     const other = refs[1]!;
@@ -168,7 +196,7 @@ describe("web models (onnxruntime-web wasm in Node)", () => {
     (missing.files as Map<string, Uint8Array>).delete("decoder.onnx");
     await code(ft.openWebModel(missing), "bad_package");
     const v2 = await readModelPackage(r.package);
-    v2.manifest = new TextEncoder().encode(new TextDecoder().decode(v2.manifest).replace('"version": 1', '"version": 2'));
+    v2.manifest = new TextEncoder().encode(new TextDecoder().decode(v2.manifest as Uint8Array).replace('"version": 1', '"version": 2'));
     await code(ft.openWebModel(v2), "bad_package");
     await code(ft.openWebModel(await readModelPackage(r.package), { provider: "webgpu" }), "webgpu_unavailable");
     // Another model's payload.
