@@ -190,7 +190,7 @@ test-browser: demo
 	bash scripts/setup-chromium.sh
 	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && \
 		node test.mjs --flextok ../../bin/flextok --model ../../$(DEMO_MODEL)
-	cd conformance/browser && node web.mjs --quick
+	cd conformance/browser && node web.mjs --quick --flextok ../../bin/flextok
 
 # The hybrid executor's full browser conformance (every official checkpoint, WebGPU on every case:
 # slow on SwiftShader), outside CI.

@@ -6,9 +6,12 @@
 // WebGPU has no adapter. The page is served cross-origin isolated (COOP/COEP), so the wasm
 // provider runs 2 threads.
 //
-//   node web.mjs [--quick] [--no-webgpu]
+//   node web.mjs [--quick] [--no-webgpu] [--flextok BIN]
 //   node web.mjs --bench DIR
 //
+// --flextok BIN: also the demo's web-model page (web.html) of `BIN serve` (built by `make demo`),
+// cross-origin isolated: it downloads the server's package with progress, decodes a sample the
+// server encoded natively, shows the provider and each stage's time, and shows typed errors.
 // --quick (CI): the default model and c1 only. Needs `make bindings` (bindings/dist/src) and go.
 // --bench DIR (`make bench-web`, outside CI): the speed run instead of the checks. DIR holds a
 // checkpoint (DIR/ckpt, tools/mkcheckpoint -size d12) and its web package (DIR/pkg, flextok
@@ -28,6 +31,8 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../..");
 const quick = process.argv.includes("--quick");
+const flextokIdx = process.argv.indexOf("--flextok");
+const flextokBin = flextokIdx >= 0 ? resolve(process.argv[flextokIdx + 1] ?? "") : "";
 const webgpu = !process.argv.includes("--no-webgpu");
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const outDir = join(here, "out");
@@ -165,6 +170,7 @@ try {
   check(after.ok, "the page decodes after the error", JSON.stringify(after.error));
   check(errors.length === 0, "no page errors", errors.join("; "));
   await b.close();
+  if (flextokBin) await demo();
 } catch (e) {
   failures++;
   console.log(`FAIL  ${e.stack ?? e}`);
@@ -206,4 +212,59 @@ async function bench() {
     rmSync(tmp, { recursive: true, force: true });
   }
   writeFileSync(join(outDir, "web-bench.json"), JSON.stringify(r, null, 2));
+}
+
+// The demo's web-model page on `flextok serve` (the embedded default model and its package).
+async function demo() {
+  const { spawn } = await import("node:child_process");
+  const cache = join(tmp, "web-cache");
+  const p = spawn(flextokBin, ["serve", "--addr", "127.0.0.1:0", "--coop", "same-origin", "--coep", "require-corp", "--web-cache", cache], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+  let errText = "";
+  p.stderr.on("data", (d) => (errText += d));
+  try {
+    const url = await new Promise((res, rej) => {
+      let out = "";
+      p.stdout.on("data", (d) => {
+        out += d;
+        const m = /serving (http:\/\/\S+)/.exec(out);
+        if (m) res(m[1]);
+      });
+      p.on("exit", (code) => rej(new Error(`flextok serve exited (${code}): ${errText.trim()}`)));
+      setTimeout(() => rej(new Error(`flextok serve did not start in 180 s: ${errText.trim()}`)), 180_000);
+    });
+    const b = await chromium.launch({ executablePath, args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"] });
+    const page = await b.newPage({ viewport: { width: 1000, height: 700 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(new URL("web.html", url).href);
+    const ready = await page.evaluate(() => window.flextokWeb.ready);
+    check(ready.ok, "demo web.html: module initialized", JSON.stringify(ready.error));
+    const progress = [];
+    await page.exposeFunction("noteProgress", (v) => progress.push(v));
+    await page.evaluate(() => new MutationObserver(() => window.noteProgress(document.getElementById("progress").value)).observe(document.getElementById("progress-text"), { childList: true, characterData: true, subtree: true }));
+    const sample = await page.evaluate(() => document.getElementById("sample").value);
+    const r = await page.evaluate((s) => window.flextokWeb.run({ sample: s, provider: "auto", steps: 4 }), sample);
+    check(r.ok, `demo: the server's package decodes sample ${sample}`, JSON.stringify(r.error));
+    if (r.ok) {
+      results.demo = r;
+      check(r.provider === "wasm" && /WebGPU/.test(r.fallback), "demo: the provider and the fallback reason", `${r.provider} ${r.fallback}`);
+      check(r.stages.download_ms > 0 && r.stages.open_ms > 0 && r.stages.decode_ms > 0, "demo: download, session and decode times", JSON.stringify(r.stages));
+      check(progress.length > 0 && progress[progress.length - 1] === 1, "demo: download progress reached 100%", JSON.stringify(progress.slice(-3)));
+      const summary = await page.locator("#summary").textContent();
+      check(/Provider: wasm/.test(summary) && /Download/.test(summary) && /Decode/.test(summary), "demo: the page shows provider and stage times", summary);
+      await page.screenshot({ path: join(outDir, "demo-web.png") });
+    }
+    // Typed errors, and the page decodes afterwards.
+    const nf = await page.evaluate((s) => window.flextokWeb.run({ sample: s, url: "/v1/web-package/nope/" }), sample);
+    check(!nf.ok && nf.error.code === "http_error", "demo: a package URL that is not there: http_error", JSON.stringify(nf.error));
+    const gpu = await page.evaluate((s) => window.flextokWeb.run({ sample: s, provider: "webgpu" }), sample);
+    check(!gpu.ok && gpu.error.code === "webgpu_unavailable", "demo: WebGPU asked for without an adapter: webgpu_unavailable", JSON.stringify(gpu.error));
+    check((await page.locator("#error:not([hidden]) #error-code").textContent()) === "webgpu_unavailable", "demo: the page shows the error code");
+    const again = await page.evaluate((s) => window.flextokWeb.run({ sample: s, provider: "wasm", steps: 2 }), sample);
+    check(again.ok && again.stages.cached_bytes > 0, "demo: usable after the errors; the package comes from the Cache API", JSON.stringify(again.ok ? again.stages : again.error));
+    check(errors.length === 0, "demo: no page errors", errors.join("; "));
+    await b.close();
+  } finally {
+    p.kill();
+  }
 }
