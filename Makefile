@@ -192,6 +192,19 @@ test-browser: demo
 		node test.mjs --flextok ../../bin/flextok --model ../../$(DEMO_MODEL)
 	cd conformance/browser && node web.mjs --quick --flextok ../../bin/flextok
 
+# The web-model speed run, outside CI (docs/benchmarks.md): a random d12 checkpoint
+# (tools/mkcheckpoint, bf16 to fit the Go wasm side's memory) and its web package in
+# $(BENCH_WEB_DIR), then one headless Chromium page: onnxruntime-web wasm (SIMD, 2 threads,
+# cross-origin isolated) against the Go wasm engine on one guided decoder step, the 20-step
+# decode and the download size. Takes about 10 minutes on 2 cores.
+BENCH_WEB_DIR ?= out/bench-web
+.PHONY: bench-web
+bench-web: bindings
+	bash scripts/setup-chromium.sh
+	@[ -f $(BENCH_WEB_DIR)/ckpt/model.safetensors ] || $(GO) run ./tools/mkcheckpoint -size d12 -dtype bf16 -o $(BENCH_WEB_DIR)/ckpt
+	@[ -f $(BENCH_WEB_DIR)/pkg/manifest.json ] || $(GO) run ./cmd/flextok export-web -m $(BENCH_WEB_DIR)/ckpt -o $(BENCH_WEB_DIR)/pkg --fp16
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs --bench ../../$(BENCH_WEB_DIR)
+
 # The hybrid executor's full browser conformance (every official checkpoint, WebGPU on every case:
 # slow on SwiftShader), outside CI.
 .PHONY: test-browser-web
