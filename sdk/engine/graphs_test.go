@@ -99,7 +99,8 @@ func TestGraphExecutorEqualsEngine(t *testing.T) {
 	if _, err := x.Encode(ctx, nil, EncodeOptions{}); !errors.Is(err, ErrUnsupported) {
 		t.Errorf("Encode: %v, want ErrUnsupported", err)
 	}
-	if x.Close() != nil || x.Close() != nil || closed != 1 {
+	first, second := x.Close(), x.Close()
+	if first != nil || second != nil || closed != 1 {
 		t.Errorf("Close twice called the close function %d times", closed)
 	}
 }
