@@ -7,6 +7,7 @@
 // provider runs 2 threads.
 //
 //   node web.mjs [--quick] [--no-webgpu] [--flextok BIN]
+//   node web.mjs --only-demo --flextok BIN
 //   node web.mjs --bench DIR
 //
 // --flextok BIN: also the demo's web-model page (web.html) of `BIN serve` (built by `make demo`),
@@ -65,6 +66,19 @@ const tmp = mkdtempSync(join(tmpdir(), "flextok-webexec-"));
 if (benchDir) {
   await bench();
   process.exit(0);
+}
+if (process.argv.includes("--only-demo")) {
+  const results = {};
+  globalThis.results = results;
+  try {
+    await demo(results);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL  ${e.stack ?? e}`);
+  }
+  rmSync(tmp, { recursive: true, force: true });
+  console.log(failures === 0 ? "web: all checks passed" : `web: ${failures} check(s) failed`);
+  process.exit(failures === 0 ? 0 : 1);
 }
 const official = join(root, "conformance/testdata/official");
 const models = ["default", "c1_w32_zero_e2", ...(quick ? [] : ["c2_w64_learned_t1", "c3_bf16_w48_e1_d2", "c4_w32_nulltok_e2", "c5_w32_img48_tab64_g8"])];
@@ -170,7 +184,7 @@ try {
   check(after.ok, "the page decodes after the error", JSON.stringify(after.error));
   check(errors.length === 0, "no page errors", errors.join("; "));
   await b.close();
-  if (flextokBin) await demo();
+  if (flextokBin) await demo(results);
 } catch (e) {
   failures++;
   console.log(`FAIL  ${e.stack ?? e}`);
@@ -215,7 +229,7 @@ async function bench() {
 }
 
 // The demo's web-model page on `flextok serve` (the embedded default model and its package).
-async function demo() {
+async function demo(results) {
   const { spawn } = await import("node:child_process");
   const cache = join(tmp, "web-cache");
   const p = spawn(flextokBin, ["serve", "--addr", "127.0.0.1:0", "--coop", "same-origin", "--coep", "require-corp", "--web-cache", cache], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
