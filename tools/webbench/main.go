@@ -53,6 +53,9 @@ func main() {
 // step loads the decoder of a checkpoint and times one velocity evaluation of a conditional
 // and an unconditional item at the model's size.
 func step(weights, config []byte) (float64, float64, error) {
+	if len(config) == 0 {
+		config = nil // the safetensors header carries the config
+	}
 	m, err := model.LoadBytes(weights, config, nil)
 	if err != nil {
 		return 0, 0, err
