@@ -7,8 +7,9 @@
 //
 //	GOOS=js GOARCH=wasm go build -o webbench.wasm ./tools/webbench
 //
-// It sets globalThis.flextokBench = { step(weights: Uint8Array, config: Uint8Array) →
-// Promise<{ms, gflop, error}> } and waits.
+// It sets globalThis.flextokBench = { step(weights, config, vaeConfig: Uint8Array) →
+// Promise<{ms, gflop, error}> } (model.safetensors, config.json and vae/config.json; an empty
+// config: the safetensors header's) and waits.
 package main
 
 import (
@@ -24,10 +25,15 @@ import (
 func main() {
 	js.Global().Set("flextokBench", js.ValueOf(map[string]any{
 		"step": js.FuncOf(func(_ js.Value, a []js.Value) any {
-			weights := make([]byte, a[0].Get("length").Int())
-			js.CopyBytesToGo(weights, a[0])
-			config := make([]byte, a[1].Get("length").Int())
-			js.CopyBytesToGo(config, a[1])
+			bytes := func(v js.Value) []byte {
+				b := make([]byte, v.Get("length").Int())
+				js.CopyBytesToGo(b, v)
+				if len(b) == 0 {
+					return nil // absent: the safetensors header's
+				}
+				return b
+			}
+			weights, config, vae := bytes(a[0]), bytes(a[1]), bytes(a[2])
 			// A Promise settled from a goroutine: the step must not run in this callback,
 			// which would hold the event loop's callback stack.
 			var executor js.Func
@@ -35,7 +41,7 @@ func main() {
 				resolve := p[0]
 				executor.Release()
 				go func() {
-					ms, gflop, err := step(weights, config)
+					ms, gflop, err := step(weights, config, vae)
 					if err != nil {
 						resolve.Invoke(map[string]any{"error": err.Error()})
 						return
@@ -52,11 +58,8 @@ func main() {
 
 // step loads the decoder of a checkpoint and times one velocity evaluation of a conditional
 // and an unconditional item at the model's size.
-func step(weights, config []byte) (float64, float64, error) {
-	if len(config) == 0 {
-		config = nil // the safetensors header carries the config
-	}
-	m, err := model.LoadBytes(weights, config, nil)
+func step(weights, config, vae []byte) (float64, float64, error) {
+	m, err := model.LoadBytes(weights, config, vae)
 	if err != nil {
 		return 0, 0, err
 	}

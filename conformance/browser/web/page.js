@@ -136,7 +136,11 @@ window.benchGo = async () => {
     const { instance } = await WebAssembly.instantiateStreaming(fetch("/bench/webbench.wasm"), go.importObject);
     void go.run(instance);
     const weights = await bytesOf("/bench/ckpt/model.safetensors");
-    const r = await globalThis.flextokBench.step(weights, new Uint8Array(0));
+    const opt = async (u) => {
+      const r = await fetch(u);
+      return r.ok ? new Uint8Array(await r.arrayBuffer()) : new Uint8Array(0);
+    };
+    const r = await globalThis.flextokBench.step(weights, await opt("/bench/ckpt/config.json"), await opt("/bench/ckpt/vae/config.json"));
     return r.error ? { ok: false, error: { code: "go", message: r.error } } : { ok: true, ...r };
   } catch (e) {
     return { ok: false, error: err(e) };
