@@ -205,6 +205,15 @@ bench-web: bindings
 	@[ -f $(BENCH_WEB_DIR)/pkg/manifest.json ] || $(GO) run ./cmd/flextok export-web -m $(BENCH_WEB_DIR)/ckpt -o $(BENCH_WEB_DIR)/pkg --fp16
 	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs --bench ../../$(BENCH_WEB_DIR)
 
+# "Done when" of issue 15: the d12-shaped checkpoint of bench-web decoded in headless Chromium by
+# onnxruntime-web's wasm and WebGPU (SwiftShader) providers within the d12 bounds of the native
+# engine (1 guided step; about 10 minutes on 2 cores), outside CI.
+.PHONY: test-browser-d12
+test-browser-d12: bindings
+	bash scripts/setup-chromium.sh
+	@[ -f $(BENCH_WEB_DIR)/ckpt/model.safetensors ] || $(GO) run ./tools/mkcheckpoint -size d12 -dtype bf16 -o $(BENCH_WEB_DIR)/ckpt
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs --d12 ../../$(BENCH_WEB_DIR)/ckpt
+
 # The hybrid executor's full browser conformance (every official checkpoint, WebGPU on every case:
 # slow on SwiftShader), outside CI.
 .PHONY: test-browser-web

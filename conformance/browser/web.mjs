@@ -9,6 +9,7 @@
 //   node web.mjs [--quick] [--no-webgpu] [--flextok BIN]
 //   node web.mjs --only-demo --flextok BIN
 //   node web.mjs --bench DIR
+//   node web.mjs --d12 CKPT
 //
 // --flextok BIN: also the demo's web-model page (web.html) of `BIN serve` (built by `make demo`),
 // cross-origin isolated: it downloads the server's package with progress, decodes a sample the
@@ -20,6 +21,9 @@
 // one guided step (from the 1- and 20-step decodes) with onnxruntime-web's wasm provider (SIMD, 2
 // threads), then one guided step of the same decoder on the Go wasm engine (portable path,
 // tools/webbench); writes out/web-bench.json.
+// --d12 CKPT (`make test-browser-d12`, outside CI): a large checkpoint (tools/mkcheckpoint -size
+// d12) exported and decoded natively (1 guided step, the engine's fast path) and in the page with
+// the wasm and WebGPU providers, within the d12 bounds below; writes out/web-d12.json.
 // Writes out/web-results.json. Exit status 1 on failure.
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, existsSync, statSync } from "node:fs";
@@ -42,6 +46,9 @@ mkdirSync(outDir, { recursive: true });
 // The bounds of bindings/test/webmodel.test.ts (wasm provider), and for WebGPU on SwiftShader.
 const MAX_NMSE = 1e-9, MAX_ABS = 1e-4, MIN_PSNR_FP16 = 60;
 const MAX_NMSE_WEBGPU = 1e-7, MAX_ABS_WEBGPU = 1e-3;
+// d12 (768 wide, 12 blocks, a 622 GFLOP VAE) against the engine's fast path (AVX-512 sums in
+// another order): longer sums, larger rounding.
+const MAX_NMSE_D12 = 1e-6, MAX_ABS_D12 = 1e-2;
 
 let failures = 0;
 function check(cond, what, detail = "") {
@@ -66,6 +73,38 @@ const tmp = mkdtempSync(join(tmpdir(), "flextok-webexec-"));
 if (benchDir) {
   await bench();
   process.exit(0);
+}
+const d12Idx = process.argv.indexOf("--d12");
+if (d12Idx >= 0) {
+  const ckpt = resolve(process.argv[d12Idx + 1] ?? "");
+  const r = {};
+  try {
+    execFileSync("go", ["run", "./bindings/test/webhelper", "-one", "-fast", "-fp16=false", tmp, join(root, "testdata/images/shapes.png"), ckpt], { cwd: root, stdio: "inherit" });
+    const cases = JSON.parse(readFileSync(join(tmp, "cases.json"), "utf8"));
+    const { server, base } = await serve([]);
+    const { b, page, errors } = await launch(webgpu, base);
+    page.setDefaultTimeout(0);
+    for (const provider of webgpu ? ["wasm", "webgpu"] : ["wasm"]) {
+      const t0 = Date.now();
+      const x = await page.evaluate(([m, p]) => window.conform(m, p, "fp32"), [cases, provider]);
+      check(x.ok, `d12 ${provider}: decoded`, JSON.stringify(x.error));
+      if (!x.ok) continue;
+      const w = worst(x.out);
+      r[provider] = { worst: w, ms: Date.now() - t0, cases: x.out };
+      check(x.out.every((c) => c.provider === provider), `d12 ${provider}: the ${provider} provider ran`);
+      check(w.nmse <= MAX_NMSE_D12 && w.maxAbs <= MAX_ABS_D12, `d12 ${provider} fp32 vs native Go: NMSE ${w.nmse.toExponential(2)} <= ${MAX_NMSE_D12}, max |Δ| ${w.maxAbs.toExponential(2)} <= ${MAX_ABS_D12}`);
+    }
+    check(errors.length === 0, "no page errors", errors.join("; "));
+    await b.close();
+    server.close();
+  } catch (e) {
+    failures++;
+    console.log(`FAIL  ${e.stack ?? e}`);
+  }
+  writeFileSync(join(outDir, "web-d12.json"), JSON.stringify(r, null, 2));
+  rmSync(tmp, { recursive: true, force: true });
+  console.log(failures === 0 ? "web: all checks passed" : `web: ${failures} check(s) failed`);
+  process.exit(failures === 0 ? 0 : 1);
 }
 if (process.argv.includes("--only-demo")) {
   const results = {};

@@ -3,13 +3,17 @@
 // decoder), a payload the native Go engine made from an image, and the native Go engine's
 // decodes of it (the reference) as little-endian float32 tensors, listed in cases.json.
 //
-//	go run ./bindings/test/webhelper OUT IMAGE MODEL...   (MODEL: a checkpoint dir, or "default")
+//	go run ./bindings/test/webhelper [-one] [-fast] [-fp16=false] OUT IMAGE MODEL...
+//
+// MODEL is a checkpoint dir, or "default". -one: a single case (1 guided step: a large model's
+// check); -fast: the engine's fast path (within its bound of the portable path) for large models.
 package main
 
 import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"math"
 	"os"
@@ -42,13 +46,25 @@ type Model struct {
 }
 
 func main() {
-	if len(os.Args) < 4 {
-		fmt.Fprintln(os.Stderr, "usage: webhelper OUT IMAGE MODEL...")
+	one := flag.Bool("one", false, "one case: 1 guided step")
+	fast := flag.Bool("fast", false, "the engine's fast path")
+	fp16 := flag.Bool("fp16", true, "export the fp16 decoder too")
+	flag.Parse()
+	if flag.NArg() < 3 {
+		fmt.Fprintln(os.Stderr, "usage: webhelper [-one] [-fast] [-fp16=false] OUT IMAGE MODEL...")
 		os.Exit(2)
 	}
-	out, imgPath := os.Args[1], os.Args[2]
+	out, imgPath := flag.Arg(0), flag.Arg(1)
+	cases := []Case{
+		{Name: "cfg", K: 0, Steps: 4, Guidance: 3, Seed: 7},
+		{Name: "apg-k2", K: 2, Steps: 3, Guidance: 7.5, APG: true, Seed: 1},
+		{Name: "unguided", K: 1, Steps: 2, Guidance: 1, Seed: 3},
+	}
+	if *one {
+		cases = []Case{{Name: "one-step", K: 0, Steps: 1, Guidance: 3, Seed: 7}}
+	}
 	var all []Model
-	for _, src := range os.Args[3:] {
+	for _, src := range flag.Args()[2:] {
 		var m *model.Model
 		var err error
 		name := filepath.Base(src)
@@ -59,9 +75,9 @@ func main() {
 		}
 		check(err)
 		dir := filepath.Join(out, name)
-		_, err = onnx.ExportWeb(m, filepath.Join(dir, "package"), onnx.WebOptions{FP16: true, Overwrite: true})
+		_, err = onnx.ExportWeb(m, filepath.Join(dir, "package"), onnx.WebOptions{FP16: *fp16, Overwrite: true})
 		check(err)
-		e, err := engine.New(m, engine.Options{})
+		e, err := engine.New(m, engine.Options{Fast: *fast})
 		check(err)
 		raw, err := os.ReadFile(imgPath)
 		check(err)
@@ -73,11 +89,7 @@ func main() {
 		check(err)
 		check(os.WriteFile(filepath.Join(dir, "payload.msgpack"), pb, 0o644))
 		mod := Model{Name: name, Package: filepath.Join(dir, "package"), Payload: filepath.Join(dir, "payload.msgpack")}
-		for i, c := range []Case{
-			{Name: "cfg", K: 0, Steps: 4, Guidance: 3, Seed: 7},
-			{Name: "apg-k2", K: 2, Steps: 3, Guidance: 7.5, APG: true, Seed: 1},
-			{Name: "unguided", K: 1, Steps: 2, Guidance: 1, Seed: 3},
-		} {
+		for i, c := range cases {
 			x, err := e.Decode(context.Background(), p, engine.DecodeOptions{K: c.K, Steps: c.Steps, Guidance: c.Guidance, APG: c.APG, Seed: c.Seed})
 			check(err)
 			b := make([]byte, 4*len(x.Data))
