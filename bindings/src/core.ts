@@ -460,6 +460,11 @@ function imageOf(r: ImageResult): ImageResult {
   if (r.rgba) out.rgba = r.rgba;
   if (r.png) out.png = r.png;
   if (r.tensor) out.tensor = r.tensor;
+  if (r.velocity_calls) {
+    out.velocity_ms = r.velocity_ms ?? 0;
+    out.velocity_calls = r.velocity_calls;
+    out.vae_ms = r.vae_ms ?? 0;
+  }
   return out;
 }
 

@@ -292,6 +292,11 @@ export interface ImageResult {
   tensor?: Uint8Array;
   /** The engine's decode, in milliseconds. */
   decode_ms: number;
+  /** Web models only: time in onnxruntime-web's velocity runs (one per step), within decode_ms. */
+  velocity_ms?: number;
+  velocity_calls?: number;
+  /** Web models only: time in onnxruntime-web's VAE decoder run, within decode_ms. */
+  vae_ms?: number;
   /** The whole op, in milliseconds. */
   total_ms: number;
 }

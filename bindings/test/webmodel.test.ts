@@ -95,6 +95,8 @@ describe("web models (onnxruntime-web wasm in Node)", () => {
         const got = await m.decode(payload, { k: c.k, steps: c.steps, guidance: c.guidance, apg: c.apg, seed: c.seed, output: ["tensor"] });
         const d = compare(f32(got.tensor!), f32(readFileSync(c.tensor)));
         assert.ok(d.nmse <= MAX_NMSE && d.maxAbs <= MAX_ABS, `${r.name} ${c.name}: NMSE ${d.nmse}, max |Δ| ${d.maxAbs}`);
+        assert.equal(got.velocity_calls, c.steps, "one call out per sampler step");
+        assert.ok(got.velocity_ms! > 0 && got.vae_ms! > 0 && got.velocity_ms! + got.vae_ms! <= got.decode_ms);
         worstNMSE = Math.max(worstNMSE, d.nmse);
         worstAbs = Math.max(worstAbs, d.maxAbs);
       }

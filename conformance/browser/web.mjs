@@ -301,10 +301,11 @@ async function demo(results) {
     if (r.ok) {
       results.demo = r;
       check(r.provider === "wasm" && /WebGPU/.test(r.fallback), "demo: the provider and the fallback reason", `${r.provider} ${r.fallback}`);
-      check(r.stages.download_ms > 0 && r.stages.open_ms > 0 && r.stages.decode_ms > 0, "demo: download, session and decode times", JSON.stringify(r.stages));
+      check(r.stages.download_ms > 0 && r.stages.open_ms > 0 && r.stages.decode_ms > 0 && r.stages.velocity_calls === 4 && r.stages.velocity_ms > 0 && r.stages.vae_ms > 0,
+        "demo: download, session, decode and network times (one velocity run per step)", JSON.stringify(r.stages));
       check(progress.length > 0 && progress[progress.length - 1] === 1, "demo: download progress reached 100%", JSON.stringify(progress.slice(-3)));
       const summary = await page.locator("#summary").textContent();
-      check(/Provider: wasm/.test(summary) && /Download/.test(summary) && /Decode/.test(summary), "demo: the page shows provider and stage times", summary);
+      check(/Provider: wasm/.test(summary) && /Download/.test(summary) && /Decode/.test(summary) && /velocity runs/.test(summary), "demo: the page shows provider and stage times", summary);
       await page.screenshot({ path: join(outDir, "demo-web.png") });
     }
     // Typed errors, and the page decodes afterwards.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"sync"
+	"time"
 
 	"github.com/flextok-sdk/flextok/sdk/flow"
 	"github.com/flextok-sdk/flextok/sdk/fsq"
@@ -288,14 +289,51 @@ func (x *GraphExecutor) DecodeBatch(ctx context.Context, ps []*payload.Payload, 
 }
 
 func (x *GraphExecutor) bind(ids [][]uint32) (flow.Denoiser, error) {
-	return BindGraph("flextok/engine", x.m.Sizes, x.fsq.CodebookSize(), x.m.MaxTimestep, ids, nil, x.graphs.Velocity)
+	return BindGraph("flextok/engine", x.m.Sizes, x.fsq.CodebookSize(), x.m.MaxTimestep, ids, nil, x.velocity)
 }
 
-// decodeLatents runs the VAE graph and checks the shape of what it gives.
+// GraphTimings accumulate the time a GraphExecutor's decodes spend in its Graphs' calls (the
+// networks; the rest of a decode is the sampler, the checks and the copies), for the decodes
+// whose context carries them (WithGraphTimings). Not safe for concurrent decodes.
+type GraphTimings struct {
+	Velocity      time.Duration // in Graphs.Velocity, all calls
+	VelocityCalls int           // calls: one per sampler step
+	VAE           time.Duration // in Graphs.DecodeLatents
+}
+
+type timingsKey struct{}
+
+// WithGraphTimings returns ctx carrying t: a GraphExecutor's decodes under it add their graph
+// times to t.
+func WithGraphTimings(ctx context.Context, t *GraphTimings) context.Context {
+	return context.WithValue(ctx, timingsKey{}, t)
+}
+
+func graphTimings(ctx context.Context) *GraphTimings {
+	t, _ := ctx.Value(timingsKey{}).(*GraphTimings)
+	return t
+}
+
+// velocity is one Graphs.Velocity call, timed.
+func (x *GraphExecutor) velocity(ctx context.Context, f *VelocityFeed) ([]float32, error) {
+	t0 := time.Now()
+	v, err := x.graphs.Velocity(ctx, f)
+	if t := graphTimings(ctx); t != nil {
+		t.Velocity += time.Since(t0)
+		t.VelocityCalls++
+	}
+	return v, err
+}
+
+// decodeLatents runs the VAE graph (timed) and checks the shape of what it gives.
 func (x *GraphExecutor) decodeLatents(ctx context.Context, latents tensor.Tensor) (tensor.Tensor, error) {
 	s := x.m.Sizes
 	n := latents.Shape[0]
+	t0 := time.Now()
 	img, err := x.graphs.DecodeLatents(ctx, latents)
+	if t := graphTimings(ctx); t != nil {
+		t.VAE += time.Since(t0)
+	}
 	if err != nil {
 		return tensor.Tensor{}, err
 	}

@@ -69,9 +69,13 @@ func TestGraphExecutorEqualsEngine(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := x.DecodeBatch(ctx, ps, o)
+		var tm GraphTimings
+		got, err := x.DecodeBatch(WithGraphTimings(ctx, &tm), ps, o)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if tm.VelocityCalls != o.Steps || tm.Velocity <= 0 || tm.VAE <= 0 {
+			t.Errorf("%+v: timings %+v, want %d velocity calls and both times", o, tm, o.Steps)
 		}
 		for i := range want {
 			if !tensor.SameShape(got[i], want[i]) {

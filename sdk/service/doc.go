@@ -183,7 +183,9 @@
 // actually used), width uint, height uint, then the forms asked for: rgba bin (width×height×4
 // bytes, rows top to bottom, alpha 255), png bin (a PNG file), tensor bin (the decoder's
 // output [3, height, width] as little-endian float32, before clamping and quantisation to
-// 8 bits), then decode_ms float (the engine's decode) and total_ms float (the whole op).
+// 8 bits), then decode_ms float (the engine's decode), for web models ("open_graphs") velocity_ms
+// float, velocity_calls uint and vae_ms float (the time in the graph host's networks, within
+// decode_ms: one velocity call per sampler step), and total_ms float (the whole op).
 //
 // # Error codes
 //

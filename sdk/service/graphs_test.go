@@ -109,6 +109,12 @@ func TestOpenGraphs(t *testing.T) {
 			return m
 		}
 		got, want := call(t, s, req(h)), call(t, ref, req(rh))
+		if num(got["velocity_calls"]) != int64(o["steps"].(int)) || got["vae_ms"] == nil || got["velocity_ms"] == nil {
+			t.Errorf("%v: graph timings %v %v %v, want one velocity call per step", o, got["velocity_calls"], got["velocity_ms"], got["vae_ms"])
+		}
+		if _, ok := want["velocity_ms"]; ok {
+			t.Errorf("an engine's decode reports graph timings")
+		}
 		if !bytes.Equal(got["tensor"].([]byte), want["tensor"].([]byte)) || !bytes.Equal(got["rgba"].([]byte), want["rgba"].([]byte)) {
 			t.Fatalf("%v: the web model's image differs from the engine's", o)
 		}

@@ -104,6 +104,9 @@ async function run(o = {}) {
     const tr = performance.now();
     const r = await m.decode(payload, { ...(steps ? { steps } : {}), output: ["rgba"] });
     stages.decode_ms = r.decode_ms;
+    stages.velocity_ms = r.velocity_ms;
+    stages.velocity_calls = r.velocity_calls;
+    stages.vae_ms = r.vae_ms;
     stages.request_ms = performance.now() - tr;
     const canvas = document.createElement("canvas");
     canvas.width = r.width;
@@ -115,7 +118,9 @@ async function run(o = {}) {
     const where = `${m.provider}${m.provider === "wasm" ? ` (${crossOriginIsolated ? "threads" : "1 thread: the page is not cross-origin isolated"})` : ""}, ${m.precision} decoder`;
     const parts = [`Provider: ${where}${m.fallback ? ` (fallback: ${m.fallback})` : ""}.`];
     if (stages.download_ms !== undefined) parts.push(`Download ${ms(stages.download_ms)} (${mib(stages.downloaded_bytes)} from the network, ${mib(stages.cached_bytes)} from the cache).`, `Sessions ${ms(stages.open_ms)}.`);
-    parts.push(`Decode (k = ${r.k}, ${r.steps} steps, guidance ${r.guidance}${r.apg ? " APG" : ""}): ${ms(stages.decode_ms)} in the module, ${ms(stages.request_ms)} for the request.`);
+    parts.push(`Decode (k = ${r.k}, ${r.steps} steps, guidance ${r.guidance}${r.apg ? " APG" : ""}): ${ms(stages.decode_ms)} in the module, ${ms(stages.request_ms)} for the request;`,
+      `of it onnxruntime-web ${ms(r.velocity_ms)} in ${r.velocity_calls} velocity runs (${ms(r.velocity_ms / r.velocity_calls)} a step) and ${ms(r.vae_ms)} in the VAE decoder,`,
+      `the Go sampler, checks and copies ${ms(r.decode_ms - r.velocity_ms - r.vae_ms)}.`);
     $("summary").textContent = parts.join(" ");
     $("summary").dataset.provider = m.provider;
     return { ok: true, provider: m.provider, precision: m.precision, fallback: m.fallback, stages, k: r.k, steps: r.steps, width: r.width, height: r.height, rgba_sha256: await digest(r.rgba) };

@@ -123,6 +123,8 @@ window.benchORT = async () => {
     return {
       ok: true, provider: wm.provider, threads: crossOriginIsolated ? 2 : 1, read_ms, open_ms, sizes,
       decode1_ms: d1.decode_ms, decode20_ms: d20.decode_ms, step_ms: (d20.decode_ms - d1.decode_ms) / 19,
+      velocity20_ms: d20.velocity_ms, velocity20_calls: d20.velocity_calls, vae20_ms: d20.vae_ms,
+      step_graph_ms: d20.velocity_ms / d20.velocity_calls,
     };
   } catch (e) {
     return { ok: false, error: err(e) };
