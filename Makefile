@@ -221,6 +221,16 @@ test-browser-web: bindings
 	bash scripts/setup-chromium.sh
 	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs
 
+# fetchModelPackage (bindings/src/package.ts) in headless Chromium with the browser's own Cache
+# API: download, reload from the cache, resume after a server dies half way, a corrupted chunk
+# (bindings/test/package-chromium.mjs; docs/web-package.md). Part of `make test`.
+.PHONY: test-package-browser
+test-package-browser: demo
+	bash scripts/setup-chromium.sh
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; }
+	node bindings/test/package-chromium.mjs --flextok bin/flextok
+test: test-package-browser
+
 # ---------------------------------------------------------------------------------------------
 # The token service's load test (tools/loadtest; docs/server.md): it starts bin/flextok serve
 # on 127.0.0.1 with LOADTEST_SERVER_ARGS, runs LOADTEST_CLIENTS clients for LOADTEST_TIME over

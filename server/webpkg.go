@@ -19,6 +19,11 @@ import (
 // chunk by its name (docs/server.md, "Browser model package").
 const WebPackagePrefix = "/v1/web-package/"
 
+// MinChunkRate is the slowest transfer, in bytes per second, for which a chunk's response is
+// given time (its write deadline: a minute plus its size at this rate, whatever the server's
+// write timeout): 32 KiB/s, 17 minutes for a 32 MiB chunk.
+const MinChunkRate = 32 << 10
+
 // webPackageRoute is the route the API documents and the metrics label.
 const webPackageRoute = WebPackagePrefix + "{file}"
 
@@ -124,6 +129,9 @@ func (s *Server) webPackage(w http.ResponseWriter, r *http.Request) *apiError {
 	} else {
 		h.Set("Cache-Control", "no-cache")
 	}
+	// A chunk is up to tens of MB: the server's write timeout, sized for API responses, would
+	// cut it off on a slow link. Its deadline allows MinChunkRate instead (and a minute).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(time.Minute + time.Duration(c.Size/MinChunkRate)*time.Second))
 	f, err := os.Open(filepath.Join(p.dir, c.Name))
 	if err != nil {
 		return errf(http.StatusInternalServerError, CodeInternal, "chunk %s: %v", c.Name, errors.Unwrap(err))

@@ -6,11 +6,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flextok-sdk/flextok/sdk/webpkg"
 )
@@ -172,7 +176,7 @@ func TestOpenWebPackage(t *testing.T) {
 		{"missing chunk", func(d string) { os.Remove(filepath.Join(d, "decoder.onnx.data.part002")) }, false, "decoder.onnx.data.part002"},
 		{"short chunk", func(d string) { os.WriteFile(filepath.Join(d, "vae_decoder.onnx"), []byte("va"), 0o644) }, false, "vae_decoder.onnx: 2 bytes, the manifest says 3"},
 		{"altered chunk", func(d string) { os.WriteFile(filepath.Join(d, "vae_decoder.onnx"), []byte("VAE"), 0o644) }, true, "vae_decoder.onnx: sha256"},
-		{"bad manifest", func(d string) { os.WriteFile(filepath.Join(d, "manifest.json"), []byte(`{"format":"x"}`), 0o644) }, false, "unsupported web package manifest"},
+		{"bad manifest", func(d string) { os.WriteFile(filepath.Join(d, "manifest.json"), []byte(`{"format":"x"}`), 0o644) }, false, `invalid web package manifest: format: "x"`},
 		{"no manifest", func(d string) { os.Remove(filepath.Join(d, "manifest.json")) }, false, "manifest.json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,5 +190,64 @@ func TestOpenWebPackage(t *testing.T) {
 				t.Fatalf("%v, want an error saying %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestWebPackageSlowClient: a chunk larger than the socket buffers reaches a client that reads
+// it more slowly than the http.Server's write timeout allows: its response has its own
+// deadline (MinChunkRate).
+func TestWebPackageSlowClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes an 8 MiB chunk and reads it for about a second")
+	}
+	dir := t.TempDir()
+	data := make([]byte, 8<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i>>11)
+	}
+	m := writeTestWebPackage(t, dir)
+	f, err := webpkg.Split("big.data", bytes.NewReader(data), int64(len(data)), int64(len(data)), func(c string, b []byte) error {
+		return os.WriteFile(filepath.Join(dir, c), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Files["big.data"] = f
+	raw, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, webpkg.ManifestName), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenWebPackage(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newTest(t, Config{WebPackage: p})
+	srv := httptest.NewUnstartedServer(s.Handler())
+	srv.Config.WriteTimeout = 100 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/v1/web-package/big.data?sha256=" + f.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got []byte
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := resp.Body.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v (the write timeout cut the chunk off)", len(got), err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("got %d bytes, want %d", len(got), len(data))
 	}
 }

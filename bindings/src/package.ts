@@ -172,7 +172,8 @@ export function parseManifest(input: string | Uint8Array): WebPackageManifest {
     const field = `files[${JSON.stringify(fname)}]`;
     const why = badName(fname);
     if (why) throw invalid(field, why);
-    const f = obj(files, fname, "files.");
+    const f = files[fname];
+    if (!isObject(f)) throw invalid(field, `${JSON.stringify(f)?.slice(0, 40)} (want an object)`);
     const size = int(f, "size", `${field}.`, 0, MAX_FILE_SIZE);
     if (!HEX64.test(str(f, "sha256", `${field}.`))) throw invalid(`${field}.sha256`, "want 64 lowercase hex digits");
     const chunks = f.chunks;
@@ -201,7 +202,8 @@ export function parseManifest(input: string | Uint8Array): WebPackageManifest {
     const field = `graphs[${JSON.stringify(role)}]`;
     const want = role === "decoder_fp16" ? "fp16" : role === "decoder" || role === "vae_decoder" ? "fp32" : "";
     if (!want) throw invalid(field, "unknown role (want decoder, decoder_fp16 or vae_decoder)");
-    const g = obj(graphs, role, "graphs.");
+    const g = graphs[role];
+    if (!isObject(g)) throw invalid(field, `${JSON.stringify(g)?.slice(0, 40)} (want an object)`);
     if (g.precision !== want) throw invalid(`${field}.precision`, `${JSON.stringify(g.precision)} (want "${want}")`);
     for (const k of ["graph", "data"]) {
       const f = str(g, k, `${field}.`);
@@ -300,6 +302,12 @@ export interface FetchModelPackageOptions {
   /** The fetch function (default globalThis.fetch). */
   fetch?: typeof fetch;
   /**
+   * Also check every reassembled file's SHA-256 (default false: the chunks' hashes already
+   * cover every byte; this catches a manifest whose file hash disagrees with its chunks, at
+   * the cost of hashing everything a second time).
+   */
+  verifyFiles?: boolean;
+  /**
    * The model the page needs, e.g. a payload's (decodePayload(...).model) or a ModelInfo's: a
    * package of another model (other digest, FSQ levels or length) is refused with
    * "model_mismatch" before any chunk is downloaded. A hex string compares the digest only.
@@ -388,7 +396,7 @@ function manifestURL(url: string | URL): string {
  * fetched (at most `concurrency` at once) from its content-addressed URL, checked for length and
  * SHA-256, and put in the store before the next is counted done: an interrupted download
  * (abort, a network error, a closed tab) resumes with only the missing chunks. Files are
- * reassembled in place and their whole SHA-256 checked.
+ * reassembled in place (with verifyFiles, their whole SHA-256 is checked too).
  *
  * Throws FlexTokError: "manifest_invalid" or "unsupported_version" (the manifest),
  * "http_error" (a non-2xx status), "fetch_failed" (no response), "truncated" (a chunk's body
@@ -546,7 +554,7 @@ export async function fetchModelPackage(url: string | URL, opts: FetchModelPacka
     if (failure instanceof FlexTokError) throw failure;
     throw new FlexTokError("fetch_failed", `flextok: ${failure instanceof Error ? failure.message : String(failure)}`, { cause: failure });
   }
-  for (const name of wanted) {
+  for (const name of opts.verifyFiles ? wanted : []) {
     const h = await sha256Hex(files.get(name)!);
     if (h !== manifest.files[name]!.sha256) {
       throw new FlexTokError("hash_mismatch", `flextok: file ${name}: reassembled sha256 ${h}, the manifest lists ${manifest.files[name]!.sha256}`, { detail: h });

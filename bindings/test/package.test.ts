@@ -137,12 +137,35 @@ async function rejectsWith(p: Promise<unknown>, code: string, text?: string): Pr
   assert.fail(`resolved; want code ${code}`);
 }
 
+describe("parseManifest", () => {
+  test("says of sdk/webpkg's vectors what the Go reader says", () => {
+    // sdk/webpkg/testdata/vectors.json: written from the Go tests' table (go test -update).
+    const vectors = JSON.parse(readFileSync(join(ROOT, "sdk", "webpkg", "testdata", "vectors.json"), "utf8")) as {
+      name: string;
+      manifest: string;
+      code: string;
+      field: string;
+    }[];
+    assert.ok(vectors.length > 40);
+    for (const v of vectors) {
+      let got: { code: string; field: string } = { code: "", field: "" };
+      try {
+        parseManifest(v.manifest);
+      } catch (e) {
+        assert.ok(e instanceof FlexTokError, `${v.name}: ${String(e)}`);
+        got = { code: e.code, field: e.field ?? "" };
+      }
+      assert.deepEqual(got, { code: v.code, field: v.field }, v.name);
+    }
+  });
+});
+
 describe("fetchModelPackage", () => {
   test("downloads, verifies and reassembles every file, with progress", async () => {
     reset();
     const events: PackageProgress[] = [];
     const store = new MemoryChunkStore();
-    const pkg = await fetchModelPackage(base, { cache: store, onProgress: (p) => events.push(p) });
+    const pkg = await fetchModelPackage(base, { cache: store, verifyFiles: true, onProgress: (p) => events.push(p) });
     assert.equal(pkg.url, base + "manifest.json");
     assert.deepEqual(pkg.manifest, manifest);
     const total = Object.values(manifest.files).reduce((s, f) => s + f.size, 0);
@@ -223,6 +246,17 @@ describe("fetchModelPackage", () => {
     for (const [name, f] of Object.entries(manifest.files)) assert.equal(sha256(pkg.files.get(name)), f.sha256);
   });
 
+  test("verifyFiles catches a file hash that disagrees with its chunks", async () => {
+    const m = JSON.parse(manifestText) as Record<string, any>;
+    m.files["decoder.onnx.data"].sha256 = "ab".repeat(32);
+    reset();
+    faults.manifest = JSON.stringify(m);
+    await rejectsWith(fetchModelPackage(base, { cache: null, graphs: ["decoder"], verifyFiles: true }), "hash_mismatch", "file decoder.onnx.data: reassembled");
+    reset();
+    faults.manifest = JSON.stringify(m);
+    await fetchModelPackage(base, { cache: null, graphs: ["decoder"] }); // the chunks are right
+  });
+
   test("a short chunk is truncated", async () => {
     reset();
     const c = manifest.files["vae_decoder.onnx.data"]!.chunks[0]!;
@@ -249,6 +283,7 @@ describe("fetchModelPackage", () => {
     for (const [m, code, field] of [
       [edit((m) => (m.version = 2)), "unsupported_version", "version"],
       [edit((m) => (m.format = "flextok-onnx")), "manifest_invalid", "format"],
+      [edit((m) => (m.opset = "17")), "manifest_invalid", "opset"],
       [edit((m) => (m.files["decoder.onnx"].sha256 = "XYZ")), "manifest_invalid", 'files["decoder.onnx"].sha256'],
       [edit((m) => (m.files["decoder.onnx.data"].size += 1)), "manifest_invalid", 'files["decoder.onnx.data"].chunks'],
       [edit((m) => delete m.files["vae_decoder.onnx"]), "manifest_invalid", 'graphs["vae_decoder"].graph'],

@@ -3,12 +3,16 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flextok-sdk/flextok/models"
+	"github.com/flextok-sdk/flextok/native/onnx"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/webpkg"
 )
@@ -120,5 +124,59 @@ func TestServeWebPackageRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--web-package %s: %v, want an error saying %q", dir, err, want)
 		}
+	}
+}
+
+// TestServeWebPackageAuto: --web-package auto builds the first model's package into the cache
+// (removing a stale staging directory a killed export left, keeping a fresh one), then reuses
+// it without exporting again; none serves none.
+func TestServeWebPackageAuto(t *testing.T) {
+	m, err := models.Default().Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := engine.NewIdentity(m, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	f := &webFlags{pkg: "auto", cache: cache, fp16: true}
+	sub := fmt.Sprintf("%.32s-e%s-fp16-c%d", hex.EncodeToString(id.Digest[:]), onnx.ExporterVersion, webpkg.DefaultChunkSize)
+	stale, fresh := filepath.Join(cache, sub, ".flextok-web-1"), filepath.Join(cache, sub, ".flextok-web-2")
+	for _, d := range []string{stale, fresh} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(stale, old, old); err != nil {
+		t.Fatal(err)
+	}
+	p, err := openWebPackage(f, "", id.Model, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Dir() != filepath.Join(cache, sub) || p.Manifest.Model.Digest != hex.EncodeToString(id.Digest[:]) || !p.Manifest.Sizes.FP16 {
+		t.Fatalf("package %s: %+v", p.Dir(), p.Manifest.Model)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("the stale staging directory is still there: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a recent staging directory (an export in progress) was removed: %v", err)
+	}
+	// Reuse: the manifest is not written again.
+	st1, _ := os.Stat(filepath.Join(p.Dir(), "manifest.json"))
+	time.Sleep(20 * time.Millisecond)
+	p2, err := openWebPackage(f, "", id.Model, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2, _ := os.Stat(filepath.Join(p2.Dir(), "manifest.json")); !st2.ModTime().Equal(st1.ModTime()) {
+		t.Error("the second start exported again instead of reusing the package")
+	}
+	if p, err := openWebPackage(&webFlags{pkg: "none"}, "", id.Model, log); p != nil || err != nil {
+		t.Errorf("none: %v, %v", p, err)
 	}
 }

@@ -74,6 +74,7 @@ type serveConfig struct {
 	static    fs.FS
 	missing   []string // required static files that are not embedded
 	log       *slog.Logger
+	webPkg    string // the web package manifest's URL; "": none
 }
 
 type sample struct {
@@ -98,6 +99,9 @@ type demoInfo struct {
 	// default tokenizer: its files are served under /dist/ar/ (where @flextok/sdk's openAR()
 	// looks by default), from the copy embedded in this binary.
 	AR *demoAR `json:"ar"`
+	// WebPackage is the URL of the served model's browser model package manifest
+	// (docs/web-package.md), for pages that decode with onnxruntime-web; absent: none.
+	WebPackage string `json:"web_package,omitempty"`
 }
 
 type demoAR struct {
@@ -375,6 +379,9 @@ func newServe() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if wp != nil {
+				cfg.webPkg = ftserver.WebPackagePrefix + "manifest.json"
+			}
 			body := maxUpload
 			if !cmd.Flags().Changed("max-upload") {
 				body = ftserver.DefaultLimits.MaxBodyBytes
@@ -603,6 +610,7 @@ func (s *server) demo(w http.ResponseWriter, r *http.Request) {
 		d.Model = m
 	}
 	d.AR = defaultARInfo()
+	d.WebPackage = s.cfg.webPkg
 	writeJSON(w, d)
 }
 

@@ -111,6 +111,18 @@ func TestServeFromEmptyDir(t *testing.T) {
 	if ents, _ := filepath.Glob(filepath.Join(cache, "flextok", "web", "*", "manifest.json")); len(ents) != 1 {
 		t.Errorf("the package is not in the user cache: %v", ents)
 	}
+	var demo struct {
+		WebPackage string `json:"web_package"`
+	}
+	if resp, err := client.Get(base + "demo.json"); err != nil {
+		t.Fatal(err)
+	} else {
+		err = json.NewDecoder(resp.Body).Decode(&demo)
+		resp.Body.Close()
+		if err != nil || demo.WebPackage != "/v1/web-package/manifest.json" {
+			t.Errorf("demo.json: web_package %q (%v)", demo.WebPackage, err)
+		}
+	}
 	c := man.Files[man.Graphs[webpkg.RoleDecoder].Data].Chunks[0]
 	resp, err = client.Get(base + "v1/web-package/" + c.Name + "?sha256=" + c.SHA256)
 	if err != nil {

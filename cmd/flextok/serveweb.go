@@ -77,6 +77,7 @@ func openWebPackage(f *webFlags, modelPath string, id payload.Model, log *slog.L
 		log.Info("web package", "dir", dir, "bytes", p.Manifest.TotalSize(), "files", len(p.Manifest.Files), "built", false)
 		return p, nil
 	}
+	removeStaleStaging(dir, log)
 	start := time.Now()
 	m, release, err := loadModel(modelPath)
 	if err != nil {
@@ -96,4 +97,22 @@ func openWebPackage(f *webFlags, modelPath string, id payload.Model, log *slog.L
 	}
 	log.Info("web package", "dir", dir, "bytes", p.Manifest.TotalSize(), "files", len(p.Manifest.Files), "built", true, "seconds", time.Since(start).Seconds())
 	return p, nil
+}
+
+// staleStaging is how long a staging directory of an export (".flextok-web-*", which the
+// export renames its files out of and removes) may go unmodified before it counts as left by a
+// killed process: an export in progress writes into it every few seconds.
+const staleStaging = 10 * time.Minute
+
+// removeStaleStaging removes the staging directories that killed exports left in dir (a
+// directory of the web cache, which is this program's own): each may hold a whole package.
+func removeStaleStaging(dir string, log *slog.Logger) {
+	ents, _ := filepath.Glob(filepath.Join(dir, ".flextok-web-*"))
+	for _, e := range ents {
+		if st, err := os.Stat(e); err == nil && st.IsDir() && time.Since(st.ModTime()) > staleStaging {
+			if err := os.RemoveAll(e); err == nil {
+				log.Info("web package: removed the staging directory of an interrupted export", "dir", e)
+			}
+		}
+	}
 }

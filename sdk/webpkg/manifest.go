@@ -49,9 +49,9 @@ const (
 
 // Errors. Every error Parse returns is an *Error wrapping one of them.
 var (
-	// ErrInvalid: the manifest is malformed or inconsistent.
+	// ErrInvalid: the manifest is malformed or inconsistent, or not a flextok-web manifest.
 	ErrInvalid = errors.New("invalid web package manifest")
-	// ErrUnsupported: the manifest is another format or a version this SDK does not read.
+	// ErrUnsupported: the manifest is of a version this SDK does not read.
 	ErrUnsupported = errors.New("unsupported web package manifest")
 )
 
@@ -167,7 +167,7 @@ func Parse(data []byte) (*Manifest, error) {
 		return nil, invalid("format", "missing (want %q)", Format)
 	}
 	if *head.Format != Format {
-		return nil, &Error{Field: "format", Err: ErrUnsupported, Detail: fmt.Sprintf("%q (want %q)", trunc(*head.Format), Format)}
+		return nil, invalid("format", "%q (want %q)", trunc(*head.Format), Format)
 	}
 	if head.Version == nil {
 		return nil, invalid("version", "missing (want %d)", Version)
@@ -184,6 +184,10 @@ func Parse(data []byte) (*Manifest, error) {
 		Files  map[string]*File  `json:"files"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return nil, invalid(strings.TrimPrefix(te.Field, "Manifest."), "JSON %s where %s was expected", te.Value, te.Type)
+		}
 		return nil, invalid("", "%v", jsonDetail(err))
 	}
 	m := &raw.Manifest
@@ -228,7 +232,7 @@ func Parse(data []byte) (*Manifest, error) {
 // Validate checks m as Parse does (Parse calls it); use it on a manifest built in code.
 func (m *Manifest) Validate() error {
 	if m.Format != Format {
-		return &Error{Field: "format", Err: ErrUnsupported, Detail: fmt.Sprintf("%q (want %q)", trunc(m.Format), Format)}
+		return invalid("format", "%q (want %q)", trunc(m.Format), Format)
 	}
 	if m.Version != Version {
 		return &Error{Field: "version", Err: ErrUnsupported, Detail: fmt.Sprintf("%d (this SDK reads version %d)", m.Version, Version)}

@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -160,14 +163,48 @@ func chunk0(tree map[string]any, file string) map[string]any {
 	return obj(tree, "files", file)["chunks"].([]any)[0].(map[string]any)
 }
 
+// vector is one case of testdata/vectors.json: a manifest and what readers must say of it. The
+// TypeScript reader (bindings/test/package.test.ts) checks the same file: one table, two
+// implementations of the rules.
+type vector struct {
+	Name     string `json:"name"`
+	Manifest string `json:"manifest"`
+	Code     string `json:"code"`  // "" (valid), "manifest_invalid" or "unsupported_version"
+	Field    string `json:"field"` // Error.Field
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/vectors.json from the tables")
+
+func codeOf(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, ErrUnsupported):
+		return "unsupported_version"
+	}
+	return "manifest_invalid"
+}
+
 func TestParseRefuses(t *testing.T) {
+	valid, _ := testPackage(t, true)
+	vb, err := valid.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vectors := []vector{{Name: "valid", Manifest: string(vb)}}
+	defer func() {
+		if t.Failed() {
+			return
+		}
+		checkVectors(t, vectors)
+	}()
 	for _, tc := range []struct {
 		name string
 		edit func(map[string]any)
 		kind error
 		want string // in the message
 	}{
-		{"other format", func(m map[string]any) { m["format"] = "flextok-onnx" }, ErrUnsupported, `format: "flextok-onnx"`},
+		{"other format", func(m map[string]any) { m["format"] = "flextok-onnx" }, ErrInvalid, `format: "flextok-onnx"`},
 		{"no format", func(m map[string]any) { delete(m, "format") }, ErrInvalid, "format: missing"},
 		{"version 2", func(m map[string]any) { m["version"] = 2 }, ErrUnsupported, "version: 2"},
 		{"version string", func(m map[string]any) { m["version"] = "1" }, ErrUnsupported, `version: "1"`},
@@ -220,7 +257,8 @@ func TestParseRefuses(t *testing.T) {
 		{"chunk bad hash", func(m map[string]any) { chunk0(m, "decoder.onnx.data")["sha256"] = strings.Repeat("g", 64) }, ErrInvalid, "chunks[0].sha256"},
 		{"chunk zero size", func(m map[string]any) { chunk0(m, "decoder.onnx.data")["size"] = 0 }, ErrInvalid, "chunks[0].size"},
 		{"single chunk hash differs", func(m map[string]any) { chunk0(m, "decoder.onnx")["sha256"] = strings.Repeat("0", 64) }, ErrInvalid, "its only chunk"},
-		{"wrong type", func(m map[string]any) { m["opset"] = "17" }, ErrInvalid, "opset"},
+		{"wrong type", func(m map[string]any) { m["opset"] = "17" }, ErrInvalid, "opset: JSON string"},
+		{"wrong nested type", func(m map[string]any) { obj(m, "model")["max_tokens"] = "many" }, ErrInvalid, "model.max_tokens: JSON string"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := edit(t, tc.edit)
@@ -235,7 +273,34 @@ func TestParseRefuses(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not say %q", err, tc.want)
 			}
+			vectors = append(vectors, vector{Name: tc.name, Manifest: string(b), Code: codeOf(err), Field: pe.Field})
 		})
+	}
+}
+
+// checkVectors compares the vectors with testdata/vectors.json (-update rewrites it).
+func checkVectors(t *testing.T, vectors []vector) {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", " ")
+	if err := enc.Encode(vectors); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "vectors.json")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	old, err := os.ReadFile(path)
+	if err != nil || !bytes.Equal(old, b.Bytes()) {
+		t.Fatalf("%s is not what the tables give (%v): run go test ./sdk/webpkg -run TestParseRefuses -update", path, err)
 	}
 }
 
