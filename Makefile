@@ -88,7 +88,7 @@ check:
 	GOOS=js GOARCH=wasm $(GO) build ./sdk/... ./wasm/js/... ./wasm/internal/...
 	GOOS=wasip1 GOARCH=wasm $(GO) build ./sdk/... ./wasm/wasip1/...
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) vet ./sdk/... ./wasm/js/... ./wasm/internal/...
+	GOOS=js GOARCH=wasm $(GO) vet ./sdk/... ./wasm/js/... ./wasm/internal/... ./tools/webbench
 	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/... ./wasm/wasip1/...
 	$(GO) tool staticcheck ./...
 	$(GO) test -count=1 -run TestImports ./sdk/
@@ -174,7 +174,9 @@ test-bindings: bindings
 DEMO_MODEL ?= $(REF_MODEL)
 demo-assets: bindings
 	rm -rf web/static/dist && mkdir -p web/static/dist/msgpack
-	cd bindings/dist/src && cp browser.js core.js codec.js errors.js http.js package.js protocol.js types.js worker.js flextok.wasm wasm_exec.js ../../../web/static/dist/
+	cd bindings/dist/src && cp browser.js core.js codec.js errors.js http.js protocol.js types.js worker.js ortweb.js package.js flextok.wasm wasm_exec.js ../../../web/static/dist/
+	@mkdir -p web/static/dist/ort
+	cd bindings/node_modules/onnxruntime-web/dist && cp ort.min.mjs ort-wasm-simd-threaded.jsep.mjs ort-wasm-simd-threaded.jsep.wasm ../../../../web/static/dist/ort/
 	cd bindings/node_modules/@msgpack/msgpack/dist.esm && find . -name "*.mjs" -exec cp --parents {} ../../../../../web/static/dist/msgpack/ \;
 	sed -i 's#from "@msgpack/msgpack"#from "./msgpack/index.mjs"#' web/static/dist/codec.js
 	@! grep -l '@msgpack/msgpack"' web/static/dist/*.js || { echo "a bare @msgpack/msgpack import is left"; exit 1; }
@@ -188,6 +190,36 @@ test-browser: demo
 	bash scripts/setup-chromium.sh
 	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && \
 		node test.mjs --flextok ../../bin/flextok --model ../../$(DEMO_MODEL)
+	cd conformance/browser && node web.mjs --quick --flextok ../../bin/flextok
+
+# The web-model speed run, outside CI (docs/benchmarks.md): a random d12 checkpoint
+# (tools/mkcheckpoint, bf16 to fit the Go wasm side's memory) and its web package in
+# $(BENCH_WEB_DIR), then one headless Chromium page: onnxruntime-web wasm (SIMD, 2 threads,
+# cross-origin isolated) against the Go wasm engine on one guided decoder step, the 20-step
+# decode and the download size. Takes about 10 minutes on 2 cores.
+BENCH_WEB_DIR ?= out/bench-web
+.PHONY: bench-web
+bench-web: bindings
+	bash scripts/setup-chromium.sh
+	@[ -f $(BENCH_WEB_DIR)/ckpt/model.safetensors ] || $(GO) run ./tools/mkcheckpoint -size d12 -dtype bf16 -o $(BENCH_WEB_DIR)/ckpt
+	@[ -f $(BENCH_WEB_DIR)/pkg/manifest.json ] || $(GO) run ./cmd/flextok export-web -m $(BENCH_WEB_DIR)/ckpt -o $(BENCH_WEB_DIR)/pkg --fp16
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs --bench ../../$(BENCH_WEB_DIR)
+
+# "Done when" of issue 15: the d12-shaped checkpoint of bench-web decoded in headless Chromium by
+# onnxruntime-web's wasm and WebGPU (SwiftShader) providers within the d12 bounds of the native
+# engine (1 guided step; about 10 minutes on 2 cores), outside CI.
+.PHONY: test-browser-d12
+test-browser-d12: bindings
+	bash scripts/setup-chromium.sh
+	@[ -f $(BENCH_WEB_DIR)/ckpt/model.safetensors ] || $(GO) run ./tools/mkcheckpoint -size d12 -dtype bf16 -o $(BENCH_WEB_DIR)/ckpt
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs --d12 ../../$(BENCH_WEB_DIR)/ckpt
+
+# The hybrid executor's full browser conformance (every official checkpoint, WebGPU on every case:
+# slow on SwiftShader), outside CI.
+.PHONY: test-browser-web
+test-browser-web: bindings
+	bash scripts/setup-chromium.sh
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs
 
 # fetchModelPackage (bindings/src/package.ts) in headless Chromium with the browser's own Cache
 # API: download, reload from the cache, resume after a server dies half way, a corrupted chunk

@@ -393,11 +393,11 @@ func (b *Backend) DecodeLatents(ctx context.Context, latents tensor.Tensor) (ten
 
 // Conditioned is the backend's decoder bound to the token sequences of a batch of images: a
 // flow.Denoiser (as engine.Conditioned) whose every Velocity call is one ONNX Runtime run over
-// all its items, conditional and unconditional together.
+// all its items, conditional and unconditional together. The feed is built and the output
+// scattered back by engine.GraphDenoiser, the code the browser's onnxruntime-web executor
+// shares.
 type Conditioned struct {
-	b   *Backend
-	ids [][]int64 // per image: R ids, right-padded with 0
-	k   []int64   // per image: the prefix length
+	*engine.GraphDenoiser
 }
 
 var _ flow.Denoiser = (*Conditioned)(nil)
@@ -408,70 +408,31 @@ func (b *Backend) Bind(ids [][]uint32, k []int) (*Conditioned, error) {
 	if b.decErr != nil {
 		return nil, b.decErr
 	}
-	R := b.sizes.R
-	keep, err := engine.CheckTokens(ids, k, R, b.fsq.CodebookSize())
+	g, err := engine.BindGraph("flextok/native", b.graphSizes(), b.fsq.CodebookSize(), b.maxT, ids, k, b.velocity)
 	if err != nil {
-		return nil, fmt.Errorf("flextok/native: Bind: %w", err)
+		return nil, err
 	}
-	c := &Conditioned{b: b, ids: make([][]int64, len(ids)), k: make([]int64, len(ids))}
-	for i, s := range ids {
-		c.ids[i] = make([]int64, R) // the rest stays id 0, the official padding
-		for j, id := range s {
-			c.ids[i][j] = int64(id)
-		}
-		c.k[i] = int64(keep[i])
-	}
-	return c, nil
+	return &Conditioned{g}, nil
 }
 
-// Velocity implements flow.Denoiser: one run of the velocity graph over every item.
-func (c *Conditioned) Velocity(ctx context.Context, t float32, batch []flow.Item) error {
-	s := c.b.sizes
-	if err := engine.CheckTime(t, c.b.maxT); err != nil {
-		return fmt.Errorf("flextok/native: Velocity: %w", err)
-	}
-	if len(batch) == 0 {
-		return nil
-	}
-	per := s.C * s.H * s.W
-	n := len(batch)
-	x := make([]float32, n*per)
-	ts := make([]float32, n)
-	ids := make([]int64, n*s.R)
-	ks := make([]int64, n)
-	for i := range batch {
-		it := &batch[i]
-		if h, w, err := engine.CheckItem(it, len(c.ids), s.C); err != nil {
-			return fmt.Errorf("flextok/native: Velocity: item %d: %w", i, err)
-		} else if h != s.H || w != s.W {
-			return fmt.Errorf("flextok/native: Velocity: item %d: x_t shape %v, want [%d, %d, %d]", i, it.X.Shape, s.C, s.H, s.W)
-		}
-		copy(x[i*per:], it.X.Data)
-		ts[i] = t
-		copy(ids[i*s.R:], c.ids[it.Image])
-		if !it.Uncond {
-			ks[i] = c.k[it.Image] // 0 stays: the null condition
-		}
-	}
-	out, err := c.b.dec.Run(ctx, []Tensor{
-		{Shape: []int64{int64(n), int64(s.C), int64(s.H), int64(s.W)}, F32: x},
-		{Shape: []int64{int64(n)}, F32: ts},
-		{Shape: []int64{int64(n), int64(s.R)}, I64: ids},
-		{Shape: []int64{int64(n)}, I64: ks},
+// graphSizes are the sizes of the exported graphs, as the shared graph code takes them.
+func (b *Backend) graphSizes() engine.GraphSizes {
+	s := b.sizes
+	return engine.GraphSizes{Height: s.Height, Width: s.Width, C: s.C, H: s.H, W: s.W, R: s.R}
+}
+
+// velocity is one run of the decoder session over a feed.
+func (b *Backend) velocity(ctx context.Context, f *engine.VelocityFeed) ([]float32, error) {
+	s := b.sizes
+	n := int64(f.N)
+	out, err := b.dec.Run(ctx, []Tensor{
+		{Shape: []int64{n, int64(s.C), int64(s.H), int64(s.W)}, F32: f.X},
+		{Shape: []int64{n}, F32: f.T},
+		{Shape: []int64{n, int64(s.R)}, I64: f.IDs},
+		{Shape: []int64{n}, I64: f.K},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	v := out[0].F32
-	for i := range batch {
-		it := &batch[i]
-		if len(it.V.Data) != per {
-			it.V.Data = make([]float32, per)
-		}
-		if it.V.Shape == nil {
-			it.V.Shape = []int{s.C, s.H, s.W}
-		}
-		copy(it.V.Data, v[i*per:(i+1)*per])
-	}
-	return nil
+	return out[0].F32, nil
 }

@@ -13,13 +13,15 @@ import {
   type WorkerLike,
 } from "./core.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
-import { runGo, type GoGlobals } from "./protocol.js";
+import { installGraphHost, type Ort } from "./ortweb.js";
+import { runGo, type GoGlobals, type OrtInit } from "./protocol.js";
 
 export * from "./core.js";
 export * from "./errors.js";
 export * from "./codec.js";
 export * from "./types.js";
 export * from "./http.js";
+export { webgpuAdapter, type GraphRunner, type PackageFiles } from "./ortweb.js";
 export * from "./package.js";
 
 /** Options of initialize. */
@@ -55,6 +57,17 @@ export interface InitializeOptions {
    * keeps them; give a cache name when arURL carries a version.
    */
   arCache?: string | false;
+  /**
+   * URL of onnxruntime-web's ES module (its dist/ort.min.mjs: WebGPU and wasm providers), which
+   * the worker imports when a web model is first opened (openWebModel); its .wasm files are
+   * looked for beside it unless ortWasmPaths says where. Default: ort/ort.min.mjs next to this
+   * file, where `make demo-assets` puts it.
+   */
+  ortURL?: string | URL;
+  /** onnxruntime-web's env.wasm.wasmPaths (a URL prefix ending in "/"). */
+  ortWasmPaths?: string;
+  /** Threads of the wasm provider (default: 2 on a cross-origin isolated page, else 1). */
+  ortThreads?: number;
   /** Aborts the initialization (rejects with "aborted"). */
   signal?: AbortSignal;
   /** Progress of every call. */
@@ -123,8 +136,11 @@ export async function initialize(opts: InitializeOptions = {}): Promise<FlexTok>
   if (opts.arURL !== false) fopts.defaultAR = arDownloader(opts);
   if (opts.signal?.aborted) throw abortedError(opts.signal);
   const module = opts.wasmModule ?? (await compile(String(opts.wasmURL ?? here("./flextok.wasm")), opts.signal));
+  const ort: OrtInit = { url: String(opts.ortURL ?? here("./ort/ort.min.mjs")) };
+  if (opts.ortWasmPaths !== undefined) ort.wasmPaths = opts.ortWasmPaths;
+  if (opts.ortThreads !== undefined) ort.numThreads = opts.ortThreads;
   if (opts.worker === false) {
-    const handle = await raceAbort(startHere(module, wasmExecURL), opts.signal);
+    const handle = await raceAbort(startHere(module, wasmExecURL, ort), opts.signal);
     return new FlexTok(new DirectTransport(handle), fopts);
   }
   // A Web Worker has what WorkerLike names; its handlers' DOM types are only wider.
@@ -132,7 +148,7 @@ export async function initialize(opts: InitializeOptions = {}): Promise<FlexTok>
     (opts.workerURL !== undefined
       ? new Worker(opts.workerURL, { type: "module", name: "flextok" })
       : new Worker(new URL("./worker.js", import.meta.url), { type: "module", name: "flextok" })) as unknown as WorkerLike;
-  const t = new WorkerTransport(spawn, module, wasmExecURL);
+  const t = new WorkerTransport(spawn, module, wasmExecURL, ort);
   await raceAbort(t.ready, opts.signal, () => t.close());
   return new FlexTok(t, fopts);
 }
@@ -150,14 +166,19 @@ function arDownloader(opts: InitializeOptions): DefaultARLoader {
 }
 
 /** Starts the module on this thread; returns its handle. */
-async function startHere(module: WebAssembly.Module, wasmExecURL: string): Promise<(b: Uint8Array) => Promise<Uint8Array>> {
+async function startHere(module: WebAssembly.Module, wasmExecURL: string, ort: OrtInit): Promise<(b: Uint8Array) => Promise<Uint8Array>> {
   const g = globalThis as unknown as GoGlobals;
   try {
     if (!g.Go) await import(/* @vite-ignore */ /* webpackIgnore: true */ wasmExecURL);
     if (!g.Go) throw new Error(`${wasmExecURL} did not define Go`);
     const go = new g.Go();
     const instance = await WebAssembly.instantiate(module, go.importObject);
-    return runGo(g, go, instance).handle;
+    const ft = runGo(g, go, instance);
+    const ho: { wasmPaths?: string; numThreads?: number } = {};
+    if (ort.wasmPaths !== undefined) ho.wasmPaths = ort.wasmPaths;
+    if (ort.numThreads !== undefined) ho.numThreads = ort.numThreads;
+    installGraphHost(ft.global, async () => (await import(/* @vite-ignore */ /* webpackIgnore: true */ ort.url)) as Ort, ho);
+    return ft.handle;
   } catch (e) {
     throw asFlexTokError(e, "load_failed", "flextok: failed to start the wasm module");
   }

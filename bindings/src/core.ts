@@ -4,12 +4,15 @@
 
 import { decodeResponse, decodeStreamHeader, encodeRequest, unwrap, type StreamHeaderView } from "./codec.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
-import type { FromWorker, ToWorker } from "./protocol.js";
+import { packageStore, type PackageFiles } from "./ortweb.js";
+import type { FromWorker, OrtInit, ToWorker } from "./protocol.js";
 import type {
   ARInfo,
   CloseResult,
   DecodeOptions,
   EncodeResult,
+  GraphPrecision,
+  GraphProvider,
   ImageResult,
   ModelIdentity,
   ModelInfo,
@@ -86,6 +89,11 @@ export interface Transport {
   call(request: Uint8Array, opts: { signal?: AbortSignal; gen?: number }): Promise<Uint8Array>;
   /** Stops the module; pending calls fail with "closed". */
   close(): void;
+  /**
+   * Hands a web model package's files to the module's thread under key (their buffers may be
+   * transferred: the caller gives them up), for an "open_graphs" request that names the key.
+   */
+  putFiles?(key: string, files: PackageFiles, verified: boolean): void;
 }
 
 /**
@@ -119,6 +127,10 @@ export class DirectTransport implements Transport {
     if (!this.handle) return;
     this.handle = null;
     this.onClose?.();
+  }
+
+  putFiles(key: string, files: PackageFiles, verified: boolean): void {
+    packageStore.set(key, { files: new Map(files), verified });
   }
 }
 
@@ -304,6 +316,45 @@ export class FlexTok {
     return this.open(undefined, opts);
   }
 
+  /**
+   * Opens a web model package (docs/web-package.md: fetchModelPackage downloads one) whose
+   * networks run in onnxruntime-web in the module's thread, WebGPU where an adapter exists and
+   * wasm otherwise, while payloads, the sampler and streams stay in the module: decode and
+   * openStream work on it as on any model; encode answers "unsupported". The files' buffers
+   * are transferred to the worker (the package is given up). Errors: "bad_package",
+   * "graph_mismatch" (a file of another model, or a partial one), "webgpu_unavailable"
+   * (provider "webgpu" without an adapter; "auto" falls back to wasm and says why in
+   * WebModel.fallback), "out_of_memory", "unsupported" (onnxruntime-web did not load).
+   */
+  async openWebModel(pkg: WebModelPackage, opts: OpenWebOptions = {}): Promise<WebModel> {
+    const put = this.transport.putFiles?.bind(this.transport);
+    if (!put) throw new FlexTokError("unsupported", "flextok: this transport cannot hand files to the module (openWebModel needs initialize's worker or DirectTransport)");
+    const files = pkg.files instanceof Map ? pkg.files : new Map(Object.entries(pkg.files));
+    const key = `pkg-${++webKeys}`;
+    const gen = this.transport.generation;
+    const verified = pkg.verified ?? ("downloadedBytes" in pkg && "cachedBytes" in pkg);
+    const manifest = pkg.manifest instanceof Uint8Array ? pkg.manifest : new TextEncoder().encode(JSON.stringify(pkg.manifest));
+    put(key, files, verified);
+    const req: Request = { op: "open_graphs", manifest, files: key };
+    if (opts.provider !== undefined) req.provider = opts.provider;
+    if (opts.precision !== undefined) req.precision = opts.precision;
+    if (opts.name !== undefined) req.name = opts.name;
+    let r: OkResponse<"open_graphs">;
+    try {
+      r = await this.request(req, { ...opts, gen });
+    } finally {
+      packageStore.delete(key); // DirectTransport: never leave the files behind
+    }
+    const info: ModelInfo = { model: r.model, height: r.height, width: r.width, codebook: r.codebook };
+    const m = new WebModel(this, r.handle, gen, info, { provider: r.provider, precision: r.precision, fallback: r.fallback });
+    if (this.isClosed || gen !== this.transport.generation) {
+      m.markClosed(" (the module restarted)");
+      throw closedError("FlexTok", " (the module restarted while the model opened)");
+    }
+    this.models.add(m);
+    return m;
+  }
+
   private async open(weights: Uint8Array | undefined, opts: OpenOptions): Promise<Model> {
     const enc = new TextEncoder();
     const file = (b: Bytes | string | undefined): Uint8Array | undefined =>
@@ -409,8 +460,38 @@ function imageOf(r: ImageResult): ImageResult {
   if (r.rgba) out.rgba = r.rgba;
   if (r.png) out.png = r.png;
   if (r.tensor) out.tensor = r.tensor;
+  if (r.velocity_calls) {
+    out.velocity_ms = r.velocity_ms ?? 0;
+    out.velocity_calls = r.velocity_calls;
+    out.vae_ms = r.vae_ms ?? 0;
+  }
   return out;
 }
+
+/** A web model package as openWebModel takes it. */
+export interface WebModelPackage {
+  /** manifest.json's bytes, or the manifest parsed (fetchModelPackage's ModelPackage.manifest). */
+  manifest: Uint8Array | object;
+  /** The package's files by name (at least the graphs the manifest names; chunks reassembled). */
+  files: PackageFiles | Record<string, Uint8Array>;
+  /**
+   * Every file's SHA-256 was checked against the manifest already, so the worker need not hash
+   * the graphs again. Default: true for fetchModelPackage's result (it verifies), else false.
+   */
+  verified?: boolean;
+}
+
+/** Options of openWebModel. */
+export interface OpenWebOptions extends CallOptions {
+  /** "auto" (default): WebGPU when there is an adapter, else wasm. */
+  provider?: GraphProvider;
+  /** "auto" (default): the fp16 decoder on WebGPU with shader-f16 when the package has it. */
+  precision?: GraphPrecision;
+  /** The name its payloads carry (default: the manifest's). */
+  name?: string;
+}
+
+let webKeys = 0;
 
 /** An open model. */
 export class Model {
@@ -973,6 +1054,7 @@ export class WorkerTransport implements Transport {
     private readonly spawn: () => WorkerLike,
     private readonly module: WebAssembly.Module,
     private readonly wasmExecURL: string,
+    private readonly ort?: OrtInit,
   ) {
     this.ready = this.start();
   }
@@ -1026,6 +1108,7 @@ export class WorkerTransport implements Transport {
       };
     });
     const msg: ToWorker = { type: "init", module: this.module, wasmExecURL: this.wasmExecURL };
+    if (this.ort) msg.ort = this.ort;
     w.postMessage(msg, []);
     this.hold();
     p.catch(() => {}); // observed by ready's users
@@ -1135,5 +1218,36 @@ export class WorkerTransport implements Transport {
     if (this.closed) return;
     this.closed = true;
     this.die(new FlexTokError("closed", "flextok: the module is closed"), false);
+  }
+
+  putFiles(key: string, files: PackageFiles, verified: boolean): void {
+    if (!this.worker) return; // closed or broken: the call that names key fails as well
+    const transfer = new Set<ArrayBuffer>();
+    for (const b of files.values()) if (b.buffer instanceof ArrayBuffer) transfer.add(b.buffer);
+    const msg: ToWorker = { type: "files", key, files: [...files], verified };
+    this.worker.postMessage(msg, [...transfer]);
+  }
+}
+
+/** Where a web model's graphs run, as openWebModel chose. */
+export interface GraphPlacement {
+  provider: "wasm" | "webgpu";
+  precision: "fp32" | "fp16";
+  /** Why not the provider asked for ("" when it is it). */
+  fallback: string;
+}
+
+/** A model opened by openWebModel: its networks run in onnxruntime-web. */
+export class WebModel extends Model {
+  readonly provider: "wasm" | "webgpu";
+  readonly precision: "fp32" | "fp16";
+  readonly fallback: string;
+
+  /** @internal */
+  constructor(flextok: FlexTok, handle: number, gen: number, info: ModelInfo, p: GraphPlacement) {
+    super(flextok, handle, gen, info);
+    this.provider = p.provider;
+    this.precision = p.precision;
+    this.fallback = p.fallback;
   }
 }

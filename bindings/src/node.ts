@@ -15,16 +15,19 @@ import {
   type DefaultARLoader,
   type FlexTokOptions,
   type Progress,
+  type WebModelPackage,
   type WorkerLike,
 } from "./core.js";
 import { FlexTokError, asFlexTokError } from "./errors.js";
-import { runGo, type FromWorker, type GoGlobals, type ToWorker } from "./protocol.js";
+import { installGraphHost, type Ort } from "./ortweb.js";
+import { runGo, type FromWorker, type GoGlobals, type OrtInit, type ToWorker } from "./protocol.js";
 
 export * from "./core.js";
 export * from "./errors.js";
 export * from "./codec.js";
 export * from "./types.js";
 export * from "./http.js";
+export { webgpuAdapter, type GraphRunner, type PackageFiles } from "./ortweb.js";
 export * from "./package.js";
 
 /** Options of initialize in Node. */
@@ -52,6 +55,21 @@ export interface NodeInitializeOptions {
    */
   arPath?: string | false;
   onProgress?: (p: Progress) => void;
+  /**
+   * URL of onnxruntime-web's ES module, which runs web models (openWebModel) in the module's
+   * thread. Default: the onnxruntime-web package this one depends on (its Node entry: the
+   * wasm provider).
+   */
+  ortURL?: string | URL;
+  /** Threads of onnxruntime-web's wasm provider (default 1; 2 matches the browser's isolated pages). */
+  ortThreads?: number;
+}
+
+/** The OrtInit of opts. */
+function ortInit(opts: NodeInitializeOptions): OrtInit {
+  const o: OrtInit = { url: String(opts.ortURL ?? import.meta.resolve("onnxruntime-web")) };
+  if (opts.ortThreads !== undefined) o.numThreads = opts.ortThreads;
+  return o;
 }
 
 function here(file: string): string {
@@ -79,6 +97,10 @@ export async function startModule(
     const go = new g.Go();
     const instance = await WebAssembly.instantiate(module, go.importObject);
     const ft = runGo(g, go, instance);
+    const ort = ortInit(opts);
+    const ho: { numThreads?: number } = {};
+    if (ort.numThreads !== undefined) ho.numThreads = ort.numThreads;
+    installGraphHost(ft.global, async () => (await import(ort.url)) as Ort, ho);
     return {
       handle: ft.handle,
       version: ft.version,
@@ -165,7 +187,7 @@ export async function initialize(opts: NodeInitializeOptions = {}): Promise<Flex
   const wasmExecURL = pathToFileURL(opts.wasmExecPath ?? here("./wasm_exec.js")).href;
   // A literal new URL(..., import.meta.url): bundlers that follow workers see the file.
   const script = opts.workerPath ?? new URL("./node-worker.js", import.meta.url);
-  const t = new WorkerTransport(() => new NodeWorker(script), module, wasmExecURL);
+  const t = new WorkerTransport(() => new NodeWorker(script), module, wasmExecURL, ortInit(opts));
   try {
     await t.ready;
   } catch (e) {
@@ -173,6 +195,42 @@ export async function initialize(opts: NodeInitializeOptions = {}): Promise<Flex
     throw asFlexTokError(e, "load_failed", "flextok: failed to start the worker");
   }
   return new FlexTok(t, fopts);
+}
+
+/**
+ * Reads a web model package from a directory (what `flextok export-web -o DIR` wrote), for
+ * FlexTok.openWebModel: manifest.json and every file it lists, each reassembled from its chunks.
+ * The hashes are not checked here: openWebModel's worker checks the graphs' (verified false).
+ * A missing or short chunk fails with "fetch_failed", naming it.
+ */
+export async function readModelPackage(dir: string): Promise<WebModelPackage> {
+  const manifest = new Uint8Array(await readFile(join(dir, "manifest.json")));
+  let man: { files?: Record<string, { size: number; chunks: { name: string; size: number }[] }> };
+  try {
+    man = JSON.parse(new TextDecoder().decode(manifest)) as typeof man;
+  } catch (e) {
+    throw new FlexTokError("bad_package", `flextok: ${join(dir, "manifest.json")}: ${String(e)}`, { cause: e });
+  }
+  const files = new Map<string, Uint8Array>();
+  for (const [name, f] of Object.entries(man.files ?? {})) {
+    const out = new Uint8Array(f.size);
+    let off = 0;
+    for (const c of f.chunks) {
+      let b: Uint8Array;
+      try {
+        b = await readFile(join(dir, c.name));
+      } catch (e) {
+        throw asFlexTokError(e, "fetch_failed", `flextok: chunk ${JSON.stringify(c.name)} of ${JSON.stringify(name)}`);
+      }
+      if (b.length !== c.size || off + b.length > f.size) {
+        throw new FlexTokError("fetch_failed", `flextok: chunk ${JSON.stringify(c.name)} has ${b.length} bytes, the manifest says ${c.size}`);
+      }
+      out.set(b, off);
+      off += b.length;
+    }
+    files.set(name, out);
+  }
+  return { manifest, files, verified: false };
 }
 
 /** The default AR model's files, read from dir. */

@@ -2,10 +2,26 @@
 // starts. Nothing here imports anything, so worker.js (which imports only this file) loads
 // by URL with no bundler and no blob: URL.
 
+/**
+ * Where the worker imports onnxruntime-web from, for web models (ortweb.ts): url of its ES
+ * module (dist/ort.*.mjs, or the package's Node entry), wasmPaths of its .wasm files
+ * (env.wasm.wasmPaths; default: beside the module), numThreads of the wasm provider.
+ */
+export interface OrtInit {
+  url: string;
+  wasmPaths?: string;
+  numThreads?: number;
+}
+
 /** Page → worker. */
 export type ToWorker =
   /** Start the Go program: import wasm_exec.js, instantiate the compiled module, run it. */
-  | { type: "init"; module: WebAssembly.Module; wasmExecURL: string }
+  | { type: "init"; module: WebAssembly.Module; wasmExecURL: string; ort?: OrtInit }
+  /**
+   * A web model package's files (transferred), kept under key until an "open_graphs" request
+   * names it (ortweb.ts's packageStore). No reply: the next call sees them, messages keep order.
+   */
+  | { type: "files"; key: string; files: [string, Uint8Array][]; verified: boolean }
   /** One request's bytes (transferred). */
   | { type: "call"; seq: number; request: Uint8Array };
 

@@ -7,6 +7,7 @@
 export type Op =
   | "version"
   | "open"
+  | "open_graphs"
   | "close"
   | "info"
   | "decode"
@@ -69,6 +70,20 @@ export interface OpenRequest extends RequestBase {
   /** vae/config.json bytes. */
   vae_config?: Uint8Array;
   /** The name its payloads carry (default: the model's own); not part of its identity. */
+  name?: string;
+}
+/** Where a web model's graphs run: "auto" is WebGPU when there is an adapter, else wasm. */
+export type GraphProvider = "auto" | "wasm" | "webgpu";
+/** The decoder graph's precision: "auto" is fp16 on WebGPU when the package has it. */
+export type GraphPrecision = "auto" | "fp32" | "fp16";
+export interface OpenGraphsRequest extends RequestBase {
+  op: "open_graphs";
+  /** The web model package's manifest.json bytes (docs/web-package.md). */
+  manifest: Uint8Array;
+  /** The key under which the module's thread holds the package's files (ortweb.ts's store). */
+  files: string;
+  provider?: GraphProvider;
+  precision?: GraphPrecision;
   name?: string;
 }
 export interface CloseRequest extends RequestBase {
@@ -177,6 +192,7 @@ export interface GenerateCloseRequest extends RequestBase {
 export type Request =
   | VersionRequest
   | OpenRequest
+  | OpenGraphsRequest
   | CloseRequest
   | InfoRequest
   | DecodeRequest
@@ -201,6 +217,11 @@ export type ServiceErrorCode =
   | "canceled"
   | "internal"
   | "tokenizer_mismatch"
+  // open_graphs and the web models it opens
+  | "bad_package"
+  | "graph_mismatch"
+  | "out_of_memory"
+  | "webgpu_unavailable"
   // sdk/payload
   | "format"
   | "version"
@@ -271,6 +292,11 @@ export interface ImageResult {
   tensor?: Uint8Array;
   /** The engine's decode, in milliseconds. */
   decode_ms: number;
+  /** Web models only: time in onnxruntime-web's velocity runs (one per step), within decode_ms. */
+  velocity_ms?: number;
+  velocity_calls?: number;
+  /** Web models only: time in onnxruntime-web's VAE decoder run, within decode_ms. */
+  vae_ms?: number;
   /** The whole op, in milliseconds. */
   total_ms: number;
 }
@@ -283,6 +309,15 @@ export interface VersionResult {
 }
 export interface OpenResult extends ModelInfo {
   handle: number;
+}
+/** What open_graphs returns: the model info and where its graphs run. */
+export interface OpenGraphsResult extends OpenResult {
+  /** The provider that runs the graphs. */
+  provider: "wasm" | "webgpu";
+  /** The decoder graph's precision. */
+  precision: "fp32" | "fp16";
+  /** Why the provider is not the one asked for ("" when it is), e.g. "no WebGPU adapter". */
+  fallback: string;
 }
 export interface CloseResult {
   /** The model's streams closed with it. */
@@ -353,6 +388,7 @@ export type GenerateCloseResult = Record<never, never>;
 export interface ResultOf {
   version: VersionResult;
   open: OpenResult;
+  open_graphs: OpenGraphsResult;
   close: CloseResult;
   info: ModelInfo;
   decode: ImageResult;

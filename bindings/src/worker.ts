@@ -3,7 +3,8 @@
 // still sends one request at a time, the next only after this one's response, so it knows
 // which request is running when it aborts (WorkerTransport, core.ts).
 
-import { runGo, type FromWorker, type GoGlobals, type ToWorker } from "./protocol.js";
+import { installGraphHost, packageStore, type Ort } from "./ortweb.js";
+import { runGo, type FromWorker, type GoGlobals, type OrtInit, type ToWorker } from "./protocol.js";
 
 interface WorkerScope extends GoGlobals {
   postMessage(message: FromWorker, transfer?: Transferable[]): void;
@@ -18,7 +19,7 @@ function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-async function init(module: WebAssembly.Module, wasmExecURL: string): Promise<void> {
+async function init(module: WebAssembly.Module, wasmExecURL: string, ort: OrtInit | undefined): Promise<void> {
   try {
     if (!scope.Go) await import(wasmExecURL);
     if (!scope.Go) throw new Error(`${wasmExecURL} did not define Go`);
@@ -29,6 +30,17 @@ async function init(module: WebAssembly.Module, wasmExecURL: string): Promise<vo
       scope.postMessage({ type: "exited", message: "flextok: the Go program exited" });
     });
     handle = ft.handle;
+    const o: { wasmPaths?: string; numThreads?: number } = {};
+    if (ort?.wasmPaths !== undefined) o.wasmPaths = ort.wasmPaths;
+    if (ort?.numThreads !== undefined) o.numThreads = ort.numThreads;
+    installGraphHost(
+      ft.global,
+      async () => {
+        if (!ort) throw new Error("no onnxruntime-web URL was given to initialize (its ortURL option)");
+        return (await import(ort.url)) as Ort;
+      },
+      o,
+    );
     scope.postMessage({ type: "ready", version: ft.version });
   } catch (e) {
     scope.postMessage({ type: "init_failed", message: message(e) });
@@ -38,7 +50,11 @@ async function init(module: WebAssembly.Module, wasmExecURL: string): Promise<vo
 scope.onmessage = (e: MessageEvent<ToWorker>): void => {
   const m = e.data;
   if (m.type === "init") {
-    void init(m.module, m.wasmExecURL);
+    void init(m.module, m.wasmExecURL, m.ort);
+    return;
+  }
+  if (m.type === "files") {
+    packageStore.set(m.key, { files: new Map(m.files), verified: m.verified });
     return;
   }
   if (!handle || exited) {

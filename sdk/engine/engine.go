@@ -20,6 +20,9 @@ var (
 	ErrModelMismatch = payload.ErrModelMismatch
 	ErrArgument      = errors.New("flextok/engine: invalid argument")
 	ErrUnsupported   = errors.New("flextok/engine: unsupported")
+	// ErrGraphMismatch: an exported graph run by a Graphs (GraphExecutor, GraphDenoiser)
+	// gave outputs of another shape than the model's: a graph of another model or export.
+	ErrGraphMismatch = errors.New("flextok/engine: the graph does not fit the model")
 )
 
 // Engine is a loaded FlexTok model: it encodes images to token payloads and decodes payloads,

@@ -26,6 +26,12 @@
 //	b, _ := native.Load("/path/to/model", native.Options{})
 //	h, _ := svc.Add(b) // requests now name it by handle h
 //
+// A web model ("open_graphs") is decode-only: its decoder and VAE graphs run in the front
+// end's graph host (Options.Graphs; in the browser onnxruntime-web, one call out per sampler
+// step with the conditional and unconditional items batched), while payload checks, hints,
+// noise, the sampler, guidance and streams run here (engine.GraphExecutor), so "decode" and
+// the stream ops work on it unchanged. "encode" answers "unsupported".
+//
 // # Determinism
 //
 // With the default Load and the zero Options.Engine, the models run the engine's portable path:
@@ -50,6 +56,11 @@
 //	              vae_config bin? (vae/config.json bytes), name str? (the name payloads
 //	              carry; default: the model's own, from its config or its digest);
 //	              without weights: the front end's default model (Options.Default), if any
+//	open_graphs   manifest bin (a web model package's manifest.json, docs/web-package.md),
+//	              files str (the key under which the front end holds the package's files),
+//	              provider str? ("auto" default, "wasm", "webgpu"), precision str? ("auto"
+//	              default: fp16 decoder on WebGPU when the package has one; "fp32", "fp16"),
+//	              name str?; needs Options.Graphs (the GOOS=js module's onnxruntime-web host)
 //	close         handle
 //	info          handle
 //	decode        handle, payload bin (a whole token payload, docs/payload.md), options
@@ -146,6 +157,9 @@
 //
 //	version       protocol uint (1), payload [uint, uint] (the payload format version)
 //	open          handle uint, then the model info below
+//	open_graphs   handle uint, the model info, provider str ("wasm" or "webgpu": what runs),
+//	              precision str (the decoder graph's), fallback str (why not the provider
+//	              asked for; "" when it is)
 //	info          model info: model {name str, digest bin (32), fsq [uint], max_tokens uint},
 //	              height uint, width uint (image size in pixels), codebook uint
 //	close         streams uint (the model's streams closed with it)
@@ -169,7 +183,9 @@
 // actually used), width uint, height uint, then the forms asked for: rgba bin (width×height×4
 // bytes, rows top to bottom, alpha 255), png bin (a PNG file), tensor bin (the decoder's
 // output [3, height, width] as little-endian float32, before clamping and quantisation to
-// 8 bits), then decode_ms float (the engine's decode) and total_ms float (the whole op).
+// 8 bits), then decode_ms float (the engine's decode), for web models ("open_graphs") velocity_ms
+// float, velocity_calls uint and vae_ms float (the time in the graph host's networks, within
+// decode_ms: one velocity call per sampler step), and total_ms float (the whole op).
 //
 // # Error codes
 //
@@ -184,6 +200,10 @@
 //	canceled          HandleContext's context ended
 //	tokenizer_mismatch  ar_open: the AR model was trained for another tokenizer
 //	internal          a bug: a recovered panic or an unexpected error
+//	bad_package       open_graphs: a manifest that does not parse, or another format/version
+//	graph_mismatch    a graph that is not the manifest's model's (hash, or output shapes)
+//	out_of_memory     the graph host ran out of memory creating or running a session
+//	webgpu_unavailable  provider "webgpu" asked for where no WebGPU adapter exists
 //
 // and every payload code of sdk/payload, kept as it is: format, version, type, missing,
 // duplicate, range, too_long, truncated, trailing, too_large, model_mismatch, stream.

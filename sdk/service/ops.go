@@ -63,7 +63,11 @@ type imageResult struct {
 	PNG      []byte  `msgpack:"png,omitempty"`
 	Tensor   []byte  `msgpack:"tensor,omitempty"`
 	DecodeMs float64 `msgpack:"decode_ms"`
-	TotalMs  float64 `msgpack:"total_ms"`
+	// Web models ("open_graphs") only: the time in the graph host's networks, within decode_ms.
+	VelocityMs    float64 `msgpack:"velocity_ms,omitempty"`
+	VelocityCalls int     `msgpack:"velocity_calls,omitempty"`
+	VAEMs         float64 `msgpack:"vae_ms,omitempty"`
+	TotalMs       float64 `msgpack:"total_ms"`
 }
 
 type decodeResponse struct {
@@ -183,7 +187,8 @@ func (s *Service) options(m *model, p *payload.Payload, layers ...decodeParams) 
 // run decodes p with o and fills the image forms out asks for.
 func (s *Service) run(ctx context.Context, m *model, p *payload.Payload, o engine.DecodeOptions, out outputs, t0 time.Time) (imageResult, error) {
 	t1 := time.Now()
-	x, err := m.x.Decode(ctx, p, o)
+	var gt engine.GraphTimings
+	x, err := m.x.Decode(engine.WithGraphTimings(ctx, &gt), p, o)
 	if err != nil {
 		return imageResult{}, classify(err, CodeInternal)
 	}
@@ -197,7 +202,8 @@ func (s *Service) run(ctx context.Context, m *model, p *payload.Payload, o engin
 		k = len(p.IDs)
 	}
 	r := imageResult{K: k, Steps: o.Steps, Guidance: o.Guidance, APG: o.APG, Seed: o.Seed,
-		Width: img.Rect.Dx(), Height: img.Rect.Dy(), DecodeMs: ms(dt)}
+		Width: img.Rect.Dx(), Height: img.Rect.Dy(), DecodeMs: ms(dt),
+		VelocityMs: ms(gt.Velocity), VelocityCalls: gt.VelocityCalls, VAEMs: ms(gt.VAE)}
 	if out.rgba {
 		r.RGBA = make([]byte, 0, 4*r.Width*r.Height)
 		for y := 0; y < r.Height; y++ {

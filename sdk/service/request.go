@@ -32,6 +32,11 @@ type request struct {
 	Filter    string
 	Orient    *bool // encode: apply the image's EXIF orientation (default true)
 
+	Manifest  []byte // open_graphs: the web model package's manifest.json
+	Files     string // open_graphs: the key of the package's files in the front end
+	Provider  string // open_graphs: "auto", "wasm" or "webgpu"
+	Precision string // open_graphs: "auto", "fp32" or "fp16"
+
 	decodeParams
 	genParams
 	Decode *bool // stream_chunk: decode after adding the chunk (default true)
@@ -80,6 +85,7 @@ var fields = map[string][]string{
 		"top_k", "top_p", "greedy"},
 	"generate_next":  {"generation", "max"},
 	"generate_close": {"generation"},
+	"open_graphs":    {"manifest", "files", "name", "provider", "precision"},
 }
 
 // only refuses a key that the request's op does not take (a typo, or a field of another op).
@@ -184,6 +190,14 @@ func (r *request) field(d *msgpack.Decoder, key string) error {
 		r.Name, err = str(d)
 	case "filter":
 		r.Filter, err = str(d)
+	case "manifest":
+		r.Manifest, err = bin(d)
+	case "files":
+		r.Files, err = str(d)
+	case "provider":
+		r.Provider, err = str(d)
+	case "precision":
+		r.Precision, err = str(d)
 	case "weights":
 		r.Weights, err = bin(d)
 	case "config":

@@ -10,6 +10,7 @@ import (
 	"github.com/flextok-sdk/flextok/sdk/ar"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/payload"
+	"github.com/flextok-sdk/flextok/sdk/webpkg"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -58,6 +59,9 @@ type Options struct {
 	// (beside the tokenizer handle it names): the front end's embedded default AR model
 	// (models.DefaultAR()), made for the Default model.
 	DefaultAR *ARCheckpoint
+	// Graphs, if set, opens the networks of a web model package for "open_graphs": the
+	// GOOS=js module's onnxruntime-web host. nil: "open_graphs" is refused as unsupported.
+	Graphs GraphHost
 }
 
 // ARCheckpoint is an AR checkpoint (docs/ar-checkpoint.md) held in memory.
@@ -175,6 +179,10 @@ func classify(err error, fallback string) *Error {
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		code = CodeCanceled
+	case errors.Is(err, engine.ErrGraphMismatch):
+		code = CodeGraphMismatch
+	case errors.Is(err, webpkg.ErrInvalid), errors.Is(err, webpkg.ErrUnsupported):
+		code = CodeBadPackage
 	case errors.Is(err, payload.ErrModelMismatch):
 		code = "model_mismatch"
 	case errors.Is(err, engine.ErrUnsupported):
@@ -259,6 +267,8 @@ func (s *Service) dispatch(ctx context.Context, r *request) (any, error) {
 		return versionResponse{h, Protocol, [2]int{payload.Major, payload.Minor}}, nil
 	case "open":
 		return s.open(h, r)
+	case "open_graphs":
+		return s.openGraphs(ctx, h, r)
 	case "close":
 		return s.close(h, r)
 	case "info":

@@ -29,7 +29,7 @@ import (
 )
 
 func main() {
-	svc := service.New(service.Options{Default: defaultmodel.Checkpoint(), DefaultAR: defaultmodel.AR()})
+	svc := service.New(service.Options{Default: defaultmodel.Checkpoint(), DefaultAR: defaultmodel.AR(), Graphs: openGraphs})
 	js.Global().Set("flextok", js.ValueOf(map[string]any{
 		"handle":  newHandle(svc.Handle),
 		"version": "protocol 1",
