@@ -9,6 +9,7 @@ import "golang.org/x/sys/cpu"
 var (
 	hasAVX512  = cpu.X86.HasAVX512F
 	hasAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	hasBF16    = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BF16
 )
 
 // kernel12x32AVX512 computes, for r < 12 and j < 32,
@@ -53,6 +54,33 @@ var avx2Kernel = microKernel{mr: 6, nr: 16, kc: 256, macNs: 0.04, name: "avx2-6x
 	_ = c[5*ldc+15]
 	kernel6x16AVX2(kc, &a[0], &b[0], &c[0], ldc)
 }}
+
+// kernel12x32BF16 is kernel12x32AVX512 over bf16 pairs: for r < 12 and j < 32,
+//
+//	c[r*ldc+j] += Σ_{q<kc} lo(a[q*12+r])·lo(b[q*32+j]) + hi(a[q*12+r])·hi(b[q*32+j])
+//
+// where a and b hold uint32 words of two bf16 values each (lo: the low 16 bits, K index 2q;
+// hi: K index 2q+1), with VDPBF16PS (AVX512_BF16): products of bf16 values are exact in
+// float32, sums are rounded to nearest even, denormal inputs and outputs are flushed to zero.
+// kc (the number of pairs) must be >= 1.
+//
+//go:noescape
+func kernel12x32BF16(kc int, a, b *uint32, c *float32, ldc int)
+
+var avx512BF16Kernel = bf16Kernel{mr: 12, nr: 32, kc: 512, macNs: 0.011, name: "avx512bf16-12x32", native: func(kq int, a, b []uint32, c []float32, ldc int) {
+	_ = a[kq*12-1]
+	_ = b[kq*32-1]
+	_ = c[11*ldc+31]
+	kernel12x32BF16(kq, &a[0], &b[0], &c[0], ldc)
+}}
+
+// bf16Native returns the VDPBF16PS kernel when the CPU has AVX512_BF16.
+func bf16Native() (bf16Kernel, bool) {
+	if hasBF16 {
+		return avx512BF16Kernel, true
+	}
+	return bf16Kernel{}, false
+}
 
 // fastKernel returns the best kernel this CPU supports.
 func fastKernel() (microKernel, bool) {

@@ -7,3 +7,6 @@ func fastKernel() (microKernel, bool) { return microKernel{}, false }
 
 // fastKernels lists no fast kernels.
 func fastKernels() []microKernel { return nil }
+
+// bf16Native reports that this build has no native bf16 kernel.
+func bf16Native() (bf16Kernel, bool) { return bf16Kernel{}, false }

@@ -11,13 +11,34 @@
 // to c.
 //   - AVX-512: mr=12, nr=32: Z0-Z23 accumulators, Z24-Z25 b, Z26-Z31 broadcasts.
 //   - AVX2+FMA: mr=6, nr=16: Y0-Y11 accumulators, Y12-Y13 b, Y14-Y15 broadcasts.
+//
+// and one bf16 kernel, kernel12x32BF16, with the AVX-512 kernel's registers and loop, over
+// panels of uint32 words that each hold two bf16 values (K index 2q in the low half, 2q+1 in
+// the high half): each step broadcasts a word of a and issues VDPBF16PS, which adds both
+// products of a pair to a float32 lane, so kc counts pairs. Go's assembler does not know
+// VDPBF16PS (AVX512_BF16): it is written as its EVEX bytes (vdpbf16ps below).
 package main
 
 import "fmt"
 
 func p(f string, a ...any) { fmt.Printf(f+"\n", a...) }
 
-func kernel(name, reg string, mr, lanes, tmp0, ntmp int) {
+// vdpbf16ps returns the bytes of VDPBF16PS zmm(dst) += zmm(v) · zmm(rm), register form:
+// EVEX.512.F3.0F38.W0 52 /r (Intel SDM vol. 2, VDPBF16PS). The EVEX payload inverts R, X,
+// B, R' and vvvv/V'; X extends the rm register (bit 4) in the register form.
+func vdpbf16ps(dst, v, rm int) string {
+	inv := func(r, bit int) int { return ^(r >> bit) & 1 }
+	p0 := inv(dst, 3)<<7 | inv(rm, 4)<<6 | inv(rm, 3)<<5 | inv(dst, 4)<<4 | 0b10
+	p1 := (^v&0xf)<<3 | 1<<2 | 0b10
+	p2 := 0b10<<5 | inv(v, 4)<<3
+	modrm := 0xc0 | (dst&7)<<3 | rm&7
+	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x52; BYTE $0x%02x // VDPBF16PS Z%d, Z%d, Z%d",
+		p0, p1, p2, modrm, rm, v, dst)
+}
+
+func kernel(name, reg string, mr, lanes, tmp0, ntmp int) { kernelOp(name, reg, mr, lanes, tmp0, ntmp, false) }
+
+func kernelOp(name, reg string, mr, lanes, tmp0, ntmp int, bf16 bool) {
 	nr := 2 * lanes
 	vb := 4 * lanes // bytes per vector
 	b0, b1 := 2*mr, 2*mr+1
@@ -43,6 +64,11 @@ func kernel(name, reg string, mr, lanes, tmp0, ntmp int) {
 	for r := 0; r < mr; r++ {
 		t := tmp0 + r%ntmp
 		p("\tVBROADCASTSS %d(SI), %s%d", 4*r, reg, t)
+		if bf16 {
+			p("\t%s", vdpbf16ps(2*r, b0, t))
+			p("\t%s", vdpbf16ps(2*r+1, b1, t))
+			continue
+		}
 		p("\tVFMADD231PS %s%d, %s%d, %s%d", reg, b0, reg, t, reg, 2*r)
 		p("\tVFMADD231PS %s%d, %s%d, %s%d", reg, b1, reg, t, reg, 2*r+1)
 	}
@@ -73,4 +99,5 @@ func main() {
 	p("// Registers: CX=kc, SI=a, DI=b, DX=c, R8=ldc in bytes; see gen_amd64.go for the layout.")
 	kernel("kernel12x32AVX512", "Z", 12, 16, 26, 6)
 	kernel("kernel6x16AVX2", "Y", 6, 8, 14, 2)
+	kernelOp("kernel12x32BF16", "Z", 12, 16, 26, 6, true)
 }
