@@ -36,7 +36,9 @@ func vdpbf16ps(dst, v, rm int) string {
 		p0, p1, p2, modrm, rm, v, dst)
 }
 
-func kernel(name, reg string, mr, lanes, tmp0, ntmp int) { kernelOp(name, reg, mr, lanes, tmp0, ntmp, false) }
+func kernel(name, reg string, mr, lanes, tmp0, ntmp int) {
+	kernelOp(name, reg, mr, lanes, tmp0, ntmp, false)
+}
 
 func kernelOp(name, reg string, mr, lanes, tmp0, ntmp int, bf16 bool) {
 	nr := 2 * lanes
