@@ -138,3 +138,31 @@ func TestBF16PathChoice(t *testing.T) {
 		t.Fatalf("native %v but path %q", native, pw.Path())
 	}
 }
+
+// BenchmarkLinearBF16 compares float32 and bf16 weights on the decoder's products at d12
+// (M = 1024 rows: cond and uncond, 256 patches and 256 registers each), side by side.
+func BenchmarkLinearBF16(b *testing.B) {
+	const m, W = 1024, 768
+	Hd := 2 * (4 * W) / 3
+	r := newRand(3)
+	for _, sh := range []struct {
+		name string
+		n, k int
+	}{{"qkv", 3 * W, W}, {"fc1", Hd, W}, {"fc2", W, Hd}} {
+		x := randSlice(r, m*sh.k, 1)
+		w := randSlice(r, sh.n*sh.k, 0.05)
+		y := make([]float32, m*sh.n)
+		for _, th := range []int{1, 2} {
+			for _, bf := range []bool{false, true} {
+				o := Opts{Threads: th, Fast: true, BF16: bf}
+				pw := PackWeights(o, w, sh.n, sh.k)
+				b.Run(fmt.Sprintf("%s/threads=%d/%s", sh.name, th, pw.Path()), func(b *testing.B) {
+					for i := 0; i < b.N; i++ {
+						LinearPacked(o, y, x, pw, nil, m)
+					}
+					b.ReportMetric(2*float64(m*sh.n*sh.k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
+		}
+	}
+}
