@@ -53,6 +53,7 @@ func newEncoder(cfg *model.Config, src model.TensorSource, o Options) (*Encoder,
 		return nil, fmt.Errorf("flextok/engine: encoder head gives %d dims, FSQ has %d levels", e.LatentDim, fq.Dim())
 	}
 	ko := o.kernels()
+	ko.BF16 = false // the encoder is always float32: token ids never depend on Precision
 	r := newWeightReader(cfg, "encoder", src)
 	mod := func(class string) string { return r.Module(model.EncoderPrefix, e.Modules, class) }
 
