@@ -17,10 +17,12 @@ import (
 // checked on d12 shapes when FLEXTOK_D12 names a checkpoint): the velocity's relative error
 // ||v_bf16 - v_fp32|| / ||v_fp32|| over a conditional and an unconditional item, and the PSNR
 // of a 20-step guided decode against the fp32 decode ([-1, 1] images, peak 2). Measured
-// values are in docs/benchmarks.md; the bounds leave about a factor 2 (6 dB) of margin.
+// values are in docs/benchmarks.md; the bounds leave a factor 2 to 3 (6 dB or more) of margin.
 const (
-	bf16MaxVelocityRelErr = 0.02
-	bf16MinDecodePSNR     = 40.0
+	bf16MaxVelocityRelErr = 0.01
+	bf16MinDecodePSNR     = 40.0 // the target, at d12
+	// bf16MinDecodePSNRDefault is the default model's bound (measured 59.7 dB).
+	bf16MinDecodePSNRDefault = 53.0
 )
 
 // velocityRelErr is ||a - b|| / ||b|| over all items.
@@ -59,14 +61,19 @@ func bf16Velocities(t *testing.T, decs []*Decoder, ids []uint32, x tensor.Tensor
 
 // checkBF16 loads m at fp32 (Fast), bf16 (Fast: native where the CPU has AVX512_BF16, else
 // emulated) and bf16 on the portable path, and checks the velocity error and decode PSNR.
-func checkBF16(t *testing.T, name string, load func(Options) (*Engine, error), decodeSize int) {
+func checkBF16(t *testing.T, name string, load func(Options) (*Engine, error), portable bool, minPSNR float64) {
 	fp32 := Options{Fast: true}
 	paths := []struct {
 		name string
 		o    Options
 	}{
 		{"bf16 fast (" + kernels.BF16Path() + ")", Options{Fast: true, Precision: BF16}},
-		{"bf16 portable", Options{Precision: BF16}},
+	}
+	if portable {
+		paths = append(paths, struct {
+			name string
+			o    Options
+		}{"bf16 portable", Options{Precision: BF16}})
 	}
 	ref, err := load(fp32)
 	if err != nil {
@@ -117,7 +124,7 @@ func checkBF16(t *testing.T, name string, load func(Options) (*Engine, error), d
 		}
 	}
 	// A 20-step guided decode from the same noise.
-	do := DecodeOptions{Steps: 20, Guidance: 7.5, APG: true, Seed: 3, Size: decodeSize}
+	do := DecodeOptions{Steps: 20, Guidance: 7.5, APG: true, Seed: 3}
 	want, err := ref.Decode(context.Background(), p32, do)
 	if err != nil {
 		t.Fatal(err)
@@ -132,8 +139,8 @@ func checkBF16(t *testing.T, name string, load func(Options) (*Engine, error), d
 			t.Fatal(err)
 		}
 		t.Logf("%s: %s: 20-step decode PSNR against fp32: %.1f dB", name, paths[i].name, psnr)
-		if !(psnr >= bf16MinDecodePSNR) {
-			t.Errorf("%s: %s: 20-step decode PSNR %.1f dB < %g dB", name, paths[i].name, psnr, bf16MinDecodePSNR)
+		if !(psnr >= minPSNR) {
+			t.Errorf("%s: %s: 20-step decode PSNR %.1f dB < %g dB", name, paths[i].name, psnr, minPSNR)
 		}
 	}
 }
@@ -144,9 +151,9 @@ func TestBF16Error(t *testing.T) {
 	d := defaultFiles(t)
 	checkBF16(t, "default", func(o Options) (*Engine, error) {
 		return LoadBytes(d.Weights, d.Config, d.VAEConfig, o)
-	}, 0)
+	}, true, bf16MinDecodePSNRDefault)
 	if dir := os.Getenv("FLEXTOK_D12"); dir != "" && !testing.Short() {
-		checkBF16(t, "d12", func(o Options) (*Engine, error) { return Load(dir, o) }, 0)
+		checkBF16(t, "d12", func(o Options) (*Engine, error) { return Load(dir, o) }, false, bf16MinDecodePSNR)
 	}
 }
 
