@@ -5,9 +5,11 @@ import (
 	"errors"
 	"math"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/sdk/flow"
+	ftimage "github.com/flextok-sdk/flextok/sdk/image"
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/metrics"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
@@ -186,4 +188,65 @@ func TestBF16Options(t *testing.T) {
 	if p := e.enc.head.Proj.W.Path(); p != kernels.FastPath() {
 		t.Errorf("encoder head packed for %q, want the float32 path %q", p, kernels.FastPath())
 	}
+}
+
+// TestBF16EncoderIDs measures what bf16 weights in the encoder (not offered: Precision never
+// reaches it) would do to token ids: the share of ids that stay the same, over the held-out
+// images at the default model. Logged for docs/benchmarks.md; the test checks that the
+// measurement ran on bf16 weights and that the default encoder is unaffected.
+func TestBF16EncoderIDs(t *testing.T) {
+	d := defaultFiles(t)
+	ref, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, Options{Fast: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	encoderBF16 = true
+	e16, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, Options{Fast: true, Precision: BF16})
+	encoderBF16 = false
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := e16.enc.head.Proj.W.Path(); p != kernels.BF16Path() {
+		t.Fatalf("bf16 encoder head packed for %q", p)
+	}
+	files, err := filepath.Glob("../../testdata/heldout/*.png")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no held-out images: %v", err)
+	}
+	same, all, firstDiff := 0, 0, 0
+	var firstAt []int
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _, err := ftimage.Decode(fh, ftimage.Limits{})
+		fh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := ref.Encode(context.Background(), img, EncodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := e16.Encode(context.Background(), img, EncodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := -1
+		for j := range a.IDs {
+			all++
+			if a.IDs[j] == b.IDs[j] {
+				same++
+			} else if at < 0 {
+				at = j
+			}
+		}
+		if at >= 0 {
+			firstDiff++
+			firstAt = append(firstAt, at)
+		}
+	}
+	t.Logf("bf16 encoder weights: %d of %d ids (%.1f%%) unchanged over %d images; %d images have a changed id, first changed positions %v",
+		same, all, 100*float64(same)/float64(all), len(files), firstDiff, firstAt)
 }

@@ -140,7 +140,9 @@ func TestBF16PathChoice(t *testing.T) {
 }
 
 // BenchmarkLinearBF16 compares float32 and bf16 weights on the decoder's products at d12
-// (M = 1024 rows: cond and uncond, 256 patches and 256 registers each), side by side.
+// (M = 1024 rows: cond and uncond, 256 patches and 256 registers each), side by side: the
+// float32 fast kernel, the native bf16 kernel (AVX512_BF16) and the emulated bf16 fallback
+// over each float32 fast kernel (what a CPU without AVX512_BF16 runs).
 func BenchmarkLinearBF16(b *testing.B) {
 	const m, W = 1024, 768
 	Hd := 2 * (4 * W) / 3
@@ -153,9 +155,15 @@ func BenchmarkLinearBF16(b *testing.B) {
 		w := randSlice(r, sh.n*sh.k, 0.05)
 		y := make([]float32, m*sh.n)
 		for _, th := range []int{1, 2} {
-			for _, bf := range []bool{false, true} {
-				o := Opts{Threads: th, Fast: true, BF16: bf}
-				pw := PackWeights(o, w, sh.n, sh.k)
+			o := Opts{Threads: th, Fast: true}
+			pws := []*Weights{PackWeights(o, w, sh.n, sh.k)}
+			for _, bk := range bf16Kernels() {
+				if bk.f32.name != "portable" {
+					bk := bk
+					pws = append(pws, &Weights{N: sh.n, K: sh.k, bk: &bk, d16: packWeightsBF16(bk, th, w, sh.n, sh.k)})
+				}
+			}
+			for _, pw := range pws {
 				b.Run(fmt.Sprintf("%s/threads=%d/%s", sh.name, th, pw.Path()), func(b *testing.B) {
 					for i := 0; i < b.N; i++ {
 						LinearPacked(o, y, x, pw, nil, m)
