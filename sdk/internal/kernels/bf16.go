@@ -213,17 +213,31 @@ func (t *bf16Tile) end(r0, c0 int) {
 	}
 }
 
+// roundRowBF16Go writes dst[q] = bf16(src[2q]) | bf16(src[2q+1])<<16 for q < ceil(len(src)/2)
+// (the high half of the last word zero when len(src) is odd).
+func roundRowBF16Go(dst []uint32, src []float32) {
+	for q := 0; q < len(src)/2; q++ {
+		dst[q] = uint32(RoundBF16(src[2*q])) | uint32(RoundBF16(src[2*q+1]))<<16
+	}
+	if len(src)%2 == 1 {
+		dst[len(src)/2] = uint32(RoundBF16(src[len(src)-1]))
+	}
+}
+
 // packA16 writes rows [r0, r0+rows) of A rounded to bf16 into dst as word pairs,
-// dst[q*mr+r] = bf16(A(r, 2q)) | bf16(A(r, 2q+1))<<16, zero beyond k and rows.
+// dst[q*mr+r] = bf16(A(r, 2q)) | bf16(A(r, 2q+1))<<16, zero beyond k and rows. Only the
+// native kernel uses it, so rows are rounded with VCVTNE2PS2BF16, which also flushes
+// denormal inputs to zero as VDPBF16PS does.
 func packA16(dst []uint32, a []float32, lda, r0, rows, mr, k int) {
 	kq := (k + 1) / 2
+	rbuf := getWords(kq)
+	defer putWords(rbuf)
+	row := *rbuf
 	for r := 0; r < rows; r++ {
-		src := a[(r0+r)*lda : (r0+r)*lda+k]
-		for q := 0; q < k/2; q++ {
-			dst[q*mr+r] = uint32(RoundBF16(src[2*q])) | uint32(RoundBF16(src[2*q+1]))<<16
-		}
-		if k%2 == 1 {
-			dst[(kq-1)*mr+r] = uint32(RoundBF16(src[k-1]))
+		roundRowBF16(row, a[(r0+r)*lda:(r0+r)*lda+k])
+		d := dst[r:]
+		for q, w := range row {
+			d[q*mr] = w
 		}
 	}
 	for r := rows; r < mr; r++ {

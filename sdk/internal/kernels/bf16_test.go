@@ -174,3 +174,43 @@ func BenchmarkLinearBF16(b *testing.B) {
 		}
 	}
 }
+
+// TestRoundRowBF16: the row rounding of the native packing (VCVTNE2PS2BF16 where the CPU has
+// it) gives RoundBF16's words for every length, ties, infinities and NaN (denormals aside,
+// which the instruction flushes to zero).
+func TestRoundRowBF16(t *testing.T) {
+	r := newRand(5)
+	for n := 0; n <= 131; n++ {
+		src := randSlice(r, n, 3)
+		for i := range src {
+			switch i % 7 {
+			case 1:
+				src[i] = math.Float32frombits(math.Float32bits(src[i])&^0xffff | 0x8000) // a tie
+			case 3:
+				src[i] = float32(math.Inf(1 - 2*(i%2)))
+			}
+		}
+		if n > 5 {
+			src[5] = float32(math.NaN())
+		}
+		got := make([]uint32, (n+1)/2+1)
+		want := make([]uint32, (n+1)/2+1)
+		got[len(got)-1], want[len(want)-1] = 0xdeadbeef, 0xdeadbeef
+		roundRowBF16(got, src)
+		roundRowBF16Go(want, src)
+		for q := range want {
+			g, w := got[q], want[q]
+			for _, h := range []uint{0, 16} {
+				gh, wh := uint16(g>>h), uint16(w>>h)
+				if isNaN16(gh) && isNaN16(wh) {
+					continue
+				}
+				if gh != wh {
+					t.Fatalf("n=%d word %d: %#08x, want %#08x", n, q, g, w)
+				}
+			}
+		}
+	}
+}
+
+func isNaN16(h uint16) bool { return h&0x7f80 == 0x7f80 && h&0x7f != 0 }

@@ -74,6 +74,26 @@ var avx512BF16Kernel = bf16Kernel{mr: 12, nr: 32, kc: 512, macNs: 0.011, name: "
 	kernel12x32BF16(kq, &a[0], &b[0], &c[0], ldc)
 }}
 
+// cvtBF16x32 rounds n blocks of 32 float32 at src to bf16 with VCVTNE2PS2BF16 (to nearest
+// even; denormals to zero), writing 16 words per block at dst: word q = bf16(src[2q]) |
+// bf16(src[2q+1])<<16. n must be >= 1; AVX512_BF16 only.
+//
+//go:noescape
+func cvtBF16x32(dst *uint32, src *float32, n int)
+
+// roundRowBF16 writes the bf16 words of src to dst[:ceil(len(src)/2)] (roundRowBF16Go),
+// with VCVTNE2PS2BF16 when the CPU has it.
+func roundRowBF16(dst []uint32, src []float32) {
+	n := len(src) / 32
+	if hasBF16 && n > 0 {
+		_ = dst[16*n-1]
+		cvtBF16x32(&dst[0], &src[0], n)
+	} else {
+		n = 0
+	}
+	roundRowBF16Go(dst[16*n:], src[32*n:])
+}
+
 // bf16Native returns the VDPBF16PS kernel when the CPU has AVX512_BF16.
 func bf16Native() (bf16Kernel, bool) {
 	if hasBF16 {

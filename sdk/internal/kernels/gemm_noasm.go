@@ -10,3 +10,6 @@ func fastKernels() []microKernel { return nil }
 
 // bf16Native reports that this build has no native bf16 kernel.
 func bf16Native() (bf16Kernel, bool) { return bf16Kernel{}, false }
+
+// roundRowBF16 writes the bf16 words of src to dst (see roundRowBF16Go).
+func roundRowBF16(dst []uint32, src []float32) { roundRowBF16Go(dst, src) }

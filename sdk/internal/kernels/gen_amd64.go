@@ -16,7 +16,8 @@
 // panels of uint32 words that each hold two bf16 values (K index 2q in the low half, 2q+1 in
 // the high half): each step broadcasts a word of a and issues VDPBF16PS, which adds both
 // products of a pair to a float32 lane, so kc counts pairs. Go's assembler does not know
-// VDPBF16PS (AVX512_BF16): it is written as its EVEX bytes (vdpbf16ps below).
+// VDPBF16PS (AVX512_BF16): it is written as its EVEX bytes (vdpbf16ps below). cvtBF16x32
+// rounds float32 rows to bf16 words with VCVTNE2PS2BF16 (also written as bytes) for packing.
 package main
 
 import "fmt"
@@ -34,6 +35,39 @@ func vdpbf16ps(dst, v, rm int) string {
 	modrm := 0xc0 | (dst&7)<<3 | rm&7
 	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x52; BYTE $0x%02x // VDPBF16PS Z%d, Z%d, Z%d",
 		p0, p1, p2, modrm, rm, v, dst)
+}
+
+// vcvtne2ps2bf16 returns the bytes of VCVTNE2PS2BF16 zmm(dst) = [bf16(zmm(rm)) | bf16(zmm(v))]
+// (the low 16 words from rm, the high 16 from v), register form: EVEX.512.F2.0F38.W0 72 /r.
+func vcvtne2ps2bf16(dst, v, rm int) string {
+	inv := func(r, bit int) int { return ^(r >> bit) & 1 }
+	p0 := inv(dst, 3)<<7 | inv(rm, 4)<<6 | inv(rm, 3)<<5 | inv(dst, 4)<<4 | 0b10
+	p1 := (^v&0xf)<<3 | 1<<2 | 0b11
+	p2 := 0b10<<5 | inv(v, 4)<<3
+	modrm := 0xc0 | (dst&7)<<3 | rm&7
+	return fmt.Sprintf("BYTE $0x62; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x%02x; BYTE $0x72; BYTE $0x%02x // VCVTNE2PS2BF16 Z%d, Z%d, Z%d",
+		p0, p1, p2, modrm, rm, v, dst)
+}
+
+// cvt writes cvtBF16x32: n blocks of 32 float32 at src to 32 bf16 (16 words) each at dst.
+func cvt() {
+	p("")
+	p("// func cvtBF16x32(dst *uint32, src *float32, n int)")
+	p("TEXT ·cvtBF16x32(SB), NOSPLIT, $0-24")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ n+16(FP), CX")
+	p("cvtBF16x32_loop:")
+	p("\tVMOVUPS (SI), Z0")
+	p("\tVMOVUPS 64(SI), Z1")
+	p("\t%s", vcvtne2ps2bf16(2, 1, 0))
+	p("\tVMOVDQU32 Z2, (DI)")
+	p("\tADDQ $128, SI")
+	p("\tADDQ $64, DI")
+	p("\tDECQ CX")
+	p("\tJNZ cvtBF16x32_loop")
+	p("\tVZEROUPPER")
+	p("\tRET")
 }
 
 func kernel(name, reg string, mr, lanes, tmp0, ntmp int) {
@@ -102,4 +136,5 @@ func main() {
 	kernel("kernel12x32AVX512", "Z", 12, 16, 26, 6)
 	kernel("kernel6x16AVX2", "Y", 6, 8, 14, 2)
 	kernelOp("kernel12x32BF16", "Z", 12, 16, 26, 6, true)
+	cvt()
 }
