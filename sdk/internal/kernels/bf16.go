@@ -247,6 +247,23 @@ func packA16(dst []uint32, a []float32, lda, r0, rows, mr, k int) {
 	}
 }
 
+// packA16Go is packA16 with RoundBF16 (denormals kept) for every path: weights at load.
+func packA16Go(dst []uint32, a []float32, lda, r0, rows, mr, k int) {
+	kq := (k + 1) / 2
+	row := make([]uint32, kq)
+	for r := 0; r < rows; r++ {
+		roundRowBF16Go(row, a[(r0+r)*lda:(r0+r)*lda+k])
+		for q, w := range row {
+			dst[q*mr+r] = w
+		}
+	}
+	for r := rows; r < mr; r++ {
+		for q := 0; q < kq; q++ {
+			dst[q*mr+r] = 0
+		}
+	}
+}
+
 var wordPool sync.Pool // of *[]uint32
 
 func getWords(n int) *[]uint32 {

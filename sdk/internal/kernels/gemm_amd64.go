@@ -94,6 +94,25 @@ func roundRowBF16(dst []uint32, src []float32) {
 	roundRowBF16Go(dst[16*n:], src[32*n:])
 }
 
+// pairRowsBF16x32 writes, for q < kq, dst[q*32+j] = bf16(src[2q*32+j]) |
+// bf16(src[(2q+1)*32+j])<<16 for j < 32 (RoundBF16's rounding, for every value but a
+// signalling NaN, which may become an infinity). kq must be >= 1; AVX-512F.
+//
+//go:noescape
+func pairRowsBF16x32(dst *uint32, src *float32, kq int)
+
+// pairRowsBF16 writes the word panel of a float32 panel of 2·kq rows of nr values:
+// dst[q*nr+j] = bf16(src[2q*nr+j]) | bf16(src[(2q+1)*nr+j])<<16.
+func pairRowsBF16(dst []uint32, src []float32, kq, nr int) {
+	if nr == 32 && kq > 0 && hasAVX512 {
+		_ = dst[kq*32-1]
+		_ = src[2*kq*32-1]
+		pairRowsBF16x32(&dst[0], &src[0], kq)
+		return
+	}
+	pairRowsBF16Go(dst, src, kq, nr)
+}
+
 // bf16Native returns the VDPBF16PS kernel when the CPU has AVX512_BF16.
 func bf16Native() (bf16Kernel, bool) {
 	if hasBF16 {

@@ -70,6 +70,48 @@ func cvt() {
 	p("\tRET")
 }
 
+// pair writes pairRowsBF16x32: for q < kq, the 32 words dst[q*32+j] = bf16(src[2q*32+j]) |
+// bf16(src[(2q+1)*32+j])<<16 of a 32-wide float32 panel, rounded to nearest even in integer
+// arithmetic (x + 0x7fff + bit 16 of x, then the high half), as RoundBF16 does for every value
+// but a signalling NaN.
+func pair() {
+	p("")
+	p("// func pairRowsBF16x32(dst *uint32, src *float32, kq int)")
+	p("TEXT ·pairRowsBF16x32(SB), NOSPLIT, $0-24")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ src+8(FP), SI")
+	p("\tMOVQ kq+16(FP), CX")
+	p("\tMOVL $0x7fff, AX")
+	p("\tVPBROADCASTD AX, Z30")
+	p("\tMOVL $1, AX")
+	p("\tVPBROADCASTD AX, Z31")
+	p("\tMOVL $0xffff0000, AX")
+	p("\tVPBROADCASTD AX, Z29")
+	p("pairRowsBF16x32_loop:")
+	for h := 0; h < 2; h++ {
+		lo, hi := 0, 1
+		p("\tVMOVDQU32 %d(SI), Z%d", 64*h, lo)
+		p("\tVMOVDQU32 %d(SI), Z%d", 128+64*h, hi)
+		for _, r := range []int{lo, hi} {
+			t := r + 2
+			p("\tVPSRLD $16, Z%d, Z%d", r, t)
+			p("\tVPANDD Z31, Z%d, Z%d", t, t)
+			p("\tVPADDD Z30, Z%d, Z%d", r, r)
+			p("\tVPADDD Z%d, Z%d, Z%d", t, r, r)
+		}
+		p("\tVPSRLD $16, Z%d, Z%d", lo, lo)
+		p("\tVPANDD Z29, Z%d, Z%d", hi, hi)
+		p("\tVPORD Z%d, Z%d, Z%d", hi, lo, lo)
+		p("\tVMOVDQU32 Z%d, %d(DI)", lo, 64*h)
+	}
+	p("\tADDQ $256, SI")
+	p("\tADDQ $128, DI")
+	p("\tDECQ CX")
+	p("\tJNZ pairRowsBF16x32_loop")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
 func kernel(name, reg string, mr, lanes, tmp0, ntmp int) {
 	kernelOp(name, reg, mr, lanes, tmp0, ntmp, false)
 }
@@ -137,4 +179,5 @@ func main() {
 	kernel("kernel6x16AVX2", "Y", 6, 8, 14, 2)
 	kernelOp("kernel12x32BF16", "Z", 12, 16, 26, 6, true)
 	cvt()
+	pair()
 }
