@@ -34,7 +34,7 @@ import (
 //
 //   - load: engine.Load of the checkpoint (ORT's session build is not comparable: left out).
 //   - step: one guided decoder step (cond + uncond of one image), a new t each call.
-//   - vae-decode: the VAE decoder on one latent (the VAE is fp32 in both Go precisions).
+//   - vae-decode: the VAE decoder on one latent (bf16: its convolutions in bf16).
 //   - tokenize: Engine/Backend.EncodeTensor of one image (the encoder is fp32 in both).
 //   - decode-20: a full 20-step guided (APG, 7.5) decode of one payload.
 func BenchmarkInterleaved(b *testing.B) {
@@ -94,6 +94,10 @@ func BenchmarkInterleaved(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	vae16, err := engine.NewVAE(m, bf16)
+	if err != nil {
+		b.Fatal(err)
+	}
 	m.Close()
 	runtime.GC()
 
@@ -147,7 +151,8 @@ func BenchmarkInterleaved(b *testing.B) {
 	}{
 		{"step", []arm{{"go-fp32", stepArm(conds[0])}, {"go-bf16", stepArm(conds[1])}, {"ort", stepArm(conds[2])}}},
 		{"vae-decode", []arm{
-			{"go", func() error { _, err := vae.Decode(ctx, latent); return err }},
+			{"go-fp32", func() error { _, err := vae.Decode(ctx, latent); return err }},
+			{"go-bf16", func() error { _, err := vae16.Decode(ctx, latent); return err }},
 			{"ort", func() error { _, err := be.DecodeLatents(ctx, latent); return err }},
 		}},
 		{"tokenize", []arm{

@@ -188,6 +188,14 @@ func TestBF16Options(t *testing.T) {
 	if p := e.enc.head.Proj.W.Path(); p != kernels.FastPath() {
 		t.Errorf("encoder head packed for %q, want the float32 path %q", p, kernels.FastPath())
 	}
+	// The VAE decoder's convolutions are bf16 (float32 copies dropped), the encoder's float32.
+	v := e.vae
+	if cw := v.bf16[&v.dec.In]; cw == nil || cw.Path() != kernels.BF16Path() || v.dec.In.W != nil {
+		t.Errorf("VAE decoder conv_in not packed as bf16: %v", cw)
+	}
+	if len(v.bf16) == 0 || v.bf16[&v.enc.In] != nil || v.enc.In.W == nil {
+		t.Errorf("VAE encoder conv_in: packed %v, float32 weights %d", v.bf16[&v.enc.In], len(v.enc.In.W))
+	}
 }
 
 // TestBF16EncoderIDs measures what bf16 weights in the encoder (not offered: Precision never

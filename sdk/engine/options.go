@@ -25,8 +25,9 @@ type Options struct {
 	// panel, with float32 products and sums: VDPBF16PS on CPUs with AVX512_BF16, else the
 	// same arithmetic over the float32 kernels (slower than FP32 there, but with the memory
 	// saving). It applies to the decoder's Linear layers (register and patch embedding, the
-	// trunk's attention and MLP projections and adaLN modulation, the head); norms, softmax,
-	// attention scores, residuals, the time embedding, the VAE and the sampler stay float32.
+	// trunk's attention and MLP projections and adaLN modulation, the head) and the VAE
+	// decoder's convolutions; norms, softmax, attention scores, residuals, the time embedding,
+	// the VAE's attention and the sampler stay float32.
 	// The encoder always runs in float32, so token ids never depend on it. See
 	// docs/benchmarks.md for its measured error and speed.
 	Precision Precision
