@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/flextok-sdk/flextok/sdk/flow"
@@ -156,6 +157,13 @@ func TestBF16Error(t *testing.T) {
 	}, true, bf16MinDecodePSNRDefault)
 	if dir := os.Getenv("FLEXTOK_D12"); dir != "" && !testing.Short() {
 		checkBF16(t, "d12", func(o Options) (*Engine, error) { return Load(dir, o) }, false, bf16MinDecodePSNR)
+	}
+	// FLEXTOK_BF16_MODELS: more checkpoint directories (comma-separated), for the table of
+	// docs/benchmarks.md (tools/mkcheckpoint -size tiny, micro, d18).
+	for _, dir := range strings.Split(os.Getenv("FLEXTOK_BF16_MODELS"), ",") {
+		if dir != "" && !testing.Short() {
+			checkBF16(t, filepath.Base(dir), func(o Options) (*Engine, error) { return Load(dir, o) }, false, bf16MinDecodePSNR)
+		}
 	}
 }
 
