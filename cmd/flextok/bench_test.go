@@ -60,13 +60,13 @@ func TestBenchFailingBackend(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	var rep benchReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Results) != 2 {
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Results) != 3 {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if rep.Results[1].Error == "" {
+	if rep.Results[2].Error == "" {
 		t.Skip("CUDA is available here")
 	}
-	if rep.Results[0].Error != "" || rep.Results[0].EncodePerSec <= 0 || !strings.Contains(rep.Results[1].Error, "CUDA") {
+	if rep.Results[0].Error != "" || rep.Results[0].EncodePerSec <= 0 || rep.Results[1].Error != "" || !strings.Contains(rep.Results[2].Error, "CUDA") {
 		t.Fatalf("%+v", rep.Results)
 	}
 	out, err = run("bench", "--runs", "1", "--batch", "1", "--steps", "1", "--provider", "cuda")
