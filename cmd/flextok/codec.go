@@ -41,9 +41,12 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.size, "size", 0, "image side in pixels, any size the model runs at (0: encode at the model's size, decode at the payload's)")
 }
 
-// parsePrecision reads --precision; bf16 with --exact is refused (--exact is the float32
-// reference).
+// parsePrecision reads --precision ("" as the flag's default, fp32, for engineFlags built in
+// code); bf16 with --exact is refused (--exact is the float32 reference).
 func (f *engineFlags) parsePrecision() (engine.Precision, error) {
+	if f.precision == "" {
+		return engine.FP32, nil
+	}
 	p, err := engine.ParsePrecision(f.precision)
 	if err != nil {
 		return 0, usageError{fmt.Errorf("--precision %q: want fp32 or bf16", f.precision)}
