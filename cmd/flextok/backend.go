@@ -66,6 +66,11 @@ func openBackend(bf *backendFlags, ef *engineFlags, stderr io.Writer) (engine.Ex
 		}
 		return e, nil
 	}
+	if p, err := ef.parsePrecision(); err != nil {
+		return nil, err
+	} else if p != engine.FP32 {
+		return nil, usageError{fmt.Errorf("--precision %s applies to the Go engine only: --backend ort runs the float32 ONNX graph", p)}
+	}
 	o := nativeOptions(bf, ef, stderr)
 	var (
 		b   *native.Backend

@@ -62,7 +62,9 @@ func newBench() *cobra.Command {
 			"(images/s for --batch images per call), guided decoding of one image at the payload's hinted\n" +
 			"steps (images/s) and one decoder step (the conditional and unconditional passes), on\n" +
 			"synthetic images. Each figure is the median of --runs timed calls after one untimed call.\n" +
-			"The ratio column is go/ort: above 1, the Go engine is faster. A backend that cannot start\n" +
+			"The ratio columns are go/ort and go-bf16/ort: above 1, the Go engine is faster. go-bf16 is\n" +
+			"the Go engine with --precision bf16 (bfloat16 decoder weights; the encoder stays fp32).\n" +
+			"A backend that cannot start\n" +
 			"(ONNX Runtime's library missing) is reported and the others still run.",
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,8 +74,8 @@ func newBench() *cobra.Command {
 			var names []string
 			for _, b := range strings.Split(backends, ",") {
 				b = strings.TrimSpace(b)
-				if b != "go" && b != "ort" {
-					return usageError{fmt.Errorf("--backends %q: want go, ort or go,ort", backends)}
+				if b != "go" && b != "go-bf16" && b != "ort" {
+					return usageError{fmt.Errorf("--backends %q: want a list of go, go-bf16 and ort", backends)}
 				}
 				if !slices.Contains(names, b) {
 					names = append(names, b)
@@ -88,7 +90,12 @@ func newBench() *cobra.Command {
 			}
 			for _, name := range names {
 				bf := backendFlags{backend: name, provider: provider, cache: cache}
-				r := benchOne(cmd.Context(), &bf, &ef, batch, steps, runs, &rep, cmd.ErrOrStderr())
+				efn := ef
+				if name == "go-bf16" { // the Go engine with --precision bf16
+					bf.backend, efn.precision = "go", "bf16"
+				}
+				r := benchOne(cmd.Context(), &bf, &efn, batch, steps, runs, &rep, cmd.ErrOrStderr())
+				r.Backend = name
 				rep.Results = append(rep.Results, r)
 			}
 			if jsonOut {
@@ -109,7 +116,7 @@ func newBench() *cobra.Command {
 		},
 	}
 	ef.register(cmd)
-	cmd.Flags().StringVar(&backends, "backends", "go,ort", "executors to measure: go, ort or go,ort")
+	cmd.Flags().StringVar(&backends, "backends", "go,go-bf16,ort", "executors to measure, a list of: go (the Go engine at --precision), go-bf16 (the Go engine at bf16), ort")
 	cmd.Flags().StringVar(&provider, "provider", "auto", "ONNX Runtime execution provider: auto, cuda or cpu")
 	cmd.Flags().StringVar(&cache, "onnx-cache", "", "keep the exported ONNX graphs in this directory and reuse them")
 	cmd.Flags().IntVar(&batch, "batch", 8, "images per encoding call")
@@ -210,7 +217,7 @@ func printBench(out io.Writer, rep *benchReport) {
 	fmt.Fprintf(out, "model %s (%d×%d, %d tokens), %d threads; encode batch %d, decode %d steps, median of %d\n\n",
 		rep.Model, rep.Width, rep.Height, rep.Tokens, rep.Threads, rep.Batch, rep.Steps, rep.Runs)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	var goR, ortR *benchResult
+	var goR, bfR, ortR *benchResult
 	head := "\t"
 	for i := range rep.Results {
 		r := &rep.Results[i]
@@ -219,6 +226,8 @@ func printBench(out io.Writer, rep *benchReport) {
 		case r.Error != "":
 		case r.Backend == "go":
 			goR = r
+		case r.Backend == "go-bf16":
+			bfR = r
 		case r.Backend == "ort":
 			ortR = r
 		}
@@ -226,6 +235,10 @@ func printBench(out io.Writer, rep *benchReport) {
 	both := goR != nil && ortR != nil
 	if both {
 		head += "go/ort\t"
+	}
+	bfBoth := bfR != nil && ortR != nil
+	if bfBoth {
+		head += "go-bf16/ort\t"
 	}
 	fmt.Fprintln(tw, head)
 	row := func(label, unit string, get func(*benchResult) float64, faster func(g, o float64) float64) {
@@ -240,6 +253,9 @@ func printBench(out io.Writer, rep *benchReport) {
 		}
 		if both {
 			line += fmt.Sprintf("%.2f\t", faster(get(goR), get(ortR)))
+		}
+		if bfBoth {
+			line += fmt.Sprintf("%.2f\t", faster(get(bfR), get(ortR)))
 		}
 		fmt.Fprintln(tw, line)
 	}

@@ -19,7 +19,7 @@ func TestBench(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if rep.Model != "flextok-sdk-shapes32" || rep.Steps != 2 || rep.Batch != 2 || len(rep.Results) != 2 {
+	if rep.Model != "flextok-sdk-shapes32" || rep.Steps != 2 || rep.Batch != 2 || len(rep.Results) != 3 {
 		t.Fatalf("report %+v", rep)
 	}
 	for _, r := range rep.Results {
@@ -29,8 +29,16 @@ func TestBench(t *testing.T) {
 			t.Fatalf("%s: %+v", r.Backend, r)
 		}
 	}
+	if rep.Results[1].Backend != "go-bf16" {
+		t.Fatalf("second backend %q, want go-bf16", rep.Results[1].Backend)
+	}
 	out, err = run("bench", "--runs", "1", "--batch", "1", "--steps", "2", "--backends", "go")
 	if err != nil || !strings.Contains(out, "decoder step") || !strings.Contains(out, "images/s") || strings.Contains(out, "go/ort") {
+		t.Fatalf("%v: %s", err, out)
+	}
+	// go-bf16 with --exact cannot run (the reference is fp32): reported, go still runs.
+	out, err = run("bench", "--runs", "1", "--batch", "1", "--steps", "1", "--backends", "go,go-bf16", "--exact")
+	if err != nil || !strings.Contains(out, "go-bf16: not measured: --exact") {
 		t.Fatalf("%v: %s", err, out)
 	}
 	for _, bad := range [][]string{{"--backends", "tpu"}, {"--batch", "0"}, {"--provider", "rocm"}, {"extra"}} {
@@ -52,13 +60,13 @@ func TestBenchFailingBackend(t *testing.T) {
 		t.Fatalf("%v: %s", err, out)
 	}
 	var rep benchReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Results) != 2 {
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || len(rep.Results) != 3 {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if rep.Results[1].Error == "" {
+	if rep.Results[2].Error == "" {
 		t.Skip("CUDA is available here")
 	}
-	if rep.Results[0].Error != "" || rep.Results[0].EncodePerSec <= 0 || !strings.Contains(rep.Results[1].Error, "CUDA") {
+	if rep.Results[0].Error != "" || rep.Results[0].EncodePerSec <= 0 || rep.Results[1].Error != "" || !strings.Contains(rep.Results[2].Error, "CUDA") {
 		t.Fatalf("%+v", rep.Results)
 	}
 	out, err = run("bench", "--runs", "1", "--batch", "1", "--steps", "1", "--provider", "cuda")

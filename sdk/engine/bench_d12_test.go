@@ -142,11 +142,24 @@ func BenchmarkD12(b *testing.B) {
 	paths := []struct {
 		name string
 		o    Options
-	}{{"portable", Options{Threads: threads}}, {"fast", Options{Threads: threads, Fast: true}}}
-	b.Logf("GOMAXPROCS %d, fast path %q", threads, kernels.FastPath())
+	}{
+		{"portable", Options{Threads: threads}},
+		{"fast", Options{Threads: threads, Fast: true}},
+		{"bf16", Options{Threads: threads, Fast: true, Precision: BF16}},
+	}
+	b.Logf("GOMAXPROCS %d, fast path %q, bf16 path %q", threads, kernels.FastPath(), kernels.BF16Path())
 
-	// op=load: peak and retained memory of Load relative to the f32 weights.
-	b.Run("op=load/path=fast", func(b *testing.B) {
+	// op=load: peak and retained memory of Load relative to the f32 weights, fp32 and bf16.
+	// Run each alone in its process (-bench 'D12/op=load/path=bf16$'): peak RSS is per process.
+	for _, p := range paths[1:] {
+		benchD12Load(b, dir, p.name, p.o)
+	}
+	benchD12Rest(b, dir, ctx, paths)
+}
+
+// benchD12Load is op=load for one path.
+func benchD12Load(b *testing.B, dir, name string, o Options) {
+	b.Run("op=load/path="+name, func(b *testing.B) {
 		var weights int64
 		for i := 0; i < b.N; i++ {
 			b.StopTimer()
@@ -175,7 +188,7 @@ func BenchmarkD12(b *testing.B) {
 				}
 			}()
 			b.StartTimer()
-			e, err := Load(dir, paths[1].o)
+			e, err := Load(dir, o)
 			b.StopTimer()
 			close(done)
 			if err != nil {
@@ -211,7 +224,13 @@ func BenchmarkD12(b *testing.B) {
 			b.StartTimer()
 		}
 	})
+}
 
+// benchD12Rest is every op but load.
+func benchD12Rest(b *testing.B, dir string, ctx context.Context, paths []struct {
+	name string
+	o    Options
+}) {
 	for _, p := range paths {
 		b.Run("op=decoder-step/path="+p.name, func(b *testing.B) {
 			m, err := model.LoadFile(dir)

@@ -81,6 +81,9 @@ func newDecoder(cfg *model.Config, src model.TensorSource, o Options) (*Decoder,
 	if err := d.Supported(R); err != nil {
 		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
+	if err := o.Precision.check(); err != nil {
+		return nil, err
+	}
 	fq, err := fsq.New(cfg.FSQ.Levels)
 	if err != nil {
 		return nil, fmt.Errorf("flextok/engine: decoder FSQ: %w", err)
@@ -105,7 +108,9 @@ func newDecoder(cfg *model.Config, src model.TensorSource, o Options) (*Decoder,
 	table := r.Tensor(model.DecoderPrefix+d.PatchPosemb.Module+sufPosembs, W*sh*sw)
 	dec.patch = nn.NewPatchEmbed(r.binder(ko), mod("PatchEmbedder"), ps*d.ChannelsIn, W, table, sh, sw)
 	te := mod("TimestepEmbedder")
-	dec.temb = nn.NewTimeEmbedder(r.binder(ko), te, d.FreqEmbSize, W, d.MaxTimestep)
+	tko := ko
+	tko.BF16 = false // the time embedding stays float32 (computed once per step and cached)
+	dec.temb = nn.NewTimeEmbedder(r.binder(tko), te, d.FreqEmbSize, W, d.MaxTimestep)
 	trunkMod := mod("FlexTransformer")
 	dec.trunk = readTrunk(r, ko, model.DecoderPrefix, trunkMod[len(model.DecoderPrefix):], d.Trunk)
 	head := mod("ToPatchesLinearHead")

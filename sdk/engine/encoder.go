@@ -40,6 +40,10 @@ func NewEncoder(m *model.Model, o Options) (*Encoder, error) {
 	return newEncoder(m.Config, m, o)
 }
 
+// encoderBF16 lets Precision BF16 reach the encoder: only the tests set it, to measure what
+// bf16 encoder weights would do to token ids (TestBF16EncoderIDs). It is not offered.
+var encoderBF16 = false
+
 func newEncoder(cfg *model.Config, src model.TensorSource, o Options) (*Encoder, error) {
 	e := cfg.Encoder
 	if err := e.Supported(); err != nil {
@@ -53,6 +57,7 @@ func newEncoder(cfg *model.Config, src model.TensorSource, o Options) (*Encoder,
 		return nil, fmt.Errorf("flextok/engine: encoder head gives %d dims, FSQ has %d levels", e.LatentDim, fq.Dim())
 	}
 	ko := o.kernels()
+	ko.BF16 = ko.BF16 && encoderBF16 // float32: token ids never depend on Precision
 	r := newWeightReader(cfg, "encoder", src)
 	mod := func(class string) string { return r.Module(model.EncoderPrefix, e.Modules, class) }
 

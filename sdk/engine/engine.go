@@ -70,6 +70,9 @@ func New(m *model.Model, o Options) (*Engine, error) {
 	if m == nil || m.Config == nil {
 		return nil, fmt.Errorf("%w: nil model", ErrArgument)
 	}
+	if err := o.Precision.check(); err != nil {
+		return nil, err
+	}
 	id, err := NewIdentity(m, o.Name)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"runtime"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
@@ -19,6 +20,17 @@ type Options struct {
 	// Fast allows the platform's fast matrix-product path (amd64 AVX-512). It is not
 	// bit-identical to the portable path; see sdk/internal/kernels for its bound.
 	Fast bool
+	// Precision is the arithmetic of the decoder's weight products: FP32 (the zero value) or
+	// BF16, weights stored as bfloat16 (half the memory) and activations rounded to bf16 per
+	// panel, with float32 products and sums: VDPBF16PS on CPUs with AVX512_BF16, else the
+	// same arithmetic over the float32 kernels (slower than FP32 there, but with the memory
+	// saving). It applies to the decoder's Linear layers (register and patch embedding, the
+	// trunk's attention and MLP projections and adaLN modulation, the head) and the VAE
+	// decoder's convolutions; norms, softmax, attention scores, residuals, the time embedding,
+	// the VAE's attention and the sampler stay float32.
+	// The encoder always runs in float32, so token ids never depend on it. See
+	// docs/benchmarks.md for its measured error and speed.
+	Precision Precision
 	// Hints, if set, replace the model's own decode hints (its config's decode_hints) in the
 	// payloads Encode makes and as the defaults of DecodeOptions' zero fields. They do not
 	// affect the kernels.
@@ -37,5 +49,49 @@ func (o Options) kernels() kernels.Opts {
 	if t <= 0 {
 		t = runtime.GOMAXPROCS(0)
 	}
-	return kernels.Opts{Threads: t, Fast: o.Fast}
+	return kernels.Opts{Threads: t, Fast: o.Fast, BF16: o.Precision == BF16}
 }
+
+// Precision is the arithmetic of the decoder's weight products (Options.Precision).
+type Precision uint8
+
+const (
+	// FP32 is float32 weights and products: the default, and the reference.
+	FP32 Precision = iota
+	// BF16 is bfloat16 weights and activations with float32 products and sums.
+	BF16
+)
+
+// String returns "fp32" or "bf16", the names ParsePrecision takes.
+func (p Precision) String() string {
+	switch p {
+	case FP32:
+		return "fp32"
+	case BF16:
+		return "bf16"
+	}
+	return fmt.Sprintf("Precision(%d)", uint8(p))
+}
+
+// ParsePrecision reads "fp32" or "bf16" (the CLI's --precision and the server's setting).
+func ParsePrecision(s string) (Precision, error) {
+	switch s {
+	case "fp32":
+		return FP32, nil
+	case "bf16":
+		return BF16, nil
+	}
+	return 0, fmt.Errorf("%w: precision %q: want fp32 or bf16", ErrArgument, s)
+}
+
+// check refuses a Precision value outside the constants.
+func (p Precision) check() error {
+	if p > BF16 {
+		return fmt.Errorf("%w: %v: want FP32 or BF16", ErrArgument, p)
+	}
+	return nil
+}
+
+// BF16Path names the kernel Precision BF16 runs with Fast on this CPU: "avx512bf16-12x32"
+// (VDPBF16PS) or "bf16-on-" and the float32 kernel it is emulated on.
+func BF16Path() string { return kernels.BF16Path() }

@@ -70,7 +70,9 @@ func (r *weightReader) err() error {
 type trunk = nn.Trunk[*nn.Linear]
 
 // nnOpts are the kernel options as the nn package takes them.
-func nnOpts(o kernels.Opts) nn.Options { return nn.Options{Threads: o.Threads, Fast: o.Fast} }
+func nnOpts(o kernels.Opts) nn.Options {
+	return nn.Options{Threads: o.Threads, Fast: o.Fast, BF16: o.BF16}
+}
 
 // binder reads and packs the Linear layers that sdk/nn declares: stacked weights are read in
 // place into the reader's scratch buffer and packed at once.

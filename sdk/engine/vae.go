@@ -41,6 +41,9 @@ type VAE struct {
 
 	enc *model.VAEEncoderWeights
 	dec *model.VAEDecoderWeights
+	// bf16 holds the decoder's convolutions packed as bfloat16 (Precision BF16; their float32
+	// weights are dropped): the encoder's stay float32, so token ids never change.
+	bf16 map[*model.VAEConv]*kernels.ConvWeights
 }
 
 // NewVAE reads every vae.vae.* weight of m once (as float32) and builds the VAE. It fails
@@ -83,7 +86,49 @@ func newVAE(cfg model.VAEConfig, get func(name string) ([]float32, error), o Opt
 	if err := errors.Join(errs[0], errs[1]); err != nil {
 		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
+	if o.Precision == BF16 {
+		v.packDecoderBF16()
+	}
 	return v, nil
+}
+
+// packDecoderBF16 packs every convolution of the VAE decoder as bfloat16 and drops its float32
+// weights. The mid block's attention (four c×c linears at the lowest resolution) stays float32.
+func (v *VAE) packDecoderBF16() {
+	v.bf16 = map[*model.VAEConv]*kernels.ConvWeights{}
+	pack := func(cv *model.VAEConv) {
+		if cv == nil {
+			return
+		}
+		v.bf16[cv] = kernels.PackConvWeights(v.opts, cv.W, cv.Out, cv.In*cv.K*cv.K)
+		cv.W = nil
+	}
+	res := func(r *model.VAEResnet) {
+		pack(&r.Conv1)
+		pack(&r.Conv2)
+		pack(r.Shortcut)
+	}
+	d := v.dec
+	pack(d.Post)
+	pack(&d.In)
+	res(&d.Mid.Res0)
+	res(&d.Mid.Res1)
+	for i := range d.Up {
+		for j := range d.Up[i].Resnets {
+			res(&d.Up[i].Resnets[j])
+		}
+		pack(d.Up[i].Up)
+	}
+	pack(&d.Out)
+}
+
+// conv2d runs cv on x into y: bf16 weights when the decoder's were packed so, else Conv2d.
+func (v *VAE) conv2d(o kernels.Opts, y, x []float32, cv *model.VAEConv, d kernels.ConvDims) {
+	if cw := v.bf16[cv]; cw != nil {
+		kernels.Conv2dPacked(o, y, x, cw, cv.B, d)
+		return
+	}
+	kernels.Conv2d(o, y, x, cv.W, cv.B, d)
 }
 
 // ScalingFactor is the factor Encode multiplies latents by and Decode divides them by.
@@ -340,7 +385,7 @@ func (ws *vaeWork) conv(cv *model.VAEConv) {
 	d := convDims(cv, ws.c, ws.h, ws.w)
 	oh, ow := d.Out()
 	y := ws.grow(&ws.next, cv.Out*oh*ow)
-	kernels.Conv2d(ws.o, y, ws.x[:ws.c*ws.h*ws.w], cv.W, cv.B, d)
+	ws.vae.conv2d(ws.o, y, ws.x[:ws.c*ws.h*ws.w], cv, d)
 	ws.swap(cv.Out, oh, ow)
 }
 
@@ -371,18 +416,18 @@ func (ws *vaeWork) resnet(r *model.VAEResnet) {
 	kernels.SiLU(o, a, a)
 	d := convDims(&r.Conv1, c, h, w)
 	t := ws.grow(&ws.t2, r.Out*hw) // (out, h, w)
-	kernels.Conv2d(o, t, a, r.Conv1.W, r.Conv1.B, d)
+	ws.vae.conv2d(o, t, a, &r.Conv1, d)
 	kernels.GroupNorm(o, t, t, r.Out, hw, g, eps, r.Norm2.W, r.Norm2.B)
 	kernels.SiLU(o, t, t)
 	a = ws.t1[:r.Out*hw] // (out, h, w)
-	kernels.Conv2d(o, a, t, r.Conv2.W, r.Conv2.B, convDims(&r.Conv2, r.Out, h, w))
+	ws.vae.conv2d(o, a, t, &r.Conv2, convDims(&r.Conv2, r.Out, h, w))
 
 	if r.Shortcut == nil {
 		kernels.Add(o, x, x, a) // x + h, in place (in == out)
 		return
 	}
 	// t (out, h, w) = conv_shortcut(x); next = t + h
-	kernels.Conv2d(o, t, x, r.Shortcut.W, r.Shortcut.B, convDims(r.Shortcut, c, h, w))
+	ws.vae.conv2d(o, t, x, r.Shortcut, convDims(r.Shortcut, c, h, w))
 	y := ws.grow(&ws.next, r.Out*hw)
 	kernels.Add(o, y, t, a)
 	ws.swap(r.Out, h, w)

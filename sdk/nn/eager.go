@@ -46,9 +46,12 @@ func (l *Linear) Forward(o Options, y, x []float32, rows int) {
 type Options struct {
 	Threads int  // goroutines a kernel may use (never along a reduction: no bit changes)
 	Fast    bool // the platform's fast path (AVX-512): bounded, not bit-identical
+	BF16    bool // Pack stores bfloat16 weights (kernels.Opts.BF16); Linear then rounds x to bf16
 }
 
-func (o Options) kernels() kernels.Opts { return kernels.Opts{Threads: o.Threads, Fast: o.Fast} }
+func (o Options) kernels() kernels.Opts {
+	return kernels.Opts{Threads: o.Threads, Fast: o.Fast, BF16: o.BF16}
+}
 
 // Eager runs the ops at once on the Go kernels. It is one pass's executor: not safe for
 // concurrent use; make one per goroutine and pass.

@@ -24,6 +24,13 @@
 // output by row panels (and by column panels when there are fewer row panels than threads).
 // PackWeights and LinearPacked pack a weight matrix once for repeated products.
 //
+// With Opts.BF16, PackWeights stores the weights as bfloat16 (half the memory) and
+// LinearPacked rounds the activations to bf16 as it packs each panel, with float32 products
+// and sums: VDPBF16PS (12x32, AVX512_BF16, chosen at run time; Go's assembler does not know
+// the instruction, so gen_amd64.go writes its EVEX bytes) or, on other CPUs and builds, the
+// same operands widened to float32 block by block and run on the float32 kernel Opts.Fast
+// selects. bf16.go gives the error bound; BF16Path names the path. AMX tiles are not used.
+//
 // # Determinism
 //
 // The portable path gives the same bits on every platform (amd64, arm64, wasm) and for every

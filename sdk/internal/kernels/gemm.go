@@ -149,22 +149,38 @@ type Weights struct {
 	N, K int
 	kn   microKernel
 	data []float32
+	bk   *bf16Kernel // the bf16 path (o.BF16): d16 holds the weights, data is nil
+	d16  []uint32
 }
 
 // PackWeights packs w [n,k] (PyTorch [out,in] layout) for the path o selects: the fast path
-// when o.Fast and this build and CPU have one, else the portable path. The result does not
-// alias w.
+// when o.Fast and this build and CPU have one, else the portable path; with o.BF16 the
+// weights are rounded to bfloat16 and packed as such (half the memory; see bf16.go for the
+// paths and the error bound). The result does not alias w.
 func PackWeights(o Opts, w []float32, n, k int) *Weights {
 	needDims("PackWeights", n, k)
 	need("PackWeights", "w", w, n*k)
+	if o.BF16 {
+		bk := bf16KernelFor(o)
+		return &Weights{N: n, K: k, bk: &bk, d16: packWeightsBF16(bk, o.threads(), w, n, k)}
+	}
 	kn := kernelFor(o)
 	pw := &Weights{N: n, K: k, kn: kn, data: make([]float32, packedLen(kn, n, k))}
 	packAllB(kn, o.threads(), pw.data, w, k, NK, n, k)
 	return pw
 }
 
-// Path names the path the weights were packed for ("portable" or FastPath()).
-func (w *Weights) Path() string { return w.kn.name }
+// Path names the path the weights were packed for ("portable", FastPath() or, for bf16
+// weights, the bf16 kernel's name: see BF16Path).
+func (w *Weights) Path() string {
+	if w.bk != nil {
+		return w.bk.name
+	}
+	return w.kn.name
+}
+
+// Bytes is the memory the packed weights hold.
+func (w *Weights) Bytes() int { return 4*len(w.data) + 4*len(w.d16) }
 
 // LinearPacked is Linear with packed weights: y[M,N] = x[M,K] · W^T + bias. It runs the path
 // the weights were packed for (o.Fast is ignored) and gives the same bits as Linear on that
@@ -179,7 +195,11 @@ func LinearPacked(o Opts, y, x []float32, w *Weights, bias []float32, m int) {
 	if m == 0 || w.N == 0 {
 		return
 	}
-	gemmDriver(w.kn, o.threads(), m, w.N, w.K, x, w.K, w.data, y, w.N)
+	if w.bk != nil {
+		bf16Driver(w.bk, o.threads(), m, w.N, w.K, x, w.K, w.d16, y, w.N)
+	} else {
+		gemmDriver(w.kn, o.threads(), m, w.N, w.K, x, w.K, w.data, y, w.N)
+	}
 	if bias != nil {
 		addBiasCols(o, y, w.N, bias, m, w.N)
 	}

@@ -9,6 +9,7 @@ import "golang.org/x/sys/cpu"
 var (
 	hasAVX512  = cpu.X86.HasAVX512F
 	hasAVX2FMA = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+	hasBF16    = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BF16
 )
 
 // kernel12x32AVX512 computes, for r < 12 and j < 32,
@@ -53,6 +54,72 @@ var avx2Kernel = microKernel{mr: 6, nr: 16, kc: 256, macNs: 0.04, name: "avx2-6x
 	_ = c[5*ldc+15]
 	kernel6x16AVX2(kc, &a[0], &b[0], &c[0], ldc)
 }}
+
+// kernel12x32BF16 is kernel12x32AVX512 over bf16 pairs: for r < 12 and j < 32,
+//
+//	c[r*ldc+j] += Σ_{q<kc} lo(a[q*12+r])·lo(b[q*32+j]) + hi(a[q*12+r])·hi(b[q*32+j])
+//
+// where a and b hold uint32 words of two bf16 values each (lo: the low 16 bits, K index 2q;
+// hi: K index 2q+1), with VDPBF16PS (AVX512_BF16): products of bf16 values are exact in
+// float32, sums are rounded to nearest even, denormal inputs and outputs are flushed to zero.
+// kc (the number of pairs) must be >= 1.
+//
+//go:noescape
+func kernel12x32BF16(kc int, a, b *uint32, c *float32, ldc int)
+
+var avx512BF16Kernel = bf16Kernel{mr: 12, nr: 32, kc: 512, macNs: 0.011, name: "avx512bf16-12x32", native: func(kq int, a, b []uint32, c []float32, ldc int) {
+	_ = a[kq*12-1]
+	_ = b[kq*32-1]
+	_ = c[11*ldc+31]
+	kernel12x32BF16(kq, &a[0], &b[0], &c[0], ldc)
+}}
+
+// cvtBF16x32 rounds n blocks of 32 float32 at src to bf16 with VCVTNE2PS2BF16 (to nearest
+// even; denormals to zero), writing 16 words per block at dst: word q = bf16(src[2q]) |
+// bf16(src[2q+1])<<16. n must be >= 1; AVX512_BF16 only.
+//
+//go:noescape
+func cvtBF16x32(dst *uint32, src *float32, n int)
+
+// roundRowBF16 writes the bf16 words of src to dst[:ceil(len(src)/2)] (roundRowBF16Go),
+// with VCVTNE2PS2BF16 when the CPU has it.
+func roundRowBF16(dst []uint32, src []float32) {
+	n := len(src) / 32
+	if hasBF16 && n > 0 {
+		_ = dst[16*n-1]
+		cvtBF16x32(&dst[0], &src[0], n)
+	} else {
+		n = 0
+	}
+	roundRowBF16Go(dst[16*n:], src[32*n:])
+}
+
+// pairRowsBF16x32 writes, for q < kq, dst[q*32+j] = bf16(src[2q*32+j]) |
+// bf16(src[(2q+1)*32+j])<<16 for j < 32 (RoundBF16's rounding, for every value but a
+// signalling NaN, which may become an infinity). kq must be >= 1; AVX-512F.
+//
+//go:noescape
+func pairRowsBF16x32(dst *uint32, src *float32, kq int)
+
+// pairRowsBF16 writes the word panel of a float32 panel of 2·kq rows of nr values:
+// dst[q*nr+j] = bf16(src[2q*nr+j]) | bf16(src[(2q+1)*nr+j])<<16.
+func pairRowsBF16(dst []uint32, src []float32, kq, nr int) {
+	if nr == 32 && kq > 0 && hasAVX512 {
+		_ = dst[kq*32-1]
+		_ = src[2*kq*32-1]
+		pairRowsBF16x32(&dst[0], &src[0], kq)
+		return
+	}
+	pairRowsBF16Go(dst, src, kq, nr)
+}
+
+// bf16Native returns the VDPBF16PS kernel when the CPU has AVX512_BF16.
+func bf16Native() (bf16Kernel, bool) {
+	if hasBF16 {
+		return avx512BF16Kernel, true
+	}
+	return bf16Kernel{}, false
+}
 
 // fastKernel returns the best kernel this CPU supports.
 func fastKernel() (microKernel, bool) {

@@ -7,3 +7,12 @@ func fastKernel() (microKernel, bool) { return microKernel{}, false }
 
 // fastKernels lists no fast kernels.
 func fastKernels() []microKernel { return nil }
+
+// bf16Native reports that this build has no native bf16 kernel.
+func bf16Native() (bf16Kernel, bool) { return bf16Kernel{}, false }
+
+// roundRowBF16 writes the bf16 words of src to dst (see roundRowBF16Go).
+func roundRowBF16(dst []uint32, src []float32) { roundRowBF16Go(dst, src) }
+
+// pairRowsBF16 writes the word panel of a float32 panel (see pairRowsBF16Go).
+func pairRowsBF16(dst []uint32, src []float32, kq, nr int) { pairRowsBF16Go(dst, src, kq, nr) }

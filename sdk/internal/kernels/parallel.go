@@ -17,6 +17,11 @@ type Opts struct {
 	// order, so it is not bit-identical to the portable path; see Gemm for the bound.
 	// Without a fast path it silently runs the portable code.
 	Fast bool
+	// BF16 makes PackWeights store weights as bfloat16 and LinearPacked round the other
+	// operand to bf16, with float32 products and sums (bf16.go: VDPBF16PS on AVX512_BF16,
+	// else emulated over the float32 kernel Fast selects). Every other kernel, and Gemm and
+	// Linear on unpacked operands, ignore it.
+	BF16 bool
 }
 
 func (o Opts) threads() int {
