@@ -221,7 +221,7 @@ bench-web: bindings
 	bash scripts/setup-chromium.sh
 	@[ -f $(BENCH_WEB_DIR)/ckpt/model.safetensors ] || $(GO) run ./tools/mkcheckpoint -size d12 -dtype bf16 -o $(BENCH_WEB_DIR)/ckpt
 	@[ -f $(BENCH_WEB_DIR)/pkg/manifest.json ] || $(GO) run ./cmd/flextok export-web -m $(BENCH_WEB_DIR)/ckpt -o $(BENCH_WEB_DIR)/pkg --fp16
-	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs --bench ../../$(BENCH_WEB_DIR)
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs --bench $(abspath $(BENCH_WEB_DIR))
 
 # "Done when" of issue 15: the d12-shaped checkpoint of bench-web decoded in headless Chromium by
 # onnxruntime-web's wasm and WebGPU (SwiftShader) providers within the d12 bounds of the native
@@ -230,7 +230,7 @@ bench-web: bindings
 test-browser-d12: bindings
 	bash scripts/setup-chromium.sh
 	@[ -f $(BENCH_WEB_DIR)/ckpt/model.safetensors ] || $(GO) run ./tools/mkcheckpoint -size d12 -dtype bf16 -o $(BENCH_WEB_DIR)/ckpt
-	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs --d12 ../../$(BENCH_WEB_DIR)/ckpt
+	cd conformance/browser && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && node web.mjs --d12 $(abspath $(BENCH_WEB_DIR))/ckpt
 
 # The hybrid executor's full browser conformance (every official checkpoint, WebGPU on every case:
 # slow on SwiftShader), outside CI.

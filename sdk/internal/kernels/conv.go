@@ -47,15 +47,7 @@ func Conv2d(o Opts, y, x, w, bias []float32, d ConvDims) {
 		convGemm(kernelFor(o), o.threads(), d, w, x, y)
 	}
 	if bias != nil {
-		parallelWork(o.threads(), d.OutC, float64(np)*nsElem, func(lo, hi int) {
-			for oc := lo; oc < hi; oc++ {
-				b := bias[oc]
-				r := y[oc*np : oc*np+np]
-				for i := range r {
-					r[i] += b
-				}
-			}
-		})
+		addChannelBias(o, y, bias, np)
 	}
 }
 
@@ -90,18 +82,7 @@ func convGemm(kn microKernel, threads int, d ConvDims, w, x, y []float32) {
 		cb := make([]float32, mp*mr*nr)
 		for jp := lo; jp < hi; jp++ {
 			c0 := jp * nr
-			cols := min(nr, n-c0)
-			for j := 0; j < cols; {
-				oy, ox := (c0+j)/ow, (c0+j)%ow
-				seg := min(cols-j, ow-ox)
-				packRowSegment(bp, x, d, s, nr, j, seg, oy, ox)
-				j += seg
-			}
-			if cols < nr {
-				for p := 0; p < k; p++ {
-					clear(bp[p*nr+cols : p*nr+nr])
-				}
-			}
+			cols := packPanel(bp, x, d, s, nr, k, c0, min(nr, n-c0), ow)
 			clear(cb)
 			for pc := 0; pc < k; pc += kn.kc {
 				kb := min(kn.kc, k-pc)
@@ -185,6 +166,36 @@ func Upsample2x(o Opts, y, x []float32, c, h, w int) {
 				d0[2*i], d0[2*i+1] = v, v
 			}
 			copy(y[(2*r+1)*2*w:(2*r+2)*2*w], d0)
+		}
+	})
+}
+
+// packPanel writes the im2col columns c0..c0+cols−1 (output pixels, ow per output row) into
+// the panel bp [k, nr] and zeroes the columns past cols; it returns cols.
+func packPanel(bp, x []float32, d ConvDims, s, nr, k, c0, cols, ow int) int {
+	for j := 0; j < cols; {
+		oy, ox := (c0+j)/ow, (c0+j)%ow
+		seg := min(cols-j, ow-ox)
+		packRowSegment(bp, x, d, s, nr, j, seg, oy, ox)
+		j += seg
+	}
+	if cols < nr {
+		for p := 0; p < k; p++ {
+			clear(bp[p*nr+cols : p*nr+nr])
+		}
+	}
+	return cols
+}
+
+// addChannelBias adds bias[c] to the np values of every channel c of y [len(bias), np].
+func addChannelBias(o Opts, y, bias []float32, np int) {
+	parallelWork(o.threads(), len(bias), float64(np)*nsElem, func(lo, hi int) {
+		for oc := lo; oc < hi; oc++ {
+			b := bias[oc]
+			r := y[oc*np : oc*np+np]
+			for i := range r {
+				r[i] += b
+			}
 		}
 	})
 }

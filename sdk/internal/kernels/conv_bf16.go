@@ -54,15 +54,7 @@ func Conv2dPacked(o Opts, y, x []float32, cw *ConvWeights, bias []float32, d Con
 	}
 	convBF16(cw.bk, o.threads(), d, cw, x, y)
 	if bias != nil {
-		parallelWork(o.threads(), d.OutC, float64(np)*nsElem, func(lo, hi int) {
-			for oc := lo; oc < hi; oc++ {
-				b := bias[oc]
-				r := y[oc*np : oc*np+np]
-				for i := range r {
-					r[i] += b
-				}
-			}
-		})
+		addChannelBias(o, y, bias, np)
 	}
 }
 
@@ -119,18 +111,7 @@ func convBF16(bk *bf16Kernel, threads int, d ConvDims, cw *ConvWeights, x, y []f
 		cb := make([]float32, mp*mr*nr)
 		for jp := lo; jp < hi; jp++ {
 			c0 := jp * nr
-			cols := min(nr, n-c0)
-			for j := 0; j < cols; {
-				oy, ox := (c0+j)/ow, (c0+j)%ow
-				seg := min(cols-j, ow-ox)
-				packRowSegment(bp, x, d, s, nr, j, seg, oy, ox)
-				j += seg
-			}
-			if cols < nr {
-				for p := 0; p < k; p++ {
-					clear(bp[p*nr+cols : p*nr+nr])
-				}
-			}
+			cols := packPanel(bp, x, d, s, nr, k, c0, min(nr, n-c0), ow)
 			clear(cb)
 			if bk.native != nil {
 				pairRowsBF16(bw, bp, kq, nr)
