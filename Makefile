@@ -225,8 +225,8 @@ bench-web: bindings
 
 # "Done when" of issue 15: the d12-shaped checkpoint of bench-web decoded in headless Chromium by
 # onnxruntime-web's wasm and WebGPU (SwiftShader) providers within the d12 bounds of the native
-# engine (1 guided step), outside CI: the wasm provider takes about 10 minutes on 2 cores; WebGPU on
-# SwiftShader (software) had not finished after 54 minutes (docs/web-executor.md).
+# engine (1 guided step), outside CI: about 1 minute for the wasm provider and 25 minutes for WebGPU
+# on SwiftShader (software) on 2 otherwise idle cores (docs/web-executor.md).
 .PHONY: test-browser-d12
 test-browser-d12: bindings
 	bash scripts/setup-chromium.sh
