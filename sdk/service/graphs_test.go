@@ -3,55 +3,15 @@ package service
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"testing"
 
+	"github.com/flextok-sdk/flextok/internal/webpkgtest"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
 	"github.com/flextok-sdk/flextok/sdk/webpkg"
 )
-
-// graphPackage is the manifest of a web model package of e (the files are placeholders: the
-// test's GraphHost runs e's own networks, engine.Engine.Graphs).
-func graphPackage(t testing.TB, e *engine.Engine, fp16 bool) []byte {
-	t.Helper()
-	gm, _, err := e.Graphs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := gm.Identity
-	z := gm.Sizes
-	m := &webpkg.Manifest{
-		Format: webpkg.Format, Version: webpkg.Version, Exporter: "test", Opset: 17,
-		Model: webpkg.Model{Name: id.Name, Digest: hex.EncodeToString(id.Digest[:]), Levels: id.Levels, MaxTokens: id.MaxTokens},
-		Sizes: webpkg.Sizes{Height: z.Height, Width: z.Width, C: z.C, H: z.H, W: z.W, R: z.R, D: len(id.Levels), FP16: fp16},
-		Graphs: map[string]webpkg.Graph{
-			webpkg.RoleDecoder:    {Graph: "decoder.onnx", Data: "decoder.onnx.data", Precision: webpkg.FP32},
-			webpkg.RoleVAEDecoder: {Graph: "vae_decoder.onnx", Data: "vae_decoder.onnx.data", Precision: webpkg.FP32},
-		},
-		Files:       map[string]webpkg.File{},
-		DecodeHints: webpkg.HintsFrom(gm.Hints),
-	}
-	if fp16 {
-		m.Graphs[webpkg.RoleDecoderFP16] = webpkg.Graph{Graph: "decoder_fp16.onnx", Data: "decoder_fp16.onnx.data", Precision: webpkg.FP16}
-	}
-	for _, g := range m.Graphs {
-		for _, name := range []string{g.Graph, g.Data} {
-			f, err := webpkg.Split(name, bytes.NewReader([]byte(name)), int64(len(name)), webpkg.MinChunkSize, func(string, []byte) error { return nil })
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.Files[name] = f
-		}
-	}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // engineHost is a GraphHost that runs e's networks, recording its requests and closes.
 type engineHost struct {
@@ -84,7 +44,7 @@ func TestOpenGraphs(t *testing.T) {
 	e := c1Engine(t)
 	host := &engineHost{e: e}
 	s := New(Options{Graphs: host.open})
-	man := graphPackage(t, e, false)
+	man := webpkgtest.Manifest(t, e, false)
 	r := call(t, s, M{"op": "open_graphs", "manifest": man, "files": "pkg1", "name": "c1"})
 	h := num(r["handle"])
 	if r["provider"] != "wasm" || r["precision"] != "fp32" || r["fallback"] != "no WebGPU adapter" {
@@ -150,7 +110,7 @@ func TestOpenGraphs(t *testing.T) {
 // TestOpenGraphsErrors: every refusal has its code, and a failed open leaves no handle.
 func TestOpenGraphsErrors(t *testing.T) {
 	e := c1Engine(t)
-	man := graphPackage(t, e, false)
+	man := webpkgtest.Manifest(t, e, false)
 	fail(t, New(Options{}), M{"op": "open_graphs", "manifest": man, "files": "k"}, CodeUnsupported)
 	host := &engineHost{e: e}
 	s := New(Options{Graphs: host.open, MaxModels: 1})

@@ -5,56 +5,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"image"
 	"image/color"
 	"image/png"
 	"syscall/js"
 	"testing"
 
+	"github.com/flextok-sdk/flextok/internal/webpkgtest"
 	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/service"
 	"github.com/flextok-sdk/flextok/sdk/tensor"
-	"github.com/flextok-sdk/flextok/sdk/webpkg"
 	"github.com/flextok-sdk/flextok/wasm/internal/defaultmodel"
 	"github.com/vmihailenco/msgpack/v5"
 )
-
-// testManifest is a web package manifest of e's graphs (placeholder files: the test's runner
-// runs e's own networks).
-func testManifest(t *testing.T, e *engine.Engine) []byte {
-	t.Helper()
-	gm, _, err := e.Graphs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, z := gm.Identity, gm.Sizes
-	m := &webpkg.Manifest{
-		Format: webpkg.Format, Version: webpkg.Version, Exporter: "test", Opset: 17,
-		Model: webpkg.Model{Name: id.Name, Digest: hex.EncodeToString(id.Digest[:]), Levels: id.Levels, MaxTokens: id.MaxTokens},
-		Sizes: webpkg.Sizes{Height: z.Height, Width: z.Width, C: z.C, H: z.H, W: z.W, R: z.R, D: len(id.Levels)},
-		Graphs: map[string]webpkg.Graph{
-			webpkg.RoleDecoder:    {Graph: "decoder.onnx", Data: "decoder.onnx.data", Precision: webpkg.FP32},
-			webpkg.RoleVAEDecoder: {Graph: "vae_decoder.onnx", Data: "vae_decoder.onnx.data", Precision: webpkg.FP32},
-		},
-		Files:       map[string]webpkg.File{},
-		DecodeHints: webpkg.HintsFrom(gm.Hints),
-	}
-	for _, g := range m.Graphs {
-		for _, name := range []string{g.Graph, g.Data} {
-			f, err := webpkg.Split(name, bytes.NewReader([]byte(name)), int64(len(name)), webpkg.MinChunkSize, func(string, []byte) error { return nil })
-			if err != nil {
-				t.Fatal(err)
-			}
-			m.Files[name] = f
-		}
-	}
-	b, err := m.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // f32 copies a Float32Array into Go.
 func f32(v js.Value) []float32 {
@@ -158,7 +121,7 @@ func TestGraphHost(t *testing.T) {
 		}
 		return u8(b)
 	}
-	man := testManifest(t, e)
+	man := webpkgtest.Manifest(t, e, false)
 	r := call(t, h, req(map[string]any{"op": "open_graphs", "manifest": man, "files": "pkg", "provider": "wasm"}))
 	if r["ok"] != true || r["provider"] != "wasm" || r["fallback"] != "no WebGPU adapter" {
 		t.Fatalf("open_graphs: %v", r)
