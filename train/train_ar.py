@@ -8,7 +8,10 @@ Stages (--stage data | train | export | all):
           <work>/ar_tokens.npz: ids uint16 [N, 32], labels int64 [N], val_ids, val_labels.
   train   AdamW + warm-up + cosine, class dropout (null class) for CFG, seeded, resumable from
           <work>/ar_ckpt.pt (saved every --ckpt-min minutes and at the end), CSV log
-          <work>/ar_log.csv.
+          <work>/ar_log.csv. --factorize 1 trains the token embedding and the output head as a
+          per-code part plus parts shared by every code with the same FSQ digit
+          (flextok_train/ar.py FactorizedARModel); export folds them into LlamaGen's two
+          matrices, so the checkpoint format does not change.
   export  <work>/ar_model/: model.safetensors (--dtype, default bf16) + config.json as
           docs/ar-checkpoint.md, then reloads it and reports the validation loss of the stored
           weights.
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flextok_train.ar import ARConfig, ARModel, generate  # noqa: E402
+from flextok_train.ar import ARConfig, ARModel, FactorizedARModel, generate  # noqa: E402
 from flextok_train.ar_format import load_ar, save_ar  # noqa: E402
 from flextok_train.data import CLASSES, make_dataset  # noqa: E402
 from flextok_train.util import log, lr_at  # noqa: E402
@@ -116,7 +119,7 @@ def stage_train(args):
     ids, labels, vi, vl = load_tokens(args)
     cfg = model_config(args)
     torch.manual_seed(args.seed)
-    model = ARModel(cfg)
+    model = FactorizedARModel(cfg, TOKENIZER["fsq_levels"]) if args.factorize else ARModel(cfg)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     other = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd}, {"params": other, "weight_decay": 0.0}],
@@ -131,6 +134,8 @@ def stage_train(args):
         gen.set_state(st["gen"])
         torch.set_rng_state(st["global"])
         step, perm, pos = st["step"], st["perm"], st["pos"]
+        if bool(st.get("factorize")) != bool(args.factorize):
+            raise SystemExit(f"{ck} was trained with --factorize {int(bool(st.get('factorize')))}: resume with the same")
         log(f"resumed at step {step}")
     if step >= args.steps:
         log(f"training already reached {step} >= --steps {args.steps}")
@@ -148,7 +153,7 @@ def stage_train(args):
         tmp = str(ck) + ".tmp"
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                     "global": torch.get_rng_state(), "step": step, "perm": perm, "pos": pos,
-                    "config": vars(cfg), "args": vars(args)}, tmp)
+                    "config": vars(cfg), "args": vars(args), "factorize": bool(args.factorize)}, tmp)
         os.replace(tmp, ck)
 
     model.train()
@@ -189,8 +194,13 @@ def stage_export(args):
     work = Path(args.work)
     st = torch.load(work / "ar_ckpt.pt", weights_only=False)
     cfg = ARConfig(**st["config"])
-    model = ARModel(cfg)
-    model.load_state_dict(st["model"])
+    if st.get("factorize"):
+        fm = FactorizedARModel(cfg, TOKENIZER["fsq_levels"])
+        fm.load_state_dict(st["model"])
+        model = fm.materialize()  # the digit parts folded into LlamaGen's two matrices
+    else:
+        model = ARModel(cfg)
+        model.load_state_dict(st["model"])
     out = work / "ar_model"
     extra = {"name": args.name, "classes": CLASSES, "tokenizer": TOKENIZER,
              "sampling_hints": {"cfg_scale": args.hint_cfg, "temperature": args.hint_temperature, "top_k": 0, "top_p": 1.0}}
@@ -218,6 +228,8 @@ def main():
     ap.add_argument("--flip", type=int, default=1, help="also train on mirrored images (the tokenizer did)")
     ap.add_argument("--arch", help='JSON overrides of ARConfig, e.g. {"dim": 64, "n_layer": 6}')
     ap.add_argument("--class-dropout", type=float, default=0.1)
+    ap.add_argument("--factorize", type=int, default=0,
+                    help="1: train the embedding and head with shared FSQ-digit parts (FactorizedARModel); the export is an ordinary checkpoint")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--max-new-steps", type=int)
     ap.add_argument("--batch", type=int, default=64)

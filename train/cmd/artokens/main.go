@@ -2,6 +2,7 @@
 // AR recipe (train/train_ar.py --stage data). It reads a NumPy .npy file of uint8 images
 // [N, H, W, 3] (C order, H and W the model's input size, no resizing) and writes a .npy file of
 // uint16 token ids [N, max_tokens] (all 32 tokens, coarse to fine: the official tokenize).
+// -m DIR tokenizes with another model directory instead (an AR recipe for a new tokenizer).
 // Options{} (the portable path) gives the ids that every platform reproduces; they equal the
 // official PyTorch code's ids (conformance/testdata/official).
 //
@@ -35,31 +36,36 @@ func main() {
 	out := flag.String("out", "", "output .npy, uint16 [N, max_tokens]")
 	batch := flag.Int("batch", 64, "images per EncodeTensor call")
 	threads := flag.Int("threads", 0, "goroutines (0: GOMAXPROCS); the ids do not depend on it")
-	identity := flag.Bool("identity", false, "print the default tokenizer's identity as JSON and exit")
+	identity := flag.Bool("identity", false, "print the tokenizer's identity as JSON and exit")
+	dir := flag.String("m", "", "model directory (default: the embedded default model)")
 	flag.Parse()
-	if err := run(*in, *out, *batch, *threads, *identity); err != nil {
+	if err := run(*dir, *in, *out, *batch, *threads, *identity); err != nil {
 		fmt.Fprintln(os.Stderr, "artokens:", err)
 		os.Exit(1)
 	}
 }
 
-func run(in, out string, batch, threads int, identity bool) error {
+func load(dir string, o engine.Options) (*engine.Engine, error) {
+	if dir == "" {
+		return models.LoadDefault(o)
+	}
+	return engine.Load(dir, o)
+}
+
+func run(dir, in, out string, batch, threads int, identity bool) error {
 	if identity {
-		m, err := models.Default().Model()
+		e, err := load(dir, engine.Options{Threads: 1})
 		if err != nil {
 			return err
 		}
-		id, err := m.Identity()
-		if err != nil {
-			return err
-		}
+		id := e.Identity()
 		b, _ := json.MarshalIndent(map[string]any{
 			"name":          id.Name,
 			"digest":        "sha256:" + hex.EncodeToString(id.Digest[:]),
-			"fsq_levels":    m.Config.FSQ.Levels,
-			"n_registers":   m.Config.Encoder.RegistersNMax,
+			"fsq_levels":    id.Levels,
+			"n_registers":   id.MaxTokens,
 			"digest_of":     "flextok-model-digest/1 (sdk/model Identity.Digest = payload model.digest)",
-			"codebook_size": product(m.Config.FSQ.Levels),
+			"codebook_size": product(id.Levels),
 		}, "", "  ")
 		fmt.Println(string(b))
 		return nil
@@ -74,7 +80,7 @@ func run(in, out string, batch, threads int, identity bool) error {
 	if len(shape) != 4 || shape[3] != 3 {
 		return fmt.Errorf("%s: shape %v, want [N, H, W, 3]", in, shape)
 	}
-	e, err := models.LoadDefault(engine.Options{Threads: threads})
+	e, err := load(dir, engine.Options{Threads: threads})
 	if err != nil {
 		return err
 	}
