@@ -193,6 +193,45 @@ func TestPartsSkipWeights(t *testing.T) {
 	}
 }
 
+// TestDecodeOnlyNeedsWholeCheckpoint: a checkpoint without its encoder tensors is refused
+// with DecodeOnly too, naming a missing tensor: its digest would differ from the full
+// model's, so no payload of that model would decode with it anyway.
+func TestDecodeOnlyNeedsWholeCheckpoint(t *testing.T) {
+	dir := "../../conformance/testdata/official/c1_w32_zero_e2/"
+	b, err := os.ReadFile(dir + "model.safetensors")
+	if err != nil {
+		t.Skip("no reference checkpoint")
+	}
+	cfg, _ := os.ReadFile(dir + "config.json")
+	vae, _ := os.ReadFile(dir + "vae/config.json")
+	f, err := safetensors.OpenBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w safetensors.Writer
+	for _, m := range f.Metadata() {
+		if err := w.SetMetadata(m.Key, m.Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ti := range f.Tensors() {
+		if strings.HasPrefix(ti.Name, model.EncoderPrefix) {
+			continue
+		}
+		raw, err := f.ReadRaw(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.AddRaw(ti.Name, ti.DType, ti.Shape, raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = LoadBytes(w.Bytes(), cfg, vae, Options{Parts: DecodeOnly})
+	if err == nil || !strings.Contains(err.Error(), "missing "+model.EncoderPrefix) {
+		t.Errorf("DecodeOnly without the encoder tensors: err = %v", err)
+	}
+}
+
 // TestPartsHoldOneHalf: a DecodeOnly engine holds no encoder and no VAE encoder, an
 // EncodeOnly one no decoder and no VAE decoder (the memory this saves is measured by
 // BenchmarkD12/op=load, docs/benchmarks.md).
