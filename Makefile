@@ -117,21 +117,25 @@ bench-native:
 		$(GO) test ./native -run '^$$' -bench VersusEngine -benchtime 1x -timeout 60m -v
 
 # bf16 against fp32, ONNX Runtime and the official PyTorch code (issue 16; docs/benchmarks.md):
-# the matrix products, load time and peak RSS of a load in fp32 and bf16 (each in its own
-# process), the interleaved d12 table (decoder step, VAE decode, tokenize, 20-step decode;
-# medians and ranges of BENCH_ROUNDS rounds), then, when tools/reference has its venv and the
-# official code, the official code in fp32 and under bf16 autocast. Not part of `make test`.
+# the matrix products, load time and peak RSS of a load in fp32 and bf16, with every part and
+# decode-only (each in its own process), the interleaved d12 table (decoder step, VAE decode,
+# tokenize, 20-step decode; medians and ranges of BENCH_ROUNDS rounds), then, when
+# tools/reference has its venv and the official code, one interleaved run of the official code
+# in fp32 and under bf16 autocast, the Go engine in fp32 and bf16 and ONNX Runtime (through
+# bin/flextok bench --driven; BENCH_TORCH_ROUNDS rounds). Not part of `make test`.
 .PHONY: bench-bf16
 BENCH_ROUNDS ?= 5
-bench-bf16:
+BENCH_TORCH_ROUNDS ?= 3
+bench-bf16: build
 	@test -f $(BENCH_D12)/model.safetensors || $(GO) run ./tools/mkcheckpoint -size d12 -o $(BENCH_D12)
 	$(GO) test ./sdk/internal/kernels -run '^$$' -bench LinearBF16 -benchtime 20x
-	FLEXTOK_D12=$(BENCH_D12) $(GO) test ./sdk/engine -run '^$$' -bench 'D12/op=load/path=fast$$' -benchtime 1x -timeout 30m
-	FLEXTOK_D12=$(BENCH_D12) $(GO) test ./sdk/engine -run '^$$' -bench 'D12/op=load/path=bf16$$' -benchtime 1x -timeout 30m
+	for p in fast bf16 fast-decode bf16-decode; do \
+		FLEXTOK_D12=$(BENCH_D12) $(GO) test ./sdk/engine -run '^$$' -bench "D12/op=load/path=$$p\$$" -benchtime 1x -timeout 30m || exit 1; done
 	FLEXTOK_ORT_LIB=$${FLEXTOK_ORT_LIB:-$(CURDIR)/.deps/ort/libonnxruntime.so} FLEXTOK_D12=$(BENCH_D12) FLEXTOK_ROUNDS=$(BENCH_ROUNDS) \
 		$(GO) test ./native -run '^$$' -bench Interleaved -benchtime 1x -timeout 90m -v
 	@if [ -x tools/reference/.venv/bin/python ] && [ -d tools/reference/.official/flextok ]; then \
-		tools/reference/.venv/bin/python tools/reference/bench_torch.py $(BENCH_D12) --rounds 3; \
+		FLEXTOK_ORT_LIB=$${FLEXTOK_ORT_LIB:-$(CURDIR)/.deps/ort/libonnxruntime.so} tools/reference/.venv/bin/python \
+			tools/reference/bench_torch.py $(BENCH_D12) --rounds $(BENCH_TORCH_ROUNDS) --go bin/flextok --go-backends go,go-bf16,ort; \
 	else echo "bench-bf16: no tools/reference/.venv or .official: the PyTorch comparison is skipped (tools/reference/setup.sh, checkout_official.sh)"; fi
 
 clean:

@@ -113,6 +113,12 @@ func New(m *model.Model, o Options) (*Backend, error) {
 	if err := m.Config.CanDecode(); err != nil {
 		b.decErr = fmt.Errorf("%w: this model cannot decode: %w", engine.ErrUnsupported, err)
 	}
+	switch o.Parts {
+	case engine.DecodeOnly:
+		b.encErr = fmt.Errorf("%w: Encode: this backend was loaded with Options.Parts = DecodeOnly, without the encoder graph: load it with AllParts to encode", engine.ErrUnsupported)
+	case engine.EncodeOnly:
+		b.decErr = fmt.Errorf("%w: Decode: this backend was loaded with Options.Parts = EncodeOnly, without the decoder graphs: load it with AllParts to decode", engine.ErrUnsupported)
+	}
 	if b.encErr != nil && b.decErr != nil {
 		return nil, fmt.Errorf("flextok/native: %w; %w", b.encErr, b.decErr)
 	}

@@ -620,3 +620,50 @@ func TestBackendImageSize(t *testing.T) {
 		t.Errorf("ImageSize 26: %v", err)
 	}
 }
+
+// TestBackendParts: a DecodeOnly Backend decodes as a full one (the same graphs) and refuses
+// to encode, naming Options.Parts; an EncodeOnly one encodes and refuses to decode.
+func TestBackendParts(t *testing.T) {
+	o := needORT(t)
+	ctx := context.Background()
+	full, _ := loadDefaultPair(t, o)
+	o.Parts = engine.DecodeOnly
+	dec, _ := loadDefaultPair(t, o)
+	o.Parts = engine.EncodeOnly
+	enc, _ := loadDefaultPair(t, o)
+	imgs := heldout(t, 1)
+	ps, err := full.EncodeBatch(ctx, imgs, engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pe, err := enc.EncodeBatch(ctx, imgs, engine.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(pe[0].IDs, ps[0].IDs) {
+		t.Errorf("EncodeOnly ids differ from the full backend's")
+	}
+	do := engine.DecodeOptions{Steps: 2, Guidance: 2, APG: true}
+	want, err := full.Decode(ctx, ps[0], do)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := dec.Decode(ctx, ps[0], do)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nmse, maxAbs := imageStats(got.Data, want.Data); maxAbs != 0 {
+		t.Errorf("DecodeOnly decode differs from the full backend's: NMSE %.3g, max abs %.3g", nmse, maxAbs)
+	}
+	if _, err := dec.Encode(ctx, imgs[0], engine.EncodeOptions{}); !errors.Is(err, engine.ErrUnsupported) || !strings.Contains(err.Error(), "Options.Parts = DecodeOnly") {
+		t.Errorf("DecodeOnly Encode: err = %v", err)
+	}
+	if _, err := enc.Decode(ctx, ps[0], do); !errors.Is(err, engine.ErrUnsupported) || !strings.Contains(err.Error(), "Options.Parts = EncodeOnly") {
+		t.Errorf("EncodeOnly Decode: err = %v", err)
+	}
+	o.Parts = 7
+	d := models.Default()
+	if _, err := LoadBytes(d.Weights, d.Config, d.VAEConfig, o); err == nil {
+		t.Error("Parts(7) loads")
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/flextok-sdk/flextok/sdk/engine"
 	"github.com/flextok-sdk/flextok/sdk/payload"
 )
 
@@ -70,6 +71,10 @@ type Options struct {
 	// restart). "" means no cache: graphs under onnx.MaxInline bytes go to ONNX Runtime from
 	// memory, larger ones through a temporary directory that Close removes.
 	ExportDir string
+	// Parts says which graphs the Backend exports and opens (as engine.Options.Parts):
+	// engine.AllParts (the zero value), engine.DecodeOnly (the decoder and VAE decoder
+	// graphs: Encode fails) or engine.EncodeOnly (the encoder graph: Decode fails).
+	Parts engine.Parts
 }
 
 // ErrNoCgo is returned by every constructor of a build without cgo.
@@ -172,6 +177,8 @@ func (o Options) check() error {
 		return fmt.Errorf("flextok/native: CUDAMemLimit %d is negative", o.CUDAMemLimit)
 	case o.ImageSize < 0:
 		return fmt.Errorf("flextok/native: ImageSize %d is negative", o.ImageSize)
+	case o.Parts > engine.EncodeOnly:
+		return fmt.Errorf("flextok/native: %v: want engine.AllParts, DecodeOnly or EncodeOnly", o.Parts)
 	case o.IntraOpThreads < 0 || o.InterOpThreads < 0:
 		return fmt.Errorf("flextok/native: thread counts must not be negative (IntraOp %d, InterOp %d)",
 			o.IntraOpThreads, o.InterOpThreads)

@@ -96,6 +96,7 @@ func nativeOptions(bf *backendFlags, ef *engineFlags, stderr io.Writer) native.O
 		IntraOpThreads: ef.threads,
 		ImageSize:      ef.size,
 		ExportDir:      bf.cache,
+		Parts:          ef.parts,
 		LibraryPath:    bundledORT(),
 		Logf:           func(format string, a ...any) { fmt.Fprintf(stderr, "flextok: "+format+"\n", a...) },
 	}

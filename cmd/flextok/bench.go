@@ -30,18 +30,30 @@ type benchResult struct {
 	EncodePerSec float64 `json:"encode_images_per_s,omitempty"`
 	DecodePerSec float64 `json:"decode_images_per_s,omitempty"`
 	StepMillis   float64 `json:"decoder_step_ms,omitempty"`
+	// Load memory: the growth of the resident set during the load (peak) and after it, over
+	// the checkpoint's weights in float32 (benchReport.WeightsMB); 0 where not measured (not
+	// Linux). The Go backends also load DecodeOnly (engine.Options.Parts), as flextok decode
+	// does: its load time and memory.
+	LoadPeakRSS           float64 `json:"load_peak_rss_per_f32_weights,omitempty"`
+	LoadRSS               float64 `json:"load_rss_per_f32_weights,omitempty"`
+	DecodeOnlyLoadSeconds float64 `json:"decode_only_load_s,omitempty"`
+	DecodeOnlyPeakRSS     float64 `json:"decode_only_load_peak_rss_per_f32_weights,omitempty"`
+	DecodeOnlyRSS         float64 `json:"decode_only_load_rss_per_f32_weights,omitempty"`
 }
 
 type benchReport struct {
-	Model   string        `json:"model"`
-	Width   int           `json:"width"`
-	Height  int           `json:"height"`
-	Tokens  int           `json:"tokens"`
-	Batch   int           `json:"batch"`
-	Steps   int           `json:"steps"`
-	Runs    int           `json:"runs"`
-	Threads int           `json:"threads"`
-	Results []benchResult `json:"results"`
+	Model   string `json:"model"`
+	Width   int    `json:"width"`
+	Height  int    `json:"height"`
+	Tokens  int    `json:"tokens"`
+	Batch   int    `json:"batch"`
+	Steps   int    `json:"steps"`
+	Runs    int    `json:"runs"`
+	Threads int    `json:"threads"`
+	// WeightsMB is the size of the checkpoint's weights in float32 (encoder and decoder), in
+	// MB (1e6 bytes): the unit of the load memory figures.
+	WeightsMB float64       `json:"f32_weights_mb"`
+	Results   []benchResult `json:"results"`
 }
 
 func newBench() *cobra.Command {
@@ -54,6 +66,7 @@ func newBench() *cobra.Command {
 		steps    int
 		runs     int
 		jsonOut  bool
+		driven   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench [-m MODEL]",
@@ -87,6 +100,14 @@ func newBench() *cobra.Command {
 			rep := benchReport{Batch: batch, Runs: runs, Threads: ef.threads}
 			if rep.Threads <= 0 {
 				rep.Threads = runtime.GOMAXPROCS(0)
+			}
+			weights, err := f32WeightBytes(ef.model)
+			if err != nil {
+				return about("load model", ef.model, err)
+			}
+			rep.WeightsMB = float64(weights) / 1e6
+			if driven {
+				return runDriven(cmd, names, ef, provider, cache, steps)
 			}
 			for _, name := range names {
 				bf := backendFlags{backend: name, provider: provider, cache: cache}
@@ -123,20 +144,32 @@ func newBench() *cobra.Command {
 	cmd.Flags().IntVar(&steps, "steps", 0, "decoding steps (0: the payload's hint, else the model's, else 20)")
 	cmd.Flags().IntVar(&runs, "runs", 3, "timed calls per figure (the median is reported)")
 	cmd.Flags().BoolVar(&jsonOut, "json", false, "print the report as JSON")
+	cmd.Flags().BoolVar(&driven, "driven", false, "load the --backends once, then run the ops that stdin names, one a line (\"go-bf16 decode\", \"ort tokenize\"), and print each one's time as a JSON line: for a driver that interleaves them with other programs (tools/reference/bench_torch.py)")
 	return cmd
 }
 
 // benchOne loads one executor and measures it; a failure is recorded in the result.
 func benchOne(ctx context.Context, bf *backendFlags, ef *engineFlags, batch, steps, runs int, rep *benchReport, stderr io.Writer) benchResult {
 	r := benchResult{Backend: bf.backend}
-	start := time.Now()
-	ex, err := openBackend(bf, ef, stderr)
+	perWeights := func(b int64) float64 { return float64(b) / (rep.WeightsMB * 1e6) }
+	if bf.backend == "go" { // first the decode-only load of flextok decode, then the full one
+		efd := *ef
+		efd.parts = engine.DecodeOnly
+		ex, m, err := measureLoad(func() (engine.Executor, error) { return openBackend(bf, &efd, stderr) })
+		if err != nil {
+			r.Error = err.Error()
+			return r
+		}
+		ex.Close()
+		r.DecodeOnlyLoadSeconds, r.DecodeOnlyPeakRSS, r.DecodeOnlyRSS = m.seconds, perWeights(m.peak), perWeights(m.after)
+	}
+	ex, m, err := measureLoad(func() (engine.Executor, error) { return openBackend(bf, ef, stderr) })
 	if err != nil {
 		r.Error = err.Error()
 		return r
 	}
 	defer ex.Close()
-	r.LoadSeconds = time.Since(start).Seconds()
+	r.LoadSeconds, r.LoadPeakRSS, r.LoadRSS = m.seconds, perWeights(m.peak), perWeights(m.after)
 	h, w := ex.ImageSize()
 	rep.Model, rep.Width, rep.Height, rep.Tokens = ex.Identity().Name, w, h, ex.MaxTokens()
 
@@ -214,8 +247,8 @@ func benchImage(i, w, h int) image.Image {
 }
 
 func printBench(out io.Writer, rep *benchReport) {
-	fmt.Fprintf(out, "model %s (%d×%d, %d tokens), %d threads; encode batch %d, decode %d steps, median of %d\n\n",
-		rep.Model, rep.Width, rep.Height, rep.Tokens, rep.Threads, rep.Batch, rep.Steps, rep.Runs)
+	fmt.Fprintf(out, "model %s (%d×%d, %d tokens, %s MB of f32 weights), %d threads; encode batch %d, decode %d steps, median of %d\n\n",
+		rep.Model, rep.Width, rep.Height, rep.Tokens, sig3(rep.WeightsMB), rep.Threads, rep.Batch, rep.Steps, rep.Runs)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	var goR, bfR, ortR *benchResult
 	head := "\t"
@@ -241,27 +274,48 @@ func printBench(out io.Writer, rep *benchReport) {
 		head += "go-bf16/ort\t"
 	}
 	fmt.Fprintln(tw, head)
+	// optional rows (load memory, decode-only loads) show 0 as "-", not measured, and are left
+	// out when no backend has a value.
+	optional := false
 	row := func(label, unit string, get func(*benchResult) float64, faster func(g, o float64) float64) {
 		line := label + "\t"
+		measured := false
 		for i := range rep.Results {
 			r := &rep.Results[i]
-			if r.Error != "" {
+			if r.Error != "" || (optional && get(r) == 0) {
 				line += "-\t"
 				continue
 			}
+			measured = true
 			line += sig3(get(r)) + " " + unit + "\t"
 		}
+		if !measured && optional {
+			return
+		}
+		ratio := func(a, b *benchResult) string {
+			if optional && (get(a) == 0 || get(b) == 0) {
+				return "-\t"
+			}
+			return fmt.Sprintf("%.2f\t", faster(get(a), get(b)))
+		}
 		if both {
-			line += fmt.Sprintf("%.2f\t", faster(get(goR), get(ortR)))
+			line += ratio(goR, ortR)
 		}
 		if bfBoth {
-			line += fmt.Sprintf("%.2f\t", faster(get(bfR), get(ortR)))
+			line += ratio(bfR, ortR)
 		}
 		fmt.Fprintln(tw, line)
 	}
 	rate := func(g, o float64) float64 { return g / o }
 	inverse := func(g, o float64) float64 { return o / g }
 	row("load", "s", func(r *benchResult) float64 { return r.LoadSeconds }, inverse)
+	optional = true
+	row("load peak RSS", "× f32 weights", func(r *benchResult) float64 { return r.LoadPeakRSS }, inverse)
+	row("RSS after load", "× f32 weights", func(r *benchResult) float64 { return r.LoadRSS }, inverse)
+	row("decode-only load", "s", func(r *benchResult) float64 { return r.DecodeOnlyLoadSeconds }, inverse)
+	row("decode-only peak RSS", "× f32 weights", func(r *benchResult) float64 { return r.DecodeOnlyPeakRSS }, inverse)
+	row("RSS after decode-only load", "× f32 weights", func(r *benchResult) float64 { return r.DecodeOnlyRSS }, inverse)
+	optional = false
 	row("encode", "images/s", func(r *benchResult) float64 { return r.EncodePerSec }, rate)
 	row("decode", "images/s", func(r *benchResult) float64 { return r.DecodePerSec }, rate)
 	if rep.Steps > 1 {

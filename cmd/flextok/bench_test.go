@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 )
@@ -28,6 +30,16 @@ func TestBench(t *testing.T) {
 		if r.Error != "" || r.LoadSeconds <= 0 || r.EncodePerSec <= 0 || r.DecodePerSec <= 0 || r.StepMillis < 0 {
 			t.Fatalf("%s: %+v", r.Backend, r)
 		}
+	}
+	if _, err := os.Stat("/proc/self/clear_refs"); err == nil { // Linux: load memory is measured
+		for _, r := range rep.Results {
+			if r.LoadPeakRSS <= 0 || r.LoadRSS < 0 || (r.Backend != "ort") != (r.DecodeOnlyLoadSeconds > 0 && r.DecodeOnlyPeakRSS > 0) {
+				t.Errorf("%s: load memory %+v", r.Backend, r)
+			}
+		}
+	}
+	if rep.WeightsMB < 8 || rep.WeightsMB > 9 { // the default model: 8.33 MB of f32 weights
+		t.Errorf("f32 weights %v MB", rep.WeightsMB)
 	}
 	if rep.Results[1].Backend != "go-bf16" {
 		t.Fatalf("second backend %q, want go-bf16", rep.Results[1].Backend)
@@ -82,6 +94,41 @@ func TestSig3(t *testing.T) {
 	for v, want := range map[float64]string{1063.7: "1064", 45.83: "45.8", 0.14712: "0.147", 5.55: "5.55", 0: "0"} {
 		if got := sig3(v); got != want {
 			t.Errorf("sig3(%v) = %s, want %s", v, got, want)
+		}
+	}
+}
+
+// TestBenchDriven: `flextok bench --driven` loads the backends, says so, then runs each op
+// that stdin names once and prints its time; bad lines get an error line and the run goes on.
+func TestBenchDriven(t *testing.T) {
+	root := newRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&bytes.Buffer{})
+	root.SetIn(strings.NewReader("go tokenize\ngo-bf16 decode\n\ngo decode\nort decode\ngo dance\nnonsense\n"))
+	root.SetArgs([]string{"bench", "--driven", "--backends", "go,go-bf16", "--steps", "2", "--threads", "1"})
+	if err := root.Execute(); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	var lines []drivenLine
+	dec := json.NewDecoder(&out)
+	for dec.More() {
+		var l drivenLine
+		if err := dec.Decode(&l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) != 7 || !lines[0].Ready || lines[0].Steps != 2 || lines[0].LoadS["go"] <= 0 || lines[0].LoadS["go-bf16"] <= 0 {
+		t.Fatalf("lines %+v", lines)
+	}
+	for i, want := range []struct{ backend, op, err string }{
+		{"go", "tokenize", ""}, {"go-bf16", "decode", ""}, {"go", "decode", ""},
+		{"", "", "not loaded"}, {"go", "dance", "want one of tokenize, decode"}, {"", "", "want \"<backend> <op>\""},
+	} {
+		l := lines[i+1]
+		if l.Backend != want.backend || l.Op != want.op || (want.err == "") != (l.Seconds > 0) || !strings.Contains(l.Error, want.err) {
+			t.Errorf("line %d: %+v, want %+v", i+1, l, want)
 		}
 	}
 }

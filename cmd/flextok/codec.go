@@ -31,6 +31,10 @@ type engineFlags struct {
 	exact     bool
 	size      int
 	precision string
+	// parts is the half of the model the command loads, set by the commands that use one
+	// direction only (decode and generate: engine.DecodeOnly; encode: EncodeOnly), so that they
+	// never hold the other half's weights. Not a flag.
+	parts engine.Parts
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -70,6 +74,7 @@ func (f *engineFlags) load() (*engine.Engine, error) {
 		return nil, err
 	}
 	o.Precision = p
+	o.Parts = f.parts
 	if f.model == "" {
 		// The SDK's own small model (models/); official weights are research-only and never
 		// bundled or downloaded: give their path with -m.
@@ -231,7 +236,7 @@ func writeNew(path string, data []byte, force bool) error {
 
 func newDecode() *cobra.Command {
 	var (
-		ef    engineFlags
+		ef    = engineFlags{parts: engine.DecodeOnly} // decoding never needs the encoder
 		bf    backendFlags
 		out   string
 		k     int

@@ -43,7 +43,7 @@ type encodeStats struct {
 
 func newEncode() *cobra.Command {
 	var (
-		ef       engineFlags
+		ef       = engineFlags{parts: engine.EncodeOnly} // encoding never needs the decoder
 		out      string
 		k        int
 		filter   string

@@ -33,7 +33,7 @@ const decodeBatchSize = 16
 // decoded PNGs and a grid.
 func newGenerate() *cobra.Command {
 	var (
-		ef       engineFlags
+		ef       = engineFlags{parts: engine.DecodeOnly} // the tokenizer only decodes here
 		bf       backendFlags
 		arDir    string
 		class    string

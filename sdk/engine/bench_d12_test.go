@@ -149,10 +149,17 @@ func BenchmarkD12(b *testing.B) {
 	}
 	b.Logf("GOMAXPROCS %d, fast path %q, bf16 path %q", threads, kernels.FastPath(), kernels.BF16Path())
 
-	// op=load: peak and retained memory of Load relative to the f32 weights, fp32 and bf16.
-	// Run each alone in its process (-bench 'D12/op=load/path=bf16$'): peak RSS is per process.
+	// op=load: peak and retained memory of Load relative to the f32 weights (every weight of
+	// the file, encoder included), fp32 and bf16, with every part and DecodeOnly (path
+	// fast-decode, bf16-decode). Run each alone in its process
+	// (-bench 'D12/op=load/path=bf16$'): peak RSS is per process.
 	for _, p := range paths[1:] {
 		benchD12Load(b, dir, p.name, p.o)
+	}
+	for _, p := range paths[1:] {
+		o := p.o
+		o.Parts = DecodeOnly
+		benchD12Load(b, dir, p.name+"-decode", o)
 	}
 	benchD12Rest(b, dir, ctx, paths)
 }

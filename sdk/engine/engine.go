@@ -63,14 +63,17 @@ func LoadBytes(weights, configJSON, vaeJSON []byte, o Options) (*Engine, error) 
 	return New(m, o)
 }
 
-// New builds the engine from a loaded model. All weights are read here, so m may be closed
-// afterwards. The payloads it makes carry the model's identity (NewIdentity with o.Name) and
+// New builds the engine from a loaded model. All weights it uses (every weight, or one half's
+// with Options.Parts) are read here, so m may be closed afterwards. The payloads it makes carry the model's identity (NewIdentity with o.Name) and
 // hints (o.Hints, else the model's decode_hints).
 func New(m *model.Model, o Options) (*Engine, error) {
 	if m == nil || m.Config == nil {
 		return nil, fmt.Errorf("%w: nil model", ErrArgument)
 	}
 	if err := o.Precision.check(); err != nil {
+		return nil, err
+	}
+	if err := o.Parts.check(); err != nil {
 		return nil, err
 	}
 	id, err := NewIdentity(m, o.Name)
@@ -90,16 +93,26 @@ func New(m *model.Model, o Options) (*Engine, error) {
 		return nil, err
 	}
 	// A layout the executors do not run refuses one direction only: a model that cannot
-	// decode still encodes, and the other way round.
-	if e.enc, err = NewEncoder(m, o); errors.Is(err, model.ErrUnsupported) {
-		e.encErr = fmt.Errorf("%w: this model cannot encode: %w", ErrUnsupported, err)
-	} else if err != nil {
-		return nil, err
+	// decode still encodes, and the other way round. Options.Parts leaves a half out.
+	switch {
+	case !o.Parts.encodes():
+		e.encErr = partsError("Encode", o.Parts)
+	default:
+		if e.enc, err = NewEncoder(m, o); errors.Is(err, model.ErrUnsupported) {
+			e.encErr = fmt.Errorf("%w: this model cannot encode: %w", ErrUnsupported, err)
+		} else if err != nil {
+			return nil, err
+		}
 	}
-	if e.dec, err = NewDecoder(m, o); errors.Is(err, model.ErrUnsupported) {
-		e.decErr = fmt.Errorf("%w: this model cannot decode: %w", ErrUnsupported, err)
-	} else if err != nil {
-		return nil, err
+	switch {
+	case !o.Parts.decodes():
+		e.decErr = partsError("Decode", o.Parts)
+	default:
+		if e.dec, err = NewDecoder(m, o); errors.Is(err, model.ErrUnsupported) {
+			e.decErr = fmt.Errorf("%w: this model cannot decode: %w", ErrUnsupported, err)
+		} else if err != nil {
+			return nil, err
+		}
 	}
 	if e.encErr != nil && e.decErr != nil {
 		return nil, fmt.Errorf("%w; %w", e.encErr, e.decErr)

@@ -31,6 +31,14 @@ type Options struct {
 	// The encoder always runs in float32, so token ids never depend on it. See
 	// docs/benchmarks.md for its measured error and speed.
 	Precision Precision
+	// Parts says which halves of the model the engine loads: AllParts (the zero value), or
+	// DecodeOnly or EncodeOnly for deployments that never run the other direction (a
+	// detokenizing server, generation; a tokenizer). The weights of the half left out are
+	// never converted or kept, and are not checked for NaNs; the identity still covers every
+	// tensor of the checkpoint, so payloads are matched to models as with AllParts. Encoding
+	// on a DecodeOnly engine (decoding on an EncodeOnly one) fails with an error wrapping
+	// ErrUnsupported that names this option.
+	Parts Parts
 	// Hints, if set, replace the model's own decode hints (its config's decode_hints) in the
 	// payloads Encode makes and as the defaults of DecodeOptions' zero fields. They do not
 	// affect the kernels.
@@ -91,6 +99,67 @@ func (p Precision) check() error {
 	}
 	return nil
 }
+
+// Parts says which halves of a model an engine loads (Options.Parts).
+type Parts uint8
+
+const (
+	// AllParts loads the encoder (VAE encoder and transformer) and the decoder (transformer
+	// and VAE decoder): the default.
+	AllParts Parts = iota
+	// DecodeOnly loads the decoder and the VAE decoder only: Encode and EncodeBatch fail.
+	DecodeOnly
+	// EncodeOnly loads the encoder and the VAE encoder only: Decode and DecodeBatch fail.
+	EncodeOnly
+)
+
+// String returns "all", "decode" or "encode", the names ParseParts takes.
+func (p Parts) String() string {
+	switch p {
+	case AllParts:
+		return "all"
+	case DecodeOnly:
+		return "decode"
+	case EncodeOnly:
+		return "encode"
+	}
+	return fmt.Sprintf("Parts(%d)", uint8(p))
+}
+
+// ParseParts reads "all", "decode" or "encode" (a server's or a tool's setting).
+func ParseParts(s string) (Parts, error) {
+	for _, p := range []Parts{AllParts, DecodeOnly, EncodeOnly} {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: parts %q: want all, decode or encode", ErrArgument, s)
+}
+
+// check refuses a Parts value outside the constants.
+func (p Parts) check() error {
+	if p > EncodeOnly {
+		return fmt.Errorf("%w: %v: want AllParts, DecodeOnly or EncodeOnly", ErrArgument, p)
+	}
+	return nil
+}
+
+// goName is the constant's Go name, for error messages.
+func (p Parts) goName() string {
+	switch p {
+	case AllParts:
+		return "AllParts"
+	case DecodeOnly:
+		return "DecodeOnly"
+	case EncodeOnly:
+		return "EncodeOnly"
+	}
+	return p.String()
+}
+
+// encodes and decodes say whether the engine loads that half of the model.
+func (p Parts) encodes() bool { return p != DecodeOnly }
+func (p Parts) decodes() bool { return p != EncodeOnly }
 
 // BF16Path names the kernel Precision BF16 runs with Fast on this CPU: "avx512bf16-12x32"
 // (VDPBF16PS) or "bf16-on-" and the float32 kernel it is emulated on.

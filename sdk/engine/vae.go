@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 
 	"github.com/flextok-sdk/flextok/sdk/internal/kernels"
 	"github.com/flextok-sdk/flextok/sdk/model"
@@ -46,7 +47,8 @@ type VAE struct {
 	bf16 map[*model.VAEConv]*kernels.ConvWeights
 }
 
-// NewVAE reads every vae.vae.* weight of m once (as float32) and builds the VAE. It fails
+// NewVAE reads the vae.vae.* weights of m once (as float32) and builds the VAE: the encoder's
+// and the decoder's, or only one half's with Options.Parts DecodeOnly or EncodeOnly. It fails
 // with an error naming the tensor when one is missing, has the wrong number of values or
 // holds a NaN or an infinity, and when the config is not a layout this engine can run.
 //
@@ -80,16 +82,35 @@ func newVAE(cfg model.VAEConfig, get func(name string) ([]float32, error), o Opt
 		blocks:  append([]int(nil), b...),
 		sample:  cfg.SamplePosterior,
 	}
+	if err := o.Parts.check(); err != nil {
+		return nil, err
+	}
+	// Only the halves o.Parts asks for are read: the other's weights are never converted.
 	var errs [2]error
-	v.enc, errs[0] = model.ReadVAEEncoder(cfg, get)
-	v.dec, errs[1] = model.ReadVAEDecoder(cfg, get)
+	if o.Parts.encodes() {
+		v.enc, errs[0] = model.ReadVAEEncoder(cfg, get)
+	}
+	if o.Parts.decodes() {
+		v.dec, errs[1] = model.ReadVAEDecoder(cfg, get)
+	}
 	if err := errors.Join(errs[0], errs[1]); err != nil {
 		return nil, fmt.Errorf("flextok/engine: %w", err)
 	}
-	if o.Precision == BF16 {
+	if o.Precision == BF16 && v.dec != nil {
 		v.packDecoderBF16()
 	}
 	return v, nil
+}
+
+// partsError is the error of an Encode (Decode) on a VAE, or an engine, whose Options.Parts
+// (DecodeOnly, EncodeOnly) left that half of the model out.
+func partsError(op string, p Parts) error {
+	missing := "encoder and VAE encoder"
+	if p == EncodeOnly {
+		missing = "decoder and VAE decoder"
+	}
+	return fmt.Errorf("%w: %s: this engine was loaded with Options.Parts = %s, without the %s weights: load it with AllParts to %s",
+		ErrUnsupported, op, p.goName(), missing, strings.ToLower(op))
 }
 
 // packDecoderBF16 packs every convolution of the VAE decoder as bfloat16 and drops its float32
@@ -148,6 +169,9 @@ func (v *VAE) SamplePosterior() bool { return v.sample }
 // diffusers encoder, quant_conv, the mean of the diagonal Gaussian posterior (its first C
 // channels), times scaling_factor. H and W must be multiples of f.
 func (v *VAE) Encode(ctx context.Context, images tensor.Tensor) (tensor.Tensor, error) {
+	if v.enc == nil {
+		return tensor.Tensor{}, partsError("Encode", DecodeOnly)
+	}
 	if err := vaeCheckInput("Encode", "images", images, v.inC, v.factor); err != nil {
 		return tensor.Tensor{}, err
 	}
@@ -208,6 +232,9 @@ func (v *VAE) images(B, H, W int, one func(ws *vaeWork, i int) error) error {
 // [B, Cout, h·f, w·f]: ÷ scaling_factor, post_quant_conv, the diffusers decoder. The output is
 // not clamped (callers clamp when they convert to pixels).
 func (v *VAE) Decode(ctx context.Context, latents tensor.Tensor) (tensor.Tensor, error) {
+	if v.dec == nil {
+		return tensor.Tensor{}, partsError("Decode", EncodeOnly)
+	}
 	if err := vaeCheckInput("Decode", "latents", latents, v.latentC, 1); err != nil {
 		return tensor.Tensor{}, err
 	}
