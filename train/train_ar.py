@@ -66,8 +66,11 @@ def stage_data(args):
         log(f"{out} exists")
         return
     go = ["nice", "-n", "19", "go", "run", "./train/cmd/artokens"]
+    if args.tokenizer:  # another tokenizer (an experiment): its identity is whatever it says
+        go += ["-m", str(Path(args.tokenizer).resolve())]
     ident = json.loads(subprocess.run(go + ["-identity"], cwd=REPO, check=True, capture_output=True, text=True).stdout)
-    for k, v in TOKENIZER.items():
+    tok = {k: ident[k] for k in TOKENIZER} if args.tokenizer else TOKENIZER
+    for k, v in tok.items():
         if ident[k] != v:
             raise SystemExit(f"the embedded default tokenizer's {k} is {ident[k]!r}, this recipe expects {v!r}: update TOKENIZER")
     cache = Path(args.data_npz) if args.data_npz else work / f"data_s{args.data_seed}_32px_{args.n_train}_{args.n_val}.npz"
@@ -86,14 +89,20 @@ def stage_data(args):
     ids = go_tokenize(tr, work, "train", go)
     val = go_tokenize(imgs[n:n + args.n_val], work, "val", go)
     np.savez(out, ids=ids, labels=trl, val_ids=val, val_labels=labels[n:n + args.n_val],
-             tokenizer=json.dumps(TOKENIZER), data_seed=args.data_seed, flip=args.flip)
+             tokenizer=json.dumps(tok), data_seed=args.data_seed, flip=args.flip)
     log(f"wrote {out}: {ids.shape} train ids (flip={args.flip}), {val.shape} validation ids, "
         f"{len(np.unique(ids))} distinct codes in train")
 
 
+def tokenizer_of(args):
+    """The tokenizer the data stage tokenized with (ar_tokens.npz records it)."""
+    return json.loads(str(np.load(Path(args.work) / "ar_tokens.npz")["tokenizer"]))
+
+
 def model_config(args):
     cfg = ARConfig(**json.loads(args.arch)) if args.arch else ARConfig()
-    cfg.vocab_size, cfg.block_size = TOKENIZER["codebook_size"], TOKENIZER["n_registers"]
+    tok = tokenizer_of(args)
+    cfg.vocab_size, cfg.block_size = tok["codebook_size"], tok["n_registers"]
     cfg.num_classes, cfg.class_dropout = len(CLASSES), args.class_dropout
     return cfg
 
@@ -119,7 +128,7 @@ def stage_train(args):
     ids, labels, vi, vl = load_tokens(args)
     cfg = model_config(args)
     torch.manual_seed(args.seed)
-    model = FactorizedARModel(cfg, TOKENIZER["fsq_levels"]) if args.factorize else ARModel(cfg)
+    model = FactorizedARModel(cfg, tokenizer_of(args)["fsq_levels"]) if args.factorize else ARModel(cfg)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     other = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.wd}, {"params": other, "weight_decay": 0.0}],
@@ -195,14 +204,14 @@ def stage_export(args):
     st = torch.load(work / "ar_ckpt.pt", weights_only=False)
     cfg = ARConfig(**st["config"])
     if st.get("factorize"):
-        fm = FactorizedARModel(cfg, TOKENIZER["fsq_levels"])
+        fm = FactorizedARModel(cfg, tokenizer_of(args)["fsq_levels"])
         fm.load_state_dict(st["model"])
         model = fm.materialize()  # the digit parts folded into LlamaGen's two matrices
     else:
         model = ARModel(cfg)
         model.load_state_dict(st["model"])
     out = work / "ar_model"
-    extra = {"name": args.name, "classes": CLASSES, "tokenizer": TOKENIZER,
+    extra = {"name": args.name, "classes": CLASSES, "tokenizer": tokenizer_of(args),
              "sampling_hints": {"cfg_scale": args.hint_cfg, "temperature": args.hint_temperature, "top_k": 0, "top_p": 1.0}}
     save_ar(out, model, dtype=args.dtype, extra=extra)
     m2, conf = load_ar(out)
@@ -224,6 +233,7 @@ def main():
     ap.add_argument("--data-seed", type=int, default=1234)
     ap.add_argument("--n-train", type=int, default=30000)
     ap.add_argument("--n-val", type=int, default=256)
+    ap.add_argument("--tokenizer", help="data stage: tokenize with this model directory instead of the embedded default (an experiment)")
     ap.add_argument("--data-npz", help="reuse train.py's data cache (<work>/data_s1234_32px_30000_256.npz)")
     ap.add_argument("--flip", type=int, default=1, help="also train on mirrored images (the tokenizer did)")
     ap.add_argument("--arch", help='JSON overrides of ARConfig, e.g. {"dim": 64, "n_layer": 6}')
