@@ -16,3 +16,6 @@ func roundRowBF16(dst []uint32, src []float32) { roundRowBF16Go(dst, src) }
 
 // pairRowsBF16 writes the word panel of a float32 panel (see pairRowsBF16Go).
 func pairRowsBF16(dst []uint32, src []float32, kq, nr int) { pairRowsBF16Go(dst, src, kq, nr) }
+
+// directKernelFor reports that this build has no direct convolution kernel.
+func directKernelFor(microKernel) (directKernel, bool) { return directKernel{}, false }
