@@ -19,77 +19,68 @@ type directKernel struct {
 	run    func(cn int, a, x, c []float32, ldc, rs, ps int)
 }
 
-// directChannels is the number of input channels one kernel call covers: the weights of an
-// mr-row panel for them (mr·9·directChannels floats, 13.5 KiB for mr = 12) stay in L1 while
-// the kernel runs over all the tiles of an output row.
-var directChannels = 32
+// DirectConv, true by default, lets benchmarks compare the fast path's two algorithms for 3x3
+// stride-1 convolutions: false runs them as the im2col product (as before the direct kernel).
+// Change it only while no convolution runs.
+var DirectConv = true
 
 // useDirect reports whether convolution d runs on the direct kernel of the fast kernel kn.
 func useDirect(kn microKernel, d ConvDims) (directKernel, bool) {
-	if d.KH != 3 || d.KW != 3 || max(d.Stride, 1) != 1 {
+	if !DirectConv || d.KH != 3 || d.KW != 3 || max(d.Stride, 1) != 1 {
 		return directKernel{}, false
 	}
 	return directKernelFor(kn)
 }
 
-// paddedInput describes the zero-padded copy of a stride-1 convolution's input that a direct
-// kernel reads: InC planes of rows rows of rs values, the input at row PadT and column PadL
-// of each plane. Each row is wide enough for whole nr-wide tiles of output pixels plus the
-// kernel's KW−1 extra columns; whatever lies outside the input is zero.
-type paddedInput struct {
-	rs, ps, rows int
-	tiles        int // nr-wide tiles per output row
-}
+// directPlan is how convDirect walks one convolution:
+//   - channels: the input channels of one kernel call. The weights of an mr-row panel for them
+//     (mr·9·channels floats, 13.5 KiB for mr = 12 and 32 channels) stay in L1 while the
+//     kernel runs over every tile of a group of output rows.
+//   - group: the output rows computed together into a contiguous buffer (OutC·group rows of
+//     whole tiles), so that each weight panel is read once per group, not once per row.
+//   - band: the output rows whose zero-padded input rows (band+2 rows of every channel) each
+//     thread copies at a time, a multiple of group. The rows stay in L2 while every weight
+//     panel runs over them, and the copy is never a second image in memory.
+type directPlan struct{ channels, group, band int }
 
-func padLayout(d ConvDims, nr int) paddedInput {
+// planDirect sizes the plan for d: channel blocks of 32, one output row per group and a
+// band's input rows within 1 MiB. Measured on the d12 VAE's shapes (BenchmarkConv2dVAE, AMD
+// EPYC with 1 MiB of L2 per core), groups of 2-3 rows or blocks of 16 or 64 channels were no
+// faster, and bands of 4 rows or more were up to 5% faster than bands of one row.
+func planDirect(d ConvDims, dk directKernel) directPlan {
 	oh, ow := d.Out()
-	tiles := (ow + nr - 1) / nr
-	rs := tiles*nr + d.KW - 1
-	rows := oh + d.KH - 1
-	return paddedInput{rs: rs, ps: rows * rs, rows: rows, tiles: tiles}
+	rs := (ow+dk.nr-1)/dk.nr*dk.nr + d.KW - 1
+	band := max(1, min(oh, (1<<20)/(4*d.InC*rs)-(d.KH-1)))
+	return directPlan{channels: 32, group: 1, band: band}
 }
 
-// padCopy writes the zero-padded copy of x [InC, InH, InW] into xp (InC·p.ps values),
-// channels split across threads.
-func padCopy(threads int, xp, x []float32, d ConvDims, p paddedInput) {
-	hw := d.InH * d.InW
-	parallelWork(threads, d.InC, float64(p.ps)*nsElem, func(lo, hi int) {
-		for c := lo; c < hi; c++ {
-			plane := xp[c*p.ps : (c+1)*p.ps]
-			top := min(d.PadT, p.rows) * p.rs
-			clear(plane[:top])
-			src := x[c*hw : (c+1)*hw]
-			iy := 0
-			for ; iy < d.InH && d.PadT+iy < p.rows; iy++ {
-				row := plane[(d.PadT+iy)*p.rs : (d.PadT+iy+1)*p.rs]
-				n := min(d.InW, p.rs-d.PadL) // input columns that reach an output
-				clear(row[:d.PadL])
-				copy(row[d.PadL:d.PadL+n], src[iy*d.InW:iy*d.InW+n])
-				clear(row[d.PadL+n:])
-			}
-			clear(plane[(d.PadT+iy)*p.rs:])
-		}
-	})
+// directStride is the row stride of the output buffer for rows of tw values: not a multiple
+// of 1 KiB, which would put a tile's rows in the same few cache sets.
+func directStride(tw int) int {
+	if tw%256 == 0 {
+		return tw + 16
+	}
+	return tw
 }
 
 // convDirect computes y [OutC, OutH·OutW] = conv(x, w) + bias (bias may be nil) for a 3x3
-// stride-1 convolution with dk. Every output's sum runs over blocks of directChannels input
-// channels in order; within a block the kernel sums (ci, dy, dx) in order with fused
-// multiply-adds; the block sums are added to the output in order, then the bias. Threads
-// split the output rows, so the result is the same for every thread count. The error bound is
-// Gemm's fast-path bound with K = InC·9.
-func convDirect(dk directKernel, threads int, d ConvDims, w, x, y, bias []float32) {
+// stride-1 convolution with dk, walked as pl says. Every output's sum runs over blocks of
+// pl.channels input channels in order; within a block the kernel sums (ci, dy, dx) in order
+// with fused multiply-adds; the block sums are added to the output in order, then the bias.
+// Threads split the output rows, so the result is the same for every thread count, group and
+// band. The error bound is Gemm's fast-path bound with K = InC·9.
+func convDirect(dk directKernel, pl directPlan, threads int, d ConvDims, w, x, y, bias []float32) {
 	m, k := d.OutC, d.InC*d.KH*d.KW
 	oh, ow := d.Out()
 	n := oh * ow
 	mr, nr := dk.mr, dk.nr
 	mp := (m + mr - 1) / mr
-	p := padLayout(d, nr)
-
-	xbuf := getBuf(d.InC * p.ps)
-	defer putBuf(xbuf)
-	xp := *xbuf
-	padCopy(threads, xp, x, d, p)
+	tiles := (ow + nr - 1) / nr
+	tw := tiles * nr
+	rs := tw + d.KW - 1 // a padded row: the input at column PadL, zeros around it
+	ps := (pl.band + d.KH - 1) * rs
+	ldb := directStride(tw)
+	ldg := pl.group * ldb // the buffer's stride from one output channel to the next
 
 	abuf := getBuf(mp * mr * k)
 	defer putBuf(abuf)
@@ -100,43 +91,70 @@ func convDirect(dk directKernel, threads int, d ConvDims, w, x, y, bias []float3
 		}
 	})
 
-	tw := p.tiles * nr
-	// The output row is computed in a contiguous buffer and copied out at the end (as in
-	// convGemm: rows of y are a whole image apart). Its row stride avoids a multiple of 1 KiB,
-	// which would put the tile's rows in the same few cache sets.
-	ldb := tw
-	if ldb%256 == 0 {
-		ldb += 16
-	}
-	cn := directChannels
+	cn := pl.channels
 	parallelWork(threads, oh, float64(m)*float64(k)*float64(tw)*0.02, func(lo, hi int) {
-		cbuf := getBuf(mp * mr * ldb)
+		xbuf := getBuf(d.InC * ps)
+		defer putBuf(xbuf)
+		xp := *xbuf
+		cbuf := getBuf(mp * mr * ldg)
 		defer putBuf(cbuf)
 		cb := *cbuf
-		for oy := lo; oy < hi; oy++ {
-			clear(cb)
-			for c0 := 0; c0 < d.InC; c0 += cn {
-				cc := min(cn, d.InC-c0)
-				xrow := xp[c0*p.ps+oy*p.rs:]
-				for ip := 0; ip < mp; ip++ {
-					apan := ap[ip*mr*k+c0*9*mr : ip*mr*k+(c0+cc)*9*mr]
-					ct := cb[ip*mr*ldb:]
-					for jt := 0; jt < p.tiles; jt++ {
-						dk.run(cc, apan, xrow[jt*nr:], ct[jt*nr:], ldb, p.rs, p.ps)
+		for b0 := lo; b0 < hi; b0 += pl.band {
+			bh := min(pl.band, hi-b0)
+			padRows(xp, x, d, rs, ps, b0, bh+d.KH-1)
+			for g0 := b0; g0 < b0+bh; g0 += pl.group {
+				gh := min(pl.group, b0+bh-g0)
+				clear(cb)
+				for c0 := 0; c0 < d.InC; c0 += cn {
+					cc := min(cn, d.InC-c0)
+					xg := xp[c0*ps+(g0-b0)*rs:]
+					for ip := 0; ip < mp; ip++ {
+						apan := ap[ip*mr*k+c0*9*mr : ip*mr*k+(c0+cc)*9*mr]
+						for gy := 0; gy < gh; gy++ {
+							ct := cb[ip*mr*ldg+gy*ldb:]
+							for jt := 0; jt < tiles; jt++ {
+								dk.run(cc, apan, xg[gy*rs+jt*nr:], ct[jt*nr:], ldg, rs, ps)
+							}
+						}
 					}
 				}
-			}
-			for i := 0; i < m; i++ {
-				dst, src := y[i*n+oy*ow:i*n+oy*ow+ow], cb[i*ldb:i*ldb+ow]
-				if bias == nil {
-					copy(dst, src)
-					continue
-				}
-				b := bias[i]
-				for j, v := range src {
-					dst[j] = v + b
+				for i := 0; i < m; i++ {
+					for gy := 0; gy < gh; gy++ {
+						o := i*n + (g0+gy)*ow
+						dst, src := y[o:o+ow], cb[i*ldg+gy*ldb:i*ldg+gy*ldb+ow]
+						if bias == nil {
+							copy(dst, src)
+							continue
+						}
+						b := bias[i]
+						for j, v := range src {
+							dst[j] = v + b
+						}
+					}
 				}
 			}
 		}
 	})
+}
+
+// padRows writes rows [r0, r0+rows) of the zero-padded input (padded row r is input row
+// r−PadT, padded column c is input column c−PadL, zero outside the input) of every channel
+// into xp: channel c's rows at xp[c*ps:], rs values each.
+func padRows(xp, x []float32, d ConvDims, rs, ps, r0, rows int) {
+	hw := d.InH * d.InW
+	n := min(d.InW, rs-d.PadL) // input columns that reach an output
+	for c := 0; c < d.InC; c++ {
+		src := x[c*hw : (c+1)*hw]
+		for r := 0; r < rows; r++ {
+			row := xp[c*ps+r*rs : c*ps+(r+1)*rs]
+			iy := r0 + r - d.PadT
+			if iy < 0 || iy >= d.InH {
+				clear(row)
+				continue
+			}
+			clear(row[:d.PadL])
+			copy(row[d.PadL:d.PadL+n], src[iy*d.InW:iy*d.InW+n])
+			clear(row[d.PadL+n:])
+		}
+	}
 }

@@ -67,7 +67,7 @@ func checkConvAt(t *testing.T, what string, got, x, w, bias []float32, d ConvDim
 }
 
 // TestConvDirect: the direct 3x3 stride-1 convolution, on every direct kernel this CPU has,
-// with 1 and 2 threads and several channel block sizes, is within the fast-path bound of the
+// with 1 and 2 threads and several channel blocks, row groups and bands, is within the fast-path bound of the
 // float64 convolution at every output: output rows narrower and wider than a tile and not a
 // multiple of it, channel counts below, at and past a block, not multiples of the kernel's
 // rows, asymmetric and wide padding, no padding. The thread count does not change a bit.
@@ -89,16 +89,16 @@ func TestConvDirect(t *testing.T) {
 		{InC: 33, InH: 3, InW: 35, OutC: 12, KH: 3, KW: 3},
 		{InC: 2, InH: 2, InW: 3, OutC: 3, KH: 3, KW: 3, PadT: 3, PadB: 2, PadL: 4, PadR: 3},
 	}
-	saved := directChannels
-	defer func() { directChannels = saved }()
 	for _, d := range cases {
 		oh, ow := d.Out()
 		x := randSlice(r, d.InC*d.InH*d.InW, 1)
 		w := randSlice(r, d.OutC*d.InC*9, 1)
 		bias := randSlice(r, d.OutC, 1)
 		for _, dk := range dks {
-			for _, cn := range []int{saved, 5, 1} {
-				directChannels = cn
+			// planDirect's plan, then channel blocks of 5, 1 and 32 with groups and bands of
+			// 1 row, 2 rows in bands of 4, and 3 rows.
+			plans := []directPlan{planDirect(d, dk), {5, 1, 1}, {1, 2, 4}, {32, 3, 3}}
+			for _, pl := range plans {
 				var first []float32
 				for _, threads := range []int{1, 2} {
 					for _, b := range [][]float32{bias, nil} {
@@ -106,8 +106,8 @@ func TestConvDirect(t *testing.T) {
 						for i := range got {
 							got[i] = float32(i) // every value must be overwritten
 						}
-						convDirect(dk, threads, d, w, x, got, b)
-						what := fmt.Sprintf("%+v %s channels %d threads %d bias %v", d, dk.name, cn, threads, b != nil)
+						convDirect(dk, pl, threads, d, w, x, got, b)
+						what := fmt.Sprintf("%+v %s %+v threads %d bias %v", d, dk.name, pl, threads, b != nil)
 						checkConvAt(t, what, got, x, w, b, d, func(int, int, int) bool { return true })
 						if b == nil {
 							continue
@@ -155,7 +155,7 @@ func TestConvDirectVAE(t *testing.T) {
 		for _, dk := range dks {
 			for _, threads := range []int{1, 2} {
 				got := make([]float32, c*hw*hw)
-				convDirect(dk, threads, d, w, x, got, bias)
+				convDirect(dk, planDirect(d, dk), threads, d, w, x, got, bias)
 				what := fmt.Sprintf("%d channels at %dx%d %s threads %d", c, hw, hw, dk.name, threads)
 				checkConvAt(t, what, got, x, w, bias, d, pick)
 				if dk.name == dks[0].name {
@@ -191,7 +191,8 @@ func TestConv2dPortableUnchanged(t *testing.T) {
 // and 512@64x64 in the decoder's first blocks, 256@128x128, 128@256x256 at full resolution),
 // one image, GOMAXPROCS threads, on the fast path's two algorithms side by side: path=im2col
 // (the im2col product on the fast matrix kernel) and path=direct (the direct kernel; what
-// Conv2d runs). GFLOP/s counts the multiply-adds as two.
+// Conv2d runs). GFLOP/s counts the multiply-adds as two; GFLOP/cpu-s divides by the process's
+// CPU time instead of the wall time (per core, and blind to waits for a core on a busy machine).
 func BenchmarkConv2dVAE(b *testing.B) {
 	kn, ok := fastKernel()
 	if !ok {
@@ -214,14 +215,18 @@ func BenchmarkConv2dVAE(b *testing.B) {
 			paths = append(paths, struct {
 				name string
 				run  func()
-			}{"direct", func() { convDirect(dk, threads, d, w, x, y, nil) }})
+			}{"direct", func() { convDirect(dk, planDirect(d, dk), threads, d, w, x, y, nil) }})
 		}
 		for _, p := range paths {
 			b.Run(fmt.Sprintf("c=%d/hw=%d/path=%s", c, hw, p.name), func(b *testing.B) {
+				cpu0, ok := processCPU()
 				for i := 0; i < b.N; i++ {
 					p.run()
 				}
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				if cpu1, ok1 := processCPU(); ok && ok1 && cpu1 > cpu0 {
+					b.ReportMetric(flops*float64(b.N)/(cpu1-cpu0).Seconds()/1e9, "GFLOP/cpu-s")
+				}
 			})
 		}
 	}
