@@ -43,15 +43,17 @@ func useDirect(kn microKernel, d ConvDims) (directKernel, bool) {
 //     panel runs over them, and the copy is never a second image in memory.
 type directPlan struct{ channels, group, band int }
 
-// planDirect sizes the plan for d: channel blocks of 32, one output row per group and a
-// band's input rows within 1 MiB. Measured on the d12 VAE's shapes (BenchmarkConv2dVAE, AMD
-// EPYC with 1 MiB of L2 per core), groups of 2-3 rows or blocks of 16 or 64 channels were no
-// faster, and bands of 4 rows or more were up to 5% faster than bands of one row.
-func planDirect(d ConvDims, dk directKernel) directPlan {
+// planDirect sizes the plan for d on a kernel nr pixels wide that sums over planes input
+// planes (channels, or pairs of channels for bf16) of 4-byte elements: blocks of channels
+// planes, one output row per group and a band's input rows within 1 MiB. Measured on the d12
+// VAE's shapes (BenchmarkConv2dVAE, AMD EPYC with 1 MiB of L2 per core), groups of 2-3 rows or
+// blocks of 16 or 64 channels were no faster, and bands of 4 rows or more were up to 5%
+// faster than bands of one row.
+func planDirect(d ConvDims, nr, planes, channels int) directPlan {
 	oh, ow := d.Out()
-	rs := (ow+dk.nr-1)/dk.nr*dk.nr + d.KW - 1
-	band := max(1, min(oh, (1<<20)/(4*d.InC*rs)-(d.KH-1)))
-	return directPlan{channels: 32, group: 1, band: band}
+	rs := (ow+nr-1)/nr*nr + d.KW - 1
+	band := max(1, min(oh, (1<<20)/(4*planes*rs)-(d.KH-1)))
+	return directPlan{channels: channels, group: 1, band: band}
 }
 
 // directStride is the row stride of the output buffer for rows of tw values: not a multiple
@@ -71,17 +73,8 @@ func directStride(tw int) int {
 // band. The error bound is Gemm's fast-path bound with K = InC·9.
 func convDirect(dk directKernel, pl directPlan, threads int, d ConvDims, w, x, y, bias []float32) {
 	m, k := d.OutC, d.InC*d.KH*d.KW
-	oh, ow := d.Out()
-	n := oh * ow
-	mr, nr := dk.mr, dk.nr
+	mr := dk.mr
 	mp := (m + mr - 1) / mr
-	tiles := (ow + nr - 1) / nr
-	tw := tiles * nr
-	rs := tw + d.KW - 1 // a padded row: the input at column PadL, zeros around it
-	ps := (pl.band + d.KH - 1) * rs
-	ldb := directStride(tw)
-	ldg := pl.group * ldb // the buffer's stride from one output channel to the next
-
 	abuf := getBuf(mp * mr * k)
 	defer putBuf(abuf)
 	ap := *abuf
@@ -90,30 +83,53 @@ func convDirect(dk directKernel, pl directPlan, threads int, d ConvDims, w, x, y
 			packA(ap[ip*mr*k:(ip+1)*mr*k], w, k, ip*mr, min(mr, m-ip*mr), mr, k)
 		}
 	})
+	pad := func(xp []float32, rs, ps, r0, rows int) { padRows(xp, x, d, rs, ps, r0, rows) }
+	directDriver(dk.mr, dk.nr, dk.run, pl, threads, d, d.InC, ap, pad, getBuf, putBuf, y, bias)
+}
 
+// directDriver runs a direct kernel over the output of d, walked as pl says, for kernels over
+// float32 values or over words of two bf16 values (pairs of input channels). planes is the
+// number of input planes the kernel sums over (channels, or channel pairs), pl.channels the
+// planes of one kernel call; ap holds the weights as mp panels of planes·9·mr elements; pad
+// writes padded input rows [r0, r0+rows) of every plane into a band buffer (row stride rs,
+// plane stride ps). get and put are the buffer pool of E.
+func directDriver[E float32 | uint32](mr, nr int, run func(cn int, a, x []E, c []float32, ldc, rs, ps int),
+	pl directPlan, threads int, d ConvDims, planes int, ap []E, pad func(xp []E, rs, ps, r0, rows int),
+	get func(int) *[]E, put func(*[]E), y, bias []float32) {
+	m := d.OutC
+	oh, ow := d.Out()
+	n := oh * ow
+	mp := (m + mr - 1) / mr
+	kp := planes * 9 * mr // a panel's elements
+	tiles := (ow + nr - 1) / nr
+	tw := tiles * nr
+	rs := tw + d.KW - 1 // a padded row: the input at column PadL, zeros around it
+	ps := (pl.band + d.KH - 1) * rs
+	ldb := directStride(tw)
+	ldg := pl.group * ldb // the buffer's stride from one output channel to the next
 	cn := pl.channels
-	parallelWork(threads, oh, float64(m)*float64(k)*float64(tw)*0.02, func(lo, hi int) {
-		xbuf := getBuf(d.InC * ps)
-		defer putBuf(xbuf)
+	parallelWork(threads, oh, float64(m)*float64(planes*9)*float64(tw)*0.02, func(lo, hi int) {
+		xbuf := get(planes * ps)
+		defer put(xbuf)
 		xp := *xbuf
 		cbuf := getBuf(mp * mr * ldg)
 		defer putBuf(cbuf)
 		cb := *cbuf
 		for b0 := lo; b0 < hi; b0 += pl.band {
 			bh := min(pl.band, hi-b0)
-			padRows(xp, x, d, rs, ps, b0, bh+d.KH-1)
+			pad(xp, rs, ps, b0, bh+d.KH-1)
 			for g0 := b0; g0 < b0+bh; g0 += pl.group {
 				gh := min(pl.group, b0+bh-g0)
 				clear(cb)
-				for c0 := 0; c0 < d.InC; c0 += cn {
-					cc := min(cn, d.InC-c0)
+				for c0 := 0; c0 < planes; c0 += cn {
+					cc := min(cn, planes-c0)
 					xg := xp[c0*ps+(g0-b0)*rs:]
 					for ip := 0; ip < mp; ip++ {
-						apan := ap[ip*mr*k+c0*9*mr : ip*mr*k+(c0+cc)*9*mr]
+						apan := ap[ip*kp+c0*9*mr : ip*kp+(c0+cc)*9*mr]
 						for gy := 0; gy < gh; gy++ {
 							ct := cb[ip*mr*ldg+gy*ldb:]
 							for jt := 0; jt < tiles; jt++ {
-								dk.run(cc, apan, xg[gy*rs+jt*nr:], ct[jt*nr:], ldg, rs, ps)
+								run(cc, apan, xg[gy*rs+jt*nr:], ct[jt*nr:], ldg, rs, ps)
 							}
 						}
 					}

@@ -199,3 +199,40 @@ func directKernelFor(kn microKernel) (directKernel, bool) {
 	}
 	return directKernel{}, false
 }
+
+// pairBF16x16 writes, for j < 16n, dst[j] = bf16(lo[j]) | bf16(hi[j])<<16 (RoundBF16's
+// rounding, for every value but a signalling NaN, which may become an infinity). n must be
+// >= 1; AVX-512F.
+//
+//go:noescape
+func pairBF16x16(dst *uint32, lo, hi *float32, n int)
+
+// pairBF16 writes dst[j] = bf16(lo[j]) | bf16(hi[j])<<16 for j < len(dst) (hi nil: zero high
+// halves), with AVX-512 where the CPU has it.
+func pairBF16(dst []uint32, lo, hi []float32) {
+	n := len(dst) / 16
+	if hasAVX512 && hi != nil && n > 0 {
+		_ = lo[16*n-1]
+		_ = hi[16*n-1]
+		pairBF16x16(&dst[0], &lo[0], &hi[0], n)
+	} else {
+		n = 0
+	}
+	pairBF16Go(dst[16*n:], lo[16*n:], hiTail(hi, 16*n))
+}
+
+var avx512BF16Direct = directKernelBF16{mr: 12, nr: 32, name: "direct-avx512bf16-12x32", run: func(cn int, a, x []uint32, c []float32, ldc, rs, ps int) {
+	_ = a[cn*9*12-1]
+	_ = x[directEnd(cn, 32, rs, ps)-1]
+	_ = c[11*ldc+31]
+	conv3x3x12x32BF16(cn, &a[0], &x[0], &c[0], ldc, rs, ps)
+}}
+
+// directBF16For returns the direct convolution kernel of the bf16 kernel bk, if it has one
+// (the native VDPBF16PS kernel).
+func directBF16For(bk bf16Kernel) (directKernelBF16, bool) {
+	if bk.native != nil && bk.name == avx512BF16Kernel.name {
+		return avx512BF16Direct, true
+	}
+	return directKernelBF16{}, false
+}

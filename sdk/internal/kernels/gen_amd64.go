@@ -112,6 +112,45 @@ func pair() {
 	p("\tRET")
 }
 
+// pair16 writes pairBF16x16: for j < 16n, dst[j] = bf16(lo[j]) | bf16(hi[j])<<16, two float32
+// rows (two input channels) interleaved into words, with pair's rounding.
+func pair16() {
+	p("")
+	p("// func pairBF16x16(dst *uint32, lo, hi *float32, n int)")
+	p("TEXT ·pairBF16x16(SB), NOSPLIT, $0-32")
+	p("\tMOVQ dst+0(FP), DI")
+	p("\tMOVQ lo+8(FP), SI")
+	p("\tMOVQ hi+16(FP), DX")
+	p("\tMOVQ n+24(FP), CX")
+	p("\tMOVL $0x7fff, AX")
+	p("\tVPBROADCASTD AX, Z30")
+	p("\tMOVL $1, AX")
+	p("\tVPBROADCASTD AX, Z31")
+	p("\tMOVL $0xffff0000, AX")
+	p("\tVPBROADCASTD AX, Z29")
+	p("pairBF16x16_loop:")
+	p("\tVMOVDQU32 (SI), Z0")
+	p("\tVMOVDQU32 (DX), Z1")
+	for _, r := range []int{0, 1} {
+		t := r + 2
+		p("\tVPSRLD $16, Z%d, Z%d", r, t)
+		p("\tVPANDD Z31, Z%d, Z%d", t, t)
+		p("\tVPADDD Z30, Z%d, Z%d", r, r)
+		p("\tVPADDD Z%d, Z%d, Z%d", t, r, r)
+	}
+	p("\tVPSRLD $16, Z0, Z0")
+	p("\tVPANDD Z29, Z1, Z1")
+	p("\tVPORD Z1, Z0, Z0")
+	p("\tVMOVDQU32 Z0, (DI)")
+	p("\tADDQ $64, SI")
+	p("\tADDQ $64, DX")
+	p("\tADDQ $64, DI")
+	p("\tDECQ CX")
+	p("\tJNZ pairBF16x16_loop")
+	p("\tVZEROUPPER")
+	p("\tRET")
+}
+
 func kernel(name, reg string, mr, lanes, tmp0, ntmp int) {
 	kernelOp(name, reg, mr, lanes, tmp0, ntmp, false)
 }
@@ -258,4 +297,5 @@ func main() {
 	convKernel("conv3x3x12x32AVX512", "Z", 12, 16, 26, 6, false)
 	convKernel("conv3x3x6x16AVX2", "Y", 6, 8, 14, 2, false)
 	convKernel("conv3x3x12x32BF16", "Z", 12, 16, 26, 6, true)
+	pair16()
 }
