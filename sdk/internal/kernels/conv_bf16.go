@@ -96,14 +96,9 @@ func packDirectBF16(dst []uint32, w []float32, inC, r0, rows, mr int) {
 // Bytes is the memory the packed weights hold.
 func (cw *ConvWeights) Bytes() int { return 4 * len(cw.a16) }
 
-// Path names the bf16 kernel the weights were packed for (the direct kernel's name for
-// weights PackConvWeightsFor packed for it).
-func (cw *ConvWeights) Path() string {
-	if cw.direct != nil {
-		return cw.direct.dk.name
-	}
-	return cw.bk.name
-}
+// Path names the bf16 path the weights were packed for (BF16Path's names; weights packed for
+// the direct kernel name the path of its VDPBF16PS kernel).
+func (cw *ConvWeights) Path() string { return cw.bk.name }
 
 // Conv2dPacked is Conv2d with weights from PackConvWeights or PackConvWeightsFor: the input is
 // rounded to bf16 as each im2col panel is packed, products and sums are float32 (bf16.go has

@@ -171,7 +171,7 @@ func TestConv2dPackedDirectBF16(t *testing.T) {
 		bias := randSlice(r, d.OutC, 1)
 		xr, wr := roundSlice(x), roundSlice(w)
 		cw := PackConvWeightsFor(o, w, d)
-		if cw.direct == nil || cw.Path() != cw.direct.dk.name || cw.Bytes() != 4*((d.OutC+11)/12*12)*((d.InC+1)/2*9) {
+		if cw.direct == nil || cw.Path() != BF16Path() || cw.Bytes() != 4*((d.OutC+11)/12*12)*((d.InC+1)/2*9) {
 			t.Fatalf("%+v: PackConvWeightsFor: path %q, %d bytes", d, cw.Path(), cw.Bytes())
 		}
 		first := map[int][]float32{} // by channel-pair block: the block sums are the order
