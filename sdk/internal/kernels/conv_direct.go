@@ -66,9 +66,9 @@ func directStride(tw int) int {
 }
 
 // convDirect computes y [OutC, OutH·OutW] = conv(x, w) + bias (bias may be nil) for a 3x3
-// stride-1 convolution with dk, walked as pl says. Every output's sum runs over blocks of
-// pl.channels input channels in order; within a block the kernel sums (ci, dy, dx) in order
-// with fused multiply-adds; the block sums are added to the output in order, then the bias.
+// stride-1 convolution with dk, walked as pl says. Every output's sum starts from the bias (or
+// zero) and runs over blocks of pl.channels input channels in order; within a block the kernel
+// sums (ci, dy, dx) in order with fused multiply-adds, and the block sums are added in order.
 // Threads split the output rows, so the result is the same for every thread count, group and
 // band. The error bound is Gemm's fast-path bound with K = InC·9.
 func convDirect(dk directKernel, pl directPlan, threads int, d ConvDims, w, x, y, bias []float32) {
@@ -120,7 +120,14 @@ func directDriver[E float32 | uint32](mr, nr int, run func(cn int, a, x []E, c [
 			pad(xp, rs, ps, b0, bh+d.KH-1)
 			for g0 := b0; g0 < b0+bh; g0 += pl.group {
 				gh := min(pl.group, b0+bh-g0)
-				clear(cb)
+				if bias == nil {
+					clear(cb)
+				} else {
+					for i := 0; i < m; i++ {
+						fill(cb[i*ldg:(i+1)*ldg], bias[i])
+					}
+					clear(cb[m*ldg:])
+				}
 				for c0 := 0; c0 < planes; c0 += cn {
 					cc := min(cn, planes-c0)
 					xg := xp[c0*ps+(g0-b0)*rs:]
@@ -137,15 +144,7 @@ func directDriver[E float32 | uint32](mr, nr int, run func(cn int, a, x []E, c [
 				for i := 0; i < m; i++ {
 					for gy := 0; gy < gh; gy++ {
 						o := i*n + (g0+gy)*ow
-						dst, src := y[o:o+ow], cb[i*ldg+gy*ldb:i*ldg+gy*ldb+ow]
-						if bias == nil {
-							copy(dst, src)
-							continue
-						}
-						b := bias[i]
-						for j, v := range src {
-							dst[j] = v + b
-						}
+						copy(y[o:o+ow], cb[i*ldg+gy*ldb:i*ldg+gy*ldb+ow])
 					}
 				}
 			}
@@ -172,5 +171,16 @@ func padRows(xp, x []float32, d ConvDims, rs, ps, r0, rows int) {
 			copy(row[d.PadL:d.PadL+n], src[iy*d.InW:iy*d.InW+n])
 			clear(row[d.PadL+n:])
 		}
+	}
+}
+
+// fill sets every element of s to v (by doubling copies, which run as vector moves).
+func fill(s []float32, v float32) {
+	if len(s) == 0 {
+		return
+	}
+	s[0] = v
+	for n := 1; n < len(s); n *= 2 {
+		copy(s[n:], s[:n])
 	}
 }
