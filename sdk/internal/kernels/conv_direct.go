@@ -1,5 +1,7 @@
 package kernels
 
+import "sync/atomic"
+
 // The direct convolution of the fast path: 3x3 stride-1 convolutions (the bulk of the VAE)
 // without im2col. For stride 1 the im2col row of tap (ci, dy, dx) over nr consecutive output
 // pixels of output row oy is just input row oy+dy of channel ci shifted by dx, so the kernel
@@ -44,15 +46,17 @@ func useDirect(kn microKernel, d ConvDims) (directKernel, bool) {
 type directPlan struct{ channels, group, band int }
 
 // planDirect sizes the plan for d on a kernel nr pixels wide that sums over planes input
-// planes (channels, or pairs of channels for bf16) of 4-byte elements: blocks of channels
-// planes, one output row per group and a band's input rows within 1 MiB. Measured on the d12
-// VAE's shapes (BenchmarkConv2dVAE, AMD EPYC with 1 MiB of L2 per core), groups of 2-3 rows or
-// blocks of 16 or 64 channels were no faster, and bands of 4 rows or more were up to 5%
+// planes (channels, or pairs of channels for bf16) of 4-byte elements, for threads threads:
+// blocks of channels planes, one output row per group, and a band's input rows within 1 MiB
+// but at least four bands per thread (threads take bands as they go). Measured on the d12
+// VAE's shapes (BenchmarkConv2dVAE, AMD EPYC with 1 MiB of L2 per core), groups of 2-3 rows
+// or blocks of 16 or 64 channels were no faster, and bands of 4 rows or more were up to 5%
 // faster than bands of one row.
-func planDirect(d ConvDims, nr, planes, channels int) directPlan {
+func planDirect(d ConvDims, nr, planes, channels, threads int) directPlan {
 	oh, ow := d.Out()
 	rs := (ow+nr-1)/nr*nr + d.KW - 1
-	band := max(1, min(oh, (1<<20)/(4*planes*rs)-(d.KH-1)))
+	band := (1<<20)/(4*planes*rs) - (d.KH - 1)
+	band = max(1, min(band, (oh+4*threads-1)/(4*threads)))
 	return directPlan{channels: channels, group: 1, band: band}
 }
 
@@ -108,15 +112,30 @@ func directDriver[E float32 | uint32](mr, nr int, run func(cn int, a, x []E, c [
 	ldb := directStride(tw)
 	ldg := pl.group * ldb // the buffer's stride from one output channel to the next
 	cn := pl.channels
-	parallelWork(threads, oh, float64(m)*float64(planes*9)*float64(tw)*0.02, func(lo, hi int) {
+	// Bands go to the threads as they ask for them (not in fixed shares): on a shared machine
+	// one thread may lose its core for a while, and the others take over its bands. Each
+	// band's rows come out the same whoever computes them.
+	nb := (oh + pl.band - 1) / pl.band
+	workers := threads
+	if w := float64(oh) * float64(m) * float64(planes*9) * float64(tw) * 0.02 / minWork; w < float64(workers) {
+		workers = max(1, int(w))
+	}
+	workers = min(workers, nb)
+	var next atomic.Int64
+	parallel(workers, workers, func(_, _ int) {
 		xbuf := get(planes * ps)
 		defer put(xbuf)
 		xp := *xbuf
 		cbuf := getBuf(mp * mr * ldg)
 		defer putBuf(cbuf)
 		cb := *cbuf
-		for b0 := lo; b0 < hi; b0 += pl.band {
-			bh := min(pl.band, hi-b0)
+		for {
+			bi := int(next.Add(1)) - 1
+			if bi >= nb {
+				return
+			}
+			b0 := bi * pl.band
+			bh := min(pl.band, oh-b0)
 			pad(xp, rs, ps, b0, bh+d.KH-1)
 			for g0 := b0; g0 < b0+bh; g0 += pl.group {
 				gh := min(pl.group, b0+bh-g0)
