@@ -48,7 +48,7 @@ func Conv2d(o Opts, y, x, w, bias []float32, d ConvDims) {
 	}
 	kn := kernelFor(o)
 	if dk, ok := useDirect(kn, d); ok {
-		convDirect(dk, planDirect(d, dk.nr, d.InC, 32, o.threads()), o.threads(), d, w, x, y, bias)
+		convDirect(dk, planDirect(d, dk.mr, dk.nr, d.InC, 32, o.threads()), o.threads(), d, w, x, y, bias)
 		return
 	}
 	if d.KH == 1 && d.KW == 1 && s == 1 && d.PadT == 0 && d.PadB == 0 && d.PadL == 0 && d.PadR == 0 {

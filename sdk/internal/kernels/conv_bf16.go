@@ -127,7 +127,7 @@ func Conv2dPacked(o Opts, y, x []float32, cw *ConvWeights, bias []float32, d Con
 		need("Conv2dPacked", "bias", bias, d.OutC)
 	}
 	if cw.direct != nil {
-		convDirectBF16(cw, planDirect(d, cw.direct.dk.nr, (d.InC+1)/2, 16, o.threads()), o.threads(), d, x, y, bias)
+		convDirectBF16(cw, planDirect(d, cw.direct.dk.mr, cw.direct.dk.nr, (d.InC+1)/2, 16, o.threads()), o.threads(), d, x, y, bias)
 		return
 	}
 	convBF16(cw.bk, o.threads(), d, cw, x, y)

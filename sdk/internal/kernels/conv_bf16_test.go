@@ -188,7 +188,7 @@ func TestConv2dPackedDirectBF16(t *testing.T) {
 				sameBits(t, what+" vs the first", got, first[channels])
 			}
 		}
-		def := planDirect(d, cw.direct.dk.nr, (d.InC+1)/2, 16, 2)
+		def := planDirect(d, cw.direct.dk.mr, cw.direct.dk.nr, (d.InC+1)/2, 16, 2)
 		for _, th := range []int{1, 2} {
 			run(fmt.Sprintf("%+v Conv2dPacked threads %d", d, th), def.channels, func(y []float32) { Conv2dPacked(Opts{Threads: th}, y, x, cw, bias, d) })
 			for _, pl := range []directPlan{{3, 1, 1}, {1, 2, 4}, {16, 3, 3}, {3, 2, 2}} {

@@ -45,19 +45,26 @@ func useDirect(kn microKernel, d ConvDims) (directKernel, bool) {
 //     panel runs over them, and the copy is never a second image in memory.
 type directPlan struct{ channels, group, band int }
 
-// planDirect sizes the plan for d on a kernel nr pixels wide that sums over planes input
-// planes (channels, or pairs of channels for bf16) of 4-byte elements, for threads threads:
-// blocks of channels planes, one output row per group, and a band's input rows within 1 MiB
-// but at least four bands per thread (threads take bands as they go). Measured on the d12
-// VAE's shapes (BenchmarkConv2dVAE, AMD EPYC with 1 MiB of L2 per core), groups of 2-3 rows
-// or blocks of 16 or 64 channels were no faster, and bands of 4 rows or more were up to 5%
-// faster than bands of one row.
-func planDirect(d ConvDims, nr, planes, channels, threads int) directPlan {
+// planDirect sizes the plan for d on an mr x nr kernel that sums over planes input planes
+// (channels, or pairs of channels for bf16) of 4-byte elements, for threads threads: blocks of
+// channels planes; groups of output rows whose output buffer fits in 320 KiB (so a weight
+// panel read from L2 or L3 serves several rows); bands whose input rows fit in 1 MiB, a
+// multiple of the group, at least four per thread where the rows allow (threads take bands
+// as they go). Measured on the d12 VAE's shapes (BenchmarkConv2dVAE, AMD EPYC with 1 MiB of L2
+// per core, shared with other jobs, which makes differences under 10% hard to see): groups of
+// 2-4 rows were 3-10% faster than single rows at 512 channels and no slower elsewhere; blocks
+// of 16 or 64 channels were no faster than 32; bands of 4 rows or more were up to 5% faster
+// than bands of one row.
+func planDirect(d ConvDims, mr, nr, planes, channels, threads int) directPlan {
 	oh, ow := d.Out()
-	rs := (ow+nr-1)/nr*nr + d.KW - 1
+	tw := (ow + nr - 1) / nr * nr
+	rs := tw + d.KW - 1
+	m := (d.OutC + mr - 1) / mr * mr
+	group := max(1, min(oh, (320<<10)/(4*m*directStride(tw))))
 	band := (1<<20)/(4*planes*rs) - (d.KH - 1)
-	band = max(1, min(band, (oh+4*threads-1)/(4*threads)))
-	return directPlan{channels: channels, group: 1, band: band}
+	band = min(band, (oh+4*threads-1)/(4*threads))
+	band = max(group, band/group*group)
+	return directPlan{channels: channels, group: group, band: band}
 }
 
 // directStride is the row stride of the output buffer for rows of tw values: not a multiple

@@ -97,7 +97,7 @@ func TestConvDirect(t *testing.T) {
 		for _, dk := range dks {
 			// planDirect's plan, then channel blocks of 5, 1 and 32 with groups and bands of
 			// 1 row, 2 rows in bands of 4, and 3 rows.
-			plans := []directPlan{planDirect(d, dk.nr, d.InC, 32, 2), {5, 1, 1}, {1, 2, 4}, {32, 3, 3}}
+			plans := []directPlan{planDirect(d, dk.mr, dk.nr, d.InC, 32, 2), {5, 1, 1}, {1, 2, 4}, {32, 3, 3}}
 			for _, pl := range plans {
 				var first []float32
 				for _, threads := range []int{1, 2} {
@@ -155,7 +155,7 @@ func TestConvDirectVAE(t *testing.T) {
 		for _, dk := range dks {
 			for _, threads := range []int{1, 2} {
 				got := make([]float32, c*hw*hw)
-				convDirect(dk, planDirect(d, dk.nr, d.InC, 32, threads), threads, d, w, x, got, bias)
+				convDirect(dk, planDirect(d, dk.mr, dk.nr, d.InC, 32, threads), threads, d, w, x, got, bias)
 				what := fmt.Sprintf("%d channels at %dx%d %s threads %d", c, hw, hw, dk.name, threads)
 				checkConvAt(t, what, got, x, w, bias, d, pick)
 				if dk.name == dks[0].name {
@@ -215,7 +215,7 @@ func BenchmarkConv2dVAE(b *testing.B) {
 			paths = append(paths, struct {
 				name string
 				run  func()
-			}{"direct", func() { convDirect(dk, planDirect(d, dk.nr, d.InC, 32, threads), threads, d, w, x, y, nil) }})
+			}{"direct", func() { convDirect(dk, planDirect(d, dk.mr, dk.nr, d.InC, 32, threads), threads, d, w, x, y, nil) }})
 		}
 		for _, p := range paths {
 			b.Run(fmt.Sprintf("c=%d/hw=%d/path=%s", c, hw, p.name), func(b *testing.B) {
