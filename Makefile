@@ -126,6 +126,7 @@ BENCH_ROUNDS ?= 5
 bench-bf16:
 	@test -f $(BENCH_D12)/model.safetensors || $(GO) run ./tools/mkcheckpoint -size d12 -o $(BENCH_D12)
 	$(GO) test ./sdk/internal/kernels -run '^$$' -bench LinearBF16 -benchtime 20x
+	$(GO) test ./sdk/internal/kernels -run '^$$' -bench 'Conv2dVAE' -benchtime 2x
 	FLEXTOK_D12=$(BENCH_D12) $(GO) test ./sdk/engine -run '^$$' -bench 'D12/op=load/path=fast$$' -benchtime 1x -timeout 30m
 	FLEXTOK_D12=$(BENCH_D12) $(GO) test ./sdk/engine -run '^$$' -bench 'D12/op=load/path=bf16$$' -benchtime 1x -timeout 30m
 	FLEXTOK_ORT_LIB=$${FLEXTOK_ORT_LIB:-$(CURDIR)/.deps/ort/libonnxruntime.so} FLEXTOK_D12=$(BENCH_D12) FLEXTOK_ROUNDS=$(BENCH_ROUNDS) \
