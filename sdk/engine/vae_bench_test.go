@@ -16,8 +16,8 @@ import (
 // (2 threads), its 3x3 stride-1 convolutions on the fast path's two algorithms side by side:
 // conv=im2col (the im2col product) and conv=direct (the direct kernel, the default). GFLOP/s
 // counts the convolutions' and linears' multiply-adds as two; cpu-ns/op is the process's CPU
-// time per decode (on a shared machine it varies less than wall time). Run with -count to
-// alternate the two.
+// time per decode (on a shared machine it varies less than wall time). Run the test binary
+// several times to alternate the two (-count repeats each one in a row).
 func BenchmarkVAEDecodeConv(b *testing.B) {
 	ctx := context.Background()
 	cfg := model.VAEConfig{
