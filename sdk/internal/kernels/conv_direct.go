@@ -5,10 +5,10 @@ import "sync/atomic"
 // The direct convolution of the fast path: 3x3 stride-1 convolutions (the bulk of the VAE)
 // without im2col. For stride 1 the im2col row of tap (ci, dy, dx) over nr consecutive output
 // pixels of output row oy is just input row oy+dy of channel ci shifted by dx, so the kernel
-// reads those rows in place from one zero-padded copy of the input (one copy of x per call,
-// where im2col writes every input value nine times, once per tap). The weights are packed as
-// for the matrix kernel; the kernel keeps an mr x nr tile of outputs in registers over a block
-// of input channels and their nine taps.
+// reads those rows in place from a zero-padded copy of a band of input rows (each input value
+// is copied (band+2)/band times, where im2col writes it nine times, once per tap). The weights
+// are packed as for the matrix kernel; the kernel keeps an mr x nr tile of outputs in
+// registers over a block of input channels and their nine taps.
 
 // directKernel is a direct 3x3 stride-1 convolution micro-kernel: for r < mr and j < nr,
 //
