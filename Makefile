@@ -129,6 +129,7 @@ BENCH_TORCH_ROUNDS ?= 3
 bench-bf16: build
 	@test -f $(BENCH_D12)/model.safetensors || $(GO) run ./tools/mkcheckpoint -size d12 -o $(BENCH_D12)
 	$(GO) test ./sdk/internal/kernels -run '^$$' -bench LinearBF16 -benchtime 20x
+	$(GO) test ./sdk/internal/kernels -run '^$$' -bench 'Conv2dVAE' -benchtime 2x
 	for p in fast bf16 fast-decode bf16-decode; do \
 		FLEXTOK_D12=$(BENCH_D12) $(GO) test ./sdk/engine -run '^$$' -bench "D12/op=load/path=$$p\$$" -benchtime 1x -timeout 30m || exit 1; done
 	FLEXTOK_ORT_LIB=$${FLEXTOK_ORT_LIB:-$(CURDIR)/.deps/ort/libonnxruntime.so} FLEXTOK_D12=$(BENCH_D12) FLEXTOK_ROUNDS=$(BENCH_ROUNDS) \

@@ -37,6 +37,8 @@ import (
 //   - vae-decode: the VAE decoder on one latent (bf16: its convolutions in bf16).
 //   - tokenize: Engine/Backend.EncodeTensor of one image (the encoder is fp32 in both).
 //   - decode-20: a full 20-step guided (APG, 7.5) decode of one payload.
+//
+// FLEXTOK_OPS (a comma-separated list of op names, e.g. vae-decode) runs only those ops.
 func BenchmarkInterleaved(b *testing.B) {
 	dir := os.Getenv("FLEXTOK_D12")
 	if dir == "" {
@@ -160,6 +162,19 @@ func BenchmarkInterleaved(b *testing.B) {
 			{"ort", func() error { _, err := be.EncodeTensor(ctx, img); return err }},
 		}},
 		{"decode-20", []arm{{"go-fp32", decodeArm(e32)}, {"go-bf16", decodeArm(e16)}, {"ort", decodeArm(be)}}},
+	}
+
+	if s := os.Getenv("FLEXTOK_OPS"); s != "" {
+		want := strings.Split(s, ",")
+		ops = slices.DeleteFunc(ops, func(op struct {
+			name string
+			arms []arm
+		}) bool {
+			return !slices.Contains(want, op.name)
+		})
+		if len(ops) == 0 {
+			b.Fatalf("FLEXTOK_OPS=%q names no op (step, vae-decode, tokenize, decode-20)", s)
+		}
 	}
 
 	var rep strings.Builder

@@ -121,7 +121,8 @@ func (v *VAE) packDecoderBF16() {
 		if cv == nil {
 			return
 		}
-		v.bf16[cv] = kernels.PackConvWeights(v.opts, cv.W, cv.Out, cv.In*cv.K*cv.K)
+		d := kernels.ConvDims{InC: cv.In, OutC: cv.Out, KH: cv.K, KW: cv.K, Stride: cv.Stride}
+		v.bf16[cv] = kernels.PackConvWeightsFor(v.opts, cv.W, d)
 		cv.W = nil
 	}
 	res := func(r *model.VAEResnet) {

@@ -25,6 +25,11 @@ func (d ConvDims) Out() (h, w int) {
 // on the portable path every output is the float32 sum over ci, dy, dx in that order (PyTorch's
 // weight order) of rounded products, then + bias[oc]. 1x1 stride-1 unpadded convolutions use
 // x directly; others build cols in chunks of output pixels (im2col) to bound the scratch size.
+//
+// Fast path (o.Fast with an AVX-512 or AVX2+FMA kernel): 3x3 stride-1 convolutions run on the
+// direct kernel of conv_direct.go instead (no im2col), with fused multiply-adds summed in
+// blocks of input channels; others run the im2col product on the fast matrix kernel. Either
+// is within Gemm's fast-path bound with K = InC·KH·KW.
 func Conv2d(o Opts, y, x, w, bias []float32, d ConvDims) {
 	needDims("Conv2d", d.InC, d.InH, d.InW, d.OutC, d.KH, d.KW, d.Stride, d.PadT, d.PadB, d.PadL, d.PadR)
 	oh, ow := d.Out()
@@ -41,10 +46,15 @@ func Conv2d(o Opts, y, x, w, bias []float32, d ConvDims) {
 	if bias != nil {
 		need("Conv2d", "bias", bias, d.OutC)
 	}
+	kn := kernelFor(o)
+	if dk, ok := useDirect(kn, d); ok {
+		convDirect(dk, planDirect(d, dk.mr, dk.nr, d.InC, 32, o.threads()), o.threads(), d, w, x, y, bias)
+		return
+	}
 	if d.KH == 1 && d.KW == 1 && s == 1 && d.PadT == 0 && d.PadB == 0 && d.PadL == 0 && d.PadR == 0 {
 		Gemm(o, d.OutC, np, k, w, k, x, hw, KN, y, np)
 	} else {
-		convGemm(kernelFor(o), o.threads(), d, w, x, y)
+		convGemm(kn, o.threads(), d, w, x, y)
 	}
 	if bias != nil {
 		addChannelBias(o, y, bias, np)

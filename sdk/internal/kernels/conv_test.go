@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"runtime"
 	"testing"
 )
 
@@ -46,22 +45,6 @@ func TestConvGemm(t *testing.T) {
 			}
 		}
 	}
-}
-
-// BenchmarkConv2dVAE is the d12 VAE encoder's widest 3x3 convolution at full resolution
-// (128 channels, 256x256), one image, GOMAXPROCS threads; GFLOP/s counts the multiply-adds.
-func BenchmarkConv2dVAE(b *testing.B) {
-	d := ConvDims{InC: 128, InH: 256, InW: 256, OutC: 128, KH: 3, KW: 3, PadT: 1, PadB: 1, PadL: 1, PadR: 1}
-	r := newRand(32)
-	x := randSlice(r, d.InC*d.InH*d.InW, 1)
-	w := randSlice(r, d.OutC*d.InC*9, 1)
-	y := make([]float32, d.OutC*d.InH*d.InW)
-	o := Opts{Fast: true, Threads: runtime.GOMAXPROCS(0)}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		Conv2d(o, y, x, w, nil, d)
-	}
-	b.ReportMetric(2*float64(d.OutC*d.InH*d.InW*d.InC*9)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
 // im2colPixel is the reference im2col: the InC·KH·KW input values under output pixel

@@ -24,6 +24,13 @@
 // output by row panels (and by column panels when there are fewer row panels than threads).
 // PackWeights and LinearPacked pack a weight matrix once for repeated products.
 //
+// Conv2d's portable path is the im2col product (per panel of output pixels) on the portable
+// kernel. Its fast path runs 3x3 stride-1 convolutions, the bulk of the VAE, on a direct
+// kernel instead (conv_direct.go): the same register tile as the matrix kernel, reading the
+// input rows in place from a zero-padded copy of a band of rows, shifted by each tap, so no
+// im2col matrix is built; other convolutions stay im2col products on the fast kernel.
+// Conv2dPacked with weights from PackConvWeightsFor does the same on the bf16 path.
+//
 // With Opts.BF16, PackWeights stores the weights as bfloat16 (half the memory) and
 // LinearPacked rounds the activations to bf16 as it packs each panel, with float32 products
 // and sums: VDPBF16PS (12x32, AVX512_BF16, chosen at run time; Go's assembler does not know

@@ -143,3 +143,96 @@ func fastKernels() []microKernel {
 	}
 	return ks
 }
+
+// conv3x3x12x32AVX512 is the direct 3x3 stride-1 convolution kernel (gen_amd64.go,
+// convKernel): for r < 12 and j < 32,
+//
+//	c[r*ldc+j] += Σ_{ci<cn} Σ_{dy,dx<3} a[(ci*9+dy*3+dx)*12+r] * x[ci*ps+dy*rs+dx+j]
+//
+// where a is packA's layout of the weights of cn input channels and x points into a
+// zero-padded copy of the input (row stride rs, plane stride ps, in elements). It sums each
+// element's products with VFMADD231PS in (ci, dy, dx) order in a register and adds the sum to
+// c. cn must be >= 1.
+//
+//go:noescape
+func conv3x3x12x32AVX512(cn int, a, x, c *float32, ldc, rs, ps int)
+
+// conv3x3x6x16AVX2 is conv3x3x12x32AVX512 for AVX2+FMA CPUs, with 6 and 16 in place of 12
+// and 32.
+//
+//go:noescape
+func conv3x3x6x16AVX2(cn int, a, x, c *float32, ldc, rs, ps int)
+
+// conv3x3x12x32BF16 is conv3x3x12x32AVX512 over bf16 words: a and x hold uint32 words of two
+// bf16 values of consecutive input channels (2cp in the low half, 2cp+1 in the high half), cn
+// counts channel pairs and each tap is one VDPBF16PS (AVX512_BF16; see kernel12x32BF16).
+//
+//go:noescape
+func conv3x3x12x32BF16(cn int, a, x *uint32, c *float32, ldc, rs, ps int)
+
+// directEnd is the number of elements a direct kernel call reads from x: up to the last
+// value of the nr+2 columns of the third row of the cn-th plane.
+func directEnd(cn, nr, rs, ps int) int { return (cn-1)*ps + 2*rs + nr + 2 }
+
+var avx512Direct = directKernel{mr: 12, nr: 32, name: "direct-avx512-12x32", run: func(cn int, a, x, c []float32, ldc, rs, ps int) {
+	_ = a[cn*9*12-1]
+	_ = x[directEnd(cn, 32, rs, ps)-1]
+	_ = c[11*ldc+31]
+	conv3x3x12x32AVX512(cn, &a[0], &x[0], &c[0], ldc, rs, ps)
+}}
+
+var avx2Direct = directKernel{mr: 6, nr: 16, name: "direct-avx2-6x16", run: func(cn int, a, x, c []float32, ldc, rs, ps int) {
+	_ = a[cn*9*6-1]
+	_ = x[directEnd(cn, 16, rs, ps)-1]
+	_ = c[5*ldc+15]
+	conv3x3x6x16AVX2(cn, &a[0], &x[0], &c[0], ldc, rs, ps)
+}}
+
+// directKernelFor returns the direct convolution kernel that matches the fast matrix kernel
+// kn (same registers and tile), if there is one.
+func directKernelFor(kn microKernel) (directKernel, bool) {
+	switch kn.name {
+	case avx512Kernel.name:
+		return avx512Direct, true
+	case avx2Kernel.name:
+		return avx2Direct, true
+	}
+	return directKernel{}, false
+}
+
+// pairBF16x16 writes, for j < 16n, dst[j] = bf16(lo[j]) | bf16(hi[j])<<16 (RoundBF16's
+// rounding, for every value but a signalling NaN, which may become an infinity). n must be
+// >= 1; AVX-512F.
+//
+//go:noescape
+func pairBF16x16(dst *uint32, lo, hi *float32, n int)
+
+// pairBF16 writes dst[j] = bf16(lo[j]) | bf16(hi[j])<<16 for j < len(dst) (hi nil: zero high
+// halves), with AVX-512 where the CPU has it.
+func pairBF16(dst []uint32, lo, hi []float32) {
+	n := len(dst) / 16
+	if hasAVX512 && hi != nil && n > 0 {
+		_ = lo[16*n-1]
+		_ = hi[16*n-1]
+		pairBF16x16(&dst[0], &lo[0], &hi[0], n)
+	} else {
+		n = 0
+	}
+	pairBF16Go(dst[16*n:], lo[16*n:], hiTail(hi, 16*n))
+}
+
+var avx512BF16Direct = directKernelBF16{mr: 12, nr: 32, name: "direct-avx512bf16-12x32", run: func(cn int, a, x []uint32, c []float32, ldc, rs, ps int) {
+	_ = a[cn*9*12-1]
+	_ = x[directEnd(cn, 32, rs, ps)-1]
+	_ = c[11*ldc+31]
+	conv3x3x12x32BF16(cn, &a[0], &x[0], &c[0], ldc, rs, ps)
+}}
+
+// directBF16For returns the direct convolution kernel of the bf16 kernel bk, if it has one
+// (the native VDPBF16PS kernel).
+func directBF16For(bk bf16Kernel) (directKernelBF16, bool) {
+	if bk.native != nil && bk.name == avx512BF16Kernel.name {
+		return avx512BF16Direct, true
+	}
+	return directKernelBF16{}, false
+}

@@ -16,3 +16,12 @@ func roundRowBF16(dst []uint32, src []float32) { roundRowBF16Go(dst, src) }
 
 // pairRowsBF16 writes the word panel of a float32 panel (see pairRowsBF16Go).
 func pairRowsBF16(dst []uint32, src []float32, kq, nr int) { pairRowsBF16Go(dst, src, kq, nr) }
+
+// directKernelFor reports that this build has no direct convolution kernel.
+func directKernelFor(microKernel) (directKernel, bool) { return directKernel{}, false }
+
+// pairBF16 writes dst[j] = bf16(lo[j]) | bf16(hi[j])<<16 (see pairBF16Go).
+func pairBF16(dst []uint32, lo, hi []float32) { pairBF16Go(dst, lo, hi) }
+
+// directBF16For reports that this build has no direct bf16 convolution kernel.
+func directBF16For(bf16Kernel) (directKernelBF16, bool) { return directKernelBF16{}, false }
