@@ -2,11 +2,9 @@ package engine
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"image"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -141,17 +139,7 @@ func TestVAEParts(t *testing.T) {
 // encoder or VAE encoder weight fails a full load, naming the tensor, but not a DecodeOnly
 // one (and the other way round for the decoder). Its identity still covers that tensor.
 func TestPartsSkipWeights(t *testing.T) {
-	dir := "../../conformance/testdata/official/c1_w32_zero_e2/"
-	b, err := os.ReadFile(dir + "model.safetensors")
-	if err != nil {
-		t.Skip("no reference checkpoint")
-	}
-	cfg, _ := os.ReadFile(dir + "config.json")
-	vae, _ := os.ReadFile(dir + "vae/config.json")
-	f, err := safetensors.OpenBytes(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, cfg, vae, f := c1Checkpoint(t)
 	clean, err := LoadBytes(b, cfg, vae, Options{Parts: DecodeOnly})
 	if err != nil {
 		t.Fatal(err)
@@ -164,15 +152,7 @@ func TestPartsSkipWeights(t *testing.T) {
 		{[]string{"encoder.module_dict.enc_to_latents.proj.weight", "vae.vae.encoder.conv_in.weight", "vae.vae.quant_conv.bias"}, DecodeOnly, []Parts{AllParts, EncodeOnly}},
 		{[]string{"decoder.module_dict.dec_transformer.blocks.0.attn.wq.weight", "vae.vae.decoder.conv_out.weight", "vae.vae.post_quant_conv.weight"}, EncodeOnly, []Parts{AllParts, DecodeOnly}},
 	} {
-		bad := append([]byte(nil), b...)
-		for _, name := range c.names {
-			info, ok := f.Info(name)
-			if !ok {
-				t.Fatalf("no tensor %s", name)
-			}
-			binary.LittleEndian.PutUint32(bad[8+int(f.HeaderSize())+int(info.Begin):], math.Float32bits(float32(math.NaN())))
-		}
-		e, err := LoadBytes(bad, cfg, vae, Options{Parts: c.loads})
+		e, err := LoadBytes(poisoned(t, b, f, float32(math.NaN()), c.names...), cfg, vae, Options{Parts: c.loads})
 		if err != nil {
 			t.Errorf("%v with NaNs in %v: %v", c.loads, c.names, err)
 		} else if e.Identity().Digest == clean.Identity().Digest {
@@ -180,9 +160,7 @@ func TestPartsSkipWeights(t *testing.T) {
 		}
 		// A load stops at the first part with a bad weight, so each tensor is tried alone.
 		for _, name := range c.names {
-			info, _ := f.Info(name)
-			bad := append([]byte(nil), b...)
-			binary.LittleEndian.PutUint32(bad[8+int(f.HeaderSize())+int(info.Begin):], math.Float32bits(float32(math.NaN())))
+			bad := poisoned(t, b, f, float32(math.NaN()), name)
 			for _, p := range c.refuses {
 				_, err := LoadBytes(bad, cfg, vae, Options{Parts: p})
 				if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(name, model.VAEPrefix)) {
@@ -197,17 +175,7 @@ func TestPartsSkipWeights(t *testing.T) {
 // with DecodeOnly too, naming a missing tensor: its digest would differ from the full
 // model's, so no payload of that model would decode with it anyway.
 func TestDecodeOnlyNeedsWholeCheckpoint(t *testing.T) {
-	dir := "../../conformance/testdata/official/c1_w32_zero_e2/"
-	b, err := os.ReadFile(dir + "model.safetensors")
-	if err != nil {
-		t.Skip("no reference checkpoint")
-	}
-	cfg, _ := os.ReadFile(dir + "config.json")
-	vae, _ := os.ReadFile(dir + "vae/config.json")
-	f, err := safetensors.OpenBytes(b)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cfg, vae, f := c1Checkpoint(t)
 	var w safetensors.Writer
 	for _, m := range f.Metadata() {
 		if err := w.SetMetadata(m.Key, m.Value); err != nil {
@@ -226,7 +194,7 @@ func TestDecodeOnlyNeedsWholeCheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = LoadBytes(w.Bytes(), cfg, vae, Options{Parts: DecodeOnly})
+	_, err := LoadBytes(w.Bytes(), cfg, vae, Options{Parts: DecodeOnly})
 	if err == nil || !strings.Contains(err.Error(), "missing "+model.EncoderPrefix) {
 		t.Errorf("DecodeOnly without the encoder tensors: err = %v", err)
 	}
