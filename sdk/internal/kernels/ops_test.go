@@ -313,35 +313,17 @@ func TestMaskSemantics(t *testing.T) {
 	sameBits(t, "query 0", o1[:4], v[:4])
 }
 
-// refConv is the float64 convolution with Σ|w·x| for the bound.
+// refConv is the float64 convolution with Σ|w·x| (+ |bias|) for the bound: refConvAt at every
+// output.
 func refConv(x, w, bias []float32, d ConvDims) (y, sabs []float64) {
 	oh, ow := d.Out()
-	s := max(d.Stride, 1)
 	y = make([]float64, d.OutC*oh*ow)
 	sabs = make([]float64, len(y))
 	for oc := 0; oc < d.OutC; oc++ {
 		for oy := 0; oy < oh; oy++ {
 			for ox := 0; ox < ow; ox++ {
-				var acc, aa float64
-				for ci := 0; ci < d.InC; ci++ {
-					for dy := 0; dy < d.KH; dy++ {
-						for dx := 0; dx < d.KW; dx++ {
-							iy, ix := oy*s-d.PadT+dy, ox*s-d.PadL+dx
-							if iy < 0 || iy >= d.InH || ix < 0 || ix >= d.InW {
-								continue
-							}
-							t := float64(w[((oc*d.InC+ci)*d.KH+dy)*d.KW+dx]) * float64(x[(ci*d.InH+iy)*d.InW+ix])
-							acc += t
-							aa += math.Abs(t)
-						}
-					}
-				}
 				i := (oc*oh+oy)*ow + ox
-				y[i], sabs[i] = acc, aa
-				if bias != nil {
-					y[i] += float64(bias[oc])
-					sabs[i] += math.Abs(float64(bias[oc]))
-				}
+				y[i], sabs[i] = refConvAt(x, w, bias, d, oc, oy, ox)
 			}
 		}
 	}
