@@ -168,42 +168,20 @@ func kernelOp(name, reg string, mr, lanes, tmp0, ntmp int, bf16 bool) {
 	p("\tMOVQ c+24(FP), DX")
 	p("\tMOVQ ldc+32(FP), R8")
 	p("\tSHLQ $2, R8")
-	for r := 0; r < 2*mr; r++ {
-		if reg == "Z" {
-			p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-		} else {
-			p("\tVXORPS Y%d, Y%d, Y%d", r, r, r)
-		}
-	}
+	zeroTile(reg, mr)
 	p("%s_loop:", name)
 	p("\tVMOVUPS (DI), %s%d", reg, b0)
 	p("\tVMOVUPS %d(DI), %s%d", vb, reg, b1)
 	for r := 0; r < mr; r++ {
 		t := tmp0 + r%ntmp
 		p("\tVBROADCASTSS %d(SI), %s%d", 4*r, reg, t)
-		if bf16 {
-			p("\t%s", vdpbf16ps(2*r, b0, t))
-			p("\t%s", vdpbf16ps(2*r+1, b1, t))
-			continue
-		}
-		p("\tVFMADD231PS %s%d, %s%d, %s%d", reg, b0, reg, t, reg, 2*r)
-		p("\tVFMADD231PS %s%d, %s%d, %s%d", reg, b1, reg, t, reg, 2*r+1)
+		madd(reg, r, b0, b1, t, bf16)
 	}
 	p("\tADDQ $%d, SI", 4*mr)
 	p("\tADDQ $%d, DI", 4*nr)
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
-	for r := 0; r < mr; r++ {
-		p("\tVADDPS (DX), %s%d, %s%d", reg, 2*r, reg, 2*r)
-		p("\tVADDPS %d(DX), %s%d, %s%d", vb, reg, 2*r+1, reg, 2*r+1)
-		p("\tVMOVUPS %s%d, (DX)", reg, 2*r)
-		p("\tVMOVUPS %s%d, %d(DX)", reg, 2*r+1, vb)
-		if r < mr-1 {
-			p("\tADDQ R8, DX")
-		}
-	}
-	p("\tVZEROUPPER")
-	p("\tRET")
+	addStoreTile(reg, mr, vb)
 }
 
 // convKernel writes a direct 3x3 stride-1 convolution kernel with kernelOp's registers:
@@ -237,13 +215,7 @@ func convKernel(name, reg string, mr, lanes, tmp0, ntmp int, bf16 bool) {
 	p("\tMOVQ ps+48(FP), R11")
 	p("\tSHLQ $2, R11")
 	p("\tLEAQ (R9)(R9*1), R10")
-	for r := 0; r < 2*mr; r++ {
-		if reg == "Z" {
-			p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
-		} else {
-			p("\tVXORPS Y%d, Y%d, Y%d", r, r, r)
-		}
-	}
+	zeroTile(reg, mr)
 	p("%s_loop:", name)
 	for dy := 0; dy < 3; dy++ {
 		row := [3]string{"(DI)", "(DI)(R9*1)", "(DI)(R10*1)"}[dy]
@@ -254,13 +226,7 @@ func convKernel(name, reg string, mr, lanes, tmp0, ntmp int, bf16 bool) {
 			for r := 0; r < mr; r++ {
 				tr := tmp0 + r%ntmp
 				p("\tVBROADCASTSS %d(SI), %s%d", 4*(t*mr+r), reg, tr)
-				if bf16 {
-					p("\t%s", vdpbf16ps(2*r, b0, tr))
-					p("\t%s", vdpbf16ps(2*r+1, b1, tr))
-					continue
-				}
-				p("\tVFMADD231PS %s%d, %s%d, %s%d", reg, b0, reg, tr, reg, 2*r)
-				p("\tVFMADD231PS %s%d, %s%d, %s%d", reg, b1, reg, tr, reg, 2*r+1)
+				madd(reg, r, b0, b1, tr, bf16)
 			}
 		}
 	}
@@ -268,6 +234,35 @@ func convKernel(name, reg string, mr, lanes, tmp0, ntmp int, bf16 bool) {
 	p("\tADDQ R11, DI")
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
+	addStoreTile(reg, mr, vb)
+}
+
+// zeroTile clears the 2·mr accumulators.
+func zeroTile(reg string, mr int) {
+	for r := 0; r < 2*mr; r++ {
+		if reg == "Z" {
+			p("\tVPXORD Z%d, Z%d, Z%d", r, r, r)
+		} else {
+			p("\tVXORPS Y%d, Y%d, Y%d", r, r, r)
+		}
+	}
+}
+
+// madd accumulates row r's two vectors: (2r, 2r+1) += (b0, b1) · broadcast t, as FMAs or, for
+// bf16, VDPBF16PS.
+func madd(reg string, r, b0, b1, t int, bf16 bool) {
+	if bf16 {
+		p("\t%s", vdpbf16ps(2*r, b0, t))
+		p("\t%s", vdpbf16ps(2*r+1, b1, t))
+		return
+	}
+	p("\tVFMADD231PS %s%d, %s%d, %s%d", reg, b0, reg, t, reg, 2*r)
+	p("\tVFMADD231PS %s%d, %s%d, %s%d", reg, b1, reg, t, reg, 2*r+1)
+}
+
+// addStoreTile adds the accumulators to the mr rows of c at DX (row stride R8 bytes) and
+// stores them back, then returns.
+func addStoreTile(reg string, mr, vb int) {
 	for r := 0; r < mr; r++ {
 		p("\tVADDPS (DX), %s%d, %s%d", reg, 2*r, reg, 2*r)
 		p("\tVADDPS %d(DX), %s%d, %s%d", vb, reg, 2*r+1, reg, 2*r+1)
