@@ -233,25 +233,14 @@ func convDirectBF16(cw *ConvWeights, pl directPlan, threads int, d ConvDims, x, 
 // (zero for a missing last channel), into xp: pair cp's rows at xp[cp*ps:], rs words each.
 func padRowsBF16(xp []uint32, x []float32, d ConvDims, rs, ps, r0, rows int) {
 	hw := d.InH * d.InW
-	n := min(d.InW, rs-d.PadL) // input columns that reach an output
-	for cp := 0; cp < (d.InC+1)/2; cp++ {
-		lo := x[2*cp*hw : (2*cp+1)*hw]
-		var hi []float32
+	padBand(xp, (d.InC+1)/2, d, rs, ps, r0, rows, func(dst []uint32, cp, off int) {
+		lo := x[2*cp*hw+off:]
+		var hi []float32 // nil for a missing last channel
 		if 2*cp+1 < d.InC {
-			hi = x[(2*cp+1)*hw : (2*cp+2)*hw]
+			hi = x[(2*cp+1)*hw+off:]
 		}
-		for r := 0; r < rows; r++ {
-			row := xp[cp*ps+r*rs : cp*ps+(r+1)*rs]
-			iy := r0 + r - d.PadT
-			if iy < 0 || iy >= d.InH {
-				clear(row)
-				continue
-			}
-			clear(row[:d.PadL])
-			pairBF16(row[d.PadL:d.PadL+n], lo[iy*d.InW:iy*d.InW+n], hiTail(hi, iy*d.InW))
-			clear(row[d.PadL+n:])
-		}
-	}
+		pairBF16(dst, lo[:len(dst)], hi)
+	})
 }
 
 // hiTail is hi[off:], or nil for a nil hi (a missing channel).

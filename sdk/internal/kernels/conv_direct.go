@@ -183,18 +183,27 @@ func directDriver[E float32 | uint32](mr, nr int, run func(cn int, a, x []E, c [
 // into xp: channel c's rows at xp[c*ps:], rs values each.
 func padRows(xp, x []float32, d ConvDims, rs, ps, r0, rows int) {
 	hw := d.InH * d.InW
+	padBand(xp, d.InC, d, rs, ps, r0, rows, func(dst []float32, c, off int) {
+		copy(dst, x[c*hw+off:c*hw+off+len(dst)])
+	})
+}
+
+// padBand is the walk of padRows over planes planes of any element type: for each padded
+// row of the band it clears the padding and the rows outside the input, and put fills the
+// len(dst) input columns of plane p that reach an output, starting at offset off of the
+// plane's input (iy·InW).
+func padBand[T any](xp []T, planes int, d ConvDims, rs, ps, r0, rows int, put func(dst []T, p, off int)) {
 	n := min(d.InW, rs-d.PadL) // input columns that reach an output
-	for c := 0; c < d.InC; c++ {
-		src := x[c*hw : (c+1)*hw]
+	for p := 0; p < planes; p++ {
 		for r := 0; r < rows; r++ {
-			row := xp[c*ps+r*rs : c*ps+(r+1)*rs]
+			row := xp[p*ps+r*rs : p*ps+(r+1)*rs]
 			iy := r0 + r - d.PadT
 			if iy < 0 || iy >= d.InH {
 				clear(row)
 				continue
 			}
 			clear(row[:d.PadL])
-			copy(row[d.PadL:d.PadL+n], src[iy*d.InW:iy*d.InW+n])
+			put(row[d.PadL:d.PadL+n], p, iy*d.InW)
 			clear(row[d.PadL+n:])
 		}
 	}
